@@ -1,0 +1,14 @@
+//! corereg: a carrier-grade SIP registrar.
+//!
+//! The crate is split in a pure, synchronous core and a thin I/O shell:
+//! - [`sip`]: zero-copy SIP message parsing (borrowed slices) and the response writer;
+//! - [`registrar`]: the RFC 3261 §10.3 state machine, bindings and the expiry wheel (no I/O, no clock);
+//! - [`auth`]: digest authentication (RFC 7616) pieces: credentials, nonces, response verification;
+//! - [`shard`]: the glommio UDP shell that feeds datagrams to the core;
+//! - [`config`]: flags and TOML configuration.
+
+pub mod auth;
+pub mod config;
+pub mod registrar;
+pub mod shard;
+pub mod sip;

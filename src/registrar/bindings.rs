@@ -1,0 +1,1 @@
+//! Binding storage (arena + AoR table).

@@ -1,0 +1,1 @@
+//! The glommio UDP shell around the registrar core.

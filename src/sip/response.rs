@@ -1,0 +1,1 @@
+//! Response writer: appends a SIP response into a caller-owned buffer.
