@@ -608,3 +608,382 @@ impl TimerWheel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Advances with a large batch and returns the ids, sorted, checking invariants.
+    fn due(wheel: &mut TimerWheel, now_s: u64) -> Vec<u32> {
+        let mut out = Vec::new();
+        let more = wheel.advance(now_s, &mut out, usize::MAX);
+        assert!(!more);
+        wheel.check_invariants();
+        out.sort_unstable();
+        out
+    }
+
+    /// Calls `advance` until it returns false; each call must make progress.
+    fn drain(wheel: &mut TimerWheel, now_s: u64, max: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        for _ in 0..1_000_000 {
+            let before = out.len();
+            let more = wheel.advance(now_s, &mut out, max);
+            assert!(out.len() - before <= max);
+            wheel.check_invariants();
+            if !more {
+                out.sort_unstable();
+                return out;
+            }
+        }
+        panic!("advance never finished");
+    }
+
+    #[test]
+    fn node_is_small() {
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+    }
+
+    #[test]
+    fn due_exactly_at_deadline_not_one_second_before() {
+        for start in [0u64, 1_700_000_000, 4095, 4096, (1 << 24) - 1] {
+            for delta in [0u64, 1, 2, 4095, 4096, 4097, 86_400, 604_800, 1 << 24, (1 << 24) + 5] {
+                let mut wheel = TimerWheel::new(start);
+                wheel.schedule(7, start + delta);
+                assert!(wheel.next_deadline().unwrap() <= start + delta);
+                if delta > 0 {
+                    assert_eq!(due(&mut wheel, start + delta - 1), Vec::<u32>::new(), "{start}+{delta}");
+                    assert!(wheel.is_armed(7));
+                }
+                assert_eq!(due(&mut wheel, start + delta), vec![7], "{start}+{delta}");
+                assert!(!wheel.is_armed(7));
+                assert!(wheel.is_empty());
+                assert_eq!(wheel.next_deadline(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn stepping_one_second_at_a_time_across_level_boundaries() {
+        let start = 10_000u64;
+        let mut wheel = TimerWheel::new(start);
+        let deadlines: Vec<u64> = (0..40u32).map(|i| start + u64::from(i) * 517 + 3).collect();
+        for (id, d) in deadlines.iter().enumerate() {
+            wheel.schedule(id as u32, *d);
+        }
+        let last = *deadlines.last().unwrap();
+        for now in start..=last {
+            let got = due(&mut wheel, now);
+            let want: Vec<u32> = deadlines
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d == now)
+                .map(|(id, _)| id as u32)
+                .collect();
+            assert_eq!(got, want, "at {now}");
+            if let Some(next) = wheel.next_deadline() {
+                assert!(next > now);
+            }
+        }
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn cancel_and_rearm() {
+        let mut wheel = TimerWheel::new(100);
+        wheel.cancel(3); // never armed: no-op
+        wheel.cancel(u32::MAX);
+        assert!(!wheel.is_armed(u32::MAX));
+        wheel.schedule(3, 200);
+        wheel.schedule(4, 200);
+        wheel.schedule(5, 200);
+        assert_eq!(wheel.len(), 3);
+        wheel.cancel(4); // middle of the slot's list
+        wheel.cancel(4); // twice: no-op
+        assert_eq!(wheel.len(), 2);
+        wheel.schedule(3, 10_000); // re-arm later, into level 1
+        wheel.schedule(5, 150); // re-arm earlier
+        assert_eq!(wheel.len(), 2);
+        assert_eq!(wheel.deadline(3), Some(10_000));
+        assert_eq!(wheel.next_deadline(), Some(150));
+        assert_eq!(due(&mut wheel, 199), vec![5]);
+        assert_eq!(due(&mut wheel, 9_999), Vec::<u32>::new());
+        wheel.schedule(3, 9_999 + 1); // re-arm of an id sitting in level 1 into level 0
+        assert_eq!(due(&mut wheel, 10_000), vec![3]);
+        // An expired id can be scheduled again.
+        wheel.schedule(3, 10_001);
+        assert_eq!(due(&mut wheel, 10_001), vec![3]);
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn past_deadlines_are_due_at_next_advance() {
+        let mut wheel = TimerWheel::new(1_000);
+        wheel.schedule(1, 0);
+        wheel.schedule(2, 999);
+        wheel.schedule(3, 1_000);
+        assert_eq!(wheel.next_deadline(), Some(0));
+        assert_eq!(due(&mut wheel, 1_000), vec![1, 2, 3]);
+        // After advancing to 1000, a deadline of 1000 is in the past of the cursor (1001): still due.
+        wheel.schedule(4, 1_000);
+        wheel.schedule(5, 1_001);
+        assert_eq!(due(&mut wheel, 1_000), vec![4]);
+        assert_eq!(due(&mut wheel, 1_001), vec![5]);
+    }
+
+    #[test]
+    fn clock_stepped_back_is_no_time_passing() {
+        let mut wheel = TimerWheel::new(5_000);
+        wheel.schedule(1, 5_010);
+        wheel.schedule(2, 6_000);
+        assert_eq!(due(&mut wheel, 5_100), vec![1]);
+        // The clock steps back: nothing new is due, nothing panics.
+        assert_eq!(due(&mut wheel, 10), Vec::<u32>::new());
+        // A deadline before the wheel's clock (5100) but after the stepped-back time is due now.
+        wheel.schedule(3, 5_050);
+        assert_eq!(due(&mut wheel, 20), vec![3]);
+        assert_eq!(due(&mut wheel, 5_999), Vec::<u32>::new());
+        assert_eq!(due(&mut wheel, 6_000), vec![2]);
+        // new() at 0 and time 0.
+        let mut wheel = TimerWheel::new(0);
+        wheel.schedule(0, 0);
+        assert_eq!(due(&mut wheel, 0), vec![0]);
+    }
+
+    #[test]
+    fn cascade_from_level1_and_overflow() {
+        let start = 1_700_000_000u64;
+        let mut wheel = TimerWheel::new(start);
+        let week = 7 * 86_400;
+        let far = start + (1 << 25) + 12_345; // beyond the 2^24 s span: overflow
+        wheel.schedule(1, start + 5_000); // level 1
+        wheel.schedule(2, start + week); // level 1
+        wheel.schedule(3, far); // overflow
+        wheel.schedule(4, far + 1); // overflow
+        assert_eq!(wheel.next_deadline().map(|d| d <= start + 5_000), Some(true));
+        assert_eq!(due(&mut wheel, start + 4_999), Vec::<u32>::new());
+        assert_eq!(due(&mut wheel, start + 5_000), vec![1]);
+        assert_eq!(due(&mut wheel, start + week - 1), Vec::<u32>::new());
+        assert_eq!(due(&mut wheel, start + week), vec![2]);
+        assert_eq!(due(&mut wheel, far - 1), Vec::<u32>::new());
+        assert_eq!(wheel.len(), 2);
+        assert_eq!(due(&mut wheel, far), vec![3]);
+        assert_eq!(due(&mut wheel, far + 1), vec![4]);
+        // Stepping through a cascade boundary one second at a time.
+        let mut wheel = TimerWheel::new(4_090);
+        wheel.schedule(9, 4_100); // crosses the level-0 rotation: level 1
+        for now in 4_090..4_100 {
+            assert_eq!(due(&mut wheel, now), Vec::<u32>::new());
+        }
+        assert_eq!(due(&mut wheel, 4_100), vec![9]);
+    }
+
+    #[test]
+    fn big_jump_returns_everything_due_and_nothing_else() {
+        let start = 1_000_000u64;
+        let mut wheel = TimerWheel::new(start);
+        let mut want = Vec::new();
+        for id in 0..5_000u32 {
+            // Spread over 0 s .. ~58 days, including the overflow.
+            let d = start + u64::from(id) * u64::from(id) * 200;
+            wheel.schedule(id, d);
+            if d <= start + 30 * 86_400 {
+                want.push(id);
+            }
+        }
+        // The shell was suspended for 30 days.
+        let got = drain(&mut wheel, start + 30 * 86_400, 1_000);
+        assert_eq!(got, want);
+        assert_eq!(wheel.len(), 5_000 - want.len());
+        let rest = drain(&mut wheel, u64::MAX, 7);
+        assert_eq!(rest.len(), 5_000 - want.len());
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn batches_are_bounded_by_max() {
+        let mut wheel = TimerWheel::new(0);
+        for id in 0..10_000u32 {
+            wheel.schedule(id, 5_000 + u64::from(id % 3)); // one level-1 slot, cascades in bounded steps
+        }
+        // At 4999 the level-1 slot (first second 4096) is cascading: 10_000 moves exceed one call's
+        // budget, so calls return true with no id until the cascade is done, then false.
+        let mut out = Vec::new();
+        assert!(wheel.advance(4_999, &mut out, 100));
+        assert!(out.is_empty());
+        assert_eq!(drain(&mut wheel, 4_999, 100), Vec::<u32>::new());
+        let mut calls = 0;
+        loop {
+            let before = out.len();
+            let more = wheel.advance(5_010, &mut out, 100);
+            calls += 1;
+            assert!(out.len() - before <= 100);
+            wheel.check_invariants();
+            if !more {
+                break;
+            }
+            assert!(calls < 1_000);
+        }
+        out.sort_unstable();
+        assert_eq!(out, (0..10_000).collect::<Vec<u32>>());
+        // max = 0 returns nothing but reports the work.
+        wheel.schedule(1, 1);
+        let mut out = Vec::new();
+        assert!(wheel.advance(6_000, &mut out, 0));
+        assert!(out.is_empty());
+        assert!(!wheel.advance(6_000, &mut out, 1));
+        assert_eq!(out, vec![1]);
+    }
+
+    #[test]
+    fn ids_far_apart_and_limits() {
+        let mut wheel = TimerWheel::new(0);
+        wheel.schedule(0, 10);
+        wheel.schedule(1 << 20, 10);
+        wheel.schedule(77, 11);
+        assert_eq!(wheel.len(), 3);
+        assert!(!wheel.is_armed(1 << 19));
+        assert_eq!(due(&mut wheel, 10), vec![0, 1 << 20]);
+        assert_eq!(due(&mut wheel, 11), vec![77]);
+        assert!(matches!(
+            wheel.try_schedule(MAX_TIMER_ID, 1),
+            Err(WheelError::IdTooLarge(_))
+        ));
+        assert!(wheel.try_schedule(u32::MAX, 1).is_err());
+        assert!(wheel.is_empty());
+        // Absurd times saturate instead of overflowing.
+        wheel.schedule(5, u64::MAX);
+        assert_eq!(wheel.deadline(5), Some(MAX_TIME_S));
+        assert_eq!(due(&mut wheel, MAX_TIME_S - 1), Vec::<u32>::new());
+        assert_eq!(due(&mut wheel, u64::MAX), vec![5]);
+        assert_eq!(due(&mut wheel, u64::MAX), Vec::<u32>::new());
+        let wheel = TimerWheel::with_capacity(0, 1_000);
+        assert_eq!(wheel.node_bytes(), 16_000);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Deadline = model clock + delta (saturating at 0).
+        Schedule { id: u32, delta: i64 },
+        ScheduleAbsolute { id: u32, deadline_s: u64 },
+        Cancel { id: u32 },
+        /// One `advance` call at model clock + delta.
+        Advance { delta: i64, max: usize },
+        /// `advance` until it returns false.
+        Drain { delta: i64, max: usize },
+    }
+
+    fn id() -> impl Strategy<Value = u32> {
+        prop_oneof![8 => 0u32..48, 1 => 0u32..70_000]
+    }
+
+    fn delta() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            4 => -3i64..8,
+            4 => -100i64..5_000,
+            3 => 0i64..700_000,
+            2 => 0i64..(1 << 26),
+            1 => -(1i64 << 25)..0,
+            1 => ((1i64 << 24) - 5)..((1i64 << 24) + 5),
+        ]
+    }
+
+    fn max() -> impl Strategy<Value = usize> {
+        prop_oneof![0usize..4, 1usize..40, Just(usize::MAX)]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (id(), delta()).prop_map(|(id, delta)| Op::Schedule { id, delta }),
+            1 => (id(), any::<u64>()).prop_map(|(id, deadline_s)| Op::ScheduleAbsolute { id, deadline_s }),
+            2 => id().prop_map(|id| Op::Cancel { id }),
+            3 => (delta(), max()).prop_map(|(delta, max)| Op::Advance { delta, max }),
+            1 => (delta(), 1usize..10).prop_map(|(delta, max)| Op::Drain { delta, max }),
+        ]
+    }
+
+    fn offset(base: u64, delta: i64) -> u64 {
+        base.saturating_add_signed(delta)
+    }
+
+    /// Checks one `advance` result against the model: every id returned was armed and due, and when
+    /// the wheel says nothing more is due, the model agrees.
+    fn check_batch(model: &mut BTreeMap<u32, u64>, clock_s: u64, out: &[u32], more: bool, max: usize) {
+        assert!(out.len() <= max);
+        for id in out {
+            let deadline_s = model.remove(id).unwrap_or_else(|| panic!("id {id} returned but not armed"));
+            assert!(deadline_s <= clock_s, "id {id} returned at {clock_s} before its deadline {deadline_s}");
+        }
+        if !more {
+            let missed: Vec<_> = model.iter().filter(|(_, d)| **d <= clock_s).collect();
+            assert!(missed.is_empty(), "due at {clock_s} but not returned: {missed:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn agrees_with_btreemap_model(
+            start_s in prop_oneof![0u64..10_000, 1_600_000_000u64..1_800_000_000, Just((1u64 << 24) - 3)],
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let mut wheel = TimerWheel::new(start_s);
+            let mut model: BTreeMap<u32, u64> = BTreeMap::new();
+            // The model's clock is monotonic, as the wheel's: a step back is no time passing.
+            let mut clock_s = start_s;
+            for op in ops {
+                match op {
+                    Op::Schedule { id, delta } => {
+                        let deadline_s = offset(clock_s, delta);
+                        wheel.schedule(id, deadline_s);
+                        model.insert(id, deadline_s.min(MAX_TIME_S));
+                    }
+                    Op::ScheduleAbsolute { id, deadline_s } => {
+                        wheel.schedule(id, deadline_s);
+                        model.insert(id, deadline_s.min(MAX_TIME_S));
+                    }
+                    Op::Cancel { id } => {
+                        wheel.cancel(id);
+                        model.remove(&id);
+                    }
+                    Op::Advance { delta, max } => {
+                        let now_s = offset(clock_s, delta);
+                        clock_s = clock_s.max(now_s.min(MAX_TIME_S));
+                        let mut out = Vec::new();
+                        let more = wheel.advance(now_s, &mut out, max);
+                        check_batch(&mut model, clock_s, &out, more, max);
+                    }
+                    Op::Drain { delta, max } => {
+                        let now_s = offset(clock_s, delta);
+                        clock_s = clock_s.max(now_s.min(MAX_TIME_S));
+                        let mut calls = 0;
+                        loop {
+                            let mut out = Vec::new();
+                            let more = wheel.advance(now_s, &mut out, max);
+                            check_batch(&mut model, clock_s, &out, more, max);
+                            calls += 1;
+                            prop_assert!(calls < 100_000, "advance never finished");
+                            if !more {
+                                break;
+                            }
+                        }
+                    }
+                }
+                wheel.check_invariants();
+                prop_assert_eq!(wheel.len(), model.len());
+                let earliest = model.values().min().copied();
+                match (wheel.next_deadline(), earliest) {
+                    (None, None) => {}
+                    (Some(next), Some(earliest)) => prop_assert!(next <= earliest, "next_deadline {} > {}", next, earliest),
+                    (got, want) => prop_assert!(false, "next_deadline {:?}, model {:?}", got, want),
+                }
+                for (id, deadline_s) in &model {
+                    prop_assert_eq!(wheel.deadline(*id), Some(*deadline_s));
+                }
+            }
+        }
+    }
+}
