@@ -49,7 +49,10 @@ const SPAN_BITS: u32 = 2 * LEVEL_BITS;
 const SPAN_MASK: u64 = (1 << SPAN_BITS) - 1;
 /// Occupancy words per level; the summary word has one bit per occupancy word.
 const WORDS: usize = SLOTS / 64;
-const _: () = assert!(WORDS <= 64, "the one-word summary covers at most 64 occupancy words");
+const _: () = assert!(
+    WORDS <= 64,
+    "the one-word summary covers at most 64 occupancy words"
+);
 
 // List indices into `heads`: level-0 slots, level-1 slots, then three special lists.
 const L0_BASE: u32 = 0;
@@ -515,7 +518,10 @@ impl TimerWheel {
         let id = self.heads[list as usize];
         debug_assert!(id != NIL);
         let deadline_s = self.nodes[id as usize].deadline_s;
-        debug_assert!(deadline_s >= self.cur_s, "a cascading timer was already due");
+        debug_assert!(
+            deadline_s >= self.cur_s,
+            "a cascading timer was already due"
+        );
         self.unlink(id);
         self.link(id, deadline_s);
         debug_assert!(self.nodes[id as usize].prev != HEAD_BIT | list);
@@ -562,7 +568,9 @@ impl TimerWheel {
                 DUE => assert!(self.due_min_s <= min_s),
                 OVERFLOW => assert!(self.overflow_min_s <= min_s),
                 RESCAN => assert!(self.rescan_min_s <= min_s),
-                _ if list < L1_BASE => assert_eq!(self.occupied[0].contains(list as usize), non_empty),
+                _ if list < L1_BASE => {
+                    assert_eq!(self.occupied[0].contains(list as usize), non_empty)
+                }
                 _ => assert_eq!(
                     self.occupied[1].contains((list - L1_BASE) as usize),
                     non_empty
@@ -649,12 +657,27 @@ mod tests {
     #[test]
     fn due_exactly_at_deadline_not_one_second_before() {
         for start in [0u64, 1_700_000_000, 4095, 4096, (1 << 24) - 1] {
-            for delta in [0u64, 1, 2, 4095, 4096, 4097, 86_400, 604_800, 1 << 24, (1 << 24) + 5] {
+            for delta in [
+                0u64,
+                1,
+                2,
+                4095,
+                4096,
+                4097,
+                86_400,
+                604_800,
+                1 << 24,
+                (1 << 24) + 5,
+            ] {
                 let mut wheel = TimerWheel::new(start);
                 wheel.schedule(7, start + delta);
                 assert!(wheel.next_deadline().unwrap() <= start + delta);
                 if delta > 0 {
-                    assert_eq!(due(&mut wheel, start + delta - 1), Vec::<u32>::new(), "{start}+{delta}");
+                    assert_eq!(
+                        due(&mut wheel, start + delta - 1),
+                        Vec::<u32>::new(),
+                        "{start}+{delta}"
+                    );
                     assert!(wheel.is_armed(7));
                 }
                 assert_eq!(due(&mut wheel, start + delta), vec![7], "{start}+{delta}");
@@ -762,7 +785,10 @@ mod tests {
         wheel.schedule(2, start + week); // level 1
         wheel.schedule(3, far); // overflow
         wheel.schedule(4, far + 1); // overflow
-        assert_eq!(wheel.next_deadline().map(|d| d <= start + 5_000), Some(true));
+        assert_eq!(
+            wheel.next_deadline().map(|d| d <= start + 5_000),
+            Some(true)
+        );
         assert_eq!(due(&mut wheel, start + 4_999), Vec::<u32>::new());
         assert_eq!(due(&mut wheel, start + 5_000), vec![1]);
         assert_eq!(due(&mut wheel, start + week - 1), Vec::<u32>::new());
@@ -866,13 +892,27 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         /// Deadline = model clock + delta (saturating at 0).
-        Schedule { id: u32, delta: i64 },
-        ScheduleAbsolute { id: u32, deadline_s: u64 },
-        Cancel { id: u32 },
+        Schedule {
+            id: u32,
+            delta: i64,
+        },
+        ScheduleAbsolute {
+            id: u32,
+            deadline_s: u64,
+        },
+        Cancel {
+            id: u32,
+        },
         /// One `advance` call at model clock + delta.
-        Advance { delta: i64, max: usize },
+        Advance {
+            delta: i64,
+            max: usize,
+        },
         /// `advance` until it returns false.
-        Drain { delta: i64, max: usize },
+        Drain {
+            delta: i64,
+            max: usize,
+        },
     }
 
     fn id() -> impl Strategy<Value = u32> {
@@ -910,15 +950,29 @@ mod tests {
 
     /// Checks one `advance` result against the model: every id returned was armed and due, and when
     /// the wheel says nothing more is due, the model agrees.
-    fn check_batch(model: &mut BTreeMap<u32, u64>, clock_s: u64, out: &[u32], more: bool, max: usize) {
+    fn check_batch(
+        model: &mut BTreeMap<u32, u64>,
+        clock_s: u64,
+        out: &[u32],
+        more: bool,
+        max: usize,
+    ) {
         assert!(out.len() <= max);
         for id in out {
-            let deadline_s = model.remove(id).unwrap_or_else(|| panic!("id {id} returned but not armed"));
-            assert!(deadline_s <= clock_s, "id {id} returned at {clock_s} before its deadline {deadline_s}");
+            let deadline_s = model
+                .remove(id)
+                .unwrap_or_else(|| panic!("id {id} returned but not armed"));
+            assert!(
+                deadline_s <= clock_s,
+                "id {id} returned at {clock_s} before its deadline {deadline_s}"
+            );
         }
         if !more {
             let missed: Vec<_> = model.iter().filter(|(_, d)| **d <= clock_s).collect();
-            assert!(missed.is_empty(), "due at {clock_s} but not returned: {missed:?}");
+            assert!(
+                missed.is_empty(),
+                "due at {clock_s} but not returned: {missed:?}"
+            );
         }
     }
 
