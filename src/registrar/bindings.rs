@@ -1,1 +1,490 @@
-//! Binding storage (arena + AoR table).
+//! Binding storage: one arena of bindings and one arena of AoR records per registrar (shard), and a
+//! hash table from canonical AoR to its record.
+//!
+//! Layout choices (memory per binding is a product figure, see the README):
+//! - every binding keeps its strings (contact URI, Call-ID, Path, +sip.instance, User-Agent) in ONE boxed
+//!   allocation with u16 end offsets, so a binding costs one heap block;
+//! - the bindings of one AoR form an intrusive singly linked list through the binding arena (`next`), so an
+//!   AoR record needs no Vec of its own;
+//! - the table stores only `u32` record indices; the AoR hash is computed once per request (ahash, seeded
+//!   once per process and shared by all shards so the same hash also picks the owning shard).
+//!
+//! A refresh that changes nothing but CSeq, expiry and source address rewrites the binding in place and
+//! allocates nothing.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+
+use hashbrown::HashTable;
+use slab::Slab;
+use thiserror::Error;
+
+/// Index of a binding in the arena; also its timer id in the expiry wheel.
+pub type BindingIdx = u32;
+/// Index of an AoR record in the arena.
+pub type AorIdx = u32;
+
+/// End of an intrusive list.
+const NIL: u32 = u32::MAX;
+
+/// Number of string fields stored per binding.
+const FIELDS: usize = 5;
+const CONTACT: usize = 0;
+const CALL_ID: usize = 1;
+const PATH: usize = 2;
+const INSTANCE: usize = 3;
+const USER_AGENT: usize = 4;
+
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("binding store is full")]
+    Full,
+    #[error("binding field longer than 65535 bytes")]
+    FieldTooLong,
+}
+
+/// Everything a REGISTER says about one binding, borrowed from the request.
+#[derive(Clone, Copy, Debug)]
+pub struct BindingData<'a> {
+    pub contact: &'a [u8],
+    pub call_id: &'a [u8],
+    pub path: &'a [u8],
+    pub instance: &'a [u8],
+    pub user_agent: &'a [u8],
+    pub cseq: u32,
+    pub expires_at_s: u64,
+    pub q: Option<u16>,
+    pub reg_id: Option<NonZeroU32>,
+    pub source: SocketAddr,
+    pub now_s: u64,
+}
+
+/// One stored binding.
+pub struct Binding {
+    strings: Box<[u8]>,
+    /// End offsets of the first FIELDS-1 strings; the last one ends at `strings.len()`.
+    ends: [u16; FIELDS - 1],
+    pub cseq: u32,
+    /// Absolute Unix second at which the binding is expired (`now_s >= expires_at_s`).
+    pub expires_at_s: u64,
+    /// When the binding was created or last refreshed (Unix seconds): "oldest" for eviction.
+    pub updated_at_s: u64,
+    /// q-value in thousandths, when the UA gave one.
+    pub q: Option<u16>,
+    pub reg_id: Option<NonZeroU32>,
+    /// Where the REGISTER came from (RFC 5626 flow / NAT traversal).
+    pub source: SocketAddr,
+    aor: AorIdx,
+    next: BindingIdx,
+}
+
+impl Binding {
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            usize::from(self.ends[i - 1])
+        };
+        let end = if i == FIELDS - 1 {
+            self.strings.len()
+        } else {
+            usize::from(self.ends[i])
+        };
+        &self.strings[start..end]
+    }
+    pub fn contact(&self) -> &[u8] {
+        self.field(CONTACT)
+    }
+    pub fn call_id(&self) -> &[u8] {
+        self.field(CALL_ID)
+    }
+    pub fn path(&self) -> &[u8] {
+        self.field(PATH)
+    }
+    /// `+sip.instance` value without quotes; empty when none.
+    pub fn instance(&self) -> &[u8] {
+        self.field(INSTANCE)
+    }
+    pub fn user_agent(&self) -> &[u8] {
+        self.field(USER_AGENT)
+    }
+    pub fn aor(&self) -> AorIdx {
+        self.aor
+    }
+    /// Heap bytes held by this binding's strings.
+    pub fn string_bytes(&self) -> usize {
+        self.strings.len()
+    }
+
+    fn strings_equal(&self, d: &BindingData<'_>) -> bool {
+        self.contact() == d.contact
+            && self.call_id() == d.call_id
+            && self.path() == d.path
+            && self.instance() == d.instance
+            && self.user_agent() == d.user_agent
+    }
+}
+
+fn pack_strings(d: &BindingData<'_>) -> Result<(Box<[u8]>, [u16; FIELDS - 1]), StoreError> {
+    let parts = [d.contact, d.call_id, d.path, d.instance, d.user_agent];
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total > usize::from(u16::MAX) {
+        return Err(StoreError::FieldTooLong);
+    }
+    let mut strings = Vec::with_capacity(total);
+    let mut ends = [0u16; FIELDS - 1];
+    for (i, part) in parts.iter().enumerate() {
+        strings.extend_from_slice(part);
+        if i < FIELDS - 1 {
+            // Cannot truncate: total <= u16::MAX was checked above.
+            ends[i] = strings.len() as u16;
+        }
+    }
+    Ok((strings.into_boxed_slice(), ends))
+}
+
+struct AorRecord {
+    aor: Box<[u8]>,
+    hash: u64,
+    head: BindingIdx,
+    count: u32,
+}
+
+/// The per-shard binding table.
+pub struct BindingStore {
+    hasher: ahash::RandomState,
+    table: HashTable<AorIdx>,
+    aors: Slab<AorRecord>,
+    bindings: Slab<Binding>,
+    max_bindings: usize,
+}
+
+/// Seeds for the AoR hash. One value per process, shared by every shard: the hash both finds an AoR in a
+/// shard's table and picks the shard that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashSeed(pub [u64; 4]);
+
+impl HashSeed {
+    /// A random seed (HashDoS resistance: collisions cannot be precomputed against a running process).
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        // getrandom only fails when the OS has no entropy source at all; a fixed seed is then still correct,
+        // just not DoS-resistant.
+        let _ = getrandom::getrandom(&mut bytes);
+        let mut seeds = [0u64; 4];
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            seeds[i] = u64::from_le_bytes(w);
+        }
+        HashSeed(seeds)
+    }
+
+    pub fn hasher(self) -> ahash::RandomState {
+        let [a, b, c, d] = self.0;
+        ahash::RandomState::with_seeds(a, b, c, d)
+    }
+}
+
+impl BindingStore {
+    pub fn new(seed: HashSeed, max_bindings: usize) -> Self {
+        BindingStore {
+            hasher: seed.hasher(),
+            table: HashTable::new(),
+            aors: Slab::new(),
+            bindings: Slab::new(),
+            // Indices are u32 and NIL is reserved.
+            max_bindings: max_bindings.min(NIL as usize - 1),
+        }
+    }
+
+    pub fn hash_aor(&self, aor: &[u8]) -> u64 {
+        self.hasher.hash_one(aor)
+    }
+
+    /// Live bindings.
+    pub fn len(&self) -> usize {
+        self.bindings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
+    }
+
+    /// AoRs with at least one binding.
+    pub fn aor_count(&self) -> usize {
+        self.aors.len()
+    }
+
+    pub fn max_bindings(&self) -> usize {
+        self.max_bindings
+    }
+
+    pub fn find_aor(&self, hash: u64, aor: &[u8]) -> Option<AorIdx> {
+        let aors = &self.aors;
+        self.table
+            .find(hash, |&i| {
+                aors.get(i as usize).is_some_and(|r| &*r.aor == aor)
+            })
+            .copied()
+    }
+
+    pub fn aor_name(&self, aor: AorIdx) -> Option<&[u8]> {
+        self.aors.get(aor as usize).map(|r| &*r.aor)
+    }
+
+    pub fn binding_count_of(&self, aor: AorIdx) -> usize {
+        self.aors.get(aor as usize).map_or(0, |r| r.count as usize)
+    }
+
+    pub fn get(&self, idx: BindingIdx) -> Option<&Binding> {
+        self.bindings.get(idx as usize)
+    }
+
+    /// The bindings of an AoR (most recently inserted first).
+    pub fn bindings_of(&self, aor: AorIdx) -> BindingsOf<'_> {
+        let head = self.aors.get(aor as usize).map_or(NIL, |r| r.head);
+        BindingsOf {
+            store: self,
+            cur: head,
+        }
+    }
+
+    /// Insert a new binding for `aor` (creating the AoR record when needed).
+    pub fn insert(
+        &mut self,
+        hash: u64,
+        aor: &[u8],
+        d: &BindingData<'_>,
+    ) -> Result<BindingIdx, StoreError> {
+        if self.bindings.len() >= self.max_bindings {
+            return Err(StoreError::Full);
+        }
+        let (strings, ends) = pack_strings(d)?;
+        let aor_idx = match self.find_aor(hash, aor) {
+            Some(i) => i,
+            None => self.insert_aor(hash, aor),
+        };
+        let record = &mut self.aors[aor_idx as usize];
+        let idx = self.bindings.insert(Binding {
+            strings,
+            ends,
+            cseq: d.cseq,
+            expires_at_s: d.expires_at_s,
+            updated_at_s: d.now_s,
+            q: d.q,
+            reg_id: d.reg_id,
+            source: d.source,
+            aor: aor_idx,
+            next: record.head,
+        }) as BindingIdx;
+        record.head = idx;
+        record.count += 1;
+        Ok(idx)
+    }
+
+    fn insert_aor(&mut self, hash: u64, aor: &[u8]) -> AorIdx {
+        let idx = self.aors.insert(AorRecord {
+            aor: aor.into(),
+            hash,
+            head: NIL,
+            count: 0,
+        }) as AorIdx;
+        let aors = &self.aors;
+        self.table
+            .insert_unique(hash, idx, |&i| aors.get(i as usize).map_or(0, |r| r.hash));
+        idx
+    }
+
+    /// Rewrite a binding in place. Allocates only when one of its strings changed.
+    pub fn update(&mut self, idx: BindingIdx, d: &BindingData<'_>) -> Result<(), StoreError> {
+        let Some(b) = self.bindings.get_mut(idx as usize) else {
+            return Ok(());
+        };
+        if !b.strings_equal(d) {
+            let (strings, ends) = pack_strings(d)?;
+            b.strings = strings;
+            b.ends = ends;
+        }
+        b.cseq = d.cseq;
+        b.expires_at_s = d.expires_at_s;
+        b.updated_at_s = d.now_s;
+        b.q = d.q;
+        b.reg_id = d.reg_id;
+        b.source = d.source;
+        Ok(())
+    }
+
+    /// Remove a binding; the AoR record goes when its last binding does. Returns the removed binding.
+    pub fn remove(&mut self, idx: BindingIdx) -> Option<Binding> {
+        let b = self.bindings.try_remove(idx as usize)?;
+        let aor_idx = b.aor as usize;
+        let Some(record) = self.aors.get_mut(aor_idx) else {
+            debug_assert!(false, "binding without AoR record");
+            return Some(b);
+        };
+        if record.head == idx {
+            record.head = b.next;
+        } else {
+            let mut cur = record.head;
+            while cur != NIL {
+                let Some(node) = self.bindings.get_mut(cur as usize) else {
+                    break;
+                };
+                if node.next == idx {
+                    node.next = b.next;
+                    break;
+                }
+                cur = node.next;
+            }
+        }
+        record.count -= 1;
+        if record.count == 0 {
+            debug_assert_eq!(record.head, NIL);
+            let hash = record.hash;
+            if let Ok(entry) = self.table.find_entry(hash, |&i| i as usize == aor_idx) {
+                entry.remove();
+            }
+            self.aors.remove(aor_idx);
+        }
+        Some(b)
+    }
+
+    /// Heap-independent estimate used by the memory report: bytes of strings held (AoRs and bindings).
+    pub fn string_bytes(&self) -> usize {
+        let b: usize = self.bindings.iter().map(|(_, b)| b.string_bytes()).sum();
+        let a: usize = self.aors.iter().map(|(_, r)| r.aor.len()).sum();
+        a + b
+    }
+}
+
+pub struct BindingsOf<'s> {
+    store: &'s BindingStore,
+    cur: BindingIdx,
+}
+
+impl<'s> Iterator for BindingsOf<'s> {
+    type Item = (BindingIdx, &'s Binding);
+    fn next(&mut self) -> Option<Self::Item> {
+        let idx = self.cur;
+        let b = self.store.bindings.get(idx as usize)?;
+        self.cur = b.next;
+        Some((idx, b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data<'a>(contact: &'a [u8], call_id: &'a [u8], cseq: u32) -> BindingData<'a> {
+        BindingData {
+            contact,
+            call_id,
+            path: b"",
+            instance: b"",
+            user_agent: b"ua",
+            cseq,
+            expires_at_s: 100,
+            q: None,
+            reg_id: None,
+            source: "127.0.0.1:5060".parse().expect("addr"),
+            now_s: 0,
+        }
+    }
+
+    #[test]
+    fn insert_find_iterate_remove() {
+        let mut s = BindingStore::new(HashSeed([1, 2, 3, 4]), 10);
+        let aor = b"sip:alice@example.com";
+        let h = s.hash_aor(aor);
+        let a = s
+            .insert(h, aor, &data(b"sip:a@1", b"c1", 1))
+            .expect("insert");
+        let b = s
+            .insert(h, aor, &data(b"sip:a@2", b"c2", 1))
+            .expect("insert");
+        let rec = s.find_aor(h, aor).expect("aor");
+        let got: Vec<_> = s
+            .bindings_of(rec)
+            .map(|(i, b)| (i, b.contact().to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(b, b"sip:a@2".to_vec()), (a, b"sip:a@1".to_vec())]
+        );
+        assert_eq!(s.get(a).map(|b| b.call_id()), Some(&b"c1"[..]));
+        assert_eq!(s.get(a).map(|b| b.user_agent()), Some(&b"ua"[..]));
+        assert!(s.remove(a).is_some());
+        assert_eq!(s.binding_count_of(rec), 1);
+        assert!(s.remove(b).is_some());
+        assert_eq!(s.find_aor(h, aor), None);
+        assert!(s.is_empty());
+        assert_eq!(s.aor_count(), 0);
+        assert!(s.remove(b).is_none());
+    }
+
+    #[test]
+    fn full_store_refuses() {
+        let mut s = BindingStore::new(HashSeed([1, 2, 3, 4]), 1);
+        let h = s.hash_aor(b"x");
+        s.insert(h, b"x", &data(b"sip:a@1", b"c", 1))
+            .expect("first");
+        assert_eq!(
+            s.insert(h, b"x", &data(b"sip:a@2", b"c", 1)),
+            Err(StoreError::Full)
+        );
+    }
+
+    #[test]
+    fn update_in_place_keeps_strings_when_unchanged() {
+        let mut s = BindingStore::new(HashSeed([1, 2, 3, 4]), 10);
+        let h = s.hash_aor(b"x");
+        let i = s
+            .insert(h, b"x", &data(b"sip:a@1", b"c", 1))
+            .expect("insert");
+        let before = s.get(i).map(|b| b.strings.as_ptr());
+        s.update(i, &data(b"sip:a@1", b"c", 2)).expect("update");
+        assert_eq!(
+            s.get(i).map(|b| b.strings.as_ptr()),
+            before,
+            "no reallocation on refresh"
+        );
+        assert_eq!(s.get(i).map(|b| b.cseq), Some(2));
+        s.update(i, &data(b"sip:a@9", b"c", 3)).expect("update");
+        assert_eq!(s.get(i).map(|b| b.contact()), Some(&b"sip:a@9"[..]));
+    }
+
+    #[test]
+    fn removing_middle_of_list_keeps_others() {
+        let mut s = BindingStore::new(HashSeed([1, 2, 3, 4]), 10);
+        let h = s.hash_aor(b"x");
+        let ids: Vec<_> = (0..4u8)
+            .map(|n| {
+                s.insert(h, b"x", &data(&[b'a' + n], b"c", 1))
+                    .expect("insert")
+            })
+            .collect();
+        s.remove(ids[2]);
+        s.remove(ids[0]);
+        let rec = s.find_aor(h, b"x").expect("aor");
+        let left: Vec<_> = s.bindings_of(rec).map(|(i, _)| i).collect();
+        assert_eq!(left, vec![ids[3], ids[1]]);
+    }
+
+    #[test]
+    fn oversized_fields_are_refused() {
+        let mut s = BindingStore::new(HashSeed([1, 2, 3, 4]), 10);
+        let big = vec![b'a'; 70_000];
+        let h = s.hash_aor(b"x");
+        assert_eq!(
+            s.insert(h, b"x", &data(&big, b"c", 1)),
+            Err(StoreError::FieldTooLong)
+        );
+        assert_eq!(
+            s.aor_count(),
+            0,
+            "a refused insert leaves no AoR record behind"
+        );
+    }
+}

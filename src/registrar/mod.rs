@@ -9,12 +9,26 @@
 //! - `Now` is wall-clock time as milliseconds since the Unix epoch, supplied by the caller (tests use a fake).
 
 pub mod bindings;
+mod date;
+pub mod register;
+mod validate;
 pub mod wheel;
 
 use std::net::SocketAddr;
 
-use crate::sip::parse::ParseLimits;
+use bindings::{BindingStore, HashSeed};
+use date::DateCache;
+use register::{Refusal, RegisterRequest, State};
+use validate::{validate, Basics};
+use wheel::TimerWheel;
 
+use crate::sip::header::{has_option_tag, split_list};
+use crate::sip::parse::{
+    parse_message, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
+    StartLineError,
+};
+use crate::sip::response::ResponseWriter;
+use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, UriError};
 /// Wall-clock time supplied by the shell: milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Now {
@@ -23,7 +37,9 @@ pub struct Now {
 
 impl Now {
     pub fn from_secs(unix_s: u64) -> Self {
-        Now { unix_ms: unix_s * 1000 }
+        Now {
+            unix_ms: unix_s * 1000,
+        }
     }
     pub fn unix_s(self) -> u64 {
         self.unix_ms / 1000
@@ -31,7 +47,9 @@ impl Now {
 }
 
 /// What to do when a REGISTER would take an AoR over `max_contacts_per_aor`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverLimitPolicy {
     /// 403 Forbidden (nothing changes).
@@ -50,6 +68,8 @@ pub struct RegistrarConfig {
     pub min_expires_s: u32,
     pub max_expires_s: u32,
     pub max_contacts_per_aor: usize,
+    /// Contacts accepted in one REGISTER (at most `register::MAX_CONTACTS_PER_REQUEST`).
+    pub max_contacts_per_request: usize,
     pub over_limit: OverLimitPolicy,
     /// Bindings this registrar (shard) may hold in all; over it new bindings get 503.
     pub max_bindings: usize,
@@ -58,6 +78,8 @@ pub struct RegistrarConfig {
     pub parse: ParseLimits,
     /// Value of the Server header (empty: none).
     pub server_name: String,
+    /// AoR hash seed, shared by every shard of a process (it also picks the owning shard).
+    pub hash_seed: HashSeed,
 }
 
 impl Default for RegistrarConfig {
@@ -68,11 +90,13 @@ impl Default for RegistrarConfig {
             min_expires_s: 60,
             max_expires_s: 86400,
             max_contacts_per_aor: 10,
+            max_contacts_per_request: 32,
             over_limit: OverLimitPolicy::Reject503,
             max_bindings: 1_000_000,
             retry_after_s: 5,
             parse: ParseLimits::default(),
             server_name: concat!("corereg/", env!("CARGO_PKG_VERSION")).to_string(),
+            hash_seed: HashSeed::random(),
         }
     }
 }
@@ -108,36 +132,528 @@ pub struct Stats {
     pub expired: u64,
 }
 
+/// Option tags this registrar implements (RFC 3327 Path, RFC 5626 outbound).
+const SUPPORTED: &[u8] = b"path, outbound";
+const ALLOW: &[u8] = b"REGISTER, OPTIONS";
+/// Expired bindings removed per `handle_timeout` call before yielding back to the shell.
+const EXPIRY_BATCH: usize = 1024;
+
 pub struct Registrar {
-    _p: (),
+    cfg: RegistrarConfig,
+    store: BindingStore,
+    wheel: TimerWheel,
+    stats: Stats,
+    date: DateCache,
+    /// Scratch space reused across requests (no allocation once warm).
+    expired: Vec<u32>,
+    path: Vec<u8>,
+    tag_hasher: ahash::RandomState,
 }
 
 impl Registrar {
-    pub fn new(_config: RegistrarConfig, _now: Now) -> Self {
-        todo!()
+    pub fn new(cfg: RegistrarConfig, now: Now) -> Self {
+        let store = BindingStore::new(cfg.hash_seed, cfg.max_bindings);
+        Registrar {
+            store,
+            wheel: TimerWheel::new(now.unix_s()),
+            stats: Stats::default(),
+            date: DateCache::new(),
+            expired: Vec::with_capacity(EXPIRY_BATCH),
+            path: Vec::with_capacity(256),
+            // Fixed seeds: the To-tag of a response must be the same on every shard and after restarts so
+            // retransmissions get identical answers.
+            tag_hasher: ahash::RandomState::with_seeds(
+                0x636f_7265,
+                0x7265_6721,
+                0x7461_6773,
+                0x5349_5032,
+            ),
+            cfg,
+        }
     }
 
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.cfg
+    }
+
+    /// Handle one datagram from `source`. The response (if any) is written into `out`.
     #[must_use]
-    pub fn handle(&mut self, _datagram: &[u8], _source: SocketAddr, _now: Now, out: &mut Vec<u8>) -> Outcome {
+    pub fn handle(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         out.clear();
-        todo!()
+        self.stats.requests += 1;
+        let outcome = self.dispatch(datagram, source, now, out);
+        match outcome {
+            Outcome::Reply { status, .. } if (400..500).contains(&status) => {
+                self.stats.replies_4xx += 1
+            }
+            Outcome::Reply { status, .. } if status >= 500 => self.stats.replies_5xx += 1,
+            Outcome::Silent(_) => self.stats.dropped += 1,
+            _ => {}
+        }
+        outcome
     }
 
+    fn dispatch(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let msg = match parse_message(datagram, &self.cfg.parse) {
+            Ok(msg) => msg,
+            Err(FramingError::TooLarge) => return self.too_large(datagram, source, now, out),
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "unframeable datagram dropped");
+                return Outcome::Silent(Silence::Unanswerable);
+            }
+        };
+        let (method, method_raw, uri) = match msg.start {
+            StartLine::Response { .. } => return Outcome::Silent(Silence::Response),
+            StartLine::Request {
+                method: Method::Ack,
+                ..
+            } => return Outcome::Silent(Silence::Ack),
+            StartLine::Request {
+                method,
+                method_raw,
+                uri,
+            } => (method, method_raw, uri),
+            StartLine::Invalid(e) => {
+                if msg.count(HeaderName::Via) == 0 {
+                    return Outcome::Silent(Silence::Unanswerable);
+                }
+                let status = match e {
+                    StartLineError::BadVersion => 505,
+                    StartLineError::UriTooLong => 414,
+                    StartLineError::Malformed => 400,
+                };
+                return self.reply(status, &msg, source, now, out);
+            }
+        };
+        if msg.count(HeaderName::Via) == 0 {
+            return Outcome::Silent(Silence::Unanswerable);
+        }
+        let basics = match validate(&msg, method_raw) {
+            Ok(b) => b,
+            Err(why) => {
+                tracing::debug!(%source, ?why, "malformed request");
+                return self.reply(400, &msg, source, now, out);
+            }
+        };
+        // RFC 3261 §8.2.1: method inspection first.
+        match method {
+            Method::Register | Method::Options => {}
+            Method::Other => return self.reply_allow(501, &msg, source, now, out),
+            _ => return self.reply_allow(405, &msg, source, now, out),
+        }
+        // §8.2.2: Request-URI, then Require.
+        let ruri = match parse_uri(uri) {
+            Ok(u) => u,
+            Err(UriError::UnsupportedScheme) => return self.reply(416, &msg, source, now, out),
+            Err(_) => return self.reply(400, &msg, source, now, out),
+        };
+        if let Some(status) = self.check_require(&msg, source, now, out) {
+            return status;
+        }
+        match method {
+            Method::Register => {
+                if !self.serves(ruri.host) {
+                    return self.reply(404, &msg, source, now, out);
+                }
+                self.register(&msg, &basics, source, now, out)
+            }
+            _ => self.reply_allow(200, &msg, source, now, out),
+        }
+    }
+
+    /// §10.3 step 1 (and step 5's domain part): no `--domain` means every domain is served.
+    fn serves(&self, host: &[u8]) -> bool {
+        self.cfg.domains.is_empty()
+            || self
+                .cfg
+                .domains
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+    }
+
+    /// §10.3 step 2 / §8.2.2.3: 420 listing every Require tag we do not implement.
+    fn check_require(
+        &mut self,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let unsupported = |tag: &[u8]| !has_option_tag(SUPPORTED, tag);
+        let any = msg
+            .all(HeaderName::Require)
+            .flat_map(split_list)
+            .flatten()
+            .any(|t| !t.is_empty() && unsupported(t));
+        if !any {
+            return None;
+        }
+        let mut w = self.writer(420, msg, source, now, out);
+        let buf = w.buf();
+        buf.extend_from_slice(b"Unsupported: ");
+        let mut first = true;
+        for tag in msg.all(HeaderName::Require).flat_map(split_list).flatten() {
+            if !tag.is_empty() && unsupported(tag) {
+                if !first {
+                    buf.extend_from_slice(b", ");
+                }
+                buf.extend_from_slice(tag);
+                first = false;
+            }
+        }
+        buf.extend_from_slice(b"\r\n");
+        w.finish();
+        Some(Outcome::Reply {
+            status: 420,
+            bindings_changed: false,
+        })
+    }
+
+    fn register(
+        &mut self,
+        msg: &Message<'_>,
+        basics: &Basics<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        // §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve.
+        let to_uri = match parse_uri(basics.to.uri) {
+            Ok(u) => u,
+            Err(_) => return self.reply(400, msg, source, now, out),
+        };
+        if !self.serves(to_uri.host) {
+            return self.reply(404, msg, source, now, out);
+        }
+        let mut aor = AorBuf::default();
+        if canonical_aor(&to_uri, &mut aor).is_err() {
+            return self.reply(400, msg, source, now, out);
+        }
+        let contacts = match register::collect_contacts(
+            msg.all(HeaderName::Contact),
+            msg.first(HeaderName::Expires),
+            &self.cfg,
+        ) {
+            Ok(c) => c,
+            Err(refusal) => return self.refuse(refusal, msg, source, now, out, aor.as_bytes()),
+        };
+        let aor = aor.as_bytes();
+        let aor_hash = self.store.hash_aor(aor);
+        let now_s = now.unix_s();
+        let mut state = State {
+            store: &mut self.store,
+            wheel: &mut self.wheel,
+            cfg: &self.cfg,
+        };
+        self.stats.expired += register::purge_expired(&mut state, aor_hash, aor, now_s);
+        self.path.clear();
+        for (i, p) in msg.all(HeaderName::Path).enumerate() {
+            if i > 0 {
+                self.path.extend_from_slice(b", ");
+            }
+            self.path.extend_from_slice(p);
+        }
+        let req = RegisterRequest {
+            aor,
+            aor_hash,
+            call_id: basics.call_id,
+            cseq: basics.cseq,
+            path: &self.path,
+            user_agent: msg.first(HeaderName::UserAgent).unwrap_or(b""),
+            source,
+            now_s,
+        };
+        let applied = if contacts.is_empty() {
+            Ok(register::Applied::default())
+        } else {
+            register::apply(&mut state, &req, &contacts)
+        };
+        match applied {
+            Ok(applied) => {
+                self.stats.registers_ok += 1;
+                self.write_ok(msg, source, now, out, aor_hash, aor, applied.outbound);
+                Outcome::Reply {
+                    status: 200,
+                    bindings_changed: applied.changed,
+                }
+            }
+            Err(Refusal::Retransmission) => {
+                self.write_ok(msg, source, now, out, aor_hash, aor, false);
+                Outcome::Reply {
+                    status: 200,
+                    bindings_changed: false,
+                }
+            }
+            Err(refusal) => self.refuse(refusal, msg, source, now, out, aor),
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        refusal: Refusal,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+        aor: &[u8],
+    ) -> Outcome {
+        tracing::debug!(%source, ?refusal, aor = %String::from_utf8_lossy(aor), "REGISTER refused");
+        let status = match refusal {
+            Refusal::BadRequest(_) | Refusal::OutOfOrder | Refusal::Retransmission => 400,
+            Refusal::IntervalTooBrief => 423,
+            Refusal::TooManyContacts403 => 403,
+            Refusal::TooManyContacts503 | Refusal::StoreFull => 503,
+        };
+        let min_expires = self.cfg.min_expires_s;
+        let retry_after = self.cfg.retry_after_s;
+        let mut w = self.writer(status, msg, source, now, out);
+        match status {
+            423 => {
+                w.header_u64(b"Min-Expires", u64::from(min_expires));
+            }
+            503 => {
+                w.header_u64(b"Retry-After", u64::from(retry_after));
+            }
+            _ => {}
+        }
+        w.finish();
+        Outcome::Reply {
+            status,
+            bindings_changed: false,
+        }
+    }
+
+    /// 200 OK listing every current binding of the AoR with its remaining expiry (§10.3 step 8).
+    #[allow(clippy::too_many_arguments)]
+    fn write_ok(
+        &mut self,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+        aor_hash: u64,
+        aor: &[u8],
+        outbound: bool,
+    ) {
+        let now_s = now.unix_s();
+        let echo_path = msg
+            .all(HeaderName::Supported)
+            .any(|v| has_option_tag(v, b"path"));
+        let to_tag = self.to_tag(msg);
+        let date = self.date.get(now_s);
+        let mut w = ResponseWriter::start(out, 200);
+        w.dialog_headers(msg, source, &to_tag);
+        if let Some(rec) = self.store.find_aor(aor_hash, aor) {
+            for (_, b) in self.store.bindings_of(rec) {
+                write_contact(w.buf(), b, now_s);
+            }
+        }
+        if echo_path {
+            for p in msg.all(HeaderName::Path) {
+                w.header(b"Path", p);
+            }
+        }
+        if outbound {
+            w.header(b"Require", b"outbound");
+        }
+        w.header(b"Date", date);
+        w.header(b"Supported", SUPPORTED);
+        if !self.cfg.server_name.is_empty() {
+            w.header(b"Server", self.cfg.server_name.as_bytes());
+        }
+        w.finish();
+    }
+
+    fn to_tag(&self, msg: &Message<'_>) -> [u8; 16] {
+        let h = self
+            .tag_hasher
+            .hash_one(msg.first(HeaderName::CallId).unwrap_or(b""));
+        let mut tag = [0u8; 16];
+        for (i, t) in tag.iter_mut().enumerate() {
+            *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        tag
+    }
+
+    fn writer<'o>(
+        &mut self,
+        status: u16,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &'o mut Vec<u8>,
+    ) -> ResponseWriter<'o> {
+        let to_tag = self.to_tag(msg);
+        let mut w = ResponseWriter::start(out, status);
+        w.dialog_headers(msg, source, &to_tag);
+        w.header(b"Date", self.date.get(now.unix_s()));
+        if !self.cfg.server_name.is_empty() {
+            w.header(b"Server", self.cfg.server_name.as_bytes());
+        }
+        w
+    }
+
+    fn reply(
+        &mut self,
+        status: u16,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.writer(status, msg, source, now, out).finish();
+        Outcome::Reply {
+            status,
+            bindings_changed: false,
+        }
+    }
+
+    /// A reply carrying `Allow` (and `Supported`): OPTIONS' 200, 405 and 501.
+    fn reply_allow(
+        &mut self,
+        status: u16,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let mut w = self.writer(status, msg, source, now, out);
+        w.header(b"Allow", ALLOW);
+        w.header(b"Supported", SUPPORTED);
+        w.finish();
+        Outcome::Reply {
+            status,
+            bindings_changed: false,
+        }
+    }
+
+    /// A datagram over the size limit: answer 513 when its head still names whom to answer.
+    fn too_large(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let limits = self.cfg.parse;
+        let head = &datagram[..datagram.len().min(limits.max_message_bytes)];
+        let Ok(msg) = parse_message(head, &limits) else {
+            return Outcome::Silent(Silence::Unanswerable);
+        };
+        match msg.start {
+            StartLine::Request {
+                method: Method::Ack,
+                ..
+            }
+            | StartLine::Response { .. } => Outcome::Silent(Silence::Unanswerable),
+            _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
+            _ => self.reply(513, &msg, source, now, out),
+        }
+    }
+
+    /// Unix second at which `handle_timeout` must next run (None: no binding armed).
     pub fn next_timeout(&self) -> Option<u64> {
-        todo!()
+        self.wheel.next_deadline()
     }
 
+    /// Remove bindings whose expiry has come; bounded work per call. Returns true when more are due.
     #[must_use]
-    pub fn handle_timeout(&mut self, _now: Now) -> bool {
-        todo!()
+    pub fn handle_timeout(&mut self, now: Now) -> bool {
+        let now_s = now.unix_s();
+        self.expired.clear();
+        let more = self.wheel.advance(now_s, &mut self.expired, EXPIRY_BATCH);
+        for &idx in &self.expired {
+            match self.store.get(idx) {
+                Some(b) if b.expires_at_s <= now_s => {
+                    self.store.remove(idx);
+                    self.stats.expired += 1;
+                }
+                // Refreshed since it was armed: arm it again for its new expiry.
+                Some(b) => {
+                    let at = b.expires_at_s;
+                    self.wheel.schedule(idx, at);
+                }
+                None => {}
+            }
+        }
+        more
     }
 
     pub fn stats(&self) -> &Stats {
-        todo!()
+        &self.stats
     }
 
     /// Number of live bindings.
     pub fn binding_count(&self) -> usize {
-        todo!()
+        self.store.len()
+    }
+
+    /// Read access to the bindings (lookups, tests, the memory report).
+    pub fn store(&self) -> &BindingStore {
+        &self.store
     }
 }
+
+/// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
+fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
+    let mut num = itoa::Buffer::new();
+    buf.extend_from_slice(b"Contact: <");
+    buf.extend_from_slice(b.contact());
+    buf.extend_from_slice(b">;expires=");
+    buf.extend_from_slice(num.format(b.expires_at_s.saturating_sub(now_s)).as_bytes());
+    if let Some(q) = b.q {
+        buf.extend_from_slice(b";q=");
+        write_qvalue(buf, q);
+    }
+    if !b.instance().is_empty() {
+        buf.extend_from_slice(b";+sip.instance=\"");
+        buf.extend_from_slice(b.instance());
+        buf.push(b'"');
+    }
+    if let Some(reg_id) = b.reg_id {
+        buf.extend_from_slice(b";reg-id=");
+        buf.extend_from_slice(num.format(reg_id.get()).as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// q in thousandths as the qvalue grammar writes it: `1`, `0.5`, `0.125`, `0`.
+fn write_qvalue(buf: &mut Vec<u8>, q: u16) {
+    if q >= 1000 {
+        buf.push(b'1');
+        return;
+    }
+    buf.extend_from_slice(b"0");
+    if q == 0 {
+        return;
+    }
+    let digits = [
+        b'0' + (q / 100) as u8,
+        b'0' + (q / 10 % 10) as u8,
+        b'0' + (q % 10) as u8,
+    ];
+    let len = if digits[2] != b'0' {
+        3
+    } else if digits[1] != b'0' {
+        2
+    } else {
+        1
+    };
+    buf.push(b'.');
+    buf.extend_from_slice(&digits[..len]);
+}
+
+#[cfg(test)]
+mod tests;

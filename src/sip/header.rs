@@ -138,5 +138,7 @@ pub fn parse_via(_element: &[u8]) -> Result<Via<'_>, HeaderError> {
 
 /// Case-insensitive option-tag membership in a comma-separated list value (Require, Supported).
 pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
-    split_list(list_value).flatten().any(|t| t.eq_ignore_ascii_case(tag))
+    split_list(list_value)
+        .flatten()
+        .any(|t| t.eq_ignore_ascii_case(tag))
 }

@@ -29,7 +29,11 @@ pub const MAX_HEADERS: usize = 96;
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits { max_message_bytes: 8192, max_headers: 64, max_line_bytes: 2048 }
+        ParseLimits {
+            max_message_bytes: 8192,
+            max_headers: 64,
+            max_line_bytes: 2048,
+        }
     }
 }
 
@@ -89,8 +93,14 @@ pub struct Header<'a> {
 
 #[derive(Clone, Copy, Debug)]
 pub enum StartLine<'a> {
-    Request { method: Method, method_raw: &'a [u8], uri: &'a [u8] },
-    Response { code: u16 },
+    Request {
+        method: Method,
+        method_raw: &'a [u8],
+        uri: &'a [u8],
+    },
+    Response {
+        code: u16,
+    },
     /// The start line is malformed; the headers were still split so a 400/505 can be built.
     Invalid(StartLineError),
 }
@@ -157,6 +167,9 @@ impl<'a> Message<'a> {
 }
 
 /// Frame a datagram. Never allocates, never panics.
-pub fn parse_message<'a>(_buf: &'a [u8], _limits: &ParseLimits) -> Result<Message<'a>, FramingError> {
+pub fn parse_message<'a>(
+    _buf: &'a [u8],
+    _limits: &ParseLimits,
+) -> Result<Message<'a>, FramingError> {
     todo!()
 }

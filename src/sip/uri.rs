@@ -61,7 +61,10 @@ pub struct AorBuf {
 
 impl Default for AorBuf {
     fn default() -> Self {
-        AorBuf { buf: [0; MAX_URI_BYTES], len: 0 }
+        AorBuf {
+            buf: [0; MAX_URI_BYTES],
+            len: 0,
+        }
     }
 }
 

@@ -1,0 +1,491 @@
+//! REGISTER processing, RFC 3261 §10.3 steps 5-8, with Path (RFC 3327) and outbound (RFC 5626).
+//!
+//! Atomicity: the request is first turned into a plan (one action per Contact, checked against every rule
+//! and limit) on the stack; only a plan that passes every check is applied. A failing REGISTER changes
+//! nothing.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+
+use super::bindings::{BindingData, BindingIdx, BindingStore};
+use super::wheel::TimerWheel;
+use super::{OverLimitPolicy, RegistrarConfig};
+use crate::sip::header::{
+    parse_contact, parse_qvalue, parse_u32, split_list, ContactValue, HeaderError,
+};
+use crate::sip::uri::{parse_uri, uri_eq, SipUri};
+
+/// Static capacity of a plan: the most Contacts one REGISTER may carry (config may lower it).
+pub const MAX_CONTACTS_PER_REQUEST: usize = 64;
+/// Static capacity for the bindings of one AoR considered at once (config may lower it).
+pub const MAX_CONTACTS_PER_AOR: usize = 256;
+
+/// What the request asks for, already checked against §10.3.
+#[derive(Clone, Copy, Debug)]
+pub struct RegisterRequest<'a> {
+    pub aor: &'a [u8],
+    pub aor_hash: u64,
+    pub call_id: &'a [u8],
+    pub cseq: u32,
+    pub path: &'a [u8],
+    pub user_agent: &'a [u8],
+    pub source: SocketAddr,
+    pub now_s: u64,
+}
+
+/// One Contact of the request.
+#[derive(Clone, Copy, Debug)]
+pub struct ReqContact<'a> {
+    pub uri_text: &'a [u8],
+    /// None for non-SIP URIs, which compare byte for byte (RFC 3986 §6.2.1).
+    pub uri: Option<SipUri<'a>>,
+    pub expires_s: u32,
+    pub q: Option<u16>,
+    /// `+sip.instance` value without quotes (empty: none).
+    pub instance: &'a [u8],
+    /// Only kept when an instance is present too (RFC 5626 §6: reg-id alone is ignored).
+    pub reg_id: Option<NonZeroU32>,
+}
+
+impl<'a> ReqContact<'a> {
+    const EMPTY: ReqContact<'static> = ReqContact {
+        uri_text: b"",
+        uri: None,
+        expires_s: 0,
+        q: None,
+        instance: b"",
+        reg_id: None,
+    };
+
+    fn is_outbound(&self) -> bool {
+        self.reg_id.is_some()
+    }
+}
+
+/// The Contacts of a REGISTER, parsed into a fixed-capacity array.
+pub struct Contacts<'a> {
+    pub star: bool,
+    items: [ReqContact<'a>; MAX_CONTACTS_PER_REQUEST],
+    len: usize,
+}
+
+impl<'a> Contacts<'a> {
+    pub fn as_slice(&self) -> &[ReqContact<'a>] {
+        &self.items[..self.len]
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && !self.star
+    }
+}
+
+/// Why a REGISTER is refused; maps to one status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: malformed Contact / Expires / `*` misuse.
+    BadRequest(&'static str),
+    /// 423 with Min-Expires.
+    IntervalTooBrief,
+    /// 400: same Call-ID with a lower CSeq (out of order: abort).
+    OutOfOrder,
+    /// Same Call-ID and the same CSeq: a retransmission; nothing changes, the current bindings are sent.
+    Retransmission,
+    /// 403: over max contacts (policy reject403, or eviction could not make room).
+    TooManyContacts403,
+    /// 503: over max contacts (policy reject503).
+    TooManyContacts503,
+    /// 503: the shard's binding table is full.
+    StoreFull,
+}
+
+/// Collect and check every Contact (§10.3 steps 6-7 up to expiry), without touching state.
+pub fn collect_contacts<'a>(
+    contact_values: impl Iterator<Item = &'a [u8]>,
+    expires_header: Option<&'a [u8]>,
+    cfg: &RegistrarConfig,
+) -> Result<Contacts<'a>, Refusal> {
+    let header_expires = match expires_header {
+        Some(v) => Some(parse_expires(v).ok_or(Refusal::BadRequest("bad Expires"))?),
+        None => None,
+    };
+    let limit = cfg.max_contacts_per_request.min(MAX_CONTACTS_PER_REQUEST);
+    let mut contacts = Contacts {
+        star: false,
+        items: [ReqContact::EMPTY; MAX_CONTACTS_PER_REQUEST],
+        len: 0,
+    };
+    let mut elements = 0usize;
+    for value in contact_values {
+        for element in split_list(value) {
+            let element = element.map_err(|_| Refusal::BadRequest("bad Contact"))?;
+            elements += 1;
+            match parse_contact(element).map_err(|_| Refusal::BadRequest("bad Contact"))? {
+                ContactValue::Star => contacts.star = true,
+                ContactValue::Addr(na) => {
+                    if contacts.len >= limit {
+                        return Err(Refusal::BadRequest("too many Contacts"));
+                    }
+                    contacts.items[contacts.len] = req_contact(na, header_expires, cfg)?;
+                    contacts.len += 1;
+                }
+            }
+        }
+    }
+    if contacts.star {
+        // §10.3 step 6: `*` only alone, and only with Expires: 0.
+        if elements != 1 || header_expires != Some(0) {
+            return Err(Refusal::BadRequest(
+                "Contact: * needs to be alone, with Expires: 0",
+            ));
+        }
+        return Ok(contacts);
+    }
+    // §10.3 step 7: a non-zero expiry below the minimum refuses the whole request.
+    if contacts
+        .as_slice()
+        .iter()
+        .any(|c| c.expires_s != 0 && c.expires_s < cfg.min_expires_s)
+    {
+        return Err(Refusal::IntervalTooBrief);
+    }
+    Ok(contacts)
+}
+
+fn req_contact<'a>(
+    na: crate::sip::header::NameAddr<'a>,
+    header_expires: Option<u32>,
+    cfg: &RegistrarConfig,
+) -> Result<ReqContact<'a>, Refusal> {
+    let uri = match parse_uri(na.uri) {
+        Ok(u) => Some(u),
+        Err(crate::sip::uri::UriError::UnsupportedScheme) if !na.uri.is_empty() => None,
+        Err(_) => return Err(Refusal::BadRequest("bad Contact URI")),
+    };
+    let expires = match na.params.get(b"expires") {
+        Some(Some(v)) => parse_expires(v).ok_or(Refusal::BadRequest("bad expires parameter"))?,
+        Some(None) => return Err(Refusal::BadRequest("bad expires parameter")),
+        None => header_expires.unwrap_or(cfg.default_expires_s),
+    };
+    let q = match na.params.get(b"q") {
+        Some(Some(v)) => Some(parse_qvalue(v).map_err(|_| Refusal::BadRequest("bad q"))?),
+        Some(None) => return Err(Refusal::BadRequest("bad q")),
+        None => None,
+    };
+    let instance = match na.params.get(b"+sip.instance") {
+        Some(Some(v)) if !v.is_empty() => v,
+        _ => b"",
+    };
+    let reg_id = match na.params.get(b"reg-id") {
+        Some(Some(v)) => {
+            let n = parse_u32(v).map_err(|_| Refusal::BadRequest("bad reg-id"))?;
+            NonZeroU32::new(n).ok_or(Refusal::BadRequest("bad reg-id"))?
+        }
+        Some(None) => return Err(Refusal::BadRequest("bad reg-id")),
+        None => NonZeroU32::MIN,
+    };
+    let has_reg_id = na.params.get(b"reg-id").is_some();
+    Ok(ReqContact {
+        uri_text: na.uri,
+        uri,
+        expires_s: expires.min(cfg.max_expires_s),
+        q,
+        instance,
+        reg_id: (has_reg_id && !instance.is_empty()).then_some(reg_id),
+    })
+}
+
+/// Expires values larger than 32 bits are valid and simply capped later (RFC 3261 §20.19, RFC 4475 scalar02
+/// still fails on its CSeq first).
+fn parse_expires(v: &[u8]) -> Option<u32> {
+    match parse_u32(v) {
+        Ok(n) => Some(n),
+        Err(HeaderError::NumberOutOfRange) => Some(u32::MAX),
+        Err(_) => None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Nothing,
+    Insert,
+    Update(BindingIdx),
+    Remove(BindingIdx),
+}
+
+/// The outcome of a successful REGISTER.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub changed: bool,
+    /// An outbound (instance + reg-id) binding was processed: answer with `Require: outbound`.
+    pub outbound: bool,
+}
+
+/// The mutable state a REGISTER acts on.
+pub struct State<'s> {
+    pub store: &'s mut BindingStore,
+    pub wheel: &'s mut TimerWheel,
+    pub cfg: &'s RegistrarConfig,
+}
+
+/// Remove the AoR's bindings that are already expired but not yet swept by the wheel, so that the rules
+/// and the 200's list never see them.
+pub fn purge_expired(st: &mut State<'_>, aor_hash: u64, aor: &[u8], now_s: u64) -> u64 {
+    let Some(rec) = st.store.find_aor(aor_hash, aor) else {
+        return 0;
+    };
+    let mut due = [0 as BindingIdx; MAX_CONTACTS_PER_AOR];
+    let mut n = 0;
+    for (idx, b) in st.store.bindings_of(rec) {
+        if b.expires_at_s <= now_s && n < due.len() {
+            due[n] = idx;
+            n += 1;
+        }
+    }
+    for &idx in &due[..n] {
+        st.wheel.cancel(idx);
+        st.store.remove(idx);
+    }
+    n as u64
+}
+
+/// §10.3 steps 6-8: plan every change, check it, then apply it.
+pub fn apply(
+    st: &mut State<'_>,
+    req: &RegisterRequest<'_>,
+    contacts: &Contacts<'_>,
+) -> Result<Applied, Refusal> {
+    let mut existing = [0 as BindingIdx; MAX_CONTACTS_PER_AOR];
+    let mut n_existing = 0;
+    if let Some(rec) = st.store.find_aor(req.aor_hash, req.aor) {
+        for (idx, _) in st.store.bindings_of(rec) {
+            if n_existing == existing.len() {
+                break;
+            }
+            existing[n_existing] = idx;
+            n_existing += 1;
+        }
+    }
+    let existing = &existing[..n_existing];
+
+    let mut actions = [Action::Nothing; MAX_CONTACTS_PER_REQUEST];
+    let items = contacts.as_slice();
+    let mut removals = 0usize;
+    let mut inserts = 0usize;
+
+    if contacts.star {
+        // Step 6: remove every binding, unless one with this Call-ID has a CSeq that is not lower.
+        for &idx in existing {
+            check_cseq(st.store, idx, req)?;
+        }
+        for &idx in existing {
+            st.wheel.cancel(idx);
+            st.store.remove(idx);
+        }
+        return Ok(Applied {
+            changed: !existing.is_empty(),
+            outbound: false,
+        });
+    }
+
+    for (i, c) in items.iter().enumerate() {
+        let target = existing
+            .iter()
+            .copied()
+            .find(|&idx| matches(st.store, idx, c));
+        // A later Contact for the same binding wins over an earlier one in the same request.
+        for prev in 0..i {
+            let same = match (actions[prev], target) {
+                (Action::Update(a) | Action::Remove(a), Some(b)) => a == b,
+                (Action::Insert, None) => same_contact(&items[prev], c),
+                _ => false,
+            };
+            if same {
+                actions[prev] = Action::Nothing;
+            }
+        }
+        actions[i] = match target {
+            Some(idx) => {
+                check_cseq(st.store, idx, req)?;
+                if c.expires_s == 0 {
+                    Action::Remove(idx)
+                } else {
+                    Action::Update(idx)
+                }
+            }
+            None if c.expires_s == 0 => Action::Nothing,
+            None => Action::Insert,
+        };
+    }
+    for a in &actions[..items.len()] {
+        match a {
+            Action::Insert => inserts += 1,
+            Action::Remove(_) => removals += 1,
+            _ => {}
+        }
+    }
+
+    // Limits: per AoR, then per shard.
+    let mut evict = [0 as BindingIdx; MAX_CONTACTS_PER_AOR];
+    let mut n_evict = 0;
+    let after = existing.len() + inserts - removals;
+    let max_contacts = st.cfg.max_contacts_per_aor.min(MAX_CONTACTS_PER_AOR);
+    if inserts > 0 && after > max_contacts {
+        match st.cfg.over_limit {
+            OverLimitPolicy::Reject403 => return Err(Refusal::TooManyContacts403),
+            OverLimitPolicy::Reject503 => return Err(Refusal::TooManyContacts503),
+            OverLimitPolicy::EvictOldest => {
+                n_evict = pick_evictions(
+                    st.store,
+                    existing,
+                    &actions[..items.len()],
+                    after - max_contacts,
+                    &mut evict,
+                )
+                .ok_or(Refusal::TooManyContacts403)?;
+            }
+        }
+    }
+    if st.store.len() + inserts > st.store.max_bindings() + removals + n_evict {
+        return Err(Refusal::StoreFull);
+    }
+
+    // Apply: nothing below can fail for a request that reached this point.
+    for &idx in &evict[..n_evict] {
+        st.wheel.cancel(idx);
+        st.store.remove(idx);
+    }
+    let mut outbound = false;
+    for (c, a) in items.iter().zip(actions.iter()) {
+        outbound |= c.is_outbound() && *a != Action::Nothing;
+        let data = binding_data(req, c);
+        match *a {
+            Action::Nothing => {}
+            Action::Remove(idx) => {
+                st.wheel.cancel(idx);
+                st.store.remove(idx);
+            }
+            Action::Update(idx) => {
+                if st.store.update(idx, &data).is_ok() {
+                    st.wheel.schedule(idx, data.expires_at_s);
+                } else {
+                    debug_assert!(false, "fields are bounded by the datagram size");
+                }
+            }
+            Action::Insert => match st.store.insert(req.aor_hash, req.aor, &data) {
+                Ok(idx) => st.wheel.schedule(idx, data.expires_at_s),
+                Err(_) => debug_assert!(
+                    false,
+                    "capacity and field sizes were checked while planning"
+                ),
+            },
+        }
+    }
+    let changed = n_evict > 0 || actions[..items.len()].iter().any(|a| *a != Action::Nothing);
+    Ok(Applied { changed, outbound })
+}
+
+fn binding_data<'a>(req: &RegisterRequest<'a>, c: &ReqContact<'a>) -> BindingData<'a> {
+    BindingData {
+        contact: c.uri_text,
+        call_id: req.call_id,
+        path: req.path,
+        instance: c.instance,
+        user_agent: req.user_agent,
+        cseq: req.cseq,
+        expires_at_s: req.now_s.saturating_add(u64::from(c.expires_s)),
+        q: c.q,
+        reg_id: c.reg_id,
+        source: req.source,
+        now_s: req.now_s,
+    }
+}
+
+/// Step 7's Call-ID/CSeq rule for one existing binding.
+fn check_cseq(
+    store: &BindingStore,
+    idx: BindingIdx,
+    req: &RegisterRequest<'_>,
+) -> Result<(), Refusal> {
+    let Some(b) = store.get(idx) else {
+        return Ok(());
+    };
+    if b.call_id() != req.call_id {
+        return Ok(());
+    }
+    if req.cseq < b.cseq {
+        Err(Refusal::OutOfOrder)
+    } else if req.cseq == b.cseq {
+        Err(Refusal::Retransmission)
+    } else {
+        Ok(())
+    }
+}
+
+/// Does the request Contact designate this existing binding? Outbound contacts match on
+/// (+sip.instance, reg-id) even when the URI changed (RFC 5626 §6); others on URI equality (§19.1.4).
+fn matches(store: &BindingStore, idx: BindingIdx, c: &ReqContact<'_>) -> bool {
+    let Some(b) = store.get(idx) else {
+        return false;
+    };
+    if c.is_outbound() {
+        return b.reg_id == c.reg_id && b.instance() == c.instance;
+    }
+    if b.reg_id.is_some() {
+        // An outbound binding is only replaced through its own instance/reg-id pair.
+        return false;
+    }
+    contact_uri_eq(c, b.contact())
+}
+
+fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
+    match (c.uri, parse_uri(stored)) {
+        (Some(a), Ok(b)) => uri_eq(&a, &b),
+        (None, Err(_)) => c.uri_text == stored,
+        _ => false,
+    }
+}
+
+fn same_contact(a: &ReqContact<'_>, b: &ReqContact<'_>) -> bool {
+    if a.is_outbound() || b.is_outbound() {
+        return a.reg_id == b.reg_id && a.instance == b.instance;
+    }
+    match (a.uri, b.uri) {
+        (Some(x), Some(y)) => uri_eq(&x, &y),
+        (None, None) => a.uri_text == b.uri_text,
+        _ => false,
+    }
+}
+
+/// Choose `need` bindings that the request does not touch, least recently refreshed first.
+fn pick_evictions(
+    store: &BindingStore,
+    existing: &[BindingIdx],
+    actions: &[Action],
+    need: usize,
+    out: &mut [BindingIdx; MAX_CONTACTS_PER_AOR],
+) -> Option<usize> {
+    let touched = |idx: BindingIdx| {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Update(i) | Action::Remove(i) if *i == idx))
+    };
+    let mut candidates = [(0u64, 0 as BindingIdx); MAX_CONTACTS_PER_AOR];
+    let mut n = 0;
+    for &idx in existing {
+        if touched(idx) {
+            continue;
+        }
+        if let Some(b) = store.get(idx) {
+            candidates[n] = (b.updated_at_s, idx);
+            n += 1;
+        }
+    }
+    if n < need {
+        return None;
+    }
+    let candidates = &mut candidates[..n];
+    candidates.sort_unstable();
+    for (slot, (_, idx)) in out.iter_mut().zip(candidates.iter()).take(need) {
+        *slot = *idx;
+    }
+    Some(need)
+}

@@ -1,0 +1,874 @@
+//! Table-driven tests of every RFC 3261 §10.3 step and extension, on the pure core with a fake clock.
+
+use super::*;
+
+const T0: u64 = 1_700_000_000;
+
+fn src() -> SocketAddr {
+    "192.0.2.10:5062".parse().expect("addr")
+}
+
+struct Req {
+    method: &'static str,
+    ruri: String,
+    to: String,
+    call_id: String,
+    cseq: u32,
+    headers: Vec<String>,
+}
+
+impl Req {
+    fn register(user: &str) -> Self {
+        Req {
+            method: "REGISTER",
+            ruri: "sip:example.com".into(),
+            to: format!("<sip:{user}@example.com>"),
+            call_id: format!("cid-{user}"),
+            cseq: 1,
+            headers: Vec::new(),
+        }
+    }
+    fn method(mut self, m: &'static str) -> Self {
+        self.method = m;
+        self
+    }
+    fn call_id(mut self, c: &str) -> Self {
+        self.call_id = c.into();
+        self
+    }
+    fn cseq(mut self, n: u32) -> Self {
+        self.cseq = n;
+        self
+    }
+    fn ruri(mut self, r: &str) -> Self {
+        self.ruri = r.into();
+        self
+    }
+    fn h(mut self, line: &str) -> Self {
+        self.headers.push(line.into());
+        self
+    }
+    fn contact(self, c: &str) -> Self {
+        self.h(&format!("Contact: {c}"))
+    }
+    fn bytes(&self) -> Vec<u8> {
+        let mut s = format!(
+            "{m} {r} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-{c}-{n};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=ft1\r\nTo: {to}\r\nCall-ID: {c}\r\n\
+             CSeq: {n} {m}\r\n",
+            m = self.method,
+            r = self.ruri,
+            to = self.to,
+            c = self.call_id,
+            n = self.cseq
+        );
+        for h in &self.headers {
+            s.push_str(h);
+            s.push_str("\r\n");
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        s.into_bytes()
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// (uri, expires) of every Contact, sorted by uri.
+    fn contacts(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self
+            .all("Contact")
+            .into_iter()
+            .map(|c| {
+                let uri = c[c.find('<').expect("<") + 1..c.find('>').expect(">")].to_string();
+                let exp = c
+                    .split(";expires=")
+                    .nth(1)
+                    .expect("expires")
+                    .split(';')
+                    .next()
+                    .expect("n");
+                (uri, exp.parse().expect("number"))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn parse_resp(out: &[u8]) -> Resp {
+    let text = std::str::from_utf8(out).expect("utf8 response");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "response ends with an empty line: {text:?}"
+    );
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .expect("code")
+        .parse()
+        .expect("numeric code");
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(": ").expect("header line");
+            (n.to_string(), v.to_string())
+        })
+        .collect();
+    Resp { status, headers }
+}
+
+struct Harness {
+    reg: Registrar,
+    now_s: u64,
+    out: Vec<u8>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(RegistrarConfig::default())
+    }
+    fn with(cfg: RegistrarConfig) -> Self {
+        Harness {
+            reg: Registrar::new(cfg, Now::from_secs(T0)),
+            now_s: T0,
+            out: Vec::new(),
+        }
+    }
+    fn send(&mut self, r: &Req) -> Resp {
+        self.send_raw(&r.bytes())
+    }
+    fn send_raw(&mut self, bytes: &[u8]) -> Resp {
+        match self
+            .reg
+            .handle(bytes, src(), Now::from_secs(self.now_s), &mut self.out)
+        {
+            Outcome::Reply { status, .. } => {
+                let r = parse_resp(&self.out);
+                assert_eq!(r.status, status);
+                r
+            }
+            Outcome::Silent(s) => panic!("expected a reply, got silence {s:?}"),
+        }
+    }
+    fn fetch(&mut self, user: &str) -> Vec<(String, u64)> {
+        let r = self.send(
+            &Req::register(user)
+                .call_id("fetcher")
+                .cseq(self.now_s as u32),
+        );
+        assert_eq!(r.status, 200);
+        r.contacts()
+    }
+    fn advance(&mut self, secs: u64) {
+        self.now_s += secs;
+        while self.reg.handle_timeout(Now::from_secs(self.now_s)) {}
+    }
+}
+
+fn c(uri: &str, exp: u64) -> (String, u64) {
+    (uri.to_string(), exp)
+}
+
+#[test]
+fn register_then_fetch_lists_binding_with_remaining_expiry() {
+    let mut h = Harness::new();
+    let r = h.send(
+        &Req::register("alice")
+            .contact("<sip:alice@192.0.2.10:5062>")
+            .h("Expires: 600"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.contacts(), vec![c("sip:alice@192.0.2.10:5062", 600)]);
+    h.now_s += 100;
+    assert_eq!(h.fetch("alice"), vec![c("sip:alice@192.0.2.10:5062", 500)]);
+    assert_eq!(h.reg.binding_count(), 1);
+}
+
+#[test]
+fn ok_carries_date_to_tag_supported_and_annotated_via() {
+    let mut h = Harness::new();
+    let r = h.send(&Req::register("alice").contact("<sip:alice@host>"));
+    assert!(r.get("Date").is_some_and(|d| d.ends_with(" GMT")));
+    assert!(r.get("To").is_some_and(|t| t.contains(";tag=")));
+    assert_eq!(r.get("Supported"), Some("path, outbound"));
+    assert_eq!(r.get("Call-ID"), Some("cid-alice"));
+    assert_eq!(r.get("CSeq"), Some("1 REGISTER"));
+    assert_eq!(r.get("From"), Some("<sip:alice@example.com>;tag=ft1"));
+    let via = r.get("Via").expect("via");
+    assert!(via.contains(";rport=5062"), "{via}");
+    assert!(via.contains("branch=z9hG4bK-cid-alice-1"), "{via}");
+    // sent-by equals the source address: with rport, received is still added (RFC 3581).
+    assert!(via.contains(";received=192.0.2.10"), "{via}");
+}
+
+#[test]
+fn same_to_tag_for_retransmissions() {
+    let mut h = Harness::new();
+    let req = Req::register("alice").contact("<sip:alice@host>");
+    let a = h.send(&req).get("To").map(str::to_string);
+    let b = h.send(&req).get("To").map(str::to_string);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn refresh_updates_expiry_without_new_binding() {
+    let mut h = Harness::new();
+    h.send(
+        &Req::register("alice")
+            .contact("<sip:alice@host>")
+            .h("Expires: 600"),
+    );
+    h.now_s += 300;
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact("<sip:alice@host>")
+            .h("Expires: 600"),
+    );
+    assert_eq!(r.contacts(), vec![c("sip:alice@host", 600)]);
+    assert_eq!(h.reg.binding_count(), 1);
+}
+
+#[test]
+fn uri_equality_not_bytes_identifies_the_binding() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:alice@HOST.example.com>"));
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact("<sip:alice@host.EXAMPLE.com>;expires=0"),
+    );
+    assert_eq!(r.contacts(), vec![]);
+}
+
+#[test]
+fn unregister_by_expires_param_and_by_header() {
+    let mut h = Harness::new();
+    h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>")
+            .contact("<sip:a@2>"),
+    );
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>;expires=0"),
+    );
+    assert_eq!(r.contacts(), vec![c("sip:a@2", 3600)]);
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(3)
+            .contact("<sip:a@2>")
+            .h("Expires: 0"),
+    );
+    assert_eq!(r.contacts(), vec![]);
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
+#[test]
+fn unregistering_an_unknown_contact_is_fine() {
+    let mut h = Harness::new();
+    let r = h.send(&Req::register("alice").contact("<sip:nobody@1>;expires=0"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.contacts(), vec![]);
+}
+
+#[test]
+fn star_with_expires_zero_removes_everything() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>, <sip:a@2>"));
+    h.send(&Req::register("alice").call_id("other").contact("<sip:a@3>"));
+    let r = h.send(&Req::register("alice").cseq(2).contact("*").h("Expires: 0"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.contacts(), vec![]);
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
+#[test]
+fn star_misuse_is_400_and_changes_nothing() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>"));
+    for req in [
+        Req::register("alice").cseq(2).contact("*").h("Expires: 10"),
+        Req::register("alice").cseq(2).contact("*"),
+        Req::register("alice")
+            .cseq(2)
+            .contact("*")
+            .contact("<sip:a@2>")
+            .h("Expires: 0"),
+        Req::register("alice")
+            .cseq(2)
+            .contact("*, <sip:a@2>")
+            .h("Expires: 0"),
+    ] {
+        assert_eq!(h.send(&req).status, 400);
+    }
+    assert_eq!(h.fetch("alice"), vec![c("sip:a@1", 3600)]);
+}
+
+#[test]
+fn star_with_same_call_id_and_old_cseq_is_refused() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").cseq(5).contact("<sip:a@1>"));
+    let r = h.send(&Req::register("alice").cseq(4).contact("*").h("Expires: 0"));
+    assert_eq!(r.status, 400);
+    assert_eq!(h.reg.binding_count(), 1);
+}
+
+#[test]
+fn expiry_below_minimum_is_423_with_min_expires_then_retry_succeeds() {
+    let mut h = Harness::new();
+    let r = h.send(&Req::register("alice").contact("<sip:a@1>").h("Expires: 30"));
+    assert_eq!(r.status, 423);
+    assert_eq!(r.get("Min-Expires"), Some("60"));
+    assert_eq!(h.reg.binding_count(), 0);
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>")
+            .h("Expires: 60"),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.contacts(), vec![c("sip:a@1", 60)]);
+}
+
+#[test]
+fn expiry_above_maximum_is_capped_and_default_applies() {
+    let mut h = Harness::new();
+    let r = h.send(&Req::register("alice").contact("<sip:a@1>;expires=999999"));
+    assert_eq!(r.contacts(), vec![c("sip:a@1", 86400)]);
+    let r = h.send(&Req::register("bob").contact("<sip:b@1>"));
+    assert_eq!(r.contacts(), vec![c("sip:b@1", 3600)]);
+    // Larger than 32 bits is still a number: capped too.
+    let r = h.send(
+        &Req::register("carol")
+            .contact("<sip:c@1>")
+            .h("Expires: 99999999999999999999"),
+    );
+    assert_eq!(r.contacts(), vec![c("sip:c@1", 86400)]);
+}
+
+#[test]
+fn contact_expires_param_beats_expires_header() {
+    let mut h = Harness::new();
+    let r = h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>;expires=120")
+            .contact("<sip:a@2>")
+            .h("Expires: 300"),
+    );
+    assert_eq!(r.contacts(), vec![c("sip:a@1", 120), c("sip:a@2", 300)]);
+}
+
+#[test]
+fn same_call_id_lower_cseq_aborts_and_equal_cseq_is_a_retransmission() {
+    let mut h = Harness::new();
+    h.send(
+        &Req::register("alice")
+            .cseq(10)
+            .contact("<sip:a@1>")
+            .h("Expires: 600"),
+    );
+    h.now_s += 10;
+    let lower = h.send(
+        &Req::register("alice")
+            .cseq(9)
+            .contact("<sip:a@1>")
+            .h("Expires: 100"),
+    );
+    assert_eq!(lower.status, 400);
+    let same = h.send(
+        &Req::register("alice")
+            .cseq(10)
+            .contact("<sip:a@1>")
+            .h("Expires: 100"),
+    );
+    assert_eq!(same.status, 200);
+    assert_eq!(
+        same.contacts(),
+        vec![c("sip:a@1", 590)],
+        "a retransmission changes nothing"
+    );
+    // Another Call-ID may use any CSeq.
+    let other = h.send(
+        &Req::register("alice")
+            .call_id("x")
+            .cseq(1)
+            .contact("<sip:a@1>")
+            .h("Expires: 100"),
+    );
+    assert_eq!(other.contacts(), vec![c("sip:a@1", 100)]);
+}
+
+#[test]
+fn a_failing_contact_leaves_every_binding_untouched() {
+    let mut h = Harness::new();
+    h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>")
+            .h("Expires: 600"),
+    );
+    for req in [
+        Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>;expires=0")
+            .contact("<sip:a@2>;q=7"),
+        Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>;expires=0")
+            .contact("<sip:a@2>;expires=5"),
+        Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>;expires=0")
+            .contact("<sip:a@2>;expires=x"),
+        Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>;expires=0")
+            .contact("<sip:a@2")
+            .h("Expires: 100"),
+    ] {
+        let r = h.send(&req);
+        assert!(r.status >= 400, "{r:?}");
+    }
+    assert_eq!(h.fetch("alice"), vec![c("sip:a@1", 600)]);
+}
+
+#[test]
+fn domain_policy_answers_404_for_foreign_domains() {
+    let cfg = RegistrarConfig {
+        domains: vec!["example.com".into()],
+        ..RegistrarConfig::default()
+    };
+    let mut h = Harness::with(cfg);
+    assert_eq!(
+        h.send(
+            &Req::register("alice")
+                .ruri("sip:other.org")
+                .contact("<sip:a@1>")
+        )
+        .status,
+        404
+    );
+    let mut foreign_to = Req::register("alice").contact("<sip:a@1>");
+    foreign_to.to = "<sip:alice@other.org>".into();
+    assert_eq!(h.send(&foreign_to).status, 404);
+    assert_eq!(
+        h.send(
+            &Req::register("alice")
+                .ruri("sip:EXAMPLE.com")
+                .contact("<sip:a@1>")
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn unsupported_require_is_420_listing_the_tags() {
+    let mut h = Harness::new();
+    let r = h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>")
+            .h("Require: foo, path, bar"),
+    );
+    assert_eq!(r.status, 420);
+    assert_eq!(r.get("Unsupported"), Some("foo, bar"));
+    assert_eq!(h.reg.binding_count(), 0);
+    let r = h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>")
+            .h("Require: path, outbound"),
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn path_is_stored_and_echoed_only_when_supported() {
+    let mut h = Harness::new();
+    let r = h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>")
+            .h("Path: <sip:edge1.example.com;lr>")
+            .h("Path: <sip:edge2.example.com;lr>")
+            .h("Supported: path"),
+    );
+    assert_eq!(
+        r.all("Path"),
+        vec!["<sip:edge1.example.com;lr>", "<sip:edge2.example.com;lr>"]
+    );
+    let rec = h.reg.store().find_aor(
+        h.reg.store().hash_aor(b"sip:alice@example.com"),
+        b"sip:alice@example.com",
+    );
+    let stored: Vec<_> = h
+        .reg
+        .store()
+        .bindings_of(rec.expect("aor"))
+        .map(|(_, b)| b.path().to_vec())
+        .collect();
+    assert_eq!(
+        stored,
+        vec![b"<sip:edge1.example.com;lr>, <sip:edge2.example.com;lr>".to_vec()]
+    );
+    let r = h.send(
+        &Req::register("bob")
+            .contact("<sip:b@1>")
+            .h("Path: <sip:edge1.example.com;lr>"),
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.all("Path").is_empty(),
+        "no Path echo without Supported: path"
+    );
+}
+
+#[test]
+fn outbound_instance_and_reg_id_replace_the_binding_even_with_a_new_uri() {
+    let mut h = Harness::new();
+    let inst = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"";
+    let r = h.send(
+        &Req::register("alice")
+            .contact(&format!("<sip:a@192.0.2.1:5060>;{inst};reg-id=1"))
+            .h("Supported: outbound"),
+    );
+    assert_eq!(r.get("Require"), Some("outbound"));
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact(&format!("<sip:a@198.51.100.7:5070>;{inst};reg-id=1")),
+    );
+    assert_eq!(r.contacts(), vec![c("sip:a@198.51.100.7:5070", 3600)]);
+    let line = r.get("Contact").expect("contact");
+    assert!(line.contains(inst), "{line}");
+    assert!(line.contains(";reg-id=1"), "{line}");
+    // A second flow (reg-id 2) is a second binding.
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(3)
+            .contact(&format!("<sip:a@203.0.113.9>;{inst};reg-id=2")),
+    );
+    assert_eq!(r.contacts().len(), 2);
+}
+
+#[test]
+fn reg_id_without_instance_is_ignored() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>;reg-id=1"));
+    let r = h.send(&Req::register("alice").cseq(2).contact("<sip:a@2>;reg-id=1"));
+    assert_eq!(
+        r.contacts().len(),
+        2,
+        "no instance: matched by URI, not reg-id"
+    );
+    assert!(r.get("Contact").is_some_and(|c| !c.contains("reg-id")));
+    assert_eq!(r.get("Require"), None);
+}
+
+#[test]
+fn q_values_are_stored_and_returned() {
+    let mut h = Harness::new();
+    let r = h.send(
+        &Req::register("alice")
+            .contact("<sip:a@1>;q=0.5, <sip:a@2>;q=1, <sip:a@3>;q=0.125, <sip:a@4>"),
+    );
+    let mut lines: Vec<_> = r.all("Contact").into_iter().map(str::to_string).collect();
+    lines.sort();
+    assert!(lines[0].ends_with(";q=0.5"), "{lines:?}");
+    assert!(lines[1].ends_with(";q=1"), "{lines:?}");
+    assert!(lines[2].ends_with(";q=0.125"), "{lines:?}");
+    assert!(!lines[3].contains(";q="), "{lines:?}");
+}
+
+fn limited(policy: OverLimitPolicy) -> Harness {
+    Harness::with(RegistrarConfig {
+        max_contacts_per_aor: 2,
+        over_limit: policy,
+        ..RegistrarConfig::default()
+    })
+}
+
+#[test]
+fn max_contacts_reject_403_and_503() {
+    for (policy, status) in [
+        (OverLimitPolicy::Reject403, 403),
+        (OverLimitPolicy::Reject503, 503),
+    ] {
+        let mut h = limited(policy);
+        h.send(&Req::register("alice").contact("<sip:a@1>, <sip:a@2>"));
+        let r = h.send(&Req::register("alice").cseq(2).contact("<sip:a@3>"));
+        assert_eq!(r.status, status);
+        if status == 503 {
+            assert_eq!(r.get("Retry-After"), Some("5"));
+        }
+        assert_eq!(h.fetch("alice").len(), 2);
+        // Replacing within the limit is fine.
+        let r = h.send(
+            &Req::register("alice")
+                .cseq(3)
+                .contact("<sip:a@1>;expires=0, <sip:a@3>"),
+        );
+        assert_eq!(r.status, 200);
+    }
+}
+
+#[test]
+fn max_contacts_evict_oldest() {
+    let mut h = limited(OverLimitPolicy::EvictOldest);
+    h.send(&Req::register("alice").contact("<sip:a@1>"));
+    h.now_s += 10;
+    h.send(&Req::register("alice").cseq(2).contact("<sip:a@2>"));
+    h.now_s += 10;
+    let r = h.send(&Req::register("alice").cseq(3).contact("<sip:a@3>"));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.contacts().into_iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec!["sip:a@2", "sip:a@3"]
+    );
+    // More new contacts than the AoR may hold at all cannot be made room for.
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(4)
+            .contact("<sip:a@4>, <sip:a@5>, <sip:a@6>"),
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn full_store_is_503_with_retry_after() {
+    let mut h = Harness::with(RegistrarConfig {
+        max_bindings: 2,
+        ..RegistrarConfig::default()
+    });
+    h.send(&Req::register("a").contact("<sip:a@1>"));
+    h.send(&Req::register("b").contact("<sip:b@1>"));
+    let r = h.send(&Req::register("c").contact("<sip:c@1>"));
+    assert_eq!(r.status, 503);
+    assert!(r.get("Retry-After").is_some());
+    // Refreshes and removals still work at the limit.
+    assert_eq!(
+        h.send(&Req::register("a").cseq(2).contact("<sip:a@1>"))
+            .status,
+        200
+    );
+    assert_eq!(
+        h.send(&Req::register("b").cseq(2).contact("<sip:b@1>;expires=0"))
+            .status,
+        200
+    );
+    assert_eq!(
+        h.send(&Req::register("c").cseq(2).contact("<sip:c@1>"))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn binding_expires_exactly_on_time() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>").h("Expires: 60"));
+    assert_eq!(h.reg.next_timeout(), Some(T0 + 60));
+    h.advance(59);
+    assert_eq!(h.reg.binding_count(), 1, "still there one tick before");
+    h.advance(2);
+    assert_eq!(h.reg.binding_count(), 0, "gone one tick after");
+    assert_eq!(h.reg.stats().expired, 1);
+    assert_eq!(h.fetch("alice"), vec![]);
+}
+
+#[test]
+fn refresh_moves_the_expiry_timer() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>").h("Expires: 60"));
+    h.advance(50);
+    h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>")
+            .h("Expires: 60"),
+    );
+    h.advance(20);
+    assert_eq!(
+        h.reg.binding_count(),
+        1,
+        "refreshed binding survives its first deadline"
+    );
+    h.advance(41);
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
+#[test]
+fn expired_but_unswept_bindings_are_not_listed() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>").h("Expires: 60"));
+    h.now_s += 61; // no handle_timeout call
+    assert_eq!(h.fetch("alice"), vec![]);
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
+#[test]
+fn other_methods() {
+    let mut h = Harness::new();
+    let r = h.send(&Req::register("alice").method("OPTIONS"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.get("Allow"), Some("REGISTER, OPTIONS"));
+    let r = h.send(&Req::register("alice").method("INVITE"));
+    assert_eq!(r.status, 405);
+    assert_eq!(r.get("Allow"), Some("REGISTER, OPTIONS"));
+    let r = h.send(&Req::register("alice").method("FOOBAR"));
+    assert_eq!(r.status, 501);
+    assert_eq!(r.get("Allow"), Some("REGISTER, OPTIONS"));
+    let ack = Req::register("alice").method("ACK").bytes();
+    assert_eq!(
+        h.reg.handle(&ack, src(), Now::from_secs(T0), &mut h.out),
+        Outcome::Silent(Silence::Ack)
+    );
+    let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert_eq!(
+        h.reg.handle(resp, src(), Now::from_secs(T0), &mut h.out),
+        Outcome::Silent(Silence::Response)
+    );
+}
+
+#[test]
+fn unsupported_request_uri_scheme_is_416_and_non_sip_to_is_400() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.send(
+            &Req::register("alice")
+                .ruri("tel:+15551234")
+                .contact("<sip:a@1>")
+        )
+        .status,
+        416
+    );
+    let mut r = Req::register("alice").contact("<sip:a@1>");
+    r.to = "<tel:+15551234>".into();
+    assert_eq!(h.send(&r).status, 400);
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
+#[test]
+fn malformed_requests_get_400_and_change_nothing() {
+    let mut h = Harness::new();
+    let base = Req::register("alice").contact("<sip:a@1>");
+    let good = String::from_utf8(base.bytes()).expect("utf8");
+    let cases = [
+        good.replace(
+            "Call-ID: cid-alice\r\n",
+            "Call-ID: cid-alice\r\nCall-ID: other\r\n",
+        ),
+        good.replace(
+            "CSeq: 1 REGISTER\r\n",
+            "CSeq: 1 REGISTER\r\nCSeq: 2 REGISTER\r\n",
+        ),
+        good.replace("CSeq: 1 REGISTER", "CSeq: 1 INVITE"),
+        good.replace("CSeq: 1 REGISTER", "CSeq: 99999999999 REGISTER"),
+        good.replace("Call-ID: cid-alice\r\n", ""),
+        good.replace("To: <sip:alice@example.com>\r\n", ""),
+        good.replace("To: <sip:alice@example.com>", "To: <sip:alice@example.com"),
+        good.replace("Content-Length: 0", "Content-Length: 50"),
+        good.replace(
+            "Via: SIP/2.0/UDP 192.0.2.10:5062;",
+            "Via: SIP/2.0/UDP 192.0.2.10:5062;;,",
+        ),
+    ];
+    for case in &cases {
+        let r = h.send_raw(case.as_bytes());
+        assert_eq!(r.status, 400, "{case}");
+    }
+    assert_eq!(h.reg.binding_count(), 0);
+    let bad_version = good.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia");
+    assert_eq!(h.send_raw(bad_version.as_bytes()).status, 505);
+}
+
+#[test]
+fn unanswerable_input_is_dropped_silently() {
+    let mut h = Harness::new();
+    let no_via = String::from_utf8(Req::register("alice").contact("<sip:a@1>").bytes())
+        .expect("utf8")
+        .replace(
+            "Via: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-cid-alice-1;rport\r\n",
+            "",
+        );
+    for case in [&b""[..], b"\0\0\0\0", b"hello world", no_via.as_bytes()] {
+        assert!(matches!(
+            h.reg.handle(case, src(), Now::from_secs(T0), &mut h.out),
+            Outcome::Silent(_)
+        ));
+    }
+}
+
+#[test]
+fn oversized_datagram_gets_513() {
+    let mut h = Harness::new();
+    let mut big = Req::register("alice").contact("<sip:a@1>");
+    big = big.h(&format!("X-Padding: {}", "p".repeat(9000)));
+    let bytes = big.bytes();
+    assert!(bytes.len() > RegistrarConfig::default().parse.max_message_bytes);
+    // The header line is too long too; whichever limit trips, nothing is registered.
+    match h.reg.handle(&bytes, src(), Now::from_secs(T0), &mut h.out) {
+        Outcome::Reply { status, .. } => assert!(status == 513 || status == 400, "{status}"),
+        Outcome::Silent(s) => assert_eq!(s, Silence::Unanswerable),
+    }
+    assert_eq!(h.reg.binding_count(), 0);
+    // A large body (not a long line) over the limit: the head is intact, so 513 is answered.
+    let mut text =
+        String::from_utf8(Req::register("alice").contact("<sip:a@1>").bytes()).expect("utf8");
+    text = text.replace("Content-Length: 0\r\n\r\n", "Content-Length: 9000\r\n\r\n");
+    text.push_str(&"b".repeat(9000));
+    assert_eq!(h.send_raw(text.as_bytes()).status, 513);
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
+#[test]
+fn fetch_of_unknown_aor_is_an_empty_200() {
+    let mut h = Harness::new();
+    let r = h.send(&Req::register("nobody"));
+    assert_eq!(r.status, 200);
+    assert!(r.all("Contact").is_empty());
+}
+
+#[test]
+fn aor_is_canonical_escapes_decoded_params_dropped() {
+    let mut h = Harness::new();
+    let mut a = Req::register("alice").contact("<sip:a@1>");
+    a.to = "<sip:%61lice@EXAMPLE.com;user=phone>".into();
+    h.send(&a);
+    assert_eq!(h.fetch("alice"), vec![c("sip:a@1", 3600)]);
+}
+
+#[test]
+fn qvalue_formatting() {
+    for (q, text) in [
+        (0, "0"),
+        (1000, "1"),
+        (500, "0.5"),
+        (50, "0.05"),
+        (125, "0.125"),
+        (7, "0.007"),
+    ] {
+        let mut buf = Vec::new();
+        write_qvalue(&mut buf, q);
+        assert_eq!(buf, text.as_bytes());
+    }
+}

@@ -1,0 +1,93 @@
+//! Checks every request must pass before its method is looked at (RFC 3261 §8.2, RFC 4475 §3.1.2).
+//!
+//! The registrar is strict where a liberal reading could change meaning: duplicated singleton headers,
+//! unparseable Via/From/To/CSeq, a CSeq method that is not the request's method, a body that does not fit
+//! the datagram. Each failure is a 400 with a reason the operator can read in the logs.
+
+use crate::sip::header::{parse_cseq, parse_name_addr, parse_u32, parse_via, split_list, NameAddr};
+use crate::sip::parse::{HeaderName, Message};
+
+/// The headers every request carries, parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct Basics<'a> {
+    pub call_id: &'a [u8],
+    pub cseq: u32,
+    pub to: NameAddr<'a>,
+}
+
+/// Why a request is malformed (logged; the answer is 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    DuplicateHeader(HeaderName),
+    MissingHeader(HeaderName),
+    BadHeader(HeaderName),
+    CSeqMethodMismatch,
+    Body,
+}
+
+/// Singleton headers: more than one of each is ambiguous (RFC 4475 multi01, mcl01).
+const SINGLETONS: [HeaderName; 7] = [
+    HeaderName::From,
+    HeaderName::To,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::MaxForwards,
+    HeaderName::ContentLength,
+    HeaderName::Expires,
+];
+
+pub fn validate<'a>(msg: &Message<'a>, method_raw: &[u8]) -> Result<Basics<'a>, Malformed> {
+    for name in SINGLETONS {
+        if msg.count(name) > 1 {
+            return Err(Malformed::DuplicateHeader(name));
+        }
+    }
+    if msg.body_error.is_some() {
+        return Err(Malformed::Body);
+    }
+    validate_vias(msg)?;
+    let call_id = required(msg, HeaderName::CallId)?;
+    let (cseq, cseq_method) = parse_cseq(required(msg, HeaderName::CSeq)?)
+        .map_err(|_| Malformed::BadHeader(HeaderName::CSeq))?;
+    if cseq_method != method_raw {
+        return Err(Malformed::CSeqMethodMismatch);
+    }
+    parse_name_addr(required(msg, HeaderName::From)?)
+        .map_err(|_| Malformed::BadHeader(HeaderName::From))?;
+    let to = parse_name_addr(required(msg, HeaderName::To)?)
+        .map_err(|_| Malformed::BadHeader(HeaderName::To))?;
+    if let Some(mf) = msg.first(HeaderName::MaxForwards) {
+        parse_u32(mf).map_err(|_| Malformed::BadHeader(HeaderName::MaxForwards))?;
+    }
+    Ok(Basics { call_id, cseq, to })
+}
+
+fn required<'a>(msg: &Message<'a>, name: HeaderName) -> Result<&'a [u8], Malformed> {
+    match msg.first(name) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(Malformed::MissingHeader(name)),
+    }
+}
+
+/// Every via-parm must parse, with no empty list elements or empty parameters (RFC 4475 badinv01).
+fn validate_vias(msg: &Message<'_>) -> Result<(), Malformed> {
+    let bad = Malformed::BadHeader(HeaderName::Via);
+    let mut seen = 0usize;
+    for value in msg.all(HeaderName::Via) {
+        for element in split_list(value) {
+            let element = element.map_err(|_| bad)?;
+            if element.is_empty() {
+                return Err(bad);
+            }
+            let via = parse_via(element).map_err(|_| bad)?;
+            if via.params.iter().any(|(name, _)| name.is_empty()) {
+                return Err(bad);
+            }
+            seen += 1;
+        }
+    }
+    if seen == 0 {
+        return Err(Malformed::MissingHeader(HeaderName::Via));
+    }
+    Ok(())
+}
