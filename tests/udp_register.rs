@@ -268,17 +268,20 @@ fn foreign_domain_gets_404_when_domains_are_set() {
 
 #[test]
 fn sigterm_stops_the_process_cleanly() {
-    let mut server = Server::start(&[]);
-    common::assert_still_serving(&server, "start-up");
-    let status = server
-        .terminate(std::time::Duration::from_secs(5))
-        .expect("exit within 5 s of SIGTERM");
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        server.log_text()
-    );
-    assert!(!server.is_running());
+    // Both modes: the stub shares the shell; the registrar adds the expiry task to the shutdown path.
+    for args in [&["--stateless-stub"][..], &[][..]] {
+        let mut server = Server::start(args);
+        common::assert_still_serving(&server, "start-up");
+        let status = server
+            .terminate(std::time::Duration::from_secs(5))
+            .expect("exit within 5 s of SIGTERM");
+        assert!(
+            status.success(),
+            "{args:?}: exit status {status:?}; log:\n{}",
+            server.log_text()
+        );
+        assert!(!server.is_running());
+    }
 }
 
 #[test]
@@ -342,4 +345,28 @@ fn config_file_is_read_and_flags_override_it() {
         "domain from the file"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stateless_stub_answers_every_request_with_a_bare_200() {
+    let server = Server::start(&["--stateless-stub"]);
+    let client = server.client();
+    let req = Req::register(&client, "stub", "example.com").contact(&contact_of(&client, "stub"));
+    let resp = client.request(&req.build());
+    assert_eq!(resp.status, 200, "{}", resp.raw);
+    assert!(
+        resp.header("Via").is_some_and(|v| v == req.via),
+        "{}",
+        resp.raw
+    );
+    assert_eq!(resp.header("Call-ID"), Some(req.call_id.as_str()));
+    assert!(
+        resp.contacts().is_empty(),
+        "the stub keeps no state:\n{}",
+        resp.raw
+    );
+    // Responses are never answered.
+    assert!(client
+        .expect_silence(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x\r\n\r\n")
+        .is_ok());
 }
