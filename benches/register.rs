@@ -1,1 +1,75 @@
-fn main() {}
+//! Core cost per REGISTER: parse + §10.3 handling + response writing, no I/O.
+//! `cargo bench --bench register`
+
+use std::net::SocketAddr;
+
+use corereg::registrar::{Now, Outcome, Registrar, RegistrarConfig};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+
+fn register(user: u32, cseq: u32) -> Vec<u8> {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK{cseq}x{user};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:u{user}@example.com>;tag=a73kszlfl\r\n\
+         To: <sip:u{user}@example.com>\r\n\
+         Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.7-{user}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:u{user}@192.0.2.7:5060;transport=udp>;expires=3600\r\n\
+         User-Agent: corereg-bench/1.0\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+const T0: u64 = 1_700_000_000;
+
+fn bench(c: &mut Criterion) {
+    let source: SocketAddr = "192.0.2.7:5060".parse().expect("addr");
+    let mut out = Vec::with_capacity(2048);
+
+    // Refresh of one of 100k registered AoRs: the steady-state path.
+    let users = 100_000u32;
+    let mut reg = Registrar::new(RegistrarConfig::default(), Now::from_secs(T0));
+    for u in 0..users {
+        let _ = reg.handle(&register(u, 1), source, Now::from_secs(T0), &mut out);
+    }
+    // Each iteration refreshes one of 100k AoRs with a higher CSeq (message built outside the timing).
+    let mut seq = 3u32;
+    c.bench_function("handle_refresh", |b| {
+        b.iter_batched(
+            || {
+                seq += 1;
+                register(seq % users, seq)
+            },
+            |req| {
+                let r = reg.handle(&req, source, Now::from_secs(T0 + 2), &mut out);
+                debug_assert!(matches!(r, Outcome::Reply { status: 200, .. }));
+                black_box(r)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    c.bench_function("handle_initial_register", |b| {
+        let mut fresh = Registrar::new(
+            RegistrarConfig {
+                max_bindings: usize::MAX,
+                ..Default::default()
+            },
+            Now::from_secs(T0),
+        );
+        let mut n = 0u32;
+        b.iter_batched(
+            || {
+                n += 1;
+                register(n, 1)
+            },
+            |req| black_box(fresh.handle(&req, source, Now::from_secs(T0), &mut out)),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

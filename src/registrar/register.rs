@@ -273,9 +273,11 @@ pub fn apply(
 
     if contacts.star {
         // Step 6: remove every binding, unless one with this Call-ID has a CSeq that is not lower.
+        let mut verdict = CseqVerdict::default();
         for &idx in existing {
-            check_cseq(st.store, idx, req)?;
+            verdict.add(check_cseq(st.store, idx, req));
         }
+        verdict.result()?;
         for &idx in existing {
             st.wheel.cancel(idx);
             st.store.remove(idx);
@@ -286,6 +288,7 @@ pub fn apply(
         });
     }
 
+    let mut verdict = CseqVerdict::default();
     for (i, c) in items.iter().enumerate() {
         let target = existing
             .iter()
@@ -304,7 +307,7 @@ pub fn apply(
         }
         actions[i] = match target {
             Some(idx) => {
-                check_cseq(st.store, idx, req)?;
+                verdict.add(check_cseq(st.store, idx, req));
                 if c.expires_s == 0 {
                     Action::Remove(idx)
                 } else {
@@ -315,6 +318,7 @@ pub fn apply(
             None => Action::Insert,
         };
     }
+    verdict.result()?;
     for a in &actions[..items.len()] {
         match a {
             Action::Insert => inserts += 1,
@@ -396,6 +400,33 @@ fn binding_data<'a>(req: &RegisterRequest<'a>, c: &ReqContact<'a>) -> BindingDat
         reg_id: c.reg_id,
         source: req.source,
         now_s: req.now_s,
+    }
+}
+
+/// The Call-ID/CSeq verdict over every binding a request touches: an out-of-order CSeq aborts the request
+/// whatever the order of its Contacts; otherwise an equal CSeq marks a retransmission.
+#[derive(Default)]
+struct CseqVerdict {
+    out_of_order: bool,
+    retransmission: bool,
+}
+
+impl CseqVerdict {
+    fn add(&mut self, r: Result<(), Refusal>) {
+        match r {
+            Err(Refusal::OutOfOrder) => self.out_of_order = true,
+            Err(_) => self.retransmission = true,
+            Ok(()) => {}
+        }
+    }
+    fn result(&self) -> Result<(), Refusal> {
+        if self.out_of_order {
+            Err(Refusal::OutOfOrder)
+        } else if self.retransmission {
+            Err(Refusal::Retransmission)
+        } else {
+            Ok(())
+        }
     }
 }
 
