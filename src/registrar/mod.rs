@@ -563,6 +563,68 @@ impl Registrar {
         }
     }
 
+    /// The shard that owns this datagram's AoR, out of `shards`: Some(owner) for a REGISTER whose To names
+    /// an AoR, None for everything else (answered by whichever shard received it). The same hash as the
+    /// binding table's, with the process-wide seed, so every shard routes a given AoR to the same owner.
+    /// Costs one parse; the owner parses again (cheaper than carrying borrowed offsets across executors).
+    pub fn owner_shard(&self, datagram: &[u8], shards: usize) -> Option<usize> {
+        if shards <= 1 {
+            return None;
+        }
+        let msg = parse_message(datagram, &self.cfg.parse).ok()?;
+        if !matches!(
+            msg.start,
+            StartLine::Request {
+                method: Method::Register,
+                ..
+            }
+        ) {
+            return None;
+        }
+        let to = crate::sip::header::parse_name_addr(msg.first(HeaderName::To)?).ok()?;
+        let uri = parse_uri(to.uri).ok()?;
+        let mut aor = AorBuf::default();
+        canonical_aor(&uri, &mut aor).ok()?;
+        Some((self.store.hash_aor(aor.as_bytes()) % shards as u64) as usize)
+    }
+
+    /// Answer 503 with Retry-After without touching any state: used by a receiving shard when the owner's
+    /// queue is full (back-pressure). Silent when the datagram cannot be answered.
+    #[must_use]
+    pub fn reject_overloaded(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        out.clear();
+        let Ok(msg) = parse_message(datagram, &self.cfg.parse) else {
+            return Outcome::Silent(Silence::Unanswerable);
+        };
+        if !matches!(msg.start, StartLine::Request { .. }) || msg.count(HeaderName::Via) == 0 {
+            return Outcome::Silent(Silence::Unanswerable);
+        }
+        if matches!(
+            msg.start,
+            StartLine::Request {
+                method: Method::Ack,
+                ..
+            }
+        ) {
+            return Outcome::Silent(Silence::Ack);
+        }
+        let retry_after = self.cfg.retry_after_s;
+        let mut w = self.writer(503, &msg, source, now, out);
+        w.header_u64(b"Retry-After", u64::from(retry_after));
+        w.finish();
+        self.stats.replies_5xx += 1;
+        Outcome::Reply {
+            status: 503,
+            bindings_changed: false,
+        }
+    }
+
     /// Unix second at which `handle_timeout` must next run (None: no binding armed).
     pub fn next_timeout(&self) -> Option<u64> {
         self.wheel.next_deadline()

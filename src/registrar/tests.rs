@@ -872,3 +872,58 @@ fn qvalue_formatting() {
         assert_eq!(buf, text.as_bytes());
     }
 }
+
+#[test]
+fn owner_shard_is_stable_per_aor_and_spreads() {
+    let h = Harness::new();
+    let a1 = Req::register("alice").contact("<sip:a@1>").bytes();
+    let a2 = Req::register("alice")
+        .call_id("other")
+        .cseq(9)
+        .contact("<sip:a@2>")
+        .bytes();
+    let mut escaped = Req::register("alice");
+    escaped.to = "<sip:%61lice@EXAMPLE.COM;transport=udp>".into();
+    let owner = h.reg.owner_shard(&a1, 4);
+    assert!(owner.is_some());
+    assert_eq!(h.reg.owner_shard(&a2, 4), owner);
+    assert_eq!(
+        h.reg.owner_shard(&escaped.bytes(), 4),
+        owner,
+        "routing uses the canonical AoR"
+    );
+    let owners: std::collections::HashSet<_> = (0..64)
+        .filter_map(|u| {
+            h.reg
+                .owner_shard(&Req::register(&format!("u{u}")).bytes(), 4)
+        })
+        .collect();
+    assert_eq!(owners.len(), 4, "64 AoRs reach every one of 4 shards");
+    assert_eq!(
+        h.reg
+            .owner_shard(&Req::register("alice").method("OPTIONS").bytes(), 4),
+        None
+    );
+    assert_eq!(h.reg.owner_shard(&a1, 1), None);
+    assert_eq!(h.reg.owner_shard(b"garbage", 4), None);
+}
+
+#[test]
+fn reject_overloaded_is_503_with_retry_after_and_changes_nothing() {
+    let mut h = Harness::new();
+    let req = Req::register("alice").contact("<sip:a@1>").bytes();
+    let outcome = h
+        .reg
+        .reject_overloaded(&req, src(), Now::from_secs(T0), &mut h.out);
+    assert_eq!(
+        outcome,
+        Outcome::Reply {
+            status: 503,
+            bindings_changed: false
+        }
+    );
+    let r = parse_resp(&h.out);
+    assert_eq!(r.get("Retry-After"), Some("5"));
+    assert_eq!(r.get("Call-ID"), Some("cid-alice"));
+    assert_eq!(h.reg.binding_count(), 0);
+}
