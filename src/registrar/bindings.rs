@@ -193,8 +193,8 @@ impl BindingStore {
             table: HashTable::new(),
             aors: Slab::new(),
             bindings: Slab::new(),
-            // Indices are u32 and NIL is reserved.
-            max_bindings: max_bindings.min(NIL as usize - 1),
+            // Indices double as timer ids in the expiry wheel, which caps them.
+            max_bindings: max_bindings.min(super::wheel::MAX_TIMER_ID as usize),
         }
     }
 
