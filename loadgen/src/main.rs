@@ -5,6 +5,7 @@ mod digest;
 mod engine;
 mod net;
 mod passwords;
+mod query;
 mod report;
 mod responder;
 mod scenario;
@@ -43,6 +44,28 @@ enum Command {
     Run(RunArgs),
     /// Minimal stateless UDP responder (200 to everything, optional 401 challenge).
     Responder(ResponderArgs),
+    /// Ask the registrar for each user's bindings (REGISTER without Contact); exits 2 unless
+    /// every user has at least one contact.
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[arg(long)]
+    target: String,
+    #[arg(long, default_value_t = 100)]
+    users: u64,
+    #[arg(long, default_value_t = 0)]
+    first_user: u64,
+    #[arg(long, default_value = "u")]
+    prefix: String,
+    #[arg(long, default_value_t = 0)]
+    user_width: usize,
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+    /// Per-try wait for an answer, milliseconds (three tries per user).
+    #[arg(long, default_value_t = 500)]
+    timeout_ms: u64,
 }
 
 #[derive(Args)]
@@ -210,6 +233,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Run(a) => run(a),
         Command::Responder(a) => responder(a),
+        Command::Query(a) => query_bindings(a),
     }
 }
 
@@ -396,5 +420,30 @@ fn responder(a: ResponderArgs) -> Result<()> {
     let stats = Arc::new(responder::ResponderStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     responder::serve(&cfg, stats, stop).context("binding the responder socket")?;
+    Ok(())
+}
+
+fn query_bindings(a: QueryArgs) -> Result<()> {
+    let target = resolve(&a.target)?;
+    let names = (a.first_user..a.first_user + a.users).map(|n| {
+        let mut buf = [0u8; 128];
+        let mut w = sip::Writer::new(&mut buf);
+        w.put(a.prefix.as_bytes()).put_u64_padded(n, a.user_width);
+        let len = w.finish().unwrap_or(0);
+        buf[..len].to_vec()
+    });
+    let r = query::query(
+        target,
+        a.domain.as_bytes(),
+        names,
+        std::time::Duration::from_millis(a.timeout_ms.max(1)),
+    )?;
+    println!(
+        "{{\"users\": {}, \"bound\": {}, \"contacts\": {}, \"unanswered\": {}}}",
+        r.users, r.bound, r.contacts, r.unanswered
+    );
+    if r.bound < r.users {
+        std::process::exit(2);
+    }
     Ok(())
 }

@@ -131,18 +131,17 @@ mod tests {
         let mut t = Timers::new(TimerConfig::default());
         t.arm(0, 1, 1);
         let mut fired_at = Vec::new();
-        let mut now = 0;
-        loop {
-            now = t.next_due_ns().expect("armed");
+        let now = loop {
+            let now = t.next_due_ns().expect("armed");
             let d = t.pop_due(now).expect("due");
             match t.classify(now, 0) {
                 Fired::Retransmit => {
                     fired_at.push(now / MS);
                     t.rearm(now, &d, t.deadline_ns(0));
                 }
-                Fired::Timeout => break,
+                Fired::Timeout => break now,
             }
-        }
+        };
         // 500, 1000, 2000, 4000 ms intervals, then every 4 s until 32 s.
         assert_eq!(
             fired_at,
