@@ -75,7 +75,7 @@ STARTED_PID=""
 WORK="$(mktemp -d /tmp/corereg-e2e.XXXXXX)"
 cleanup() {
   if [[ -n "$STARTED_PID" ]]; then kill "$STARTED_PID" 2>/dev/null || true; wait "$STARTED_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
+  [[ -n "${KEEP:-}" ]] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -142,7 +142,7 @@ if [[ $SIPP == 1 ]]; then
   # subtract its CPU.
   /usr/bin/time -f "%U %S" -o "$WORK/sipp0.time" sipp -sf "$PEERS/sipp-register.xml" -inf "$WORK/users.csv" \
     "$TARGET" -i 127.0.0.1 -p $((PORT + 10)) -m 1 -nostdin >/dev/null 2>&1 || true
-  read -r su0 ss0 <"$WORK/sipp0.time"
+  read -r su0 ss0 < <(tail -1 "$WORK/sipp0.time")
   before=$(tree_ticks "$TARGET_PID")
   start=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$WORK/sipp.time" sipp "${sipp_args[@]}" >"$WORK/sipp.out" 2>&1 || true
@@ -154,7 +154,7 @@ if [[ $SIPP == 1 ]]; then
   sipp_ok=${sipp_ok:-0}
   # Cumulative "Call Rate" of SIPp's final screen: calls per second over its own run time.
   sipp_rate=$(grep -E '^ *Call Rate' "$WORK/sipp.out" | tail -1 | awk -F'|' '{print $3}' | awk '{print $1}')
-  read -r su ss <"$WORK/sipp.time"
+  read -r su ss < <(tail -1 "$WORK/sipp.time")
   su=$(awk -v a="$su" -v b="$su0" 'BEGIN { print a - b }'); ss=$(awk -v a="$ss" -v b="$ss0" 'BEGIN { print a - b }')
   printf '%-16s %12.0f %10s %18s %18.2f %10s\n' sipp \
     "${sipp_rate:-$(awk -v n="$sipp_ok" -v a="$start" -v b="$end" 'BEGIN { print n / (b - a) }')}" "n/a" \

@@ -95,7 +95,11 @@ fn passwords_from_csv_are_used() {
     let lines: String = (0..300).map(|n| format!("u{n},pw-u{n}\n")).collect();
     std::fs::write(&csv, lines).expect("write csv");
     let json = std::env::temp_dir().join(format!("lg-csv-{port}.json"));
-    let code = run_loadgen(port, &["--passwords", csv.to_str().expect("utf8 path")], &json);
+    let code = run_loadgen(
+        port,
+        &["--passwords", csv.to_str().expect("utf8 path")],
+        &json,
+    );
     let r = read_json(&json);
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["succeeded"], 900, "{r}");
