@@ -33,6 +33,9 @@ pub mod defaults {
     pub const LOG: &str = "info";
     /// Kernel socket buffers: large enough to absorb a burst of registrations while the shard is busy.
     pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+    /// Requests one shard may have queued for another before the sender answers 503: about a millisecond of
+    /// a busy shard's work, so a short stall is absorbed but a stuck owner is noticed quickly.
+    pub const HANDOFF_QUEUE: usize = 1024;
 }
 
 /// Largest UDP payload that can exist (IPv4: 65535 - 20 - 8); a larger `--max-datagram` would be meaningless.
@@ -103,11 +106,80 @@ pub struct Args {
     #[arg(long)]
     pub stateless_stub: bool,
 
-    /// CPUs to pin shards to, e.g. "2"; today one shard runs, pinned to the first CPU listed (thread-per-core
-    /// with one shard per listed CPU comes next). Not given: the shard is not pinned.
-    #[arg(long, value_name = "CPUS", value_delimiter = ',')]
-    pub cpu_list: Vec<usize>,
+    /// Shards to run, one pinned executor each, on the first N CPUs this process may use (or on the CPUs of
+    /// --cpu-list, which must then list exactly N). [default: every CPU this process may use]
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+
+    /// Exact CPUs to pin the shards to, one shard per CPU: a list of CPUs and ranges such as "0-3,6". Every CPU
+    /// must be online and allowed to this process. [default: the first --cores CPUs]
+    #[arg(long, value_name = "CPUS", value_parser = CpuList::parse)]
+    pub cpu_list: Option<CpuList>,
+
+    /// Capacity of each bounded queue between two shards (requests handed to the shard owning their AoR);
+    /// when an owner's queue is full the receiving shard answers 503 with Retry-After. [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub handoff_queue: Option<usize>,
 }
+
+/// A parsed `--cpu-list` (a newtype: clap would take a bare `Vec` for a repeated flag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+impl CpuList {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_cpu_list(text).map(CpuList)
+    }
+}
+
+/// The TOML form of `cpu-list`: the flag's string ("0-3,6") or an array of CPU numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CpuListValue {
+    Text(String),
+    Cpus(Vec<usize>),
+}
+
+/// Parses "0-3,6" into [0, 1, 2, 3, 6]: comma-separated CPUs and inclusive ranges, no duplicates, in the
+/// order given (shard i is pinned to the i-th CPU).
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{s:?} in {text:?} is not a CPU number"))
+        };
+        let (first, last) = match item.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => {
+                let cpu = number(item)?;
+                (cpu, cpu)
+            }
+        };
+        if first > last {
+            return Err(format!("range {item:?} in {text:?} is reversed"));
+        }
+        if last >= MAX_CPU {
+            return Err(format!(
+                "CPU {last} in {text:?} is out of range (< {MAX_CPU})"
+            ));
+        }
+        for cpu in first..=last {
+            if cpus.contains(&cpu) {
+                return Err(format!("CPU {cpu} is listed twice in {text:?}"));
+            }
+            cpus.push(cpu);
+        }
+    }
+    Ok(cpus)
+}
+
+/// Highest CPU number + 1 accepted in a CPU list: the size of the kernel's `cpu_set_t` (CPU_SETSIZE).
+pub const MAX_CPU: usize = 1024;
+
+/// Largest `--handoff-queue`: each queue is allocated up front, and N shards have N * (N - 1) of them.
+pub const MAX_HANDOFF_QUEUE: usize = 1 << 20;
 
 /// The TOML file: same names as the flags, all optional. Unknown keys are an error (a typo must not be ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +201,10 @@ pub struct FileConfig {
     pub retry_after: Option<u32>,
     pub log: Option<String>,
     pub stateless_stub: Option<bool>,
-    pub cpu_list: Option<Vec<usize>>,
+    pub cores: Option<usize>,
+    /// `cpu-list = "0-3,6"` or `cpu-list = [0, 1, 2, 3, 6]`.
+    pub cpu_list: Option<CpuListValue>,
+    pub handoff_queue: Option<usize>,
 }
 
 /// The merged, validated configuration.
@@ -150,7 +225,11 @@ pub struct Config {
     pub retry_after_s: u32,
     pub log: String,
     pub stateless_stub: bool,
+    /// `--cores` as given (None: one shard per usable CPU, or per `--cpu-list` entry).
+    pub cores: Option<usize>,
+    /// `--cpu-list` as given, in order (empty: not given).
     pub cpu_list: Vec<usize>,
+    pub handoff_queue: usize,
     pub socket_buffer_bytes: usize,
 }
 
@@ -170,6 +249,30 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Summarises a CPU set for messages: [0, 1, 2, 5] -> "0-2,5".
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -187,7 +290,9 @@ impl Default for Config {
             retry_after_s: defaults::RETRY_AFTER_S,
             log: defaults::LOG.to_string(),
             stateless_stub: false,
+            cores: None,
             cpu_list: Vec::new(),
+            handoff_queue: defaults::HANDOFF_QUEUE,
             socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
         }
     }
@@ -228,10 +333,18 @@ impl Config {
         } else {
             file.domain.unwrap_or_default()
         };
-        let cpu_list = if !args.cpu_list.is_empty() {
-            args.cpu_list
-        } else {
-            file.cpu_list.unwrap_or_default()
+        let cpu_list = match (args.cpu_list, file.cpu_list) {
+            (Some(CpuList(cpus)), _) => cpus,
+            (None, Some(CpuListValue::Text(text))) => {
+                parse_cpu_list(&text).map_err(|e| ConfigError::Invalid(format!("cpu-list: {e}")))?
+            }
+            (None, Some(CpuListValue::Cpus(cpus))) => {
+                // Same rules as the flag: render and re-parse rather than duplicate them.
+                let text = cpus.iter().map(usize::to_string).collect::<Vec<_>>();
+                parse_cpu_list(&text.join(","))
+                    .map_err(|e| ConfigError::Invalid(format!("cpu-list: {e}")))?
+            }
+            (None, None) => Vec::new(),
         };
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
@@ -276,7 +389,12 @@ impl Config {
             log: args.log.or(file.log).unwrap_or(d.log),
             // A flag can only switch the stub on; the file may too.
             stateless_stub: args.stateless_stub || file.stateless_stub.unwrap_or(false),
+            cores: args.cores.or(file.cores),
             cpu_list,
+            handoff_queue: args
+                .handoff_queue
+                .or(file.handoff_queue)
+                .unwrap_or(d.handoff_queue),
             socket_buffer_bytes: d.socket_buffer_bytes,
         };
         config.validate()?;
@@ -329,14 +447,54 @@ impl Config {
         {
             return invalid(format!("--domain {bad:?} is not a domain name"));
         }
-        if self.cpu_list.len() > 1 {
-            // Until thread-per-core lands, several CPUs would silently be ignored: refuse instead.
+        if self.cores == Some(0) {
+            return invalid("--cores must be > 0".into());
+        }
+        if let Some(cores) = self.cores {
+            if !self.cpu_list.is_empty() && self.cpu_list.len() != cores {
+                return invalid(format!(
+                    "--cores {cores} and --cpu-list {} ({} CPUs) disagree: give one, or make them match",
+                    format_cpu_list(&self.cpu_list),
+                    self.cpu_list.len()
+                ));
+            }
+        }
+        if !(1..=MAX_HANDOFF_QUEUE).contains(&self.handoff_queue) {
             return invalid(format!(
-                "--cpu-list: one shard runs today, give at most one CPU (got {:?})",
-                self.cpu_list
+                "--handoff-queue must be in 1..={MAX_HANDOFF_QUEUE}, got {}",
+                self.handoff_queue
             ));
         }
         Ok(())
+    }
+
+    /// The CPU of each shard, in shard order, out of `usable` (the CPUs this process may run on, see
+    /// `shard::usable_cpus`): `--cpu-list` as given, else the first `--cores` usable CPUs, else all of them.
+    /// Asking for a CPU that is not usable, or for more shards than usable CPUs, is an error: two pinned
+    /// shards on one CPU would only take turns, and a CPU outside the affinity mask cannot be pinned to.
+    pub fn shard_cpus(&self, usable: &[usize]) -> Result<Vec<usize>, ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if usable.is_empty() {
+            return invalid("no usable CPU found (sched_getaffinity)".into());
+        }
+        if !self.cpu_list.is_empty() {
+            if let Some(bad) = self.cpu_list.iter().find(|cpu| !usable.contains(cpu)) {
+                return invalid(format!(
+                    "--cpu-list: CPU {bad} is not online or not allowed to this process (usable: {})",
+                    format_cpu_list(usable)
+                ));
+            }
+            return Ok(self.cpu_list.clone());
+        }
+        match self.cores {
+            Some(cores) if cores > usable.len() => invalid(format!(
+                "--cores {cores}: only {} CPUs are usable ({})",
+                usable.len(),
+                format_cpu_list(usable)
+            )),
+            Some(cores) => Ok(usable[..cores].to_vec()),
+            None => Ok(usable.to_vec()),
+        }
     }
 
     pub fn parse_limits(&self) -> ParseLimits {
@@ -347,6 +505,23 @@ impl Config {
         }
     }
 
+    /// One registrar configuration per shard, all cloned from ONE base so that they share the AoR hash seed
+    /// (drawn at random by each `registrar_config` call): the seed picks every AoR's owning shard, so two
+    /// seeds would send one AoR to two owners. `--max-bindings` is the process' total, split evenly (rounded
+    /// up): the AoR hash spreads bindings evenly, so a shard fills up about when the process does.
+    pub fn registrar_configs(&self, shards: usize) -> Vec<RegistrarConfig> {
+        let base = self.registrar_config();
+        let per_shard = self.max_bindings.div_ceil(shards.max(1));
+        (0..shards)
+            .map(|_| RegistrarConfig {
+                max_bindings: per_shard,
+                ..base.clone()
+            })
+            .collect()
+    }
+
+    /// The core's configuration for a single registrar holding every binding. Each call draws a new hash
+    /// seed: for several shards use [`Config::registrar_configs`].
     pub fn registrar_config(&self) -> RegistrarConfig {
         RegistrarConfig {
             domains: self.domains.clone(),
@@ -457,12 +632,69 @@ mod tests {
             &["--max-datagram", "0"][..],
             &["--max-datagram", "70000"][..],
             &["--max-headers", "1000"][..],
-            &["--cpu-list", "0,1"][..],
+            &["--cores", "0"][..],
+            &["--cores", "2", "--cpu-list", "0-2"][..],
+            &["--handoff-queue", "0"][..],
         ] {
             assert!(
                 Config::merge(args(argv), FileConfig::default()).is_err(),
                 "{argv:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn cpu_lists_parse_ranges_in_order() {
+        assert_eq!(parse_cpu_list("0-3,6"), Ok(vec![0, 1, 2, 3, 6]));
+        assert_eq!(parse_cpu_list("5, 2"), Ok(vec![5, 2]));
+        assert_eq!(parse_cpu_list("7"), Ok(vec![7]));
+        for bad in ["", "a", "1-", "3-1", "1,1", "0-2,2", "-1", "1024", "1,,2"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(
+            args(&["--cpu-list", "2-3"]).cpu_list,
+            Some(CpuList(vec![2, 3]))
+        );
+        assert!(Args::try_parse_from(["corereg", "--cpu-list", "x"]).is_err());
+        assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    }
+
+    #[test]
+    fn cpu_list_in_the_file_as_text_or_array() {
+        for text in [r#"cpu-list = "1-2""#, "cpu-list = [1, 2]"] {
+            let c = Config::merge(args(&[]), FileConfig::parse(text).unwrap()).unwrap();
+            assert_eq!(c.cpu_list, vec![1, 2], "{text}");
+        }
+        assert!(Config::merge(args(&[]), FileConfig::parse("cpu-list = [1, 1]").unwrap()).is_err());
+    }
+
+    #[test]
+    fn shard_cpus_come_from_the_list_the_count_or_all_usable() {
+        let usable = [0, 1, 2, 3];
+        let cpus = |argv: &[&str]| {
+            Config::merge(args(argv), FileConfig::default())
+                .unwrap()
+                .shard_cpus(&usable)
+        };
+        assert_eq!(cpus(&[]).unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(cpus(&["--cores", "2"]).unwrap(), vec![0, 1]);
+        assert_eq!(cpus(&["--cpu-list", "3,1"]).unwrap(), vec![3, 1]);
+        assert_eq!(
+            cpus(&["--cores", "2", "--cpu-list", "2-3"]).unwrap(),
+            vec![2, 3]
+        );
+        assert!(cpus(&["--cores", "5"]).is_err());
+        assert!(cpus(&["--cpu-list", "0,4"]).is_err());
+        assert!(Config::default().shard_cpus(&[]).is_err());
+    }
+
+    #[test]
+    fn shards_share_one_hash_seed_and_split_max_bindings() {
+        let c = Config::merge(args(&["--max-bindings", "1001"]), FileConfig::default()).unwrap();
+        let configs = c.registrar_configs(2);
+        assert_eq!(configs.len(), 2);
+        assert_eq!(configs[0].hash_seed.0, configs[1].hash_seed.0);
+        assert!(configs.iter().all(|r| r.max_bindings == 501));
+        assert_eq!(c.handoff_queue, defaults::HANDOFF_QUEUE);
     }
 }

@@ -1,4 +1,5 @@
-//! corereg's start-up: flags, logging, resource checks, the shard, and a clean stop on SIGINT/SIGTERM.
+//! corereg's start-up: flags, logging, resource checks, one pinned shard per CPU (sockets bound and the handoff
+//! mesh built before any starts), and a clean stop of every shard on SIGINT/SIGTERM.
 //! Everything that handles datagrams lives in the library (`corereg::shard` and the core it drives).
 
 use std::io::IsTerminal;
@@ -10,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use corereg::config::{Args, Config};
+use corereg::shard::handoff::{self, Links as HandoffLinks};
 use corereg::shard::{self, Event, Mode, ShardSpec, Stop};
 
 #[global_allocator]
@@ -63,26 +65,63 @@ fn run(config: Config) -> Result<()> {
     // Signals are blocked before any thread starts, so every thread inherits the mask and only the signal
     // thread (sigwait) ever receives SIGINT/SIGTERM.
     let signals = block_termination_signals()?;
-    let shards = 1usize;
+    let usable = shard::usable_cpus().context("cannot read the CPU affinity mask")?;
+    let cpus = config.shard_cpus(&usable)?;
+    let shards = cpus.len();
     ensure_memlock(shards)?;
 
-    let socket = shard::bind_udp(config.listen, config.socket_buffer_bytes)?;
-    let bound = shard::local_addr(&socket).context("cannot read the bound address")?;
-    let mode = if config.stateless_stub {
-        Mode::StatelessStub
+    // All sockets are bound before any shard starts: the first one fixes the port (port 0 = ephemeral), the
+    // others join it through SO_REUSEPORT.
+    let first = shard::bind_udp(config.listen, config.socket_buffer_bytes)?;
+    let bound = shard::local_addr(&first).context("cannot read the bound address")?;
+    let mut sockets = vec![first];
+    for _ in 1..shards {
+        sockets.push(shard::bind_udp(bound, config.socket_buffer_bytes)?);
+    }
+    let modes: Vec<Mode> = if config.stateless_stub {
+        vec![Mode::StatelessStub; shards]
     } else {
-        Mode::Registrar(config.registrar_config())
+        // One base config for all: every shard must route AoRs with the same hash seed.
+        config
+            .registrar_configs(shards)
+            .into_iter()
+            .map(Mode::Registrar)
+            .collect()
     };
+    let mut links: Vec<Option<HandoffLinks>> = if shards > 1 && !config.stateless_stub {
+        handoff::mesh(shards, config.handoff_queue)
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        (0..shards).map(|_| None).collect()
+    };
+
     let stop = Stop::default();
     let (events_tx, events) = mpsc::channel();
-    let spec = ShardSpec {
-        id: 0,
-        cpu: config.cpu_list.first().copied(),
-        socket,
-        mode,
-        max_datagram_bytes: config.max_datagram_bytes,
-    };
-    let mut handles = vec![shard::spawn(spec, stop.clone(), events_tx.clone())?];
+    let mut handles = Vec::with_capacity(shards);
+    for (id, ((socket, mode), cpu)) in sockets.into_iter().zip(modes).zip(&cpus).enumerate() {
+        let spec = ShardSpec {
+            id,
+            cpu: Some(*cpu),
+            socket,
+            mode,
+            max_datagram_bytes: config.max_datagram_bytes,
+            links: links.get_mut(id).and_then(Option::take),
+        };
+        match shard::spawn(spec, stop.clone(), events_tx.clone()) {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                stop.request();
+                // The shards already started wait for this one's channel ends; dropping them (with `links`
+                // and the unstarted specs) releases them, then they see the stop flag.
+                drop(links);
+                stop_all(handles)?;
+                return Err(e.into());
+            }
+        }
+    }
+    drop(links);
     spawn_signal_thread(signals, events_tx)?;
 
     // Start-up completes when every shard serves; a shard that dies first reports its error.
@@ -96,7 +135,7 @@ fn run(config: Config) -> Result<()> {
             }
         }
     }
-    log_startup(&config, bound, shards);
+    log_startup(&config, bound, &cpus);
 
     let first = events.recv().context("all shards vanished")?;
     stop.request();
@@ -112,7 +151,7 @@ fn run(config: Config) -> Result<()> {
     result
 }
 
-fn log_startup(config: &Config, bound: std::net::SocketAddr, shards: usize) {
+fn log_startup(config: &Config, bound: std::net::SocketAddr, cpus: &[usize]) {
     let mode = if config.stateless_stub {
         "STATELESS STUB (benchmark only, no registrar)"
     } else {
@@ -123,13 +162,21 @@ fn log_startup(config: &Config, bound: std::net::SocketAddr, shards: usize) {
     } else {
         config.domains.join(",")
     };
-    // ONE line, parsed by the integration tests ("listening on udp ADDR"): keep that phrase.
+    // The shard -> CPU map, e.g. "0->cpu2,1->cpu3".
+    let map = cpus
+        .iter()
+        .enumerate()
+        .map(|(shard, cpu)| format!("{shard}->cpu{cpu}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // ONE line, parsed by the integration tests ("listening on udp ADDR", "shards=N"): keep those phrases.
     tracing::info!(
-        "corereg {} listening on udp {bound} mode={mode} shards={shards} cpus={:?} domains={domains} \
-         expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} max-bindings={} \
+        "corereg {} listening on udp {bound} mode={mode} shards={} shard-cpus={map} handoff-queue={} \
+         domains={domains} expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} max-bindings={} \
          max-datagram={}B max-headers={} max-line={}B retry-after={}s",
         env!("CARGO_PKG_VERSION"),
-        config.cpu_list,
+        cpus.len(),
+        config.handoff_queue,
         config.min_expires_s,
         config.default_expires_s,
         config.max_expires_s,
@@ -148,11 +195,17 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
     let mut first_error = None;
     for handle in handles {
         match handle.join() {
+            // One line per shard, parsed by the multi-shard tests ("shard N stopped:", "bindings=N").
             Ok(r) => tracing::info!(
-                "shard {} stopped: datagrams_in={} replies_out={} send_errors={} oversized={} bindings={} \
-                 registrar={:?}",
+                "shard {} stopped: cpu={} datagrams_in={} handed_off={} from_peers={} overloaded_503={} \
+                 peer_closed_503={} replies_out={} send_errors={} oversized={} bindings={} registrar={:?}",
                 r.id,
+                r.cpu.map_or_else(|| "-".to_string(), |c| c.to_string()),
                 r.datagrams_in,
+                r.handed_off,
+                r.from_peers,
+                r.overloaded_503,
+                r.peer_closed_503,
                 r.replies_out,
                 r.send_errors,
                 r.oversized,

@@ -1,19 +1,25 @@
-//! The glommio UDP shell that feeds datagrams to the core.
+//! The glommio UDP shell that feeds datagrams to the core: thread-per-core.
 //!
-//! A *shard* is one thread running one glommio `LocalExecutor` (optionally pinned to a CPU) that owns one UDP
-//! socket and one core (the [`Registrar`], or the benchmark-only stateless stub). Two tasks run in it:
-//! - [`udp::recv_loop`]: receive a datagram, hand it to the core, send the reply back to its source;
+//! A *shard* is one thread running one glommio `LocalExecutor`, pinned to its CPU, that owns one UDP socket
+//! and one core (the [`Registrar`], or the benchmark-only stateless stub). Every shard's socket is bound to the
+//! same address and port with SO_REUSEPORT; the kernel picks a socket per datagram by hashing its 4-tuple.
+//! Every AoR belongs to exactly one shard (hash of the AoR with one process-wide seed, modulo the shard
+//! count), which alone holds its bindings, expiry timers and counters: nothing on the REGISTER path is shared
+//! mutable state. Tasks of a registrar shard (they share the registrar through `Rc<RefCell<_>>`, never
+//! borrowed across an `.await`):
+//! - [`udp::recv_loop`]: receive a datagram; apply it when this shard owns it (or nobody does), else hand it
+//!   to its owner ([`handoff::Router`]); send the reply back to its source;
+//! - [`handoff::inbound_loop`], one per peer: apply the requests the peer handed over, reply from this socket;
 //! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches.
 //!
 //! Sockets are created and bound by [`bind_udp`] on the starting thread, before any shard runs, so that the
-//! bound address (port 0 = ephemeral) is known and errors surface before start-up completes. Every socket has
-//! SO_REUSEPORT: the thread-per-core shell binds N sockets to the same address, one per shard, and the kernel
-//! spreads flows over them; [`spawn`] already takes the shard id and CPU for that.
+//! bound address (port 0 = ephemeral) is known and errors surface before start-up completes.
 //!
 //! Shutdown: the owner flips a [`Stop`] flag; each shard notices within [`STOP_POLL`], cancels its tasks and
 //! returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
 //! waits on a dead shard.
 
+pub mod handoff;
 pub mod stub;
 pub mod timer;
 pub mod udp;
@@ -76,16 +82,29 @@ pub struct ShardSpec {
     pub mode: Mode,
     /// Receive buffer size is this + 1, so that a longer datagram shows up as `len > max` to the core.
     pub max_datagram_bytes: usize,
+    /// This shard's ends of the handoff mesh ([`handoff::mesh`]); None with one shard or the stub.
+    pub links: Option<handoff::Links>,
 }
 
 /// Counters a shard returns when it stops.
 #[derive(Clone, Debug, Default)]
 pub struct ShardReport {
     pub id: usize,
+    pub cpu: Option<usize>,
+    /// Datagrams read from this shard's socket.
     pub datagrams_in: u64,
+    /// Replies sent from this shard's socket (to its own datagrams and to those handed to it).
     pub replies_out: u64,
     pub send_errors: u64,
     pub oversized: u64,
+    /// Requests received here and handed to their owning shard.
+    pub handed_off: u64,
+    /// Requests other shards handed to this one (it owns their AoR).
+    pub from_peers: u64,
+    /// 503s sent because the owner's handoff queue was full (back-pressure).
+    pub overloaded_503: u64,
+    /// 503s sent because the owner had already stopped (only while the process stops).
+    pub peer_closed_503: u64,
     /// The registrar's own counters (None for the stub).
     pub registrar: Option<Stats>,
     pub bindings: usize,
@@ -223,32 +242,31 @@ async fn serve(
 ) -> Result<ShardReport, ShardError> {
     let ShardSpec {
         id,
+        cpu,
         socket,
         mode,
         max_datagram_bytes,
-        ..
+        links,
     } = spec;
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
-    // Ready is sent before the loops are first polled; datagrams arriving meanwhile wait in the socket buffer.
-    let _ = events.send(Event::Ready(id));
     let counters = Rc::new(RefCell::new(ShardReport {
         id,
+        cpu,
         ..ShardReport::default()
     }));
     let mut report = match mode {
         Mode::Registrar(config) => {
             let registrar = Rc::new(RefCell::new(Registrar::new(config, now())));
-            let recv = udp::recv_loop(
+            let body = serve_registrar(
                 id,
                 socket,
                 registrar.clone(),
+                links.unwrap_or_default(),
                 max_datagram_bytes,
                 counters.clone(),
+                events,
             );
-            let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone()));
-            let result = run_until_stopped(&stop, recv).await;
-            expiry.cancel().await;
-            result?;
+            run_until_stopped(&stop, body).await?;
             let mut report = counters.borrow().clone();
             let registrar = registrar.borrow();
             report.registrar = Some(registrar.stats().clone());
@@ -256,6 +274,10 @@ async fn serve(
             report
         }
         Mode::StatelessStub => {
+            // The stub has no state, so no owner: every shard answers what it receives.
+            drop(links);
+            // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
+            let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));
             let recv = udp::recv_loop(id, socket, core, max_datagram_bytes, counters.clone());
             run_until_stopped(&stop, recv).await?;
@@ -266,7 +288,60 @@ async fn serve(
     Ok(report)
 }
 
+/// A registrar shard: connect the handoff mesh, report Ready, then serve until cancelled (or a fatal socket
+/// error). Cancelling this future drops the inbound and expiry tasks, which cancels them.
+async fn serve_registrar(
+    id: usize,
+    socket: Rc<glommio::net::UdpSocket>,
+    registrar: Rc<RefCell<Registrar>>,
+    links: handoff::Links,
+    max_datagram_bytes: usize,
+    counters: Rc<RefCell<ShardReport>>,
+    events: mpsc::Sender<Event>,
+) -> Result<(), ShardError> {
+    // Ready only once every peer is connected: from then on any shard can hand any request to its owner.
+    let handoff::Connected { senders, receivers } = links.connect().await;
+    let _ = events.send(Event::Ready(id));
+    let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone()));
+    let inbound: Vec<_> = receivers
+        .into_iter()
+        .map(|(peer, queue)| {
+            glommio::spawn_local(handoff::inbound_loop(
+                id,
+                peer,
+                queue,
+                registrar.clone(),
+                socket.clone(),
+                counters.clone(),
+            ))
+        })
+        .collect();
+    let result = if senders.len() > 1 {
+        let router = handoff::Router {
+            id,
+            registrar,
+            peers: senders,
+            counters: counters.clone(),
+        };
+        udp::recv_loop(
+            id,
+            socket,
+            Rc::new(RefCell::new(router)),
+            max_datagram_bytes,
+            counters,
+        )
+        .await
+    } else {
+        // One shard owns everything: skip the owner lookup (a parse) altogether.
+        udp::recv_loop(id, socket, registrar, max_datagram_bytes, counters).await
+    };
+    drop((expiry, inbound));
+    result
+}
+
 /// Runs `recv` until a stop is requested (then cancels it) or until it ends by itself (a fatal socket error).
+/// The stop flag is polled rather than signalled: it is written by a plain thread, and a glommio executor
+/// can only be woken from outside by a channel; one timer wake-up per [`STOP_POLL`] costs nothing.
 async fn run_until_stopped<F>(stop: &Stop, recv: F) -> Result<(), ShardError>
 where
     F: std::future::Future<Output = Result<(), ShardError>> + 'static,
@@ -288,6 +363,22 @@ where
             return Ok(());
         }
         glommio::timer::sleep(STOP_POLL).await;
+    }
+}
+
+/// The CPUs this process may run on (its affinity mask, which only holds online CPUs): shards are pinned to
+/// these. Containers and `taskset` narrow it, so it is the right set rather than every CPU of the machine.
+pub fn usable_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into it; CPU_ISSET reads it within CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect())
     }
 }
 

@@ -45,7 +45,7 @@ impl DatagramHandler for Registrar {
 const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 100;
 
 /// Typical response size; the buffer grows (once) if a core writes more.
-const REPLY_CAPACITY: usize = 2048;
+pub const REPLY_CAPACITY: usize = 2048;
 
 /// Receives forever; returns only on a persistent socket error. Runs until its task is cancelled.
 ///
@@ -94,14 +94,24 @@ pub async fn recv_loop<H: DatagramHandler>(
         if !reply {
             continue;
         }
-        match socket.send_to(&out, source).await {
-            Ok(_) => counters.borrow_mut().replies_out += 1,
-            Err(e) => {
-                // A reply that cannot leave (unreachable source, full buffer) is lost like any UDP packet:
-                // the client retransmits. Not fatal for the shard.
-                counters.borrow_mut().send_errors += 1;
-                tracing::debug!(shard, %source, "send_to failed: {e}");
-            }
+        send_reply(shard, &socket, &out, source, &counters).await;
+    }
+}
+
+/// Sends one reply and counts it. A reply that cannot leave (unreachable source, full buffer) is lost like any
+/// UDP packet, and the client retransmits: counted and logged at debug, never fatal for the shard.
+pub async fn send_reply(
+    shard: usize,
+    socket: &UdpSocket,
+    reply: &[u8],
+    to: SocketAddr,
+    counters: &RefCell<ShardReport>,
+) {
+    match socket.send_to(reply, to).await {
+        Ok(_) => counters.borrow_mut().replies_out += 1,
+        Err(e) => {
+            counters.borrow_mut().send_errors += 1;
+            tracing::debug!(shard, %to, "send_to failed: {e}");
         }
     }
 }
