@@ -79,6 +79,10 @@ pub async fn recv_loop<H: DatagramHandler>(
                 continue;
             }
         };
+        // glommio's receive returns at once while the socket has data, so without this the loop would never
+        // give way under sustained load: requests handed over by peers, expiry and the stop check would wait
+        // until the socket drains. Cheap (two loads) unless the executor's preempt timer has fired.
+        glommio::executor().yield_if_needed().await;
         let datagram = &buf[..len];
         {
             let mut c = counters.borrow_mut();

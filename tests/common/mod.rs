@@ -480,3 +480,49 @@ pub fn assert_still_serving(server: &Server, context: &str) {
 pub fn rfc4475_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475"))
 }
+
+/// CPUs this test process may use (the affinity mask): `corereg --cores N` accepts at most this many.
+pub fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One "shard N stopped: key=value ..." line of the shutdown log, as numbers (non-numeric values skipped).
+#[derive(Clone, Debug, Default)]
+pub struct ShardStopLine {
+    pub shard: usize,
+    pub values: std::collections::HashMap<String, u64>,
+}
+
+impl ShardStopLine {
+    /// The counter `key`; panics when the line lacks it (the log format is part of the contract).
+    pub fn get(&self, key: &str) -> u64 {
+        *self
+            .values
+            .get(key)
+            .unwrap_or_else(|| panic!("shard {} stop line has no {key}=: {self:?}", self.shard))
+    }
+}
+
+/// Every shard's stop line in a server log, in shard order.
+pub fn shard_stop_lines(log: &str) -> Vec<ShardStopLine> {
+    let mut lines: Vec<ShardStopLine> = log
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("shard ")? + "shard ".len()..];
+            let (id, rest) = rest.split_once(" stopped:")?;
+            let values = rest
+                .split_whitespace()
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_string(), v.parse().ok()?))
+                })
+                .collect();
+            Some(ShardStopLine {
+                shard: id.parse().ok()?,
+                values,
+            })
+        })
+        .collect();
+    lines.sort_by_key(|l| l.shard);
+    lines
+}
