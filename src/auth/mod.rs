@@ -1,1 +1,3 @@
 //! Digest authentication (RFC 7616).
+
+pub mod digest;
