@@ -1,3 +1,4 @@
 //! Digest authentication (RFC 7616).
 
 pub mod digest;
+pub mod nonce;
