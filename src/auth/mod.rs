@@ -2,3 +2,4 @@
 
 pub mod digest;
 pub mod nonce;
+pub mod replay;
