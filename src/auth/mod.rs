@@ -1,5 +1,6 @@
 //! Digest authentication (RFC 7616).
 
+pub mod credentials;
 pub mod digest;
 pub mod nonce;
 pub mod replay;
