@@ -2,5 +2,6 @@
 
 pub mod credentials;
 pub mod digest;
+pub mod guard;
 pub mod nonce;
 pub mod replay;
