@@ -83,7 +83,11 @@ pub enum EntryError {
     #[error("more than {MAX_AORS_PER_USER} aors")]
     TooManyAors,
     #[error("user {user:?} in realm {realm:?} already defined on line {first_line}")]
-    Duplicate { user: String, realm: String, first_line: usize },
+    Duplicate {
+        user: String,
+        realm: String,
+        first_line: usize,
+    },
     #[error("more than {MAX_USERS} users")]
     TooManyUsers,
 }
@@ -242,11 +246,17 @@ impl CredentialStore {
     /// realm (a TOML file's own `default_realm` takes precedence).
     pub fn load(path: &Path, default_realm: Option<&str>) -> Result<Arc<Self>, CredentialsError> {
         let shown = path.display().to_string();
-        let io = |source| CredentialsError::Io { path: shown.clone(), source };
+        let io = |source| CredentialsError::Io {
+            path: shown.clone(),
+            source,
+        };
         if std::fs::metadata(path).map_err(io)?.len() > MAX_FILE_LEN {
             return Err(CredentialsError::TooLarge { path: shown });
         }
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         let parse: fn(&str, Option<&str>) -> Result<Self, CredentialsError> = match ext.as_deref() {
             Some("toml") => Self::from_toml_str,
             Some("csv") => Self::from_csv_str,
@@ -259,11 +269,17 @@ impl CredentialStore {
         unsafe { text.as_bytes_mut().fill(0) };
         store
             .map(Arc::new)
-            .map_err(|error| CredentialsError::InFile { path: shown, error: Box::new(error) })
+            .map_err(|error| CredentialsError::InFile {
+                path: shown,
+                error: Box::new(error),
+            })
     }
 
     /// Parses the TOML format (see the module docs).
-    pub fn from_toml_str(text: &str, default_realm: Option<&str>) -> Result<Self, CredentialsError> {
+    pub fn from_toml_str(
+        text: &str,
+        default_realm: Option<&str>,
+    ) -> Result<Self, CredentialsError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct File {
@@ -299,7 +315,9 @@ impl CredentialStore {
                 ha1_sha256: u.ha1_sha256,
                 aors: u.aors,
             };
-            store.add(line, raw, default_realm).map_err(|error| CredentialsError::Entry { line, error })?;
+            store
+                .add(line, raw, default_realm)
+                .map_err(|error| CredentialsError::Entry { line, error })?;
         }
         Ok(store)
     }
@@ -323,8 +341,10 @@ impl CredentialStore {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let fields = split_csv_line(line_text)
-                .map_err(|message| CredentialsError::Syntax { line, message: message.to_owned() })?;
+            let fields = split_csv_line(line_text).map_err(|message| CredentialsError::Syntax {
+                line,
+                message: message.to_owned(),
+            })?;
             let Some(cols) = &header else {
                 let mut cols = Vec::with_capacity(fields.len());
                 for name in &fields {
@@ -343,12 +363,18 @@ impl CredentialStore {
                         }
                     };
                     if cols.contains(&col) {
-                        return Err(CredentialsError::Syntax { line, message: format!("column {name:?} twice") });
+                        return Err(CredentialsError::Syntax {
+                            line,
+                            message: format!("column {name:?} twice"),
+                        });
                     }
                     cols.push(col);
                 }
                 if !cols.contains(&Col::Username) {
-                    return Err(CredentialsError::Syntax { line, message: "header lacks a username column".into() });
+                    return Err(CredentialsError::Syntax {
+                        line,
+                        message: "header lacks a username column".into(),
+                    });
                 }
                 header = Some(cols);
                 continue;
@@ -370,12 +396,19 @@ impl CredentialStore {
                     Col::Aors => raw.aors = value.split_whitespace().map(str::to_owned).collect(),
                 }
             }
-            store.add(line, raw, default_realm).map_err(|error| CredentialsError::Entry { line, error })?;
+            store
+                .add(line, raw, default_realm)
+                .map_err(|error| CredentialsError::Entry { line, error })?;
         }
         Ok(store)
     }
 
-    fn add(&mut self, line: usize, mut raw: RawEntry, default_realm: Option<&str>) -> Result<(), EntryError> {
+    fn add(
+        &mut self,
+        line: usize,
+        mut raw: RawEntry,
+        default_realm: Option<&str>,
+    ) -> Result<(), EntryError> {
         if raw.username.is_empty() {
             return Err(EntryError::EmptyUsername);
         }
@@ -398,7 +431,11 @@ impl CredentialStore {
             (Some(_), true) => return Err(EntryError::PasswordAndHa1),
             (None, false) => return Err(EntryError::MissingSecret),
             (Some(password), false) => {
-                let (u, r, p) = (raw.username.as_bytes(), realm.as_bytes(), password.as_bytes());
+                let (u, r, p) = (
+                    raw.username.as_bytes(),
+                    realm.as_bytes(),
+                    password.as_bytes(),
+                );
                 let pair = (
                     Some(Ha1::from_password(Algorithm::Md5, u, r, p)),
                     Some(Ha1::from_password(Algorithm::Sha256, u, r, p)),
@@ -435,7 +472,12 @@ impl CredentialStore {
         let aors = raw.aors.iter().map(|a| a.as_bytes().into()).collect();
         users.insert(
             raw.username.as_bytes().into(),
-            UserCredentials { ha1_md5, ha1_sha256, aors, line },
+            UserCredentials {
+                ha1_md5,
+                ha1_sha256,
+                aors,
+                line,
+            },
         );
         self.users += 1;
         Ok(())
@@ -450,7 +492,11 @@ fn valid_realm(r: &str) -> bool {
 /// 1-based line number of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&c| c == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+        + 1
 }
 
 /// Splits one CSV line (RFC 4180 quoting, no embedded newlines); fields are trimmed when unquoted.
@@ -549,13 +595,19 @@ mod tests {
         let s = CredentialStore::from_toml_str(&text, None).unwrap();
         assert_eq!(s.len(), 2);
         let alice = s.lookup(b"example.com", b"alice").unwrap();
-        assert_eq!(alice.ha1(Algorithm::Md5).unwrap().expose_hex(), md5("alice", "example.com", "secret").as_bytes());
+        assert_eq!(
+            alice.ha1(Algorithm::Md5).unwrap().expose_hex(),
+            md5("alice", "example.com", "secret").as_bytes()
+        );
         assert_eq!(
             alice.ha1(Algorithm::Sha256).unwrap().expose_hex(),
             sha("alice", "example.com", "secret").as_bytes()
         );
         let bob = s.lookup(b"other.org", b"bob").unwrap();
-        assert_eq!(bob.ha1(Algorithm::Md5).unwrap().expose_hex(), md5("bob", "other.org", "pw").as_bytes());
+        assert_eq!(
+            bob.ha1(Algorithm::Md5).unwrap().expose_hex(),
+            md5("bob", "other.org", "pw").as_bytes()
+        );
         assert!(bob.ha1(Algorithm::Sha256).is_none());
         assert!(bob.allows_aor(b"sip:desk@other.org"));
         assert!(bob.allows_aor(b"sip:anyone@pbx.other.org"));
@@ -573,14 +625,27 @@ mod tests {
 
     #[test]
     fn toml_errors_name_the_line() {
-        let e = CredentialStore::from_toml_str("[[user]]\nusername = \"a\"\npasword = \"x\"\n", Some("r")).unwrap_err();
-        assert!(matches!(e, CredentialsError::Syntax { line: 1..=3, .. }), "{e}");
+        let e = CredentialStore::from_toml_str(
+            "[[user]]\nusername = \"a\"\npasword = \"x\"\n",
+            Some("r"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, CredentialsError::Syntax { line: 1..=3, .. }),
+            "{e}"
+        );
         let e = CredentialStore::from_toml_str("[[user]]\nusername = \"a\"\n", Some("r"));
         assert_eq!(entry_err(e), (1, EntryError::MissingSecret));
-        let e = CredentialStore::from_toml_str("\n\n[[user]]\nusername = \"a\"\npassword = \"x\"\n", None);
+        let e = CredentialStore::from_toml_str(
+            "\n\n[[user]]\nusername = \"a\"\npassword = \"x\"\n",
+            None,
+        );
         assert_eq!(entry_err(e), (3, EntryError::MissingRealm));
         let text = "[[user]]\nusername = \"a\"\npassword = \"x\"\nha1_md5 = \"00\"\n";
-        assert_eq!(entry_err(CredentialStore::from_toml_str(text, Some("r"))).1, EntryError::PasswordAndHa1);
+        assert_eq!(
+            entry_err(CredentialStore::from_toml_str(text, Some("r"))).1,
+            EntryError::PasswordAndHa1
+        );
         let text = "[[user]]\nusername = \"a\"\nha1_sha256 = \"00\"\n";
         assert_eq!(
             entry_err(CredentialStore::from_toml_str(text, Some("r"))).1,
@@ -589,17 +654,36 @@ mod tests {
         let text = "[[user]]\nusername = \"a\"\npassword = \"x\"\n\n[[user]]\nusername = \"a\"\npassword = \"y\"\n";
         assert_eq!(
             entry_err(CredentialStore::from_toml_str(text, Some("r"))),
-            (5, EntryError::Duplicate { user: "a".into(), realm: "r".into(), first_line: 1 })
+            (
+                5,
+                EntryError::Duplicate {
+                    user: "a".into(),
+                    realm: "r".into(),
+                    first_line: 1
+                }
+            )
         );
         let text = "[[user]]\nusername = \"a b\"\npassword = \"x\"\n";
-        assert_eq!(entry_err(CredentialStore::from_toml_str(text, Some("r"))).1, EntryError::BadField("username"));
+        assert_eq!(
+            entry_err(CredentialStore::from_toml_str(text, Some("r"))).1,
+            EntryError::BadField("username")
+        );
         let text = "[[user]]\nusername = \"\"\npassword = \"x\"\n";
-        assert_eq!(entry_err(CredentialStore::from_toml_str(text, Some("r"))).1, EntryError::EmptyUsername);
+        assert_eq!(
+            entry_err(CredentialStore::from_toml_str(text, Some("r"))).1,
+            EntryError::EmptyUsername
+        );
         let text = "[[user]]\nusername = \"a\"\npassword = \"x\"\naors = [\"sip:x y\"]\n";
-        assert_eq!(entry_err(CredentialStore::from_toml_str(text, Some("r"))).1, EntryError::BadField("aors"));
+        assert_eq!(
+            entry_err(CredentialStore::from_toml_str(text, Some("r"))).1,
+            EntryError::BadField("aors")
+        );
         // Realms may contain spaces.
         let text = "[[user]]\nusername = \"a\"\nrealm = \"Example Corp\"\npassword = \"x\"\n";
-        assert!(CredentialStore::from_toml_str(text, None).unwrap().lookup(b"Example Corp", b"a").is_some());
+        assert!(CredentialStore::from_toml_str(text, None)
+            .unwrap()
+            .lookup(b"Example Corp", b"a")
+            .is_some());
     }
 
     #[test]
@@ -644,7 +728,9 @@ mod tests {
         let e = CredentialStore::from_csv_str("username,password\n\na,\n", Some("r"));
         assert_eq!(entry_err(e), (3, EntryError::MissingSecret));
         // Header only: an empty store.
-        assert!(CredentialStore::from_csv_str("username,password\n", None).unwrap().is_empty());
+        assert!(CredentialStore::from_csv_str("username,password\n", None)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -652,17 +738,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("corereg-cred-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let toml_path = dir.join("users.toml");
-        std::fs::write(&toml_path, "[[user]]\nusername = \"a\"\nrealm = \"r\"\npassword = \"x\"\n").unwrap();
+        std::fs::write(
+            &toml_path,
+            "[[user]]\nusername = \"a\"\nrealm = \"r\"\npassword = \"x\"\n",
+        )
+        .unwrap();
         assert_eq!(CredentialStore::load(&toml_path, None).unwrap().len(), 1);
         let csv_path = dir.join("users.CSV");
         std::fs::write(&csv_path, "username,password\na,x\nb\n").unwrap();
         let e = CredentialStore::load(&csv_path, Some("r")).unwrap_err();
         let shown = e.to_string();
-        assert!(shown.contains("users.CSV") && shown.contains("line 3"), "{shown}");
+        assert!(
+            shown.contains("users.CSV") && shown.contains("line 3"),
+            "{shown}"
+        );
         let other = dir.join("users.txt");
         std::fs::write(&other, "").unwrap();
-        assert!(matches!(CredentialStore::load(&other, None), Err(CredentialsError::UnknownFormat { .. })));
-        assert!(matches!(CredentialStore::load(&dir.join("none.toml"), None), Err(CredentialsError::Io { .. })));
+        assert!(matches!(
+            CredentialStore::load(&other, None),
+            Err(CredentialsError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            CredentialStore::load(&dir.join("none.toml"), None),
+            Err(CredentialsError::Io { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

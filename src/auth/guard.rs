@@ -30,7 +30,12 @@ pub struct GuardConfig {
 
 impl Default for GuardConfig {
     fn default() -> Self {
-        Self { max_failures: 10, window_s: 60, cooldown_s: 300, capacity: 4096 }
+        Self {
+            max_failures: 10,
+            window_s: 60,
+            cooldown_s: 300,
+            capacity: 4096,
+        }
     }
 }
 
@@ -71,7 +76,10 @@ struct Table {
 impl Table {
     fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(WAYS, MAX_CAPACITY).next_power_of_two();
-        Self { slots: vec![Slot::default(); capacity].into_boxed_slice(), bucket_mask: capacity / WAYS - 1 }
+        Self {
+            slots: vec![Slot::default(); capacity].into_boxed_slice(),
+            bucket_mask: capacity / WAYS - 1,
+        }
     }
 
     fn bucket(&mut self, tag: u64) -> &mut [Slot] {
@@ -98,12 +106,24 @@ impl Table {
                 let i = bucket
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, s)| (s.tag != 0, s.blocked(now_s), s.blocked_until_s, s.window_start_s))
+                    .min_by_key(|(_, s)| {
+                        (
+                            s.tag != 0,
+                            s.blocked(now_s),
+                            s.blocked_until_s,
+                            s.window_start_s,
+                        )
+                    })
                     .map_or(0, |(i, _)| i);
                 if bucket[i].tag != 0 {
                     *evictions += 1;
                 }
-                bucket[i] = Slot { tag, window_start_s: now_s, blocked_until_s: 0, failures: 0 };
+                bucket[i] = Slot {
+                    tag,
+                    window_start_s: now_s,
+                    blocked_until_s: 0,
+                    failures: 0,
+                };
                 i
             }
         };
@@ -142,7 +162,10 @@ pub struct Guard {
 
 impl core::fmt::Debug for Guard {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Guard").field("config", &self.config).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Guard")
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,20 +215,31 @@ impl Guard {
     /// Whether the user is in a cool-down (counted as a refusal if so).
     #[must_use]
     pub fn user_blocked(&mut self, realm: &[u8], username: &[u8], now_s: u64) -> bool {
-        let blocked = self.enabled() && self.users.is_blocked(self.user_tag(realm, username), now_s);
+        let blocked =
+            self.enabled() && self.users.is_blocked(self.user_tag(realm, username), now_s);
         self.stats.refused += u64::from(blocked);
         blocked
     }
 
     /// Records a failed attempt by `username` from `source`; returns true if either is now blocked.
-    pub fn record_failure(&mut self, realm: &[u8], username: &[u8], source: IpAddr, now_s: u64) -> bool {
+    pub fn record_failure(
+        &mut self,
+        realm: &[u8],
+        username: &[u8],
+        source: IpAddr,
+        now_s: u64,
+    ) -> bool {
         if !self.enabled() {
             return false;
         }
         self.stats.failures += 1;
         let (user_tag, source_tag) = (self.user_tag(realm, username), self.source_tag(source));
-        let user = self.users.fail(user_tag, now_s, &self.config, &mut self.stats.evictions);
-        let src = self.sources.fail(source_tag, now_s, &self.config, &mut self.stats.evictions);
+        let user = self
+            .users
+            .fail(user_tag, now_s, &self.config, &mut self.stats.evictions);
+        let src = self
+            .sources
+            .fail(source_tag, now_s, &self.config, &mut self.stats.evictions);
         self.stats.users_blocked += u64::from(user);
         self.stats.sources_blocked += u64::from(src);
         user || src
@@ -233,7 +267,12 @@ mod tests {
     }
 
     fn guard(max: u32) -> Guard {
-        Guard::new(GuardConfig { max_failures: max, window_s: 60, cooldown_s: 300, capacity: 64 })
+        Guard::new(GuardConfig {
+            max_failures: max,
+            window_s: 60,
+            cooldown_s: 300,
+            capacity: 64,
+        })
     }
 
     #[test]
@@ -252,7 +291,10 @@ mod tests {
         assert!(!g.user_blocked(b"other", b"alice", T0 + 1));
         assert!(!g.source_blocked(ip("192.0.2.0"), T0 + 1));
         let s = g.stats();
-        assert_eq!((s.failures, s.users_blocked, s.sources_blocked, s.refused), (3, 1, 0, 2));
+        assert_eq!(
+            (s.failures, s.users_blocked, s.sources_blocked, s.refused),
+            (3, 1, 0, 2)
+        );
     }
 
     #[test]
@@ -295,7 +337,12 @@ mod tests {
 
     #[test]
     fn bounded_and_keeps_cooldowns_under_spray() {
-        let mut g = Guard::new(GuardConfig { max_failures: 2, window_s: 60, cooldown_s: 300, capacity: 8 });
+        let mut g = Guard::new(GuardConfig {
+            max_failures: 2,
+            window_s: 60,
+            cooldown_s: 300,
+            capacity: 8,
+        });
         let attacker = ip("203.0.113.1");
         g.record_failure(R, b"victim", attacker, T0);
         assert!(g.record_failure(R, b"victim", attacker, T0));
@@ -306,7 +353,10 @@ mod tests {
             g.record_failure(R, name.as_bytes(), src, T0 + 1);
         }
         assert!(g.stats().evictions > 0);
-        assert!(g.user_blocked(R, b"victim", T0 + 2), "cool-down survived the spray");
+        assert!(
+            g.user_blocked(R, b"victim", T0 + 2),
+            "cool-down survived the spray"
+        );
         assert!(g.source_blocked(attacker, T0 + 2));
         assert_eq!(g.users.slots.len(), 8);
     }

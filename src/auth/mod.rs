@@ -155,7 +155,12 @@ impl Authenticator {
     /// `key` is shared by every shard (and by processes using the same key file); `now_s` starts
     /// the replay window (nonces issued before it are re-challenged once, see [`replay`]).
     #[must_use]
-    pub fn new(config: AuthConfig, key: NonceKey, credentials: Arc<CredentialStore>, now_s: u64) -> Self {
+    pub fn new(
+        config: AuthConfig,
+        key: NonceKey,
+        credentials: Arc<CredentialStore>,
+        now_s: u64,
+    ) -> Self {
         let mut seed = [0u8; 8];
         // A random start keeps counters of different shards and processes apart; if the OS
         // source fails, uniqueness within this shard (all that replay needs) still holds.
@@ -295,7 +300,9 @@ impl Authenticator {
         // Step 5.
         let Some(entry) = self.credentials.lookup(req.realm, username) else {
             self.stats.unknown_user += 1;
-            let _ = self.guard.record_failure(req.realm, username, req.source, now_s);
+            let _ = self
+                .guard
+                .record_failure(req.realm, username, req.source, now_s);
             return challenge(false);
         };
         let Some(ha1) = entry.ha1(creds.algorithm) else {
@@ -304,7 +311,9 @@ impl Authenticator {
         };
         if !digest::verify(ha1, creds, req.method) {
             self.stats.bad_response += 1;
-            let _ = self.guard.record_failure(req.realm, username, req.source, now_s);
+            let _ = self
+                .guard
+                .record_failure(req.realm, username, req.source, now_s);
             return challenge(false);
         }
 
@@ -334,7 +343,9 @@ impl Authenticator {
             return AuthDecision::Forbidden(ForbiddenReason::NotOwner);
         }
         self.stats.accepted += 1;
-        AuthDecision::Accept { user: creds.username.raw() }
+        AuthDecision::Accept {
+            user: creds.username.raw(),
+        }
     }
 
     /// Appends the `WWW-Authenticate` header lines of a 401: one per algorithm, SHA-256 first then
@@ -350,7 +361,13 @@ impl Authenticator {
     ) {
         self.nonce_counter = self.nonce_counter.wrapping_add(1);
         let key = self.keys.current();
-        let nonce = key.issue(now_s, realm, aor, self.nonce_source(source), self.nonce_counter);
+        let nonce = key.issue(
+            now_s,
+            realm,
+            aor,
+            self.nonce_source(source),
+            self.nonce_counter,
+        );
         for alg in Algorithm::ALL {
             out.extend_from_slice(b"WWW-Authenticate: Digest realm=\"");
             digest::push_quoted_content(out, realm);

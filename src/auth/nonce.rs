@@ -74,7 +74,9 @@ pub struct NonceKey {
 
 impl fmt::Debug for NonceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NonceKey").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("NonceKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,13 +157,24 @@ impl NonceKey {
         id_hash.update(b"corereg nonce key id\0");
         id_hash.update(key);
         let key_id = id_hash.finalize()[0];
-        let mac = HmacSha256::new_from_slice(key).map_err(|_| NonceKeyError::BadLength(key.len()))?;
-        let opaque_mac = mac.clone().chain_update(b"corereg opaque\0").finalize().into_bytes();
+        let mac =
+            HmacSha256::new_from_slice(key).map_err(|_| NonceKeyError::BadLength(key.len()))?;
+        let opaque_mac = mac
+            .clone()
+            .chain_update(b"corereg opaque\0")
+            .finalize()
+            .into_bytes();
         let mut opaque = [0u8; 16];
         // 12 bytes encode to exactly 16 characters.
-        let n = URL_SAFE_NO_PAD.encode_slice(&opaque_mac[..12], &mut opaque).unwrap_or(0);
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(&opaque_mac[..12], &mut opaque)
+            .unwrap_or(0);
         debug_assert_eq!(n, 16);
-        Ok(Self { key_id, mac, opaque })
+        Ok(Self {
+            key_id,
+            mac,
+            opaque,
+        })
     }
 
     /// A key from the text of a key file: hex digits, surrounding whitespace ignored.
@@ -184,7 +197,10 @@ impl NonceKey {
     /// Reads a key file (see [`NonceKey::from_hex`]).
     pub fn load(path: &Path) -> Result<Self, NonceKeyError> {
         let shown = path.display().to_string();
-        let io = |source| NonceKeyError::Io { path: shown.clone(), source };
+        let io = |source| NonceKeyError::Io {
+            path: shown.clone(),
+            source,
+        };
         let len = std::fs::metadata(path).map_err(io)?.len();
         if len > MAX_KEY_FILE_LEN {
             return Err(NonceKeyError::FileTooLarge { path: shown });
@@ -251,7 +267,10 @@ impl NonceKey {
         raw[9..17].copy_from_slice(&counter.to_be_bytes());
         let mut head = [0u8; 17];
         head.copy_from_slice(&raw[..17]);
-        let tag = self.mac_tag(&head, realm, aor, source).finalize().into_bytes();
+        let tag = self
+            .mac_tag(&head, realm, aor, source)
+            .finalize()
+            .into_bytes();
         raw[17..].copy_from_slice(&tag[..MAC_LEN]);
         let mut out = [0u8; NONCE_LEN];
         // 33 bytes encode to exactly 44 characters.
@@ -291,7 +310,11 @@ impl NonceKey {
         let mut head = [0u8; 17];
         head.copy_from_slice(&raw[..17]);
         // Constant-time comparison of the truncated tag (hmac's verify uses subtle).
-        if self.mac_tag(&head, realm, aor, source).verify_truncated_left(&raw[17..]).is_err() {
+        if self
+            .mac_tag(&head, realm, aor, source)
+            .verify_truncated_left(&raw[17..])
+            .is_err()
+        {
             return NonceCheck::Invalid(NonceInvalid::BadMac);
         }
         let mut ts = [0u8; 8];
@@ -339,7 +362,10 @@ pub struct NonceKeys {
 impl NonceKeys {
     #[must_use]
     pub fn new(current: NonceKey) -> Self {
-        Self { current, previous: None }
+        Self {
+            current,
+            previous: None,
+        }
     }
 
     /// Makes `next` the issuing key; the current one is still accepted until the next rotation.
@@ -401,20 +427,32 @@ mod tests {
         let k = key(1);
         let n = k.issue(T0, REALM, AOR, None, 7);
         assert_eq!(n.as_bytes().len(), NONCE_LEN);
-        assert!(n.as_bytes().iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'));
+        assert!(n
+            .as_bytes()
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'));
         let check = |now| k.check(n.as_bytes(), now, REALM, AOR, None, TTL);
         assert_eq!(check(T0), NonceCheck::Fresh { issued_s: T0 });
         assert_eq!(check(T0 + TTL), NonceCheck::Fresh { issued_s: T0 });
         assert_eq!(check(T0 + TTL + 1), NonceCheck::Stale { issued_s: T0 });
         // A clock slightly behind the issuer is tolerated; far behind means forged.
-        assert_eq!(check(T0 - MAX_CLOCK_SKEW_S), NonceCheck::Fresh { issued_s: T0 });
-        assert_eq!(check(T0 - MAX_CLOCK_SKEW_S - 1), NonceCheck::Invalid(NonceInvalid::Future));
+        assert_eq!(
+            check(T0 - MAX_CLOCK_SKEW_S),
+            NonceCheck::Fresh { issued_s: T0 }
+        );
+        assert_eq!(
+            check(T0 - MAX_CLOCK_SKEW_S - 1),
+            NonceCheck::Invalid(NonceInvalid::Future)
+        );
     }
 
     #[test]
     fn counter_makes_nonces_unique() {
         let k = key(1);
-        assert_ne!(k.issue(T0, REALM, AOR, None, 1), k.issue(T0, REALM, AOR, None, 2));
+        assert_ne!(
+            k.issue(T0, REALM, AOR, None, 1),
+            k.issue(T0, REALM, AOR, None, 2)
+        );
     }
 
     #[test]
@@ -423,14 +461,43 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let n = k.issue(T0, REALM, AOR, Some(ip), 1);
         let bad = NonceCheck::Invalid(NonceInvalid::BadMac);
-        assert_eq!(k.check(n.as_bytes(), T0, REALM, AOR, Some(ip), TTL), NonceCheck::Fresh { issued_s: T0 });
+        assert_eq!(
+            k.check(n.as_bytes(), T0, REALM, AOR, Some(ip), TTL),
+            NonceCheck::Fresh { issued_s: T0 }
+        );
         // IPv4-mapped IPv6 is the same source.
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(k.check(n.as_bytes(), T0, REALM, AOR, Some(mapped), TTL), NonceCheck::Fresh { issued_s: T0 });
+        assert_eq!(
+            k.check(n.as_bytes(), T0, REALM, AOR, Some(mapped), TTL),
+            NonceCheck::Fresh { issued_s: T0 }
+        );
         assert_eq!(k.check(n.as_bytes(), T0, REALM, AOR, None, TTL), bad);
-        assert_eq!(k.check(n.as_bytes(), T0, REALM, AOR, Some("192.0.2.2".parse().unwrap()), TTL), bad);
-        assert_eq!(k.check(n.as_bytes(), T0, b"other.com", AOR, Some(ip), TTL), bad);
-        assert_eq!(k.check(n.as_bytes(), T0, REALM, b"sip:bob@example.com", Some(ip), TTL), bad);
+        assert_eq!(
+            k.check(
+                n.as_bytes(),
+                T0,
+                REALM,
+                AOR,
+                Some("192.0.2.2".parse().unwrap()),
+                TTL
+            ),
+            bad
+        );
+        assert_eq!(
+            k.check(n.as_bytes(), T0, b"other.com", AOR, Some(ip), TTL),
+            bad
+        );
+        assert_eq!(
+            k.check(
+                n.as_bytes(),
+                T0,
+                REALM,
+                b"sip:bob@example.com",
+                Some(ip),
+                TTL
+            ),
+            bad
+        );
         // Realm/AoR boundary is unambiguous.
         let n2 = k.issue(T0, b"ab", b"c", None, 1);
         assert_eq!(k.check(n2.as_bytes(), T0, b"a", b"bc", None, TTL), bad);
@@ -444,15 +511,27 @@ mod tests {
             let mut t = *n.as_bytes().first_chunk::<NONCE_LEN>().unwrap();
             t[i] = if t[i] == b'A' { b'B' } else { b'A' };
             assert!(
-                matches!(k.check(&t, T0, REALM, AOR, None, TTL), NonceCheck::Invalid(_)),
+                matches!(
+                    k.check(&t, T0, REALM, AOR, None, TTL),
+                    NonceCheck::Invalid(_)
+                ),
                 "byte {i} altered"
             );
         }
         let malformed = NonceCheck::Invalid(NonceInvalid::Malformed);
         assert_eq!(k.check(b"", T0, REALM, AOR, None, TTL), malformed);
-        assert_eq!(k.check(&n.as_bytes()[1..], T0, REALM, AOR, None, TTL), malformed);
-        assert_eq!(k.check(&[b'!'; NONCE_LEN], T0, REALM, AOR, None, TTL), malformed);
-        assert_eq!(k.check(&[b'='; NONCE_LEN], T0, REALM, AOR, None, TTL), malformed);
+        assert_eq!(
+            k.check(&n.as_bytes()[1..], T0, REALM, AOR, None, TTL),
+            malformed
+        );
+        assert_eq!(
+            k.check(&[b'!'; NONCE_LEN], T0, REALM, AOR, None, TTL),
+            malformed
+        );
+        assert_eq!(
+            k.check(&[b'='; NONCE_LEN], T0, REALM, AOR, None, TTL),
+            malformed
+        );
     }
 
     #[test]
@@ -460,7 +539,10 @@ mod tests {
         let (a, b) = (key(1), key(2));
         let n = a.issue(T0, REALM, AOR, None, 1);
         let r = b.check(n.as_bytes(), T0, REALM, AOR, None, TTL);
-        assert!(matches!(r, NonceCheck::Invalid(NonceInvalid::UnknownKey | NonceInvalid::BadMac)));
+        assert!(matches!(
+            r,
+            NonceCheck::Invalid(NonceInvalid::UnknownKey | NonceInvalid::BadMac)
+        ));
 
         let mut keys = NonceKeys::new(a.clone());
         keys.rotate(b.clone());
@@ -469,7 +551,10 @@ mod tests {
         assert_eq!(r, NonceCheck::Fresh { issued_s: T0 });
         assert_eq!(used.map(NonceKey::key_id), Some(a.key_id()));
         keys.rotate(key(3));
-        assert!(matches!(keys.check(n.as_bytes(), T0, REALM, AOR, None, TTL).0, NonceCheck::Invalid(_)));
+        assert!(matches!(
+            keys.check(n.as_bytes(), T0, REALM, AOR, None, TTL).0,
+            NonceCheck::Invalid(_)
+        ));
     }
 
     #[test]
@@ -481,11 +566,26 @@ mod tests {
         // Same key text => same id, same nonces, same opaque: processes can share the file.
         assert_eq!(k1.key_id(), k2.key_id());
         assert_eq!(k1.opaque(), k2.opaque());
-        assert_eq!(k1.issue(T0, REALM, AOR, None, 5), k2.issue(T0, REALM, AOR, None, 5));
-        assert!(matches!(NonceKey::from_hex(b"abcd"), Err(NonceKeyError::BadLength(2))));
-        assert!(matches!(NonceKey::from_hex(&[b'a'; 63]), Err(NonceKeyError::BadLength(_))));
-        assert!(matches!(NonceKey::from_hex(&[b'g'; 64]), Err(NonceKeyError::NotHex(0))));
-        assert!(matches!(NonceKey::from_hex(&[b'a'; 130]), Err(NonceKeyError::BadLength(65))));
+        assert_eq!(
+            k1.issue(T0, REALM, AOR, None, 5),
+            k2.issue(T0, REALM, AOR, None, 5)
+        );
+        assert!(matches!(
+            NonceKey::from_hex(b"abcd"),
+            Err(NonceKeyError::BadLength(2))
+        ));
+        assert!(matches!(
+            NonceKey::from_hex(&[b'a'; 63]),
+            Err(NonceKeyError::BadLength(_))
+        ));
+        assert!(matches!(
+            NonceKey::from_hex(&[b'g'; 64]),
+            Err(NonceKeyError::NotHex(0))
+        ));
+        assert!(matches!(
+            NonceKey::from_hex(&[b'a'; 130]),
+            Err(NonceKeyError::BadLength(65))
+        ));
         assert!(NonceKey::generate().is_ok());
         assert!(!format!("{k1:?}").contains(&hex));
     }
@@ -498,8 +598,14 @@ mod tests {
         std::fs::write(&path, "00".repeat(32)).unwrap();
         assert!(NonceKey::load(&path).is_ok());
         std::fs::write(&path, "0".repeat(5000)).unwrap();
-        assert!(matches!(NonceKey::load(&path), Err(NonceKeyError::FileTooLarge { .. })));
-        assert!(matches!(NonceKey::load(&dir.join("missing")), Err(NonceKeyError::Io { .. })));
+        assert!(matches!(
+            NonceKey::load(&path),
+            Err(NonceKeyError::FileTooLarge { .. })
+        ));
+        assert!(matches!(
+            NonceKey::load(&dir.join("missing")),
+            Err(NonceKeyError::Io { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -15,7 +15,6 @@
 //! every use of a nonce as long as authentication runs on the owner shard. Processes sharing a key do
 //! not share windows: a nonce could be replayed once to another process, within the nonce TTL.
 
-
 /// Entries per bucket: one cache line-ish group searched linearly.
 const WAYS: usize = 8;
 /// Smallest and largest accepted capacities (entries; 25 bytes each).
@@ -84,9 +83,14 @@ impl ReplayWindow {
     /// it are treated as possibly already used.
     #[must_use]
     pub fn new(capacity: usize, now_s: u64) -> Self {
-        let capacity = capacity.clamp(MIN_CAPACITY, MAX_CAPACITY).next_power_of_two();
+        let capacity = capacity
+            .clamp(MIN_CAPACITY, MAX_CAPACITY)
+            .next_power_of_two();
         let n_buckets = capacity / WAYS;
-        let bucket = Bucket { forgotten_up_to_s: now_s, ways: [Entry::default(); WAYS] };
+        let bucket = Bucket {
+            forgotten_up_to_s: now_s,
+            ways: [Entry::default(); WAYS],
+        };
         Self {
             buckets: vec![bucket; n_buckets].into_boxed_slice(),
             bucket_mask: n_buckets - 1,
@@ -151,7 +155,11 @@ impl ReplayWindow {
                 i
             }
         };
-        bucket.ways[slot] = Entry { tag, issued_s, last_nc: nc };
+        bucket.ways[slot] = Entry {
+            tag,
+            issued_s,
+            last_nc: nc,
+        };
         ReplayVerdict::Accepted
     }
 }
@@ -174,7 +182,15 @@ mod tests {
         // Other nonces are independent.
         assert_eq!(w.accept(b"n2", T0 + 1, 1), ReplayVerdict::Accepted);
         assert_eq!(w.accept(b"n3", T0 + 1, 0), ReplayVerdict::Replayed);
-        assert_eq!(w.stats(), ReplayStats { accepted: 4, replayed: 3, forgotten: 0, evictions: 0 });
+        assert_eq!(
+            w.stats(),
+            ReplayStats {
+                accepted: 4,
+                replayed: 3,
+                forgotten: 0,
+                evictions: 0
+            }
+        );
     }
 
     #[test]
@@ -192,13 +208,21 @@ mod tests {
         let n = 4 * WAYS as u64;
         for i in 0..n {
             let nonce = i.to_be_bytes();
-            assert_eq!(w.accept(&nonce, T0 + 1 + i, 1), ReplayVerdict::Accepted, "nonce {i}");
+            assert_eq!(
+                w.accept(&nonce, T0 + 1 + i, 1),
+                ReplayVerdict::Accepted,
+                "nonce {i}"
+            );
         }
         assert_eq!(w.stats().evictions, n - WAYS as u64);
         for i in 0..n {
             let nonce = i.to_be_bytes();
             let v = w.accept(&nonce, T0 + 1 + i, 1);
-            assert_ne!(v, ReplayVerdict::Accepted, "nonce {i} replayed after eviction");
+            assert_ne!(
+                v,
+                ReplayVerdict::Accepted,
+                "nonce {i} replayed after eviction"
+            );
             // The newest ones are still remembered precisely.
             if i >= n - WAYS as u64 {
                 assert_eq!(v, ReplayVerdict::Replayed);

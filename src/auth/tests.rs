@@ -28,14 +28,24 @@ fn store(alice_password: &str) -> Arc<CredentialStore> {
 
 fn config() -> AuthConfig {
     AuthConfig {
-        guard: GuardConfig { max_failures: 3, window_s: 60, cooldown_s: 600, capacity: 64 },
+        guard: GuardConfig {
+            max_failures: 3,
+            window_s: 60,
+            cooldown_s: 600,
+            capacity: 64,
+        },
         ..AuthConfig::default()
     }
 }
 
 fn authenticator(config: AuthConfig) -> Authenticator {
     // Started a little before T0: nonces issued in the start-up second are re-challenged once.
-    Authenticator::new(config, NonceKey::from_bytes(&[7; 32]).unwrap(), store("secret"), START)
+    Authenticator::new(
+        config,
+        NonceKey::from_bytes(&[7; 32]).unwrap(),
+        store("secret"),
+        START,
+    )
 }
 
 /// `name="value"` from a challenge line.
@@ -54,7 +64,10 @@ fn challenge(a: &mut Authenticator, aor: &[u8], source: IpAddr, now_s: u64) -> C
     let mut out = Vec::new();
     a.write_challenges(REALM.as_bytes(), aor, source, now_s, false, &mut out);
     let text = String::from_utf8(out).unwrap();
-    Challenge { nonce: param(&text, "nonce"), opaque: param(&text, "opaque") }
+    Challenge {
+        nonce: param(&text, "nonce"),
+        opaque: param(&text, "opaque"),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -82,7 +95,12 @@ fn authorization(alg: Algorithm, user: &str, password: &str, ch: &Challenge, nc:
     )
 }
 
-fn request<'a>(aor: &'a [u8], to_user: &'a [u8], source: IpAddr, auths: &'a [&'a [u8]]) -> AuthRequest<'a> {
+fn request<'a>(
+    aor: &'a [u8],
+    to_user: &'a [u8],
+    source: IpAddr,
+    auths: &'a [&'a [u8]],
+) -> AuthRequest<'a> {
     AuthRequest {
         method: b"REGISTER",
         request_uri: Some(RURI.as_bytes()),
@@ -116,7 +134,10 @@ const COOLDOWN: AuthDecision<'static> = AuthDecision::Forbidden(ForbiddenReason:
 #[test]
 fn no_credentials_gets_challenges_sha256_first() {
     let mut a = authenticator(config());
-    assert_eq!(a.check(request(ALICE_AOR, b"alice", src(1), &[]), T0), CHALLENGE);
+    assert_eq!(
+        a.check(request(ALICE_AOR, b"alice", src(1), &[]), T0),
+        CHALLENGE
+    );
     assert_eq!(a.stats().no_credentials, 1);
 
     let mut out = b"SIP/2.0 401 Unauthorized\r\n".to_vec();
@@ -140,7 +161,10 @@ fn no_credentials_gets_challenges_sha256_first() {
     assert_eq!(text.matches(", stale=true\r\n").count(), 2);
     assert!(text.starts_with("WWW-Authenticate: Digest realm=\"Ex \\\"Corp\\\"\""));
     // Each challenge carries a new nonce.
-    assert_ne!(challenge(&mut a, ALICE_AOR, src(1), T0).nonce, challenge(&mut a, ALICE_AOR, src(1), T0).nonce);
+    assert_ne!(
+        challenge(&mut a, ALICE_AOR, src(1), T0).nonce,
+        challenge(&mut a, ALICE_AOR, src(1), T0).nonce
+    );
 }
 
 #[test]
@@ -148,7 +172,12 @@ fn fresh_nonce_accepted_with_both_algorithms() {
     let mut a = authenticator(config());
     for alg in Algorithm::ALL {
         let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
-        let d = alice(&mut a, &authorization(alg, "alice", "secret", &ch, 1), src(1), T0 + 1);
+        let d = alice(
+            &mut a,
+            &authorization(alg, "alice", "secret", &ch, 1),
+            src(1),
+            T0 + 1,
+        );
         assert_eq!(d, ACCEPT, "{alg}: {:?}", a.stats());
     }
     assert_eq!(a.stats().accepted, 2);
@@ -162,8 +191,24 @@ fn increasing_nc_reuses_nonce_and_replays_are_refused() {
     assert_eq!(alice(&mut a, &first, src(1), T0), ACCEPT);
     // A captured copy, from anywhere: refused, and the UA gets a fresh nonce if it was its own.
     assert_eq!(alice(&mut a, &first, src(9), T0 + 1), STALE);
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Sha256, "alice", "secret", &ch, 2), src(1), T0 + 2), ACCEPT);
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Sha256, "alice", "secret", &ch, 2), src(1), T0 + 3), STALE);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Sha256, "alice", "secret", &ch, 2),
+            src(1),
+            T0 + 2
+        ),
+        ACCEPT
+    );
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Sha256, "alice", "secret", &ch, 2),
+            src(1),
+            T0 + 3
+        ),
+        STALE
+    );
     assert_eq!(a.stats().replayed, 2);
     // Replays are not password failures.
     assert_eq!(a.guard_stats().failures, 0);
@@ -179,7 +224,14 @@ fn stale_nonce_with_right_password_gets_stale_challenge() {
     // Wrong password on a stale nonce: a plain failure, no stale hint.
     let bad = authorization(Algorithm::Sha256, "alice", "guess", &ch, 1);
     assert_eq!(alice(&mut a, &bad, src(1), T0 + ttl + 1), CHALLENGE);
-    assert_eq!((a.stats().stale, a.stats().bad_response, a.guard_stats().failures), (1, 1, 1));
+    assert_eq!(
+        (
+            a.stats().stale,
+            a.stats().bad_response,
+            a.guard_stats().failures
+        ),
+        (1, 1, 1)
+    );
     // At exactly the TTL it is still fresh.
     let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
     let good = authorization(Algorithm::Sha256, "alice", "secret", &ch, 1);
@@ -191,19 +243,31 @@ fn forged_or_foreign_nonces_are_rejected_without_state() {
     let mut a = authenticator(config());
     let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
     // Altered nonce (the client signs what it sends, so the response itself is consistent).
-    let mut forged = Challenge { nonce: ch.nonce.clone(), opaque: ch.opaque.clone() };
-    forged.nonce.replace_range(0..1, if ch.nonce.starts_with('A') { "B" } else { "A" });
+    let mut forged = Challenge {
+        nonce: ch.nonce.clone(),
+        opaque: ch.opaque.clone(),
+    };
+    forged
+        .nonce
+        .replace_range(0..1, if ch.nonce.starts_with('A') { "B" } else { "A" });
     // Nonce issued for bob's AoR, used for alice's.
     let bobs = challenge(&mut a, b"sip:bob@example.com", src(1), T0);
     // Nonce from another deployment's key.
     let other_key = NonceKey::from_bytes(&[8; 32]).unwrap();
     let foreign = Challenge {
-        nonce: other_key.issue(T0, REALM.as_bytes(), ALICE_AOR, None, 1).as_str().to_owned(),
+        nonce: other_key
+            .issue(T0, REALM.as_bytes(), ALICE_AOR, None, 1)
+            .as_str()
+            .to_owned(),
         opaque: ch.opaque.clone(),
     };
     // Nonce from the future.
     let future = Challenge {
-        nonce: NonceKey::from_bytes(&[7; 32]).unwrap().issue(T0 + 60, REALM.as_bytes(), ALICE_AOR, None, 1).as_str().into(),
+        nonce: NonceKey::from_bytes(&[7; 32])
+            .unwrap()
+            .issue(T0 + 60, REALM.as_bytes(), ALICE_AOR, None, 1)
+            .as_str()
+            .into(),
         opaque: ch.opaque.clone(),
     };
     for _ in 0..100 {
@@ -213,10 +277,22 @@ fn forged_or_foreign_nonces_are_rejected_without_state() {
         }
     }
     assert_eq!(a.stats().invalid_nonce, 400);
-    assert_eq!(a.guard_stats(), GuardStats::default(), "a forged flood records nothing");
+    assert_eq!(
+        a.guard_stats(),
+        GuardStats::default(),
+        "a forged flood records nothing"
+    );
     assert_eq!(a.replay_stats(), ReplayStats::default());
     // Alice is unaffected.
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Md5, "alice", "secret", &ch, 1), src(1), T0), ACCEPT);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Md5, "alice", "secret", &ch, 1),
+            src(1),
+            T0
+        ),
+        ACCEPT
+    );
 }
 
 #[test]
@@ -244,9 +320,20 @@ fn credentials_for_other_realms_or_schemes_are_skipped() {
     let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
     let ours = authorization(Algorithm::Sha256, "alice", "secret", &ch, 1);
     let other_realm = ours.replace("realm=\"example.com\"", "realm=\"upstream.net\"");
-    let auths: [&[u8]; 4] = [b"Basic YWxpY2U6c2VjcmV0", b"Digest garbage", other_realm.as_bytes(), ours.as_bytes()];
-    assert_eq!(a.check(request(ALICE_AOR, b"alice", src(1), &auths), T0), AuthDecision::Accept { user: b"alice" });
-    assert_eq!(a.check(request(ALICE_AOR, b"alice", src(1), &auths[..3]), T0), CHALLENGE);
+    let auths: [&[u8]; 4] = [
+        b"Basic YWxpY2U6c2VjcmV0",
+        b"Digest garbage",
+        other_realm.as_bytes(),
+        ours.as_bytes(),
+    ];
+    assert_eq!(
+        a.check(request(ALICE_AOR, b"alice", src(1), &auths), T0),
+        AuthDecision::Accept { user: b"alice" }
+    );
+    assert_eq!(
+        a.check(request(ALICE_AOR, b"alice", src(1), &auths[..3]), T0),
+        CHALLENGE
+    );
     assert_eq!(a.stats().malformed, 1);
 }
 
@@ -271,7 +358,10 @@ fn allow_listed_third_party_registration() {
     let ch = challenge(&mut a, desk, src(1), T0);
     let h = authorization(Algorithm::Md5, "pbx", "pbxpw", &ch, 1);
     let auths = [h.as_bytes()];
-    assert_eq!(a.check(request(desk, b"frontdesk", src(1), &auths), T0), AuthDecision::Accept { user: b"pbx" });
+    assert_eq!(
+        a.check(request(desk, b"frontdesk", src(1), &auths), T0),
+        AuthDecision::Accept { user: b"pbx" }
+    );
     // Not for AoRs outside its list.
     let other = b"sip:ceo@example.com";
     let ch = challenge(&mut a, other, src(1), T0);
@@ -287,7 +377,15 @@ fn allow_listed_third_party_registration() {
 fn unknown_user_is_a_failure() {
     let mut a = authenticator(config());
     let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Sha256, "mallory", "x", &ch, 1), src(1), T0), CHALLENGE);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Sha256, "mallory", "x", &ch, 1),
+            src(1),
+            T0
+        ),
+        CHALLENGE
+    );
     assert_eq!((a.stats().unknown_user, a.guard_stats().failures), (1, 1));
 }
 
@@ -299,9 +397,18 @@ fn user_with_md5_only_cannot_answer_sha256() {
     let sha = authorization(Algorithm::Sha256, "legacy", "old", &ch, 1);
     let md5 = authorization(Algorithm::Md5, "legacy", "old", &ch, 1);
     let (sha, md5) = ([sha.as_bytes()], [md5.as_bytes()]);
-    assert_eq!(a.check(request(aor, b"legacy", src(1), &sha), T0), CHALLENGE);
-    assert_eq!((a.stats().no_ha1_for_algorithm, a.guard_stats().failures), (1, 0));
-    assert_eq!(a.check(request(aor, b"legacy", src(1), &md5), T0), AuthDecision::Accept { user: b"legacy" });
+    assert_eq!(
+        a.check(request(aor, b"legacy", src(1), &sha), T0),
+        CHALLENGE
+    );
+    assert_eq!(
+        (a.stats().no_ha1_for_algorithm, a.guard_stats().failures),
+        (1, 0)
+    );
+    assert_eq!(
+        a.check(request(aor, b"legacy", src(1), &md5), T0),
+        AuthDecision::Accept { user: b"legacy" }
+    );
 }
 
 #[test]
@@ -312,7 +419,10 @@ fn escaped_username() {
     let h = authorization(Algorithm::Sha256, "qu\"ote", "pw", &ch, 1);
     let auths = [h.as_bytes()];
     // The To user compares unescaped; the decision hands back the raw header form.
-    assert_eq!(a.check(request(aor, b"qu\"ote", src(1), &auths), T0), AuthDecision::Accept { user: b"qu\\\"ote" });
+    assert_eq!(
+        a.check(request(aor, b"qu\"ote", src(1), &auths), T0),
+        AuthDecision::Accept { user: b"qu\\\"ote" }
+    );
 }
 
 #[test]
@@ -329,7 +439,10 @@ fn brute_force_cooldown_by_source_and_its_expiry() {
     let ch = challenge(&mut a, ALICE_AOR, attacker, T0 + 10);
     let good = authorization(Algorithm::Sha256, "alice", "secret", &ch, 1);
     assert_eq!(alice(&mut a, &good, attacker, T0 + 10), COOLDOWN);
-    assert_eq!(a.check(request(ALICE_AOR, b"alice", attacker, &[]), T0 + 10), COOLDOWN);
+    assert_eq!(
+        a.check(request(ALICE_AOR, b"alice", attacker, &[]), T0 + 10),
+        COOLDOWN
+    );
     // The user is blocked too (3 failures for alice), from any address.
     assert_eq!(alice(&mut a, &good, src(1), T0 + 10), COOLDOWN);
     // After the cool-down (600 s from the third failure at T0 + 2), all is well again.
@@ -358,7 +471,10 @@ fn brute_force_against_one_user_from_many_sources() {
     let ch = challenge(&mut a, desk, src(1), T0);
     let h = authorization(Algorithm::Md5, "pbx", "pbxpw", &ch, 1);
     let auths = [h.as_bytes()];
-    assert_eq!(a.check(request(desk, b"frontdesk", src(1), &auths), T0 + 1), AuthDecision::Accept { user: b"pbx" });
+    assert_eq!(
+        a.check(request(desk, b"frontdesk", src(1), &auths), T0 + 1),
+        AuthDecision::Accept { user: b"pbx" }
+    );
 }
 
 #[test]
@@ -368,11 +484,18 @@ fn success_resets_user_failures() {
         for i in 0..2u8 {
             let ch = challenge(&mut a, ALICE_AOR, src(10 * round as u8 + i), T0);
             let h = authorization(Algorithm::Md5, "alice", "typo", &ch, 1);
-            assert_eq!(alice(&mut a, &h, src(10 * round as u8 + i), T0 + round), CHALLENGE);
+            assert_eq!(
+                alice(&mut a, &h, src(10 * round as u8 + i), T0 + round),
+                CHALLENGE
+            );
         }
         let ch = challenge(&mut a, ALICE_AOR, src(200), T0);
         let good = authorization(Algorithm::Md5, "alice", "secret", &ch, 1);
-        assert_eq!(alice(&mut a, &good, src(200), T0 + round), ACCEPT, "round {round}");
+        assert_eq!(
+            alice(&mut a, &good, src(200), T0 + round),
+            ACCEPT,
+            "round {round}"
+        );
     }
 }
 
@@ -381,11 +504,35 @@ fn reload_credentials() {
     let mut a = authenticator(config());
     let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
     a.set_credentials(store("new-secret"));
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Sha256, "alice", "secret", &ch, 1), src(1), T0), CHALLENGE);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Sha256, "alice", "secret", &ch, 1),
+            src(1),
+            T0
+        ),
+        CHALLENGE
+    );
     // The nonce issued before the reload is still good.
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Sha256, "alice", "new-secret", &ch, 2), src(1), T0), ACCEPT);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Sha256, "alice", "new-secret", &ch, 2),
+            src(1),
+            T0
+        ),
+        ACCEPT
+    );
     a.set_credentials(Arc::new(CredentialStore::empty()));
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Sha256, "alice", "new-secret", &ch, 3), src(1), T0), CHALLENGE);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Sha256, "alice", "new-secret", &ch, 3),
+            src(1),
+            T0
+        ),
+        CHALLENGE
+    );
 }
 
 #[test]
@@ -396,13 +543,24 @@ fn key_rotation_keeps_outstanding_nonces() {
     let after = challenge(&mut a, ALICE_AOR, src(1), T0);
     assert_ne!(before.opaque, after.opaque);
     for ch in [&before, &after] {
-        assert_eq!(alice(&mut a, &authorization(Algorithm::Md5, "alice", "secret", ch, 1), src(1), T0), ACCEPT);
+        assert_eq!(
+            alice(
+                &mut a,
+                &authorization(Algorithm::Md5, "alice", "secret", ch, 1),
+                src(1),
+                T0
+            ),
+            ACCEPT
+        );
     }
 }
 
 #[test]
 fn nonce_bound_to_source_when_configured() {
-    let mut a = authenticator(AuthConfig { bind_nonce_to_source: true, ..config() });
+    let mut a = authenticator(AuthConfig {
+        bind_nonce_to_source: true,
+        ..config()
+    });
     let ch = challenge(&mut a, ALICE_AOR, src(1), T0);
     let h = authorization(Algorithm::Sha256, "alice", "secret", &ch, 1);
     assert_eq!(alice(&mut a, &h, src(2), T0), CHALLENGE);
@@ -414,9 +572,21 @@ fn nonce_from_before_start_is_rechallenged_once() {
     // A process restarted with the same key file does not know which nonce-counts were used.
     let mut a = authenticator(config());
     let old = Challenge {
-        nonce: NonceKey::from_bytes(&[7; 32]).unwrap().issue(START, REALM.as_bytes(), ALICE_AOR, None, 1).as_str().into(),
+        nonce: NonceKey::from_bytes(&[7; 32])
+            .unwrap()
+            .issue(START, REALM.as_bytes(), ALICE_AOR, None, 1)
+            .as_str()
+            .into(),
         opaque: challenge(&mut a, ALICE_AOR, src(1), T0).opaque,
     };
-    assert_eq!(alice(&mut a, &authorization(Algorithm::Md5, "alice", "secret", &old, 5), src(1), T0), STALE);
+    assert_eq!(
+        alice(
+            &mut a,
+            &authorization(Algorithm::Md5, "alice", "secret", &old, 5),
+            src(1),
+            T0
+        ),
+        STALE
+    );
     assert_eq!(a.stats().replay_forgotten, 1);
 }
