@@ -262,11 +262,17 @@ impl CredentialStore {
             Some("csv") => Self::from_csv_str,
             _ => return Err(CredentialsError::UnknownFormat { path: shown }),
         };
-        let mut text = std::fs::read_to_string(path).map_err(io)?;
-        let store = parse(&text, default_realm);
+        let mut bytes = std::fs::read(path).map_err(io)?;
+        let store = match std::str::from_utf8(&bytes) {
+            Ok(text) => parse(text, default_realm),
+            Err(e) => Err(CredentialsError::Syntax {
+                line: line_of_bytes(&bytes, e.valid_up_to()),
+                message: "not UTF-8".into(),
+            }),
+        };
         // The file may hold passwords: wipe our copy.
-        // SAFETY: zero bytes are valid UTF-8.
-        unsafe { text.as_bytes_mut().fill(0) };
+        bytes.fill(0);
+        core::hint::black_box(&bytes);
         store
             .map(Arc::new)
             .map_err(|error| CredentialsError::InFile {
@@ -491,12 +497,12 @@ fn valid_realm(r: &str) -> bool {
 
 /// 1-based line number of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&c| c == b'\n')
-        .count()
-        + 1
+    line_of_bytes(text.as_bytes(), offset)
+}
+
+fn line_of_bytes(bytes: &[u8], offset: usize) -> usize {
+    let end = offset.min(bytes.len());
+    bytes[..end].iter().filter(|&&c| c == b'\n').count() + 1
 }
 
 /// Splits one CSV line (RFC 4180 quoting, no embedded newlines); fields are trimmed when unquoted.
@@ -752,6 +758,10 @@ mod tests {
             shown.contains("users.CSV") && shown.contains("line 3"),
             "{shown}"
         );
+        let binary = dir.join("bin.toml");
+        std::fs::write(&binary, b"# ok\n\xff\xfe\n").unwrap();
+        let shown = CredentialStore::load(&binary, None).unwrap_err().to_string();
+        assert!(shown.contains("line 2: not UTF-8"), "{shown}");
         let other = dir.join("users.txt");
         std::fs::write(&other, "").unwrap();
         assert!(matches!(

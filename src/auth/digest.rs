@@ -212,8 +212,7 @@ impl HexDigest {
 
 impl fmt::Debug for HexDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A response digest is not secret once on the wire, but HexDigest is also what HA1 is built
-        // from; printing is harmless only for responses, so we print and keep HA1 in its own type.
+        // Only responses and HA2 live in this type (HA1 has its own, redacted one): safe to print.
         f.write_str(self.as_str())
     }
 }
@@ -222,7 +221,8 @@ impl fmt::Debug for HexDigest {
 ///
 /// Its `Debug` output is redacted and its bytes are overwritten on drop (best effort: copies made
 /// by moves are not tracked).
-#[derive(Clone, PartialEq, Eq)]
+// No PartialEq on purpose: comparisons of secrets must go through `subtle`.
+#[derive(Clone)]
 pub struct Ha1 {
     alg: Algorithm,
     hex: [u8; MAX_HEX_LEN],
@@ -413,6 +413,29 @@ impl<'a> Value<'a> {
             }
         }
         &buf[..n]
+    }
+}
+
+impl Value<'_> {
+    /// Whether the unescaped value equals `other`, without a buffer.
+    #[must_use]
+    pub fn eq_unescaped(&self, other: &[u8]) -> bool {
+        if !self.escaped {
+            return self.raw == other;
+        }
+        let mut rest = other.iter();
+        let mut iter = self.raw.iter();
+        while let Some(&c) = iter.next() {
+            let c = if c == b'\\' {
+                iter.next().copied().unwrap_or(c)
+            } else {
+                c
+            };
+            if rest.next() != Some(&c) {
+                return false;
+            }
+        }
+        rest.next().is_none()
     }
 }
 
@@ -677,16 +700,29 @@ pub fn verify(ha1: &Ha1, creds: &DigestCredentials<'_>, method: &[u8]) -> bool {
         },
         Some(_) => return false,
     };
-    // Values hashed are the unescaped ones; escapes are rare so the buffers are usually unused.
-    let mut uri_buf = [0u8; MAX_VALUE_LEN];
-    let mut nonce_buf = [0u8; MAX_VALUE_LEN];
-    let mut nc_buf = [0u8; MAX_VALUE_LEN];
-    let mut cnonce_buf = [0u8; MAX_VALUE_LEN];
-    let uri = creds.uri.unescape(&mut uri_buf);
-    let nonce = creds.nonce.unescape(&mut nonce_buf);
-    let qop_auth =
-        qop_auth.map(|(nc, cnonce)| (nc.unescape(&mut nc_buf), cnonce.unescape(&mut cnonce_buf)));
-    let expected = compute_response(alg, ha1.expose_hex(), method, uri, nonce, qop_auth);
+    let (uri, nonce) = (creds.uri, creds.nonce);
+    let any_escaped = uri.escaped
+        || nonce.escaped
+        || qop_auth.is_some_and(|(nc, cnonce)| nc.escaped || cnonce.escaped);
+    let expected = if any_escaped {
+        // Values hashed are the unescaped ones. Escapes are rare (never in our nonces), so the
+        // buffers are only paid for here.
+        let mut bufs = [[0u8; MAX_VALUE_LEN]; 4];
+        let [uri_buf, nonce_buf, nc_buf, cnonce_buf] = &mut bufs;
+        let qop_auth =
+            qop_auth.map(|(nc, cnonce)| (nc.unescape(nc_buf), cnonce.unescape(cnonce_buf)));
+        compute_response(
+            alg,
+            ha1.expose_hex(),
+            method,
+            uri.unescape(uri_buf),
+            nonce.unescape(nonce_buf),
+            qop_auth,
+        )
+    } else {
+        let qop_auth = qop_auth.map(|(nc, cnonce)| (nc.raw, cnonce.raw));
+        compute_response(alg, ha1.expose_hex(), method, uri.raw, nonce.raw, qop_auth)
+    };
     bool::from(expected.as_bytes().ct_eq(claimed))
 }
 
@@ -884,6 +920,11 @@ mod tests {
         assert!(c.username.is_escaped());
         let mut buf = [0u8; MAX_VALUE_LEN];
         assert_eq!(c.username.unescape(&mut buf), b"a\"b");
+        assert!(c.username.eq_unescaped(b"a\"b"));
+        assert!(!c.username.eq_unescaped(b"a\\\"b"));
+        assert!(!c.username.eq_unescaped(b"a\""));
+        assert!(!c.username.eq_unescaped(b"a\"bc"));
+        assert!(c.realm.eq_unescaped(b"r") && !c.realm.eq_unescaped(b"R"));
         assert!(verify(&ha1, &c, b"REGISTER"));
     }
 

@@ -229,10 +229,9 @@ impl Authenticator {
     /// The first `Digest` credentials for our realm, counting why there are none.
     fn select_credentials<'a>(&mut self, req: &AuthRequest<'a>) -> Option<DigestCredentials<'a>> {
         let mut malformed = false;
-        let mut buf = [0u8; MAX_VALUE_LEN];
         for value in req.authorizations.iter().take(MAX_AUTHORIZATIONS) {
             match digest::parse_authorization(value) {
-                Ok(c) if c.realm.unescape(&mut buf) == req.realm => return Some(c),
+                Ok(c) if c.realm.eq_unescaped(req.realm) => return Some(c),
                 Ok(_) | Err(digest::DigestParseError::NotDigest) => {}
                 Err(_) => malformed = true,
             }
@@ -282,8 +281,7 @@ impl Authenticator {
             }
         };
         if let Some(request_uri) = req.request_uri {
-            let mut uri_buf = [0u8; MAX_VALUE_LEN];
-            if creds.uri.unescape(&mut uri_buf) != request_uri {
+            if !creds.uri.eq_unescaped(request_uri) {
                 self.stats.unsupported += 1;
                 return challenge(false);
             }
