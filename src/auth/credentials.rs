@@ -760,7 +760,9 @@ mod tests {
         );
         let binary = dir.join("bin.toml");
         std::fs::write(&binary, b"# ok\n\xff\xfe\n").unwrap();
-        let shown = CredentialStore::load(&binary, None).unwrap_err().to_string();
+        let shown = CredentialStore::load(&binary, None)
+            .unwrap_err()
+            .to_string();
         assert!(shown.contains("line 2: not UTF-8"), "{shown}");
         let other = dir.join("users.txt");
         std::fs::write(&other, "").unwrap();
