@@ -22,6 +22,7 @@ use register::{Refusal, RegisterRequest, State};
 use validate::{validate, Basics};
 use wheel::TimerWheel;
 
+use crate::auth::{AuthDecision, AuthRequest, Authenticator, MAX_AUTHORIZATIONS};
 use crate::sip::header::{has_option_tag, split_list};
 use crate::sip::parse::{
     parse_message, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
@@ -80,6 +81,8 @@ pub struct RegistrarConfig {
     pub server_name: String,
     /// AoR hash seed, shared by every shard of a process (it also picks the owning shard).
     pub hash_seed: HashSeed,
+    /// Digest realm per served domain (lower-case domain, realm); a domain not listed uses itself.
+    pub realms: Vec<(String, String)>,
 }
 
 impl Default for RegistrarConfig {
@@ -97,6 +100,7 @@ impl Default for RegistrarConfig {
             parse: ParseLimits::default(),
             server_name: concat!("corereg/", env!("CARGO_PKG_VERSION")).to_string(),
             hash_seed: HashSeed::random(),
+            realms: Vec::new(),
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct Registrar {
     expired: Vec<u32>,
     path: Vec<u8>,
     tag_hasher: ahash::RandomState,
+    /// Digest authentication (RFC 3261 §10.3 steps 3-4); None: every REGISTER is accepted.
+    auth: Option<Authenticator>,
 }
 
 impl Registrar {
@@ -168,12 +174,23 @@ impl Registrar {
                 0x7461_6773,
                 0x5349_5032,
             ),
+            auth: None,
             cfg,
         }
     }
 
     pub fn config(&self) -> &RegistrarConfig {
         &self.cfg
+    }
+
+    /// Require digest authentication for every REGISTER (`--auth required`), or not (None).
+    pub fn set_authenticator(&mut self, auth: Option<Authenticator>) {
+        self.auth = auth;
+    }
+
+    /// The authenticator, e.g. to swap credentials on SIGHUP.
+    pub fn authenticator_mut(&mut self) -> Option<&mut Authenticator> {
+        self.auth.as_mut()
     }
 
     /// Handle one datagram from `source`. The response (if any) is written into `out`.
@@ -341,6 +358,22 @@ impl Registrar {
         if canonical_aor(&to_uri, &mut aor).is_err() {
             return self.reply(400, msg, source, now, out);
         }
+        if self.auth.is_some() {
+            let to_user = to_uri.user.unwrap_or(b"");
+            let authenticated = self.authenticate(
+                msg,
+                basics,
+                aor.as_bytes(),
+                to_uri.host,
+                to_user,
+                source,
+                now,
+                out,
+            );
+            if let Some(outcome) = authenticated {
+                return outcome;
+            }
+        }
         let contacts = match register::collect_contacts(
             msg.all(HeaderName::Contact),
             msg.first(HeaderName::Expires),
@@ -398,6 +431,82 @@ impl Registrar {
             }
             Err(refusal) => self.refuse(refusal, msg, source, now, out, aor),
         }
+    }
+
+    /// §10.3 steps 3-4. None: authenticated, go on; Some: the 401/403 (or a retransmission's 200) is written.
+    #[allow(clippy::too_many_arguments)]
+    fn authenticate(
+        &mut self,
+        msg: &Message<'_>,
+        basics: &Basics<'_>,
+        aor: &[u8],
+        host: &[u8],
+        to_user: &[u8],
+        source: SocketAddr,
+        now: Now,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let mut values: [&[u8]; MAX_AUTHORIZATIONS] = [b""; MAX_AUTHORIZATIONS];
+        let mut n = 0;
+        for v in msg.all(HeaderName::Authorization).take(MAX_AUTHORIZATIONS) {
+            values[n] = v;
+            n += 1;
+        }
+        let aor_hash = self.store.hash_aor(aor);
+        // A retransmission of a REGISTER that was already accepted carries an Authorization whose nonce
+        // count is now used: the server transaction would resend its 200, so do that (no state changes).
+        if n > 0 && self.is_retransmission(aor_hash, aor, basics, now) {
+            self.write_ok(msg, source, now, out, aor_hash, aor, false);
+            return Some(Outcome::Reply {
+                status: 200,
+                bindings_changed: false,
+            });
+        }
+        let mut realm_buf = [0u8; crate::sip::uri::MAX_URI_BYTES];
+        let realm = realm_for(&self.cfg.realms, host, &mut realm_buf);
+        let request_uri = match msg.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            _ => None,
+        };
+        let to_tag = self.to_tag(msg);
+        let auth = self.auth.as_mut()?;
+        let req = AuthRequest {
+            method: b"REGISTER",
+            request_uri,
+            aor,
+            to_user,
+            realm,
+            source: source.ip(),
+            authorizations: &values[..n],
+        };
+        match auth.check(req, now.unix_s()) {
+            AuthDecision::Accept { .. } => None,
+            AuthDecision::Challenge { stale } => {
+                let mut w = ResponseWriter::start(out, 401);
+                w.dialog_headers(msg, source, &to_tag);
+                auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
+                w.header(b"Date", self.date.get(now.unix_s()));
+                w.finish();
+                Some(Outcome::Reply {
+                    status: 401,
+                    bindings_changed: false,
+                })
+            }
+            AuthDecision::Forbidden(why) => {
+                tracing::debug!(%source, ?why, aor = %String::from_utf8_lossy(aor), "REGISTER forbidden");
+                Some(self.reply(403, msg, source, now, out))
+            }
+        }
+    }
+
+    /// Same Call-ID and CSeq as a live binding of this AoR: the request was already applied.
+    fn is_retransmission(&self, aor_hash: u64, aor: &[u8], basics: &Basics<'_>, now: Now) -> bool {
+        let Some(rec) = self.store.find_aor(aor_hash, aor) else {
+            return false;
+        };
+        self.store.bindings_of(rec).any(|(_, b)| {
+            b.call_id() == basics.call_id && b.cseq == basics.cseq && b.expires_at_s > now.unix_s()
+        })
     }
 
     fn refuse(
@@ -666,6 +775,21 @@ impl Registrar {
     pub fn store(&self) -> &BindingStore {
         &self.store
     }
+}
+
+/// The digest realm for a served domain: the configured one, else the lower-cased host itself.
+fn realm_for<'b>(realms: &'b [(String, String)], host: &[u8], buf: &'b mut [u8]) -> &'b [u8] {
+    if let Some((_, realm)) = realms
+        .iter()
+        .find(|(d, _)| d.as_bytes().eq_ignore_ascii_case(host))
+    {
+        return realm.as_bytes();
+    }
+    let len = host.len().min(buf.len());
+    for (dst, src) in buf.iter_mut().zip(&host[..len]) {
+        *dst = src.to_ascii_lowercase();
+    }
+    &buf[..len]
 }
 
 /// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`

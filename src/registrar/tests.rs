@@ -927,3 +927,205 @@ fn reject_overloaded_is_503_with_retry_after_and_changes_nothing() {
     assert_eq!(r.get("Call-ID"), Some("cid-alice"));
     assert_eq!(h.reg.binding_count(), 0);
 }
+
+mod auth {
+    use super::*;
+    use crate::auth::credentials::CredentialStore;
+    use crate::auth::digest::{expected_response, Algorithm, Ha1};
+    use crate::auth::nonce::NonceKey;
+    use crate::auth::{AuthConfig, Authenticator};
+    use std::sync::Arc;
+
+    const USERS: &str = r#"
+default_realm = "example.com"
+[[user]]
+username = "alice"
+password = "wonderland"
+[[user]]
+username = "bob"
+password = "builder"
+"#;
+
+    fn harness() -> Harness {
+        let mut h = Harness::new();
+        let creds = CredentialStore::from_toml_str(USERS, None).expect("credentials");
+        let key = NonceKey::generate().expect("key");
+        // The replay window re-challenges nonces issued in the second it started (they could come from a
+        // previous process sharing the key); start it a second before the test's clock.
+        let auth = Authenticator::new(AuthConfig::default(), key, Arc::new(creds), T0 - 1);
+        h.reg.set_authenticator(Some(auth));
+        h
+    }
+
+    /// (algorithm, nonce, opaque, stale) of each WWW-Authenticate challenge, in order.
+    fn challenges(r: &Resp) -> Vec<(String, String, String, bool)> {
+        r.all("WWW-Authenticate")
+            .into_iter()
+            .map(|c| {
+                let field = |name: &str| -> String {
+                    let start = c
+                        .find(&format!("{name}="))
+                        .map(|i| i + name.len() + 1)
+                        .expect(name);
+                    let rest = &c[start..];
+                    let rest = rest.strip_prefix('"').unwrap_or(rest);
+                    rest.split(['"', ',']).next().expect("value").to_string()
+                };
+                (
+                    field("algorithm"),
+                    field("nonce"),
+                    field("opaque"),
+                    c.contains("stale=true"),
+                )
+            })
+            .collect()
+    }
+
+    fn authorization(
+        user: &str,
+        password: &str,
+        alg: Algorithm,
+        nonce: &str,
+        opaque: &str,
+        nc: u32,
+    ) -> String {
+        let ha1 = Ha1::from_password(alg, user.as_bytes(), b"example.com", password.as_bytes());
+        let nc = format!("{nc:08x}");
+        let resp = expected_response(
+            alg,
+            ha1.expose_hex(),
+            b"REGISTER",
+            b"sip:example.com",
+            nonce.as_bytes(),
+            nc.as_bytes(),
+            b"0a4f113b",
+            Some(b"auth"),
+        )
+        .expect("response");
+        let alg = if alg == Algorithm::Md5 {
+            "MD5"
+        } else {
+            "SHA-256"
+        };
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"example.com\", nonce=\"{nonce}\", \
+             uri=\"sip:example.com\", response=\"{}\", algorithm={alg}, cnonce=\"0a4f113b\", opaque=\"{opaque}\", \
+             qop=auth, nc={nc}",
+            resp.as_str()
+        )
+    }
+
+    #[test]
+    fn unauthenticated_register_is_challenged_sha256_first_and_binds_nothing() {
+        let mut h = harness();
+        let r = h.send(&Req::register("alice").contact("<sip:a@1>"));
+        assert_eq!(r.status, 401);
+        let algs: Vec<_> = challenges(&r).into_iter().map(|c| c.0).collect();
+        assert_eq!(algs, vec!["SHA-256", "MD5"]);
+        assert!(r
+            .all("WWW-Authenticate")
+            .iter()
+            .all(|c| c.contains("qop=\"auth\"")));
+        assert_eq!(h.reg.binding_count(), 0);
+    }
+
+    #[test]
+    fn md5_and_sha256_answers_register_and_wrong_password_does_not() {
+        for (i, alg) in [Algorithm::Md5, Algorithm::Sha256].into_iter().enumerate() {
+            let mut h = harness();
+            let r = h.send(&Req::register("alice").contact("<sip:a@1>"));
+            let (_, nonce, opaque, _) = challenges(&r)[i ^ 1].clone();
+            let wrong = authorization("alice", "guess", alg, &nonce, &opaque, 1);
+            let r = h.send(
+                &Req::register("alice")
+                    .cseq(2)
+                    .contact("<sip:a@1>")
+                    .h(&wrong),
+            );
+            assert_eq!(r.status, 401, "{alg:?}: wrong password");
+            assert_eq!(h.reg.binding_count(), 0);
+            let right = authorization("alice", "wonderland", alg, &nonce, &opaque, 1);
+            let r = h.send(
+                &Req::register("alice")
+                    .cseq(3)
+                    .contact("<sip:a@1>")
+                    .h(&right),
+            );
+            assert_eq!(r.status, 200, "{alg:?}");
+            assert_eq!(r.contacts(), vec![c("sip:a@1", 3600)]);
+        }
+    }
+
+    #[test]
+    fn replayed_authorization_is_refused_but_a_retransmission_gets_its_200() {
+        let mut h = harness();
+        let r = h.send(&Req::register("alice").contact("<sip:a@1>"));
+        let (_, nonce, opaque, _) = challenges(&r)[1].clone();
+        let creds = authorization("alice", "wonderland", Algorithm::Md5, &nonce, &opaque, 1);
+        let accepted = Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>")
+            .h(&creds);
+        assert_eq!(h.send(&accepted).status, 200);
+        // The same datagram again (lost 200): answered from state, nothing changes.
+        assert_eq!(h.send(&accepted).status, 200);
+        // The captured Authorization on a new request (here: removing the binding) is a replay.
+        let replay = Req::register("alice")
+            .cseq(3)
+            .contact("<sip:a@1>;expires=0")
+            .h(&creds);
+        let r = h.send(&replay);
+        assert_eq!(r.status, 401);
+        assert!(challenges(&r).iter().all(|c| c.3), "replay gets stale=true");
+        assert_eq!(h.reg.binding_count(), 1);
+        // The next nonce count works.
+        let next = authorization("alice", "wonderland", Algorithm::Md5, &nonce, &opaque, 2);
+        assert_eq!(
+            h.send(
+                &Req::register("alice")
+                    .cseq(4)
+                    .contact("<sip:a@1>;expires=0")
+                    .h(&next)
+            )
+            .status,
+            200
+        );
+        assert_eq!(h.reg.binding_count(), 0);
+    }
+
+    #[test]
+    fn expired_nonce_gets_stale_then_the_retry_succeeds() {
+        let mut h = harness();
+        let r = h.send(&Req::register("alice").contact("<sip:a@1>"));
+        let (_, nonce, opaque, _) = challenges(&r)[1].clone();
+        h.now_s += 301;
+        let old = authorization("alice", "wonderland", Algorithm::Md5, &nonce, &opaque, 1);
+        let r = h.send(&Req::register("alice").cseq(2).contact("<sip:a@1>").h(&old));
+        assert_eq!(r.status, 401);
+        let fresh = challenges(&r);
+        assert!(fresh.iter().all(|c| c.3), "stale=true on every challenge");
+        let (_, nonce, opaque, _) = fresh[1].clone();
+        let new = authorization("alice", "wonderland", Algorithm::Md5, &nonce, &opaque, 1);
+        assert_eq!(
+            h.send(&Req::register("alice").cseq(3).contact("<sip:a@1>").h(&new))
+                .status,
+            200
+        );
+    }
+
+    #[test]
+    fn a_user_cannot_bind_someone_elses_aor() {
+        let mut h = harness();
+        let r = h.send(&Req::register("alice").contact("<sip:evil@1>"));
+        let (_, nonce, opaque, _) = challenges(&r)[1].clone();
+        let bob = authorization("bob", "builder", Algorithm::Md5, &nonce, &opaque, 1);
+        let r = h.send(
+            &Req::register("alice")
+                .cseq(2)
+                .contact("<sip:evil@1>")
+                .h(&bob),
+        );
+        assert_eq!(r.status, 403);
+        assert_eq!(h.reg.binding_count(), 0);
+    }
+}
