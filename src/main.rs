@@ -30,11 +30,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Which CPUs the shards get is configuration too: a CPU that is not usable is a usage error (status 2).
+    let cpus = match shard::usable_cpus() {
+        Ok(usable) => config.shard_cpus(&usable).map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::Error::from(e).context("cannot read the CPU affinity mask")),
+    };
+    let cpus = match cpus {
+        Ok(cpus) => cpus,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = init_tracing(&config.log) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
-    match run(config) {
+    match run(config, cpus) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // stderr already carries the log; one line is enough.
@@ -61,12 +73,11 @@ fn init_tracing(filter: &str) -> Result<()> {
     Ok(())
 }
 
-fn run(config: Config) -> Result<()> {
+/// Runs one shard per entry of `cpus` (shard i pinned to `cpus[i]`) until a signal or a shard's exit.
+fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
     // Signals are blocked before any thread starts, so every thread inherits the mask and only the signal
     // thread (sigwait) ever receives SIGINT/SIGTERM.
     let signals = block_termination_signals()?;
-    let usable = shard::usable_cpus().context("cannot read the CPU affinity mask")?;
-    let cpus = config.shard_cpus(&usable)?;
     let shards = cpus.len();
     ensure_memlock(shards)?;
 
