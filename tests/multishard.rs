@@ -32,10 +32,17 @@ fn start(shards: usize, extra: &[&str]) -> Server {
     let mut args = vec!["--cores", n.as_str()];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
-    let log = server.log_text();
+    // The reader thread reports the address just before it stores the line: wait for the line itself.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let shows_map =
+        |log: &str| log.contains(&format!("shards={shards} ")) && log.contains("shard-cpus=0->cpu");
+    while !shows_map(&server.log_text()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(
-        log.contains(&format!("shards={shards} ")) && log.contains("shard-cpus=0->cpu"),
-        "start-up line must show the shard -> CPU map:\n{log}"
+        shows_map(&server.log_text()),
+        "start-up line must show the shard -> CPU map:\n{}",
+        server.log_text()
     );
     server
 }
@@ -159,7 +166,7 @@ fn cseq_and_star_scenario(server: &Server) -> Vec<(u16, BTreeSet<String>)> {
     let steps: Vec<(u32, Vec<String>, Option<&str>)> = vec![
         (1, vec![contact("a")], Some("600")), // new binding
         (2, vec![contact("b")], Some("600")), // second binding, same Call-ID, higher CSeq
-        (1, vec![contact("c")], Some("600")), // lower CSeq: out of order, refused
+        (1, vec![contact("b")], Some("900")), // b again with a lower CSeq than b's: out of order, refused
         (2, vec![], None), // fetch (no Contact) with the same Call-ID: both bindings
         (1, vec!["*".into()], Some("0")), // `*` with a lower CSeq: refused, nothing removed
         (3, vec![], None), // fetch: still both
@@ -180,7 +187,12 @@ fn cseq_and_star_scenario(server: &Server) -> Vec<(u16, BTreeSet<String>)> {
                 req = req.expires(e);
             }
             let resp = client.request(&req.build());
-            (resp.status, uris(&resp))
+            // Without the run-specific user name, so that runs on different instances compare equal.
+            let contacts = uris(&resp)
+                .iter()
+                .map(|u| u.replace(&user, "carol"))
+                .collect();
+            (resp.status, contacts)
         })
         .collect()
 }
@@ -357,9 +369,8 @@ fn a_full_handoff_queue_answers_503_with_retry_after_never_silence() {
     // Every 503 the clients saw is a counted back-pressure 503, and the other requests were applied.
     assert_eq!(sum(&lines, "overloaded_503"), busy, "{lines:?}");
     assert_eq!(sum(&lines, "bindings"), ok, "{lines:?}");
-    if busy == 0 {
-        eprintln!("note: the owners kept up with every burst; no back-pressure 503 this time");
-    }
+    // Whether owners fall behind depends on scheduling; the contract above holds either way.
+    eprintln!("back-pressure: {ok} applied, {busy} answered 503 by the receiving shard");
 }
 
 #[test]
