@@ -12,7 +12,9 @@ use corereg::sip::parse::{
     parse_message, BodyError, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
     StartLineError,
 };
-use corereg::sip::uri::{canonical_aor, parse_uri, uri_eq, AorBuf, UriError};
+use corereg::sip::uri::{
+    canonical_aor, parse_uri, uri_eq, AorBuf, Scheme, SipUri, UriError, MAX_URI_BYTES,
+};
 use proptest::prelude::*;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475");
@@ -374,6 +376,7 @@ fn rfc4475_specific_expectations() {
 // ---------------------------------------------------------------------------------------------
 // Property tests
 
+/// Valid messages to mutate: two REGISTERs and the 200 OK answering the first.
 const SEEDS: &[&[u8]] = &[
     b"REGISTER sip:example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport\r\n\
@@ -396,6 +399,15 @@ m: <sips:alice@[2001:db8::9]:5061>, \"A, B\" <sip:alice@h;lr>;expires=0, *\r\n\
 Path: <sip:p1.example.com;lr>,<sip:p2.example.com;lr>\r\n\
 k: path, gruu\r\n\
 l: 0\r\n\
+\r\n",
+    b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;received=192.0.2.100\r\n\
+To: <sip:bob@example.com>;tag=2493k59kd\r\n\
+From: <sip:bob@example.com>;tag=456248\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4>;expires=7200\r\n\
+Content-Length: 0\r\n\
 \r\n",
 ];
 
@@ -426,8 +438,16 @@ fn mutate(seed: &[u8], ops: &[(u8, usize, u8)]) -> Vec<u8> {
     buf
 }
 
+/// 2000 cases per property unless PROPTEST_CASES says otherwise (e.g. for a longer soak).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
@@ -441,6 +461,33 @@ proptest! {
         exercise(framed.as_bytes());
     }
 
+    /// `SipUri` has public fields: the functions taking one must hold up whatever it contains.
+    #[test]
+    fn uri_functions_never_panic_on_arbitrary_components(
+        parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..700), 5),
+        port in proptest::option::of(any::<u16>()),
+        sips in any::<bool>(),
+    ) {
+        let uri = SipUri {
+            scheme: if sips { Scheme::Sips } else { Scheme::Sip },
+            user: (!parts[0].is_empty()).then_some(&parts[0][..]),
+            password: (!parts[1].is_empty()).then_some(&parts[1][..]),
+            host: &parts[2],
+            port,
+            params: Params { raw: &parts[3] },
+            headers: &parts[4],
+        };
+        prop_assert!(uri_eq(&uri, &uri));
+        let mut aor = AorBuf::default();
+        match canonical_aor(&uri, &mut aor) {
+            Ok(()) => prop_assert!(aor.as_bytes().len() <= MAX_URI_BYTES),
+            Err(e) => {
+                prop_assert_eq!(e, UriError::TooLong);
+                prop_assert!(aor.as_bytes().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn mutated_registers_never_panic(
         seed in 0..SEEDS.len(),
@@ -451,16 +498,14 @@ proptest! {
 }
 
 #[test]
-fn seeds_are_valid_registers() {
+fn seeds_are_valid_messages() {
     for seed in SEEDS {
         let m = parse(seed);
-        assert!(matches!(
-            m.start,
-            StartLine::Request {
-                method: Method::Register,
-                ..
-            }
-        ));
+        match m.start {
+            StartLine::Request { method, .. } => assert_eq!(method, Method::Register),
+            StartLine::Response { code } => assert_eq!(code, 200),
+            StartLine::Invalid(e) => panic!("{e}"),
+        }
         for v in m.all(HeaderName::Contact) {
             for e in split_list(v) {
                 parse_contact(e.unwrap()).unwrap();

@@ -23,9 +23,7 @@ pub struct Now {
 
 impl Now {
     pub fn from_secs(unix_s: u64) -> Self {
-        Now {
-            unix_ms: unix_s * 1000,
-        }
+        Now { unix_ms: unix_s * 1000 }
     }
     pub fn unix_s(self) -> u64 {
         self.unix_ms / 1000
@@ -33,9 +31,7 @@ impl Now {
 }
 
 /// What to do when a REGISTER would take an AoR over `max_contacts_per_aor`.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum OverLimitPolicy {
     /// 403 Forbidden (nothing changes).
@@ -122,13 +118,7 @@ impl Registrar {
     }
 
     #[must_use]
-    pub fn handle(
-        &mut self,
-        _datagram: &[u8],
-        _source: SocketAddr,
-        _now: Now,
-        out: &mut Vec<u8>,
-    ) -> Outcome {
+    pub fn handle(&mut self, _datagram: &[u8], _source: SocketAddr, _now: Now, out: &mut Vec<u8>) -> Outcome {
         out.clear();
         todo!()
     }

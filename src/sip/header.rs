@@ -281,6 +281,10 @@ pub enum ContactValue<'a> {
     Addr(NameAddr<'a>),
 }
 
+/// Most elements `split_list` yields from one header value; one more is `Err(TooMany)`. Bounds the work a
+/// single header line can cause (a datagram of commas would otherwise be thousands of empty elements).
+pub const MAX_LIST_ELEMENTS: usize = 128;
+
 /// Split a comma-separated list header value (Contact, Path, Via, Require, Supported) into elements,
 /// honouring quoted strings and `<...>` so commas inside them do not split.
 /// An empty value has no element; empty elements (`a,,b`, `a,`) are yielded as empty slices so that
@@ -290,21 +294,29 @@ pub fn split_list(value: &[u8]) -> ListIter<'_> {
     ListIter {
         rest: v,
         done: v.is_empty(),
+        yielded: 0,
     }
 }
 
 pub struct ListIter<'a> {
     rest: &'a [u8],
     done: bool,
+    /// Elements returned so far (bounded by MAX_LIST_ELEMENTS).
+    yielded: usize,
 }
 
 impl<'a> Iterator for ListIter<'a> {
-    /// Each element trimmed of LWS; `Err` for an unterminated quote or `<` (then iteration stops).
+    /// Each element trimmed of LWS; `Err` for an unterminated quote or `<`, or past MAX_LIST_ELEMENTS
+    /// (then iteration stops).
     type Item = Result<&'a [u8], HeaderError>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
+        if self.yielded == MAX_LIST_ELEMENTS {
+            return self.fail(HeaderError::TooMany);
+        }
+        self.yielded += 1;
         let s = self.rest;
         let mut i = 0;
         while let Some(j) = memchr3(b',', b'"', b'<', &s[i..]) {
@@ -674,6 +686,17 @@ mod tests {
         assert_eq!(it.next(), None);
         let mut it = split_list(b"<sip:a, b");
         assert_eq!(it.next(), Some(Err(HeaderError::UnbalancedAngle)));
+        assert_eq!(it.next(), None);
+    }
+
+    #[test]
+    fn split_list_is_bounded() {
+        let at_limit = vec![b','; MAX_LIST_ELEMENTS - 1];
+        assert!(split_list(&at_limit).all(|e| e == Ok(&b""[..])));
+        assert_eq!(split_list(&at_limit).count(), MAX_LIST_ELEMENTS);
+        let over = vec![b','; MAX_LIST_ELEMENTS];
+        let mut it = split_list(&over).skip(MAX_LIST_ELEMENTS);
+        assert_eq!(it.next(), Some(Err(HeaderError::TooMany)));
         assert_eq!(it.next(), None);
     }
 
