@@ -200,19 +200,27 @@ fn angle_uri(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     Ok((&s[1..gt], &s[gt + 1..]))
 }
 
+/// Characters of a URI in a header: visible ASCII except `<`, `>` and `"`, plus (for non-SIP schemes,
+/// e.g. IRIs) bytes >= 0x80. `parse_uri` checks sip:/sips: URIs precisely.
+static URI_TEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c < 256 {
+        t[c] = !matches!(c as u8, 0x7f | b'<' | b'>' | b'"');
+        c += 1;
+    }
+    t
+};
+
+/// Scheme characters after the first letter (RFC 3986 `scheme`).
+static SCHEME: [bool; 256] = char_table(true, b"+-.");
+
 /// A URI as it may appear in a header: `scheme ":" ...` with no space, control or delimiter characters.
 fn check_uri_text(uri: &[u8]) -> Result<(), HeaderError> {
-    let scheme_len = uri
-        .iter()
-        .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        .count();
+    let scheme_len = span(uri, &SCHEME);
     let scheme_ok =
         scheme_len > 0 && uri[0].is_ascii_alphabetic() && uri.get(scheme_len) == Some(&b':');
-    if !scheme_ok
-        || uri
-            .iter()
-            .any(|&b| b <= b' ' || matches!(b, 0x7f | b'<' | b'>' | b'"'))
-    {
+    if !scheme_ok || span(uri, &URI_TEXT) != uri.len() {
         return Err(HeaderError::Malformed);
     }
     Ok(())
