@@ -223,7 +223,9 @@ impl Registrar {
         now: Now,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let msg = match parse_message(datagram, &self.cfg.parse) {
+        // A Message is a few KiB (fixed header array): keep it where it was built and borrow it.
+        let parsed = parse_message(datagram, &self.cfg.parse);
+        let msg = match &parsed {
             Ok(msg) => msg,
             Err(FramingError::TooLarge) => return self.too_large(datagram, source, now, out),
             Err(e) => {
@@ -251,42 +253,42 @@ impl Registrar {
                     StartLineError::UriTooLong => 414,
                     StartLineError::Malformed => 400,
                 };
-                return self.reply(status, &msg, source, now, out);
+                return self.reply(status, msg, source, now, out);
             }
         };
         if msg.count(HeaderName::Via) == 0 {
             return Outcome::Silent(Silence::Unanswerable);
         }
-        let basics = match validate(&msg, method_raw) {
+        let basics = match validate(msg, method_raw) {
             Ok(b) => b,
             Err(why) => {
                 tracing::debug!(%source, ?why, "malformed request");
-                return self.reply(400, &msg, source, now, out);
+                return self.reply(400, msg, source, now, out);
             }
         };
         // RFC 3261 §8.2.1: method inspection first.
         match method {
             Method::Register | Method::Options => {}
-            Method::Other => return self.reply_allow(501, &msg, source, now, out),
-            _ => return self.reply_allow(405, &msg, source, now, out),
+            Method::Other => return self.reply_allow(501, msg, source, now, out),
+            _ => return self.reply_allow(405, msg, source, now, out),
         }
         // §8.2.2: Request-URI, then Require.
         let ruri = match parse_uri(uri) {
             Ok(u) => u,
-            Err(UriError::UnsupportedScheme) => return self.reply(416, &msg, source, now, out),
-            Err(_) => return self.reply(400, &msg, source, now, out),
+            Err(UriError::UnsupportedScheme) => return self.reply(416, msg, source, now, out),
+            Err(_) => return self.reply(400, msg, source, now, out),
         };
-        if let Some(status) = self.check_require(&msg, source, now, out) {
+        if let Some(status) = self.check_require(msg, source, now, out) {
             return status;
         }
         match method {
             Method::Register => {
                 if !self.serves(ruri.host) {
-                    return self.reply(404, &msg, source, now, out);
+                    return self.reply(404, msg, source, now, out);
                 }
-                self.register(&msg, &basics, source, now, out)
+                self.register(msg, &basics, source, now, out)
             }
-            _ => self.reply_allow(200, &msg, source, now, out),
+            _ => self.reply_allow(200, msg, source, now, out),
         }
     }
 
@@ -658,7 +660,8 @@ impl Registrar {
     ) -> Outcome {
         let limits = self.cfg.parse;
         let head = &datagram[..datagram.len().min(limits.max_message_bytes)];
-        let Ok(msg) = parse_message(head, &limits) else {
+        let parsed = parse_message(head, &limits);
+        let Ok(msg) = &parsed else {
             return Outcome::Silent(Silence::Unanswerable);
         };
         match msg.start {
@@ -668,7 +671,7 @@ impl Registrar {
             }
             | StartLine::Response { .. } => Outcome::Silent(Silence::Unanswerable),
             _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
-            _ => self.reply(513, &msg, source, now, out),
+            _ => self.reply(513, msg, source, now, out),
         }
     }
 
@@ -680,7 +683,8 @@ impl Registrar {
         if shards <= 1 {
             return None;
         }
-        let msg = parse_message(datagram, &self.cfg.parse).ok()?;
+        let parsed = parse_message(datagram, &self.cfg.parse);
+        let msg = parsed.as_ref().ok()?;
         if !matches!(
             msg.start,
             StartLine::Request {
@@ -708,7 +712,8 @@ impl Registrar {
         out: &mut Vec<u8>,
     ) -> Outcome {
         out.clear();
-        let Ok(msg) = parse_message(datagram, &self.cfg.parse) else {
+        let parsed = parse_message(datagram, &self.cfg.parse);
+        let Ok(msg) = &parsed else {
             return Outcome::Silent(Silence::Unanswerable);
         };
         if !matches!(msg.start, StartLine::Request { .. }) || msg.count(HeaderName::Via) == 0 {
@@ -724,7 +729,7 @@ impl Registrar {
             return Outcome::Silent(Silence::Ack);
         }
         let retry_after = self.cfg.retry_after_s;
-        let mut w = self.writer(503, &msg, source, now, out);
+        let mut w = self.writer(503, msg, source, now, out);
         w.header_u64(b"Retry-After", u64::from(retry_after));
         w.finish();
         self.stats.replies_5xx += 1;
