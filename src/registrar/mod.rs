@@ -376,14 +376,15 @@ impl Registrar {
                 return outcome;
             }
         }
-        let contacts = match register::collect_contacts(
+        let mut contacts = register::Contacts::default();
+        if let Err(refusal) = register::collect_contacts(
             msg.all(HeaderName::Contact),
             msg.first(HeaderName::Expires),
             &self.cfg,
+            &mut contacts,
         ) {
-            Ok(c) => c,
-            Err(refusal) => return self.refuse(refusal, msg, source, now, out, aor.as_bytes()),
-        };
+            return self.refuse(refusal, msg, source, now, out, aor.as_bytes());
+        }
         let aor = aor.as_bytes();
         let aor_hash = self.store.hash_aor(aor);
         let now_s = now.unix_s();

@@ -7,18 +7,23 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
+use arrayvec::ArrayVec;
+
 use super::bindings::{BindingData, BindingIdx, BindingStore};
 use super::wheel::TimerWheel;
 use super::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::header::{
     parse_contact, parse_qvalue, parse_u32, split_list, ContactValue, HeaderError,
 };
-use crate::sip::uri::{parse_uri, uri_eq, SipUri};
+use crate::sip::uri::{parse_uri, uri_eq};
 
 /// Static capacity of a plan: the most Contacts one REGISTER may carry (config may lower it).
 pub const MAX_CONTACTS_PER_REQUEST: usize = 64;
 /// Static capacity for the bindings of one AoR considered at once (config may lower it).
 pub const MAX_CONTACTS_PER_AOR: usize = 256;
+
+/// Binding indices of one AoR, on the stack and not initialised until pushed.
+type Idxs = ArrayVec<BindingIdx, MAX_CONTACTS_PER_AOR>;
 
 /// What the request asks for, already checked against §10.3.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +42,9 @@ pub struct RegisterRequest<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct ReqContact<'a> {
     pub uri_text: &'a [u8],
-    /// None for non-SIP URIs, which compare byte for byte (RFC 3986 §6.2.1).
-    pub uri: Option<SipUri<'a>>,
+    /// False for non-SIP URIs, which compare byte for byte (RFC 3986 §6.2.1). The parsed URI is not kept:
+    /// it is large, and re-parsing for the rare comparison is cheaper than copying it around.
+    pub is_sip: bool,
     pub expires_s: u32,
     pub q: Option<u16>,
     /// `+sip.instance` value without quotes (empty: none).
@@ -48,33 +54,27 @@ pub struct ReqContact<'a> {
 }
 
 impl<'a> ReqContact<'a> {
-    const EMPTY: ReqContact<'static> = ReqContact {
-        uri_text: b"",
-        uri: None,
-        expires_s: 0,
-        q: None,
-        instance: b"",
-        reg_id: None,
-    };
-
     fn is_outbound(&self) -> bool {
         self.reg_id.is_some()
     }
 }
 
 /// The Contacts of a REGISTER, parsed into a fixed-capacity array.
+///
+/// Fixed capacity without initialisation (`ArrayVec`): the caller keeps it in its own frame and
+/// `collect_contacts` fills it in place, so nothing of its size is copied per request.
+#[derive(Default)]
 pub struct Contacts<'a> {
     pub star: bool,
-    items: [ReqContact<'a>; MAX_CONTACTS_PER_REQUEST],
-    len: usize,
+    items: ArrayVec<ReqContact<'a>, MAX_CONTACTS_PER_REQUEST>,
 }
 
 impl<'a> Contacts<'a> {
     pub fn as_slice(&self) -> &[ReqContact<'a>] {
-        &self.items[..self.len]
+        &self.items
     }
     pub fn is_empty(&self) -> bool {
-        self.len == 0 && !self.star
+        self.items.is_empty() && !self.star
     }
 }
 
@@ -102,17 +102,15 @@ pub fn collect_contacts<'a>(
     contact_values: impl Iterator<Item = &'a [u8]>,
     expires_header: Option<&'a [u8]>,
     cfg: &RegistrarConfig,
-) -> Result<Contacts<'a>, Refusal> {
+    contacts: &mut Contacts<'a>,
+) -> Result<(), Refusal> {
     let header_expires = match expires_header {
         Some(v) => Some(parse_expires(v).ok_or(Refusal::BadRequest("bad Expires"))?),
         None => None,
     };
     let limit = cfg.max_contacts_per_request.min(MAX_CONTACTS_PER_REQUEST);
-    let mut contacts = Contacts {
-        star: false,
-        items: [ReqContact::EMPTY; MAX_CONTACTS_PER_REQUEST],
-        len: 0,
-    };
+    contacts.star = false;
+    contacts.items.clear();
     let mut elements = 0usize;
     for value in contact_values {
         for element in split_list(value) {
@@ -121,11 +119,10 @@ pub fn collect_contacts<'a>(
             match parse_contact(element).map_err(|_| Refusal::BadRequest("bad Contact"))? {
                 ContactValue::Star => contacts.star = true,
                 ContactValue::Addr(na) => {
-                    if contacts.len >= limit {
+                    if contacts.items.len() >= limit {
                         return Err(Refusal::BadRequest("too many Contacts"));
                     }
-                    contacts.items[contacts.len] = req_contact(na, header_expires, cfg)?;
-                    contacts.len += 1;
+                    contacts.items.push(req_contact(na, header_expires, cfg)?);
                 }
             }
         }
@@ -137,7 +134,7 @@ pub fn collect_contacts<'a>(
                 "Contact: * needs to be alone, with Expires: 0",
             ));
         }
-        return Ok(contacts);
+        return Ok(());
     }
     // §10.3 step 7: a non-zero expiry below the minimum refuses the whole request.
     if contacts
@@ -147,7 +144,7 @@ pub fn collect_contacts<'a>(
     {
         return Err(Refusal::IntervalTooBrief);
     }
-    Ok(contacts)
+    Ok(())
 }
 
 fn req_contact<'a>(
@@ -155,41 +152,40 @@ fn req_contact<'a>(
     header_expires: Option<u32>,
     cfg: &RegistrarConfig,
 ) -> Result<ReqContact<'a>, Refusal> {
-    let uri = match parse_uri(na.uri) {
-        Ok(u) => Some(u),
-        Err(crate::sip::uri::UriError::UnsupportedScheme) if !na.uri.is_empty() => None,
+    let is_sip = match parse_uri(na.uri) {
+        Ok(_) => true,
+        Err(crate::sip::uri::UriError::UnsupportedScheme) if !na.uri.is_empty() => false,
         Err(_) => return Err(Refusal::BadRequest("bad Contact URI")),
     };
-    let expires = match na.params.get(b"expires") {
-        Some(Some(v)) => parse_expires(v).ok_or(Refusal::BadRequest("bad expires parameter"))?,
-        Some(None) => return Err(Refusal::BadRequest("bad expires parameter")),
-        None => header_expires.unwrap_or(cfg.default_expires_s),
-    };
-    let q = match na.params.get(b"q") {
-        Some(Some(v)) => Some(parse_qvalue(v).map_err(|_| Refusal::BadRequest("bad q"))?),
-        Some(None) => return Err(Refusal::BadRequest("bad q")),
-        None => None,
-    };
-    let instance = match na.params.get(b"+sip.instance") {
-        Some(Some(v)) if !v.is_empty() => v,
-        _ => b"",
-    };
-    let reg_id = match na.params.get(b"reg-id") {
-        Some(Some(v)) => {
+    // One pass over the parameters; the first occurrence of each name counts.
+    let mut expires = None;
+    let mut q = None;
+    let mut instance: &[u8] = b"";
+    let mut reg_id = None;
+    for (name, value) in na.params.iter() {
+        if name.eq_ignore_ascii_case(b"expires") && expires.is_none() {
+            let v = value.ok_or(Refusal::BadRequest("bad expires parameter"))?;
+            expires = Some(parse_expires(v).ok_or(Refusal::BadRequest("bad expires parameter"))?);
+        } else if name.eq_ignore_ascii_case(b"q") && q.is_none() {
+            let v = value.ok_or(Refusal::BadRequest("bad q"))?;
+            q = Some(parse_qvalue(v).map_err(|_| Refusal::BadRequest("bad q"))?);
+        } else if name.eq_ignore_ascii_case(b"+sip.instance") && instance.is_empty() {
+            instance = value.unwrap_or(b"");
+        } else if name.eq_ignore_ascii_case(b"reg-id") && reg_id.is_none() {
+            let v = value.ok_or(Refusal::BadRequest("bad reg-id"))?;
             let n = parse_u32(v).map_err(|_| Refusal::BadRequest("bad reg-id"))?;
-            NonZeroU32::new(n).ok_or(Refusal::BadRequest("bad reg-id"))?
+            reg_id = Some(NonZeroU32::new(n).ok_or(Refusal::BadRequest("bad reg-id"))?);
         }
-        Some(None) => return Err(Refusal::BadRequest("bad reg-id")),
-        None => NonZeroU32::MIN,
-    };
-    let has_reg_id = na.params.get(b"reg-id").is_some();
+    }
+    let expires = expires.or(header_expires).unwrap_or(cfg.default_expires_s);
     Ok(ReqContact {
         uri_text: na.uri,
-        uri,
+        is_sip,
         expires_s: expires.min(cfg.max_expires_s),
         q,
         instance,
-        reg_id: (has_reg_id && !instance.is_empty()).then_some(reg_id),
+        // RFC 5626 §6: reg-id without +sip.instance is ignored.
+        reg_id: reg_id.filter(|_| !instance.is_empty()),
     })
 }
 
@@ -232,19 +228,18 @@ pub fn purge_expired(st: &mut State<'_>, aor_hash: u64, aor: &[u8], now_s: u64) 
     let Some(rec) = st.store.find_aor(aor_hash, aor) else {
         return 0;
     };
-    let mut due = [0 as BindingIdx; MAX_CONTACTS_PER_AOR];
-    let mut n = 0;
-    for (idx, b) in st.store.bindings_of(rec) {
-        if b.expires_at_s <= now_s && n < due.len() {
-            due[n] = idx;
-            n += 1;
-        }
-    }
-    for &idx in &due[..n] {
+    let due: Idxs = st
+        .store
+        .bindings_of(rec)
+        .filter(|(_, b)| b.expires_at_s <= now_s)
+        .map(|(idx, _)| idx)
+        .take(MAX_CONTACTS_PER_AOR)
+        .collect();
+    for &idx in &due {
         st.wheel.cancel(idx);
         st.store.remove(idx);
     }
-    n as u64
+    due.len() as u64
 }
 
 /// §10.3 steps 6-8: plan every change, check it, then apply it.
@@ -253,20 +248,18 @@ pub fn apply(
     req: &RegisterRequest<'_>,
     contacts: &Contacts<'_>,
 ) -> Result<Applied, Refusal> {
-    let mut existing = [0 as BindingIdx; MAX_CONTACTS_PER_AOR];
-    let mut n_existing = 0;
-    if let Some(rec) = st.store.find_aor(req.aor_hash, req.aor) {
-        for (idx, _) in st.store.bindings_of(rec) {
-            if n_existing == existing.len() {
-                break;
-            }
-            existing[n_existing] = idx;
-            n_existing += 1;
-        }
-    }
-    let existing = &existing[..n_existing];
+    let existing: Idxs = match st.store.find_aor(req.aor_hash, req.aor) {
+        Some(rec) => st
+            .store
+            .bindings_of(rec)
+            .map(|(idx, _)| idx)
+            .take(MAX_CONTACTS_PER_AOR)
+            .collect(),
+        None => Idxs::new(),
+    };
+    let existing = existing.as_slice();
 
-    let mut actions = [Action::Nothing; MAX_CONTACTS_PER_REQUEST];
+    let mut actions: ArrayVec<Action, MAX_CONTACTS_PER_REQUEST> = ArrayVec::new();
     let items = contacts.as_slice();
     let mut removals = 0usize;
     let mut inserts = 0usize;
@@ -289,23 +282,23 @@ pub fn apply(
     }
 
     let mut verdict = CseqVerdict::default();
-    for (i, c) in items.iter().enumerate() {
+    for c in items {
         let target = existing
             .iter()
             .copied()
             .find(|&idx| matches(st.store, idx, c));
         // A later Contact for the same binding wins over an earlier one in the same request.
-        for prev in 0..i {
-            let same = match (actions[prev], target) {
+        for (prev, action) in items.iter().zip(actions.iter_mut()) {
+            let same = match (*action, target) {
                 (Action::Update(a) | Action::Remove(a), Some(b)) => a == b,
-                (Action::Insert, None) => same_contact(&items[prev], c),
+                (Action::Insert, None) => same_contact(prev, c),
                 _ => false,
             };
             if same {
-                actions[prev] = Action::Nothing;
+                *action = Action::Nothing;
             }
         }
-        actions[i] = match target {
+        actions.push(match target {
             Some(idx) => {
                 verdict.add(check_cseq(st.store, idx, req));
                 if c.expires_s == 0 {
@@ -316,10 +309,10 @@ pub fn apply(
             }
             None if c.expires_s == 0 => Action::Nothing,
             None => Action::Insert,
-        };
+        });
     }
     verdict.result()?;
-    for a in &actions[..items.len()] {
+    for a in &actions {
         match a {
             Action::Insert => inserts += 1,
             Action::Remove(_) => removals += 1,
@@ -328,8 +321,7 @@ pub fn apply(
     }
 
     // Limits: per AoR, then per shard.
-    let mut evict = [0 as BindingIdx; MAX_CONTACTS_PER_AOR];
-    let mut n_evict = 0;
+    let mut evict = Idxs::new();
     let after = existing.len() + inserts - removals;
     let max_contacts = st.cfg.max_contacts_per_aor.min(MAX_CONTACTS_PER_AOR);
     if inserts > 0 && after > max_contacts {
@@ -337,23 +329,17 @@ pub fn apply(
             OverLimitPolicy::Reject403 => return Err(Refusal::TooManyContacts403),
             OverLimitPolicy::Reject503 => return Err(Refusal::TooManyContacts503),
             OverLimitPolicy::EvictOldest => {
-                n_evict = pick_evictions(
-                    st.store,
-                    existing,
-                    &actions[..items.len()],
-                    after - max_contacts,
-                    &mut evict,
-                )
-                .ok_or(Refusal::TooManyContacts403)?;
+                evict = pick_evictions(st.store, existing, &actions, after - max_contacts)
+                    .ok_or(Refusal::TooManyContacts403)?;
             }
         }
     }
-    if st.store.len() + inserts > st.store.max_bindings() + removals + n_evict {
+    if st.store.len() + inserts > st.store.max_bindings() + removals + evict.len() {
         return Err(Refusal::StoreFull);
     }
 
     // Apply: nothing below can fail for a request that reached this point.
-    for &idx in &evict[..n_evict] {
+    for &idx in &evict {
         st.wheel.cancel(idx);
         st.store.remove(idx);
     }
@@ -383,7 +369,7 @@ pub fn apply(
             },
         }
     }
-    let changed = n_evict > 0 || actions[..items.len()].iter().any(|a| *a != Action::Nothing);
+    let changed = !evict.is_empty() || actions.iter().any(|a| *a != Action::Nothing);
     Ok(Applied { changed, outbound })
 }
 
@@ -468,9 +454,12 @@ fn matches(store: &BindingStore, idx: BindingIdx, c: &ReqContact<'_>) -> bool {
 }
 
 fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
-    match (c.uri, parse_uri(stored)) {
-        (Some(a), Ok(b)) => uri_eq(&a, &b),
-        (None, Err(_)) => c.uri_text == stored,
+    // Identical text is equal under every rule (and is what a refresh sends): skip parsing.
+    if !c.is_sip || c.uri_text == stored {
+        return c.uri_text == stored;
+    }
+    match (parse_uri(c.uri_text), parse_uri(stored)) {
+        (Ok(a), Ok(b)) => uri_eq(&a, &b),
         _ => false,
     }
 }
@@ -479,9 +468,9 @@ fn same_contact(a: &ReqContact<'_>, b: &ReqContact<'_>) -> bool {
     if a.is_outbound() || b.is_outbound() {
         return a.reg_id == b.reg_id && a.instance == b.instance;
     }
-    match (a.uri, b.uri) {
-        (Some(x), Some(y)) => uri_eq(&x, &y),
-        (None, None) => a.uri_text == b.uri_text,
+    match (a.is_sip, b.is_sip) {
+        (true, true) => contact_uri_eq(a, b.uri_text),
+        (false, false) => a.uri_text == b.uri_text,
         _ => false,
     }
 }
@@ -492,31 +481,20 @@ fn pick_evictions(
     existing: &[BindingIdx],
     actions: &[Action],
     need: usize,
-    out: &mut [BindingIdx; MAX_CONTACTS_PER_AOR],
-) -> Option<usize> {
+) -> Option<Idxs> {
     let touched = |idx: BindingIdx| {
         actions
             .iter()
             .any(|a| matches!(a, Action::Update(i) | Action::Remove(i) if *i == idx))
     };
-    let mut candidates = [(0u64, 0 as BindingIdx); MAX_CONTACTS_PER_AOR];
-    let mut n = 0;
-    for &idx in existing {
-        if touched(idx) {
-            continue;
-        }
-        if let Some(b) = store.get(idx) {
-            candidates[n] = (b.updated_at_s, idx);
-            n += 1;
-        }
-    }
-    if n < need {
+    let mut candidates: ArrayVec<(u64, BindingIdx), MAX_CONTACTS_PER_AOR> = existing
+        .iter()
+        .filter(|&&idx| !touched(idx))
+        .filter_map(|&idx| store.get(idx).map(|b| (b.updated_at_s, idx)))
+        .collect();
+    if candidates.len() < need {
         return None;
     }
-    let candidates = &mut candidates[..n];
     candidates.sort_unstable();
-    for (slot, (_, idx)) in out.iter_mut().zip(candidates.iter()).take(need) {
-        *slot = *idx;
-    }
-    Some(need)
+    Some(candidates.iter().take(need).map(|&(_, idx)| idx).collect())
 }

@@ -1,0 +1,48 @@
+//! A fixed workload for profilers (callgrind, perf): register N AoRs, then refresh each of them R times.
+//! `cargo build --release --example refresh_loop && valgrind --tool=callgrind target/release/examples/refresh_loop 20000 3`
+
+use std::net::SocketAddr;
+
+use corereg::registrar::{Now, Outcome, Registrar, RegistrarConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn register(user: u32, cseq: u32) -> Vec<u8> {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK{cseq}x{user};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:u{user}@example.com>;tag=a73kszlfl\r\n\
+         To: <sip:u{user}@example.com>\r\n\
+         Call-ID: 1j9FpLxk3uxtm8tn@192.0.2.7-{user}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:u{user}@192.0.2.7:5060;transport=udp>;expires=3600\r\n\
+         User-Agent: corereg-bench/1.0\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let users: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let source: SocketAddr = "192.0.2.7:5060".parse().expect("addr");
+    let now = Now::from_secs(1_700_000_000);
+    let mut reg = Registrar::new(RegistrarConfig::default(), now);
+    let mut out = Vec::with_capacity(2048);
+    let mut ok = 0u64;
+    for round in 0..=rounds {
+        let msgs: Vec<Vec<u8>> = (0..users).map(|u| register(u, round + 1)).collect();
+        for m in &msgs {
+            if let Outcome::Reply { status: 200, .. } = reg.handle(m, source, now, &mut out) {
+                ok += 1;
+            }
+        }
+    }
+    println!(
+        "{ok} REGISTERs answered 200, {} bindings",
+        reg.binding_count()
+    );
+}
