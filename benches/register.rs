@@ -51,6 +51,24 @@ fn bench(c: &mut Criterion) {
         )
     });
 
+    // The same refresh over 1,000 AoRs: the table stays in cache, so this is the core's compute cost alone.
+    let hot_users = 1_000u32;
+    let mut hot = Registrar::new(RegistrarConfig::default(), Now::from_secs(T0));
+    for u in 0..hot_users {
+        let _ = hot.handle(&register(u, 1), source, Now::from_secs(T0), &mut out);
+    }
+    let mut hot_seq = 3u32;
+    c.bench_function("handle_refresh_1k_aors", |b| {
+        b.iter_batched(
+            || {
+                hot_seq += 1;
+                register(hot_seq % hot_users, hot_seq)
+            },
+            |req| black_box(hot.handle(&req, source, Now::from_secs(T0 + 2), &mut out)),
+            BatchSize::SmallInput,
+        )
+    });
+
     c.bench_function("handle_initial_register", |b| {
         let mut fresh = Registrar::new(
             RegistrarConfig {
