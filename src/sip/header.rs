@@ -3,6 +3,7 @@
 //! CONTRACT (used by the registrar; keep these names and meanings). LWS = SP / HTAB / CR / LF runs
 //! (values may contain folded CRLF+WS). Parameter names compare case-insensitively.
 
+use memchr::{memchr, memchr2, memchr3};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
@@ -19,6 +20,79 @@ pub enum HeaderError {
     TooMany,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Character classes (256-entry tables, shared with `parse` and `uri`).
+
+/// Build a 256-entry membership table: ASCII letters and digits (when `alnum`) plus `extra`.
+pub(crate) const fn char_table(alnum: bool, extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    if alnum {
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric();
+            c += 1;
+        }
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// RFC 3261 §25.1 `token` characters.
+pub(crate) static TOKEN: [bool; 256] = char_table(true, b"-.!%*_+`'~");
+
+/// Characters of an unquoted parameter name or value. Deliberately a superset of both header `gen-value`
+/// (token / host) and URI `paramchar` (`[ ] / : & + $`, unreserved, `%`): every visible ASCII character
+/// except the ones that delimit parameters, lists, quoted strings and URIs.
+static PARAM_CHAR: [bool; 256] = char_table(true, b"-.!%*_+`'~[]/:&$()@{}|^#");
+
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s` without leading LWS.
+#[inline]
+pub(crate) fn skip_lws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_lws(b)).count();
+    &s[n..]
+}
+
+/// `s` without leading and trailing LWS.
+#[inline]
+pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    let s = skip_lws(s);
+    let n = s.iter().rev().take_while(|&&b| is_lws(b)).count();
+    &s[..s.len() - n]
+}
+
+/// Length of the prefix of `s` whose bytes are all in `table`.
+#[inline]
+pub(crate) fn span(s: &[u8], table: &[bool; 256]) -> usize {
+    s.iter().take_while(|&&b| table[b as usize]).count()
+}
+
+/// `s` starts with `"`: the length of the quoted string including both quotes. A backslash escapes the
+/// next byte (RFC 3261 `quoted-pair`).
+fn quoted_len(s: &[u8]) -> Result<usize, HeaderError> {
+    debug_assert_eq!(s.first(), Some(&b'"'));
+    let mut i = 1;
+    while let Some(j) = s.get(i..).and_then(|rest| memchr2(b'"', b'\\', rest)) {
+        if s[i + j] == b'"' {
+            return Ok(i + j + 1);
+        }
+        i += j + 2; // skip the escaped byte
+    }
+    Err(HeaderError::UnterminatedQuote)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
 /// `;name[=value]` parameters after a URI or header value, parsed on demand.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Params<'a> {
@@ -26,13 +100,59 @@ pub struct Params<'a> {
     pub raw: &'a [u8],
 }
 
+/// One parameter and the text after it.
+type ParamStep<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
+
+/// Parse the parameter at the start of `s` (`LWS ; LWS name [LWS = LWS value]`).
+/// `Ok(None)` when only LWS is left.
+fn next_param(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
+    let s = skip_lws(s);
+    let Some((&first, s)) = s.split_first() else {
+        return Ok(None);
+    };
+    if first != b';' {
+        return Err(HeaderError::Malformed);
+    }
+    let s = skip_lws(s);
+    let n = span(s, &PARAM_CHAR);
+    if n == 0 {
+        return Err(HeaderError::Malformed);
+    }
+    let (name, rest) = s.split_at(n);
+    let after_name = skip_lws(rest);
+    let Some(after_eq) = after_name.strip_prefix(b"=") else {
+        return Ok(Some((name, None, rest)));
+    };
+    let v = skip_lws(after_eq);
+    if v.first() == Some(&b'"') {
+        let q = quoted_len(v)?;
+        return Ok(Some((name, Some(&v[1..q - 1]), &v[q..])));
+    }
+    let n = span(v, &PARAM_CHAR);
+    if n == 0 {
+        return Err(HeaderError::Malformed);
+    }
+    Ok(Some((name, Some(&v[..n]), &v[n..])))
+}
+
+/// Check that `s` is exactly `*(LWS ";" LWS param)` followed by optional LWS.
+fn validate_params(mut s: &[u8]) -> Result<(), HeaderError> {
+    while let Some((_, _, rest)) = next_param(s)? {
+        s = rest;
+    }
+    Ok(())
+}
+
 impl<'a> Params<'a> {
     /// Value of the named parameter: `Some(Some(v))` with `name=v` (quotes removed when quoted, escapes
     /// inside the quoted string left as they are), `Some(None)` for a bare `name`, `None` when absent.
-    pub fn get(&self, _name: &[u8]) -> Option<Option<&'a [u8]>> {
-        todo!()
+    pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
     /// Every parameter, in order, as (name, value) with the same value rules as `get`.
+    /// Iteration stops at the first malformed parameter.
     pub fn iter(&self) -> ParamIter<'a> {
         ParamIter { rest: self.raw }
     }
@@ -45,10 +165,21 @@ pub struct ParamIter<'a> {
 impl<'a> Iterator for ParamIter<'a> {
     type Item = (&'a [u8], Option<&'a [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
-        let _ = self.rest;
-        todo!()
+        match next_param(self.rest) {
+            Ok(Some((name, value, rest))) => {
+                self.rest = rest;
+                Some((name, value))
+            }
+            _ => {
+                self.rest = &[];
+                None
+            }
+        }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// name-addr / addr-spec
 
 /// `[display-name] <uri> *(;param)` or `addr-spec *(;param)` (RFC 3261 §20.10 rules: without angle
 /// brackets, `;params` belong to the header, not to the URI, and the URI cannot contain `,` `?` `;`).
@@ -62,10 +193,93 @@ pub struct NameAddr<'a> {
     pub params: Params<'a>,
 }
 
-/// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
-pub fn parse_name_addr(_value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
-    todo!()
+/// `s` starts with `<`: the URI inside and the text after `>`.
+fn angle_uri(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
+    debug_assert_eq!(s.first(), Some(&b'<'));
+    let gt = memchr(b'>', s).ok_or(HeaderError::UnbalancedAngle)?;
+    Ok((&s[1..gt], &s[gt + 1..]))
 }
+
+/// Characters of a URI in a header: visible ASCII except `<`, `>` and `"`, plus (for non-SIP schemes,
+/// e.g. IRIs) bytes >= 0x80. `parse_uri` checks sip:/sips: URIs precisely.
+static URI_TEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c < 256 {
+        t[c] = !matches!(c as u8, 0x7f | b'<' | b'>' | b'"');
+        c += 1;
+    }
+    t
+};
+
+/// Scheme characters after the first letter (RFC 3986 `scheme`).
+static SCHEME: [bool; 256] = char_table(true, b"+-.");
+
+/// A URI as it may appear in a header: `scheme ":" ...` with no space, control or delimiter characters.
+fn check_uri_text(uri: &[u8]) -> Result<(), HeaderError> {
+    let scheme_len = span(uri, &SCHEME);
+    let scheme_ok =
+        scheme_len > 0 && uri[0].is_ascii_alphabetic() && uri.get(scheme_len) == Some(&b':');
+    if !scheme_ok || span(uri, &URI_TEXT) != uri.len() {
+        return Err(HeaderError::Malformed);
+    }
+    Ok(())
+}
+
+/// Characters allowed in an unquoted display name: token characters, LWS between tokens, and (liberally)
+/// UTF-8 bytes, which real user agents send unquoted.
+#[inline]
+fn is_display_char(b: u8) -> bool {
+    TOKEN[b as usize] || is_lws(b) || b >= 0x80
+}
+
+/// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
+pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
+    let v = trim_lws(value);
+    let (display, uri, after) = match v.first() {
+        None => return Err(HeaderError::Malformed),
+        Some(b'"') => {
+            let q = quoted_len(v)?;
+            let rest = skip_lws(&v[q..]);
+            if rest.first() != Some(&b'<') {
+                return Err(HeaderError::Malformed);
+            }
+            let (uri, after) = angle_uri(rest)?;
+            (Some(&v[1..q - 1]), uri, after)
+        }
+        Some(_) => {
+            let d = v.iter().take_while(|&&b| is_display_char(b)).count();
+            if v.get(d) == Some(&b'<') {
+                let display = trim_lws(&v[..d]);
+                let (uri, after) = angle_uri(&v[d..])?;
+                ((!display.is_empty()).then_some(display), uri, after)
+            } else {
+                // addr-spec: the URI ends at the first `;` (header parameters) or LWS.
+                let end = v
+                    .iter()
+                    .position(|&b| b == b';' || is_lws(b))
+                    .unwrap_or(v.len());
+                let uri = &v[..end];
+                if uri.iter().any(|&b| b == b'?' || b == b',') {
+                    return Err(HeaderError::Malformed);
+                }
+                (None, uri, &v[end..])
+            }
+        }
+    };
+    check_uri_text(uri)?;
+    validate_params(after)?;
+    Ok(NameAddr {
+        display,
+        uri,
+        params: Params {
+            raw: skip_lws(after),
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists and Contact
 
 /// One element of a Contact header value.
 #[derive(Clone, Copy, Debug)]
@@ -75,45 +289,151 @@ pub enum ContactValue<'a> {
     Addr(NameAddr<'a>),
 }
 
+/// Most elements `split_list` yields from one header value; one more is `Err(TooMany)`. Bounds the work a
+/// single header line can cause (a datagram of commas would otherwise be thousands of empty elements).
+pub const MAX_LIST_ELEMENTS: usize = 128;
+
 /// Split a comma-separated list header value (Contact, Path, Via, Require, Supported) into elements,
 /// honouring quoted strings and `<...>` so commas inside them do not split.
+/// An empty value has no element; empty elements (`a,,b`, `a,`) are yielded as empty slices so that
+/// typed parsers reject them.
 pub fn split_list(value: &[u8]) -> ListIter<'_> {
-    ListIter { rest: value }
+    let v = trim_lws(value);
+    ListIter {
+        rest: v,
+        done: v.is_empty(),
+        yielded: 0,
+    }
 }
 
 pub struct ListIter<'a> {
     rest: &'a [u8],
+    done: bool,
+    /// Elements returned so far (bounded by MAX_LIST_ELEMENTS).
+    yielded: usize,
 }
 
 impl<'a> Iterator for ListIter<'a> {
-    /// Each element trimmed of LWS; `Err` for an unterminated quote or `<` (then iteration stops).
+    /// Each element trimmed of LWS; `Err` for an unterminated quote or `<`, or past MAX_LIST_ELEMENTS
+    /// (then iteration stops).
     type Item = Result<&'a [u8], HeaderError>;
     fn next(&mut self) -> Option<Self::Item> {
-        let _ = self.rest;
-        todo!()
+        if self.done {
+            return None;
+        }
+        if self.yielded == MAX_LIST_ELEMENTS {
+            return self.fail(HeaderError::TooMany);
+        }
+        self.yielded += 1;
+        let s = self.rest;
+        let mut i = 0;
+        while let Some(j) = memchr3(b',', b'"', b'<', &s[i..]) {
+            i += j;
+            match s[i] {
+                b',' => {
+                    self.rest = &s[i + 1..];
+                    return Some(Ok(trim_lws(&s[..i])));
+                }
+                b'"' => match quoted_len(&s[i..]) {
+                    Ok(n) => i += n,
+                    Err(e) => return self.fail(e),
+                },
+                _ => match memchr(b'>', &s[i..]) {
+                    Some(n) => i += n + 1,
+                    None => return self.fail(HeaderError::UnbalancedAngle),
+                },
+            }
+        }
+        self.done = true;
+        Some(Ok(trim_lws(s)))
+    }
+}
+
+impl<'a> ListIter<'a> {
+    fn fail(&mut self, e: HeaderError) -> Option<Result<&'a [u8], HeaderError>> {
+        self.done = true;
+        Some(Err(e))
     }
 }
 
 /// Parse one Contact list element (from `split_list`): `*` or a name-addr.
-pub fn parse_contact(_element: &[u8]) -> Result<ContactValue<'_>, HeaderError> {
-    todo!()
+pub fn parse_contact(element: &[u8]) -> Result<ContactValue<'_>, HeaderError> {
+    let e = trim_lws(element);
+    if e == b"*" {
+        return Ok(ContactValue::Star);
+    }
+    parse_name_addr(e).map(ContactValue::Addr)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+
+/// Decimal digits (already checked to be non-empty ASCII digits) to u32.
+fn digits_to_u32(d: &[u8]) -> Result<u32, HeaderError> {
+    d.iter().try_fold(0u32, |acc, &b| {
+        acc.checked_mul(10)
+            .and_then(|a| a.checked_add(u32::from(b - b'0')))
+            .ok_or(HeaderError::NumberOutOfRange)
+    })
 }
 
 /// CSeq: `number LWS method`. The number must fit in 32 bits (RFC 3261 §8.1.1.5, RFC 4475 scalar02).
-pub fn parse_cseq(_value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
-    todo!()
+pub fn parse_cseq(value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
+    let v = trim_lws(value);
+    let n = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 {
+        return Err(HeaderError::Malformed);
+    }
+    let rest = &v[n..];
+    let method = skip_lws(rest);
+    if method.len() == rest.len() || method.is_empty() || span(method, &TOKEN) != method.len() {
+        return Err(HeaderError::Malformed);
+    }
+    Ok((digits_to_u32(&v[..n])?, method))
 }
 
 /// A non-negative decimal that fits in u32 (Expires, Content-Length, Max-Forwards, expires param).
 /// Expires values above u32::MAX are NumberOutOfRange; callers cap them.
-pub fn parse_u32(_value: &[u8]) -> Result<u32, HeaderError> {
-    todo!()
+pub fn parse_u32(value: &[u8]) -> Result<u32, HeaderError> {
+    let v = trim_lws(value);
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return Err(HeaderError::Malformed);
+    }
+    digits_to_u32(v)
 }
 
 /// q-value (`0`, `0.5`, `1.000`) in thousandths, 0..=1000 (RFC 3261 §20.10 qvalue grammar).
-pub fn parse_qvalue(_value: &[u8]) -> Result<u16, HeaderError> {
-    todo!()
+pub fn parse_qvalue(value: &[u8]) -> Result<u16, HeaderError> {
+    let v = trim_lws(value);
+    let (int, frac) = match v.split_first() {
+        Some((&i @ (b'0' | b'1'), rest)) => match rest.split_first() {
+            None => (i, &[][..]),
+            Some((b'.', frac)) if frac.len() <= 3 => (i, frac),
+            _ => return Err(HeaderError::Malformed),
+        },
+        _ => return Err(HeaderError::Malformed),
+    };
+    if int == b'1' {
+        return if frac.iter().all(|&b| b == b'0') {
+            Ok(1000)
+        } else {
+            Err(HeaderError::Malformed)
+        };
+    }
+    let mut thousandths = 0u16;
+    for k in 0..3 {
+        let digit = match frac.get(k) {
+            None => 0,
+            Some(b) if b.is_ascii_digit() => u16::from(b - b'0'),
+            Some(_) => return Err(HeaderError::Malformed),
+        };
+        thousandths = thousandths * 10 + digit;
+    }
+    Ok(thousandths)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Via
 
 /// One Via element (`SIP/2.0/UDP host[:port];params`).
 #[derive(Clone, Copy, Debug)]
@@ -131,9 +451,56 @@ impl<'a> Via<'a> {
     }
 }
 
+/// A non-empty token at the start of `s` and the text after it.
+fn take_token(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
+    match span(s, &TOKEN) {
+        0 => Err(HeaderError::Malformed),
+        n => Ok(s.split_at(n)),
+    }
+}
+
+/// `SWS "/" SWS` at the start of `s`; the text after it.
+fn take_slash(s: &[u8]) -> Result<&[u8], HeaderError> {
+    skip_lws(s)
+        .strip_prefix(b"/")
+        .map(skip_lws)
+        .ok_or(HeaderError::Malformed)
+}
+
 /// Parse one Via element (after `split_list`).
-pub fn parse_via(_element: &[u8]) -> Result<Via<'_>, HeaderError> {
-    todo!()
+///
+/// `sent-protocol LWS sent-by *(SEMI via-params)` with LWS allowed around `/` and `:`. The protocol name
+/// must be `SIP` (any case); the version is only checked to be a token, so that a request with an
+/// unsupported version (RFC 4475 badvers) can still be answered with 505 along its Via.
+pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
+    let s = trim_lws(element);
+    let (protocol, s) = take_token(s)?;
+    if !protocol.eq_ignore_ascii_case(b"SIP") {
+        return Err(HeaderError::Malformed);
+    }
+    let (_version, s) = take_token(take_slash(s)?)?;
+    let (transport, s) = take_token(take_slash(s)?)?;
+    let sent_by = skip_lws(s);
+    if sent_by.len() == s.len() {
+        return Err(HeaderError::Malformed);
+    }
+    let (host, s) = super::uri::take_host(sent_by).ok_or(HeaderError::Malformed)?;
+    let (port, s) = match skip_lws(s).strip_prefix(b":") {
+        Some(p) => {
+            let p = skip_lws(p);
+            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
+            let port = super::uri::port_from_digits(&p[..n]).ok_or(HeaderError::Malformed)?;
+            (Some(port), &p[n..])
+        }
+        None => (None, s),
+    };
+    validate_params(s)?;
+    Ok(Via {
+        transport,
+        host,
+        port,
+        params: Params { raw: skip_lws(s) },
+    })
 }
 
 /// Case-insensitive option-tag membership in a comma-separated list value (Require, Supported).
@@ -141,4 +508,377 @@ pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
     split_list(list_value)
         .flatten()
         .any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(raw: &[u8]) -> Params<'_> {
+        Params { raw }
+    }
+
+    #[test]
+    fn params_get_and_iter() {
+        let p = params(b";tag=abc ; LR;expires = 60;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"");
+        assert_eq!(p.get(b"tag"), Some(Some(&b"abc"[..])));
+        assert_eq!(p.get(b"lr"), Some(None));
+        assert_eq!(p.get(b"Expires"), Some(Some(&b"60"[..])));
+        assert_eq!(
+            p.get(b"+sip.instance"),
+            Some(Some(
+                &b"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"[..]
+            ))
+        );
+        assert_eq!(p.get(b"missing"), None);
+        let names: Vec<&[u8]> = p.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            vec![&b"tag"[..], b"LR", b"expires", b"+sip.instance"]
+        );
+    }
+
+    #[test]
+    fn params_quoted_value_keeps_escapes_and_commas() {
+        let p = params(br#";x="a\"b, c;d";y=1"#);
+        assert_eq!(p.get(b"x"), Some(Some(&br#"a\"b, c;d"#[..])));
+        assert_eq!(p.get(b"y"), Some(Some(&b"1"[..])));
+    }
+
+    #[test]
+    fn params_ipv6_values_and_folding() {
+        let p = params(b";received=[2001:db8::1];\r\n  maddr = 2001:db8::2");
+        assert_eq!(p.get(b"received"), Some(Some(&b"[2001:db8::1]"[..])));
+        assert_eq!(p.get(b"maddr"), Some(Some(&b"2001:db8::2"[..])));
+    }
+
+    #[test]
+    fn params_iteration_stops_at_garbage() {
+        let p = params(b";a=1 junk;b=2");
+        assert_eq!(p.iter().count(), 1);
+        assert_eq!(p.get(b"b"), None);
+        assert_eq!(params(b";;a").iter().count(), 0);
+        assert_eq!(params(b";a=\"open").iter().count(), 0);
+        assert_eq!(params(b"").iter().count(), 0);
+        assert_eq!(
+            validate_params(b";a=\"open"),
+            Err(HeaderError::UnterminatedQuote)
+        );
+        assert_eq!(validate_params(b";a="), Err(HeaderError::Malformed));
+        assert_eq!(validate_params(b"x"), Err(HeaderError::Malformed));
+        assert_eq!(validate_params(b"  "), Ok(()));
+    }
+
+    #[test]
+    fn name_addr_with_quoted_display() {
+        let na = parse_name_addr(br#" "J Rosenberg \\\""  <sip:jdrosen@example.com>;tag=98asjd8 "#)
+            .unwrap();
+        assert_eq!(na.display, Some(&br#"J Rosenberg \\\""#[..]));
+        assert_eq!(na.uri, b"sip:jdrosen@example.com");
+        assert_eq!(na.params.get(b"tag"), Some(Some(&b"98asjd8"[..])));
+    }
+
+    #[test]
+    fn name_addr_with_token_display_and_no_space() {
+        let na = parse_name_addr(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(na.display, Some(&b"caller"[..]));
+        assert_eq!(na.uri, b"sip:caller@example.com");
+        let na = parse_name_addr(b"A. G. Bell <sip:a.g.bell@example.com>").unwrap();
+        assert_eq!(na.display, Some(&b"A. G. Bell"[..]));
+        let na = parse_name_addr(b"<sip:a@b;lr>").unwrap();
+        assert_eq!(na.display, None);
+        assert_eq!(na.uri, b"sip:a@b;lr");
+        assert!(na.params.raw.is_empty());
+    }
+
+    #[test]
+    fn name_addr_folded_params() {
+        let na = parse_name_addr(b"\"x\" <sip:a@b>\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        assert_eq!(na.params.get(b"tag"), Some(Some(&b"98asjd8"[..])));
+    }
+
+    #[test]
+    fn addr_spec_params_belong_to_header() {
+        // RFC 4475 cparam01: unknownparam is a contact-param, not a URI param.
+        let na = parse_name_addr(b"sip:+19725552222@gw1.example.net;unknownparam").unwrap();
+        assert_eq!(na.uri, b"sip:+19725552222@gw1.example.net");
+        assert_eq!(na.params.get(b"unknownparam"), Some(None));
+        // cparam02: inside <> it stays a URI param.
+        let na = parse_name_addr(b"<sip:+19725552222@gw1.example.net;unknownparam>").unwrap();
+        assert_eq!(na.uri, b"sip:+19725552222@gw1.example.net;unknownparam");
+        assert_eq!(na.params.get(b"unknownparam"), None);
+        let na = parse_name_addr(b" sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n")
+            .unwrap();
+        assert_eq!(na.uri, b"sip:vivekg@chair-dnrc.example.com");
+        assert_eq!(na.params.get(b"tag"), Some(Some(&b"1918181833n"[..])));
+    }
+
+    #[test]
+    fn name_addr_errors() {
+        // RFC 4475 regbadct: `?` in an addr-spec needs <>.
+        assert_eq!(
+            parse_name_addr(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").unwrap_err(),
+            HeaderError::Malformed
+        );
+        // quotbal: unterminated quote.
+        assert_eq!(
+            parse_name_addr(b"\"Mr. J. User <sip:j.user@example.com>").unwrap_err(),
+            HeaderError::UnterminatedQuote
+        );
+        // baddn: unquoted display name with a comma.
+        assert_eq!(
+            parse_name_addr(b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43").unwrap_err(),
+            HeaderError::Malformed
+        );
+        // badaspec: spaces inside <>.
+        assert_eq!(
+            parse_name_addr(b"\"Watson, Thomas\" < sip:t.watson@example.org >").unwrap_err(),
+            HeaderError::Malformed
+        );
+        assert_eq!(
+            parse_name_addr(b"<sip:a@b").unwrap_err(),
+            HeaderError::UnbalancedAngle
+        );
+        assert_eq!(
+            parse_name_addr(b"\"x\" sip:a@b").unwrap_err(),
+            HeaderError::Malformed
+        );
+        assert_eq!(parse_name_addr(b"").unwrap_err(), HeaderError::Malformed);
+        assert_eq!(parse_name_addr(b"<>").unwrap_err(), HeaderError::Malformed);
+        assert_eq!(
+            parse_name_addr(b"<sip:a@b>;;;;").unwrap_err(),
+            HeaderError::Malformed
+        );
+        assert_eq!(
+            parse_name_addr(b"<sip:a@b> junk").unwrap_err(),
+            HeaderError::Malformed
+        );
+        assert_eq!(
+            parse_name_addr(b"<sip:a@b>;q=\"0.5").unwrap_err(),
+            HeaderError::UnterminatedQuote
+        );
+        assert_eq!(
+            parse_name_addr(b"sip:a@b,sip:c@d").unwrap_err(),
+            HeaderError::Malformed
+        );
+        assert_eq!(
+            parse_name_addr(b"user@host").unwrap_err(),
+            HeaderError::Malformed
+        );
+        // Other schemes are fine here; `uri::parse_uri` decides about them.
+        assert_eq!(
+            parse_name_addr(b"isbn:2983792873").unwrap().uri,
+            b"isbn:2983792873"
+        );
+    }
+
+    #[test]
+    fn split_list_honours_quotes_and_angles() {
+        let v = b"\"a, b\" <sip:x@y;p=1,2>;q=0.5 , <sip:z@w>,sip:q@r";
+        let items: Vec<_> = split_list(v).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            items,
+            vec![
+                &b"\"a, b\" <sip:x@y;p=1,2>;q=0.5"[..],
+                b"<sip:z@w>",
+                b"sip:q@r"
+            ]
+        );
+        assert_eq!(split_list(b"").count(), 0);
+        assert_eq!(split_list(b"  \r\n ").count(), 0);
+        let items: Vec<_> = split_list(b"a,,b,").collect::<Result<_, _>>().unwrap();
+        assert_eq!(items, vec![&b"a"[..], b"", b"b", b""]);
+        let mut it = split_list(b"a, \"open, b");
+        assert_eq!(it.next(), Some(Ok(&b"a"[..])));
+        assert_eq!(it.next(), Some(Err(HeaderError::UnterminatedQuote)));
+        assert_eq!(it.next(), None);
+        let mut it = split_list(b"<sip:a, b");
+        assert_eq!(it.next(), Some(Err(HeaderError::UnbalancedAngle)));
+        assert_eq!(it.next(), None);
+    }
+
+    #[test]
+    fn split_list_is_bounded() {
+        let at_limit = vec![b','; MAX_LIST_ELEMENTS - 1];
+        assert!(split_list(&at_limit).all(|e| e == Ok(&b""[..])));
+        assert_eq!(split_list(&at_limit).count(), MAX_LIST_ELEMENTS);
+        let over = vec![b','; MAX_LIST_ELEMENTS];
+        let mut it = split_list(&over).skip(MAX_LIST_ELEMENTS);
+        assert_eq!(it.next(), Some(Err(HeaderError::TooMany)));
+        assert_eq!(it.next(), None);
+    }
+
+    #[test]
+    fn contact_star_and_addr() {
+        assert!(matches!(parse_contact(b" * "), Ok(ContactValue::Star)));
+        assert!(matches!(
+            parse_contact(b"*;expires=0"),
+            Err(HeaderError::Malformed)
+        ));
+        match parse_contact(b"<sip:a@b>;expires=60;q=0.7").unwrap() {
+            ContactValue::Addr(na) => {
+                assert_eq!(na.params.get(b"expires"), Some(Some(&b"60"[..])));
+                assert_eq!(
+                    parse_qvalue(na.params.get(b"q").flatten().unwrap()),
+                    Ok(700)
+                );
+            }
+            ContactValue::Star => panic!("not a star"),
+        }
+    }
+
+    #[test]
+    fn cseq() {
+        assert_eq!(parse_cseq(b"1 REGISTER"), Ok((1, &b"REGISTER"[..])));
+        assert_eq!(parse_cseq(b"0009\r\n  INVITE"), Ok((9, &b"INVITE"[..])));
+        assert_eq!(
+            parse_cseq(b"4294967295 REGISTER"),
+            Ok((u32::MAX, &b"REGISTER"[..]))
+        );
+        // RFC 4475 scalar02.
+        assert_eq!(
+            parse_cseq(b"36893488147419103232 REGISTER"),
+            Err(HeaderError::NumberOutOfRange)
+        );
+        assert_eq!(
+            parse_cseq(b"4294967296 REGISTER"),
+            Err(HeaderError::NumberOutOfRange)
+        );
+        assert_eq!(parse_cseq(b"1REGISTER"), Err(HeaderError::Malformed));
+        assert_eq!(parse_cseq(b"1 "), Err(HeaderError::Malformed));
+        assert_eq!(parse_cseq(b"REGISTER"), Err(HeaderError::Malformed));
+        assert_eq!(parse_cseq(b"-1 REGISTER"), Err(HeaderError::Malformed));
+        assert_eq!(parse_cseq(b"1 REGISTER x"), Err(HeaderError::Malformed));
+    }
+
+    #[test]
+    fn u32_values() {
+        assert_eq!(parse_u32(b" 3600 "), Ok(3600));
+        assert_eq!(parse_u32(b"0068"), Ok(68));
+        assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), Err(HeaderError::NumberOutOfRange));
+        assert_eq!(parse_u32(&[b'1'; 100]), Err(HeaderError::NumberOutOfRange));
+        assert_eq!(parse_u32(b"-999"), Err(HeaderError::Malformed));
+        assert_eq!(parse_u32(b"+1"), Err(HeaderError::Malformed));
+        assert_eq!(parse_u32(b"1 2"), Err(HeaderError::Malformed));
+        assert_eq!(parse_u32(b""), Err(HeaderError::Malformed));
+    }
+
+    #[test]
+    fn qvalues() {
+        for (text, q) in [
+            (&b"0"[..], 0),
+            (b"0.", 0),
+            (b"0.5", 500),
+            (b"0.05", 50),
+            (b"0.001", 1),
+            (b"0.999", 999),
+            (b"1", 1000),
+            (b"1.", 1000),
+            (b"1.000", 1000),
+            (b" 0.7 ", 700),
+        ] {
+            assert_eq!(
+                parse_qvalue(text),
+                Ok(q),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        for text in [
+            &b"1.001"[..],
+            b"0.1234",
+            b"2",
+            b"0.a",
+            b".5",
+            b"",
+            b"01",
+            b"1.0000",
+            b"0,5",
+        ] {
+            assert_eq!(
+                parse_qvalue(text),
+                Err(HeaderError::Malformed),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn via_plain_and_with_lws() {
+        let v = parse_via(b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776;rport").unwrap();
+        assert_eq!(v.transport, b"UDP");
+        assert_eq!(v.host, b"192.0.2.1");
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK776"[..]));
+        assert_eq!(v.params.get(b"rport"), Some(None));
+
+        let v = parse_via(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(
+            (v.transport, v.host, v.port),
+            (&b"UDP"[..], &b"192.0.2.2"[..], None)
+        );
+        assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
+
+        let v = parse_via(
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
+        )
+        .unwrap();
+        assert_eq!(
+            (v.transport, v.host),
+            (&b"TCP"[..], &b"spindle.example.com"[..])
+        );
+        assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
+
+        let v =
+            parse_via(b"sip/2.0/TLS [2001:db8::9] : 5061 ;branch=z9hG4bKx;received=[2001:db8::1]")
+                .unwrap();
+        assert_eq!(
+            (v.transport, v.host, v.port),
+            (&b"TLS"[..], &b"[2001:db8::9]"[..], Some(5061))
+        );
+        assert_eq!(v.params.get(b"received"), Some(Some(&b"[2001:db8::1]"[..])));
+
+        // An unsupported version still parses (badvers: the 505 goes along this Via).
+        assert_eq!(
+            parse_via(b"SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw")
+                .unwrap()
+                .host,
+            b"c.example.com"
+        );
+    }
+
+    #[test]
+    fn via_errors() {
+        for bad in [
+            &b"SIP/2.0/UDP 192.0.2.15;;"[..], // badinv01
+            b";",
+            b"",
+            b"SIP/2.0 192.0.2.1",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP192.0.2.1",
+            b"HTTP/1.1/TCP host",
+            b"SIP/2.0/UDP host:",
+            b"SIP/2.0/UDP host:65536",
+            b"SIP/2.0/UDP host:123456",
+            b"SIP/2.0/UDP [2001:db8::1",
+            b"SIP/2.0/UDP []",
+            b"SIP/2.0/UDP host junk",
+            b"SIP/2.0/UDP ho$t",
+        ] {
+            assert!(parse_via(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(
+            parse_via(b"SIP/2.0/UDP h;branch=\"x").unwrap_err(),
+            HeaderError::UnterminatedQuote
+        );
+    }
+
+    #[test]
+    fn option_tags() {
+        assert!(has_option_tag(b"path, GRUU ,outbound", b"gruu"));
+        assert!(!has_option_tag(b"path, gruu", b"outbound"));
+        assert!(!has_option_tag(b"", b"path"));
+    }
 }

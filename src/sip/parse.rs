@@ -11,7 +11,11 @@
 //!   = Some(ContentLengthExceedsDatagram); trailing octets beyond Content-Length are ignored (RFC 4475 dblreq).
 //!   Missing Content-Length over UDP: body = rest of the datagram.
 
+use memchr::{memchr, memrchr};
 use thiserror::Error;
+
+use super::header::{parse_u32, span, trim_lws, TOKEN};
+use super::uri::MAX_URI_BYTES;
 
 /// Limits applied while framing. Every one is explicit and configurable (see `config`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,37 +143,801 @@ pub enum BodyError {
 }
 
 /// A parsed message: borrowed slices into the datagram plus a fixed-size header array.
+///
+/// It is about 4 KiB (the header array), so every move of it is a 4 KiB copy — as much work as framing a
+/// REGISTER. `parse_message` is `#[inline]` so the message is built in the caller's frame; keep it there
+/// (`let parsed = parse_message(..); let Ok(msg) = &parsed else { .. }`) and pass `&Message` around.
 pub struct Message<'a> {
     pub start: StartLine<'a>,
     pub body: &'a [u8],
     pub body_error: Option<BodyError>,
-    // private: headers array, count, first-index per HeaderName, count per HeaderName ...
-    _p: std::marker::PhantomData<&'a ()>,
+    headers: [Header<'a>; MAX_HEADERS],
+    header_count: usize,
+    /// Index into `headers` of the first header of each name; `NO_HEADER` when absent.
+    first_index: [u8; HEADER_NAME_COUNT],
+    /// Number of headers of each name.
+    name_count: [u8; HEADER_NAME_COUNT],
 }
+
+const NO_HEADER: u8 = u8::MAX;
+const _: () = assert!(MAX_HEADERS < NO_HEADER as usize);
+
+const EMPTY_HEADER: Header<'static> = Header {
+    name: HeaderName::Other,
+    raw_name: &[],
+    value: &[],
+};
+/// The initial header array, copied straight into a new Message.
+const EMPTY_HEADERS: [Header<'static>; MAX_HEADERS] = [EMPTY_HEADER; MAX_HEADERS];
 
 impl<'a> Message<'a> {
     /// All header lines in order.
     pub fn headers(&self) -> &[Header<'a>] {
-        todo!()
+        &self.headers[..self.header_count]
     }
     /// Value of the first header with this name (O(1)).
-    pub fn first(&self, _name: HeaderName) -> Option<&'a [u8]> {
-        todo!()
+    pub fn first(&self, name: HeaderName) -> Option<&'a [u8]> {
+        match self.first_index[name as usize] {
+            NO_HEADER => None,
+            i => Some(self.headers[usize::from(i)].value),
+        }
     }
     /// How many header lines carry this name (O(1)); used to detect duplicated singleton headers.
-    pub fn count(&self, _name: HeaderName) -> usize {
-        todo!()
+    pub fn count(&self, name: HeaderName) -> usize {
+        usize::from(self.name_count[name as usize])
     }
     /// Values of all header lines with this name, in order.
-    pub fn all(&self, _name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
-        std::iter::empty()
+    pub fn all(&self, name: HeaderName) -> impl Iterator<Item = &'a [u8]> + '_ {
+        let from = match self.first_index[name as usize] {
+            NO_HEADER => self.header_count,
+            i => usize::from(i),
+        };
+        self.headers[from..self.header_count]
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| h.value)
+    }
+
+    fn push(&mut self, header: Header<'a>, max_headers: usize) -> Result<(), FramingError> {
+        if self.header_count >= max_headers {
+            return Err(FramingError::TooManyHeaders);
+        }
+        let n = header.name as usize;
+        if self.first_index[n] == NO_HEADER {
+            self.first_index[n] = self.header_count as u8;
+        }
+        self.name_count[n] += 1;
+        self.headers[self.header_count] = header;
+        self.header_count += 1;
+        Ok(())
+    }
+
+    /// Replace the value of the last header pushed (it grew by a continuation line).
+    fn set_last_value(&mut self, value: &'a [u8]) {
+        debug_assert!(self.header_count > 0);
+        if let Some(h) = self
+            .header_count
+            .checked_sub(1)
+            .and_then(|i| self.headers.get_mut(i))
+        {
+            h.value = value;
+        }
     }
 }
 
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("start", &self.start)
+            .field("headers", &self.headers())
+            .field("body_len", &self.body.len())
+            .field("body_error", &self.body_error)
+            .finish()
+    }
+}
+
+/// `raw` (token characters only) equals `lower` (lower-case letters and `-`) ignoring ASCII case. For token
+/// characters `b | 0x20` is the lower-case letter exactly when `b` is that letter in either case, and `-` only
+/// for `-`, so one OR per byte replaces a full case fold.
+#[inline(always)]
+fn is_name(raw: &[u8], lower: &[u8]) -> bool {
+    raw.len() == lower.len() && raw.iter().zip(lower).all(|(&r, &l)| r | 0x20 == l)
+}
+
+/// Case-insensitive header name (full or compact form, token characters) to `HeaderName`.
+fn header_name(raw: &[u8]) -> HeaderName {
+    use HeaderName::*;
+    let Some(&first) = raw.first() else {
+        return Other;
+    };
+    // Dispatch on (length, first letter); then at most two comparisons with constant lengths.
+    let (lower, name): (&[u8], HeaderName) = match (raw.len(), first | 0x20) {
+        (1, b'v') => return Via,
+        (1, b'f') => return From,
+        (1, b't') => return To,
+        (1, b'i') => return CallId,
+        (1, b'm') => return Contact,
+        (1, b'l') => return ContentLength,
+        (1, b'k') => return Supported,
+        (2, b't') => (b"to", To),
+        (3, b'v') => (b"via", Via),
+        (4, b'f') => (b"from", From),
+        (4, b'c') => (b"cseq", CSeq),
+        (4, b'p') => (b"path", Path),
+        (7, b'c') if is_name(raw, b"call-id") => return CallId,
+        (7, b'c') => (b"contact", Contact),
+        (7, b'e') => (b"expires", Expires),
+        (7, b'r') => (b"require", Require),
+        (9, b's') => (b"supported", Supported),
+        (10, b'u') => (b"user-agent", UserAgent),
+        (12, b'm') => (b"max-forwards", MaxForwards),
+        (13, b'a') => (b"authorization", Authorization),
+        (13, b'p') => (b"proxy-require", ProxyRequire),
+        (14, b'c') => (b"content-length", ContentLength),
+        _ => return Other,
+    };
+    if is_name(raw, lower) {
+        name
+    } else {
+        Other
+    }
+}
+
+/// Methods are case-sensitive (RFC 3261 §7.1).
+fn method(raw: &[u8]) -> Method {
+    match raw {
+        b"REGISTER" => Method::Register,
+        b"OPTIONS" => Method::Options,
+        b"ACK" => Method::Ack,
+        b"INVITE" => Method::Invite,
+        b"BYE" => Method::Bye,
+        b"CANCEL" => Method::Cancel,
+        b"PRACK" => Method::Prack,
+        b"SUBSCRIBE" => Method::Subscribe,
+        b"NOTIFY" => Method::Notify,
+        b"PUBLISH" => Method::Publish,
+        b"INFO" => Method::Info,
+        b"REFER" => Method::Refer,
+        b"MESSAGE" => Method::Message,
+        b"UPDATE" => Method::Update,
+        _ => Method::Other,
+    }
+}
+
+/// `SIP/2.0` (the protocol name is case-insensitive as an ABNF literal).
+fn is_sip_2_0(v: &[u8]) -> bool {
+    v.len() == 7 && v[..4].eq_ignore_ascii_case(b"SIP/") && &v[4..] == b"2.0"
+}
+
+/// `"SIP" "/" 1*DIGIT "." 1*DIGIT`, any version.
+fn is_sip_version(v: &[u8]) -> bool {
+    if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
+        return false;
+    }
+    let num = &v[4..];
+    let major = num.iter().take_while(|b| b.is_ascii_digit()).count();
+    let minor = &num[major..];
+    major > 0 && minor.len() > 1 && minor[0] == b'.' && minor[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// `Method SP Request-URI SP SIP-Version`, strictly: one SP between elements, none at the end, no LWS or
+/// `<...>` around the URI (RFC 4475 lwsstart, trws, lwsruri, ltgtruri).
+fn request_line(line: &[u8]) -> StartLine<'_> {
+    use StartLineError::*;
+    let m = span(line, &TOKEN);
+    if m == 0 || line.get(m) != Some(&b' ') {
+        return StartLine::Invalid(Malformed);
+    }
+    let rest = &line[m + 1..];
+    let Some(last_sp) = memrchr(b' ', rest) else {
+        return StartLine::Invalid(Malformed);
+    };
+    let (uri, version) = (&rest[..last_sp], &rest[last_sp + 1..]);
+    if !is_sip_2_0(version) {
+        return StartLine::Invalid(if is_sip_version(version) {
+            BadVersion
+        } else {
+            Malformed
+        });
+    }
+    if uri.is_empty() || uri[0] == b'<' || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return StartLine::Invalid(Malformed);
+    }
+    if uri.len() > MAX_URI_BYTES {
+        return StartLine::Invalid(UriTooLong);
+    }
+    StartLine::Request {
+        method: method(&line[..m]),
+        method_raw: &line[..m],
+        uri,
+    }
+}
+
+/// `SIP/2.0 SP 3DIGIT [SP Reason-Phrase]`. None when it is not one.
+fn status_line(line: &[u8]) -> Option<StartLine<'static>> {
+    let (version, rest) = line.split_at(memchr(b' ', line)?);
+    let code = rest.get(1..4)?;
+    let well_formed = is_sip_2_0(version)
+        && (b'1'..=b'6').contains(&code[0])
+        && code.iter().all(u8::is_ascii_digit)
+        && matches!(rest.get(4), None | Some(b' '));
+    well_formed.then(|| StartLine::Response {
+        code: code
+            .iter()
+            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0')),
+    })
+}
+
+/// The line starting at `pos`: (end of its content without CR/LF, start of the next line).
+/// A line ends at LF (CRLF or bare LF) or at the end of the buffer.
+#[inline]
+fn line_at(buf: &[u8], pos: usize) -> (usize, usize) {
+    let (nl, next) = match memchr(b'\n', &buf[pos..]) {
+        Some(i) => (pos + i, pos + i + 1),
+        None => (buf.len(), buf.len()),
+    };
+    let end = if nl > pos && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    (end, next)
+}
+
+/// `field-name HCOLON` at the start of a line, HCOLON = *(SP/HTAB) ":" SWS: (name length, offset of the value).
+/// None when the line is not a header line.
+fn split_header_line(line: &[u8]) -> Option<(usize, usize)> {
+    let n = span(line, &TOKEN);
+    let colon = n + line[n..]
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    (n > 0 && line.get(colon) == Some(&b':')).then_some((n, colon + 1))
+}
+
 /// Frame a datagram. Never allocates, never panics.
-pub fn parse_message<'a>(
-    _buf: &'a [u8],
-    _limits: &ParseLimits,
-) -> Result<Message<'a>, FramingError> {
-    todo!()
+///
+/// Details beyond the CONTRACT above:
+/// - CRLFs before the start line are skipped (RFC 3261 §7.5); a datagram of nothing else is `Empty`.
+/// - The header section ends at the first empty line, or at the end of the datagram when there is none
+///   (then the body is empty), so a REGISTER whose sender left out the final CRLF is still answered.
+/// - A header line that is not `name: value` (or a continuation line with no header before it) is not
+///   kept; a request carrying one becomes `StartLine::Invalid(Malformed)` so it is answered with 400.
+/// - A status line that cannot be parsed (`SIP/...` with a bad version or code, RFC 4475 bigcode) is
+///   `Err(Garbage)`: a response is never answered, so a malformed one can only be dropped, and
+///   `StartLine::Invalid` would make it look like a request to answer with 400/505.
+/// - Several Content-Length headers make `body_error` = BadContentLength (RFC 4475 mcl01).
+#[inline] // so that the ~4 KiB Message is built straight into the caller's variable (see below)
+pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<'a>, FramingError> {
+    let (start, pos) = start_line(buf, limits)?;
+    // The message is built in place in the returned value and filled through a reference: a Message is
+    // ~4 KiB (the header array), and each extra move of it costs about as much as framing a REGISTER.
+    let mut out = Ok(Message {
+        start,
+        body: &[],
+        body_error: None,
+        headers: EMPTY_HEADERS,
+        header_count: 0,
+        first_index: [NO_HEADER; HEADER_NAME_COUNT],
+        name_count: [0; HEADER_NAME_COUNT],
+    });
+    if let Ok(msg) = &mut out {
+        if let Err(e) = read_headers_and_body(msg, buf, pos, limits) {
+            out = Err(e);
+        }
+    }
+    out
+}
+
+/// Checks the datagram size, skips leading CRLFs and parses the start line: (start line, next position).
+fn start_line<'a>(
+    buf: &'a [u8],
+    limits: &ParseLimits,
+) -> Result<(StartLine<'a>, usize), FramingError> {
+    if buf.len() > limits.max_message_bytes {
+        return Err(FramingError::TooLarge);
+    }
+    let pos = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if pos == buf.len() {
+        return Err(FramingError::Empty);
+    }
+    let (line_end, next) = line_at(buf, pos);
+    let line = &buf[pos..line_end];
+    let is_response = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/");
+    let start = if is_response {
+        status_line(line).ok_or(FramingError::Garbage)?
+    } else {
+        request_line(line)
+    };
+    Ok((start, next))
+}
+
+/// Header lines from `pos` to the empty line (or the end of the datagram), then the body.
+fn read_headers_and_body<'a>(
+    msg: &mut Message<'a>,
+    buf: &'a [u8],
+    mut pos: usize,
+    limits: &ParseLimits,
+) -> Result<(), FramingError> {
+    let max_headers = limits.max_headers.min(MAX_HEADERS);
+    let mut bad_header_line = false;
+    // Where the last header's line and value start, for its continuation lines.
+    let mut last: Option<(usize, usize)> = None;
+    let body_start = loop {
+        let (end, next) = line_at(buf, pos);
+        if end == pos {
+            break next; // the empty line, or the end of the datagram
+        }
+        if buf[pos] == b' ' || buf[pos] == b'\t' {
+            // Continuation line (RFC 3261 §7.3.1): the value runs on, inner CRLF+WS kept.
+            match last {
+                Some((line_start, value_start)) => {
+                    if end - line_start > limits.max_line_bytes {
+                        return Err(FramingError::LineTooLong);
+                    }
+                    msg.set_last_value(trim_lws(&buf[value_start..end]));
+                }
+                None => bad_header_line = true,
+            }
+        } else if let Some((name_len, value_offset)) = split_header_line(&buf[pos..end]) {
+            if end - pos > limits.max_line_bytes {
+                return Err(FramingError::LineTooLong);
+            }
+            let raw_name = &buf[pos..pos + name_len];
+            let value = trim_lws(&buf[pos + value_offset..end]);
+            msg.push(
+                Header {
+                    name: header_name(raw_name),
+                    raw_name,
+                    value,
+                },
+                max_headers,
+            )?;
+            last = Some((pos, pos + value_offset));
+        } else {
+            bad_header_line = true;
+            last = None;
+        }
+        pos = next;
+    };
+    if bad_header_line && matches!(msg.start, StartLine::Request { .. }) {
+        msg.start = StartLine::Invalid(StartLineError::Malformed);
+    }
+
+    let rest = &buf[body_start..];
+    msg.body = rest;
+    match (
+        msg.count(HeaderName::ContentLength),
+        msg.first(HeaderName::ContentLength),
+    ) {
+        (1, Some(cl)) => match parse_u32(cl) {
+            Ok(n) if n as usize <= rest.len() => msg.body = &rest[..n as usize],
+            Ok(_) => msg.body_error = Some(BodyError::ContentLengthExceedsDatagram),
+            Err(_) => msg.body_error = Some(BodyError::BadContentLength),
+        },
+        (0, _) => {}
+        _ => msg.body_error = Some(BodyError::BadContentLength),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGISTER: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Bob <sip:bob@example.com>;tag=456248\r\n\
+Call-ID: 843817637684230@998sdasdh09\r\n\
+CSeq: 1826 REGISTER\r\n\
+Contact: <sip:bob@192.0.2.4>\r\n\
+Expires: 7200\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+    fn parse(buf: &[u8]) -> Message<'_> {
+        parse_message(buf, &ParseLimits::default()).unwrap()
+    }
+
+    fn invalid(buf: &[u8]) -> StartLineError {
+        match parse(buf).start {
+            StartLine::Invalid(e) => e,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typical_register() {
+        let m = parse(REGISTER);
+        match m.start {
+            StartLine::Request {
+                method,
+                method_raw,
+                uri,
+            } => {
+                assert_eq!(method, Method::Register);
+                assert_eq!(method_raw, b"REGISTER");
+                assert_eq!(uri, b"sip:example.com");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.headers().len(), 9);
+        assert_eq!(
+            m.first(HeaderName::CallId),
+            Some(&b"843817637684230@998sdasdh09"[..])
+        );
+        assert_eq!(m.first(HeaderName::CSeq), Some(&b"1826 REGISTER"[..]));
+        assert_eq!(
+            m.first(HeaderName::To),
+            Some(&b"Bob <sip:bob@example.com>"[..])
+        );
+        assert_eq!(m.first(HeaderName::MaxForwards), Some(&b"70"[..]));
+        assert_eq!(m.count(HeaderName::Contact), 1);
+        assert_eq!(m.count(HeaderName::Path), 0);
+        assert_eq!(m.first(HeaderName::Path), None);
+        assert_eq!(m.all(HeaderName::Path).count(), 0);
+        assert!(m.body.is_empty());
+        assert_eq!(m.body_error, None);
+        assert_eq!(m.headers()[0].raw_name, b"Via");
+    }
+
+    #[test]
+    fn compact_and_case_insensitive_names() {
+        let buf = b"REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP h\r\nF: <sip:a@b>;tag=1\r\nt: <sip:a@b>\r\n\
+I: x\r\nm: <sip:a@c>\r\nL: 0\r\nk: path\r\ns: subject\r\nc: text/plain\r\ne: gzip\r\nCALL-ID: y\r\n\
+cseq: 1 REGISTER\r\nEXPIRES: 60\r\nrequire: path\r\nProxy-Require: x\r\nPATH: <sip:p@q;lr>\r\n\
+authorization: Digest x\r\nuser-agent: t\r\nMAX-FORWARDS: 70\r\nSupported: gruu\r\ncontent-length: 0\r\n\
+Contact: <sip:a@d>\r\nX-Custom: 1\r\n\r\n";
+        let m = parse(buf);
+        use HeaderName::*;
+        let expect = [
+            Via,
+            From,
+            To,
+            CallId,
+            Contact,
+            ContentLength,
+            Supported,
+            Other,
+            Other,
+            Other,
+            CallId,
+            CSeq,
+            Expires,
+            Require,
+            ProxyRequire,
+            Path,
+            Authorization,
+            UserAgent,
+            MaxForwards,
+            Supported,
+            ContentLength,
+            Contact,
+            Other,
+        ];
+        let names: Vec<HeaderName> = m.headers().iter().map(|h| h.name).collect();
+        assert_eq!(names, expect);
+        assert_eq!(m.count(CallId), 2);
+        assert_eq!(m.first(CallId), Some(&b"x"[..]));
+        assert_eq!(
+            m.all(Contact).collect::<Vec<_>>(),
+            vec![&b"<sip:a@c>"[..], b"<sip:a@d>"]
+        );
+        assert_eq!(
+            m.all(Supported).collect::<Vec<_>>(),
+            vec![&b"path"[..], b"gruu"]
+        );
+        // Two Content-Length headers: the body cannot be framed reliably.
+        assert_eq!(m.body_error, Some(BodyError::BadContentLength));
+    }
+
+    #[test]
+    fn folding_and_hcolon() {
+        // RFC 4475 wsinv fragments.
+        let buf = b"INVITE sip:a@b SIP/2.0\r\nTO :\r\n sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n\r\n\
+cseq: 0009\r\n  INVITE\r\nVia  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw\r\ns :\r\n\
+NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\t \r\n\t\r\nl: 0\r\n\r\n";
+        let m = parse(buf);
+        assert!(matches!(
+            m.start,
+            StartLine::Request {
+                method: Method::Invite,
+                ..
+            }
+        ));
+        assert_eq!(
+            m.first(HeaderName::To),
+            Some(&b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n"[..])
+        );
+        assert_eq!(m.first(HeaderName::CSeq), Some(&b"0009\r\n  INVITE"[..]));
+        assert_eq!(
+            m.first(HeaderName::Via),
+            Some(&b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw"[..])
+        );
+        let h = m.headers();
+        assert_eq!(h[3].raw_name, b"s");
+        assert_eq!(h[3].value, b"");
+        assert_eq!(
+            h[4].value,
+            b"newfangled value\r\n continued newfangled value"
+        );
+        assert_eq!(h[5].raw_name, b"Subject");
+        assert_eq!(h[5].value, b"");
+        assert_eq!(m.body_error, None);
+    }
+
+    #[test]
+    fn bare_lf_and_leading_crlf() {
+        let buf = b"\r\n\r\nREGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP h\n folded\nCall-ID: x\n\nbody";
+        let m = parse(buf);
+        assert!(matches!(
+            m.start,
+            StartLine::Request {
+                method: Method::Register,
+                ..
+            }
+        ));
+        assert_eq!(
+            m.first(HeaderName::Via),
+            Some(&b"SIP/2.0/UDP h\n folded"[..])
+        );
+        assert_eq!(m.first(HeaderName::CallId), Some(&b"x"[..]));
+        assert_eq!(m.body, b"body");
+    }
+
+    #[test]
+    fn missing_final_empty_line() {
+        // RFC 4475 baddn.dat ends right after its last header line.
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n");
+        assert_eq!(m.first(HeaderName::ContentLength), Some(&b"0"[..]));
+        assert!(m.body.is_empty());
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x");
+        assert_eq!(m.first(HeaderName::CallId), Some(&b"x"[..]));
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0");
+        assert!(m.headers().is_empty());
+    }
+
+    #[test]
+    fn methods_are_case_sensitive() {
+        let m = parse(b"register sip:example.com SIP/2.0\r\n\r\n");
+        assert!(matches!(
+            m.start,
+            StartLine::Request {
+                method: Method::Other,
+                method_raw: b"register",
+                ..
+            }
+        ));
+        // RFC 4475 esc02: RE%47IST%45R is not REGISTER.
+        let m = parse(b"RE%47IST%45R sip:registrar.example.com SIP/2.0\r\n\r\n");
+        assert!(matches!(
+            m.start,
+            StartLine::Request {
+                method: Method::Other,
+                ..
+            }
+        ));
+        for (name, method) in [
+            ("OPTIONS", Method::Options),
+            ("ACK", Method::Ack),
+            ("INVITE", Method::Invite),
+            ("BYE", Method::Bye),
+            ("CANCEL", Method::Cancel),
+            ("PRACK", Method::Prack),
+            ("SUBSCRIBE", Method::Subscribe),
+            ("NOTIFY", Method::Notify),
+            ("PUBLISH", Method::Publish),
+            ("INFO", Method::Info),
+            ("REFER", Method::Refer),
+            ("MESSAGE", Method::Message),
+            ("UPDATE", Method::Update),
+        ] {
+            let buf = format!("{name} sip:a@b SIP/2.0\r\n\r\n");
+            match parse(buf.as_bytes()).start {
+                StartLine::Request { method: m, .. } => assert_eq!(m, method),
+                other => panic!("{other:?}"),
+            }
+        }
+        // RFC 4475 intmeth: every token character.
+        let m = parse(b"!interesting-Method0123456789_*+`.%indeed'~ sip:a@b SIP/2.0\r\n\r\n");
+        assert!(matches!(
+            m.start,
+            StartLine::Request {
+                method: Method::Other,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn strict_request_line() {
+        use StartLineError::*;
+        assert_eq!(
+            invalid(b"OPTIONS sip:t.watson@example.org SIP/7.0\r\nl: 0\r\n\r\n"),
+            BadVersion
+        ); // badvers
+        assert_eq!(invalid(b"OPTIONS sip:a@b SIP/2.00\r\n\r\n"), BadVersion);
+        assert_eq!(
+            invalid(b"INVITE  sip:user@example.com  SIP/2.0\r\n\r\n"),
+            Malformed
+        ); // lwsstart
+        assert_eq!(
+            invalid(b"OPTIONS sip:remote-target@example.com SIP/2.0  \r\n\r\n"),
+            Malformed
+        ); // trws
+        assert_eq!(
+            invalid(b"INVITE sip:user@example.com; lr SIP/2.0\r\n\r\n"),
+            Malformed
+        ); // lwsruri
+        assert_eq!(
+            invalid(b"INVITE <sip:user@example.com> SIP/2.0\r\n\r\n"),
+            Malformed
+        ); // ltgtruri
+        assert_eq!(invalid(b"INVITE sip:alan@jasomi.com\r\n\r\n"), Malformed); // test.dat
+        assert_eq!(invalid(b"INVITE\tsip:a@b SIP/2.0\r\n\r\n"), Malformed);
+        assert_eq!(invalid(b"INVITE sip:a@b HTTP/1.1\r\n\r\n"), Malformed);
+        assert_eq!(invalid(b"INVITE  SIP/2.0\r\n\r\n"), Malformed);
+        assert_eq!(invalid(b" INVITE sip:a@b SIP/2.0\r\n\r\n"), Malformed);
+        assert_eq!(invalid(b"INVITE sip:a\x7f@b SIP/2.0\r\n\r\n"), Malformed);
+        let long = format!("INVITE sip:{}@b SIP/2.0\r\n\r\n", "a".repeat(MAX_URI_BYTES));
+        assert_eq!(invalid(long.as_bytes()), UriTooLong);
+        // Lower-case protocol name is the same literal.
+        assert!(matches!(
+            parse(b"OPTIONS sip:a@b sip/2.0\r\n\r\n").start,
+            StartLine::Request { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_header_line_makes_request_malformed() {
+        let buf = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nFoobar roobar\r\nl: 0\r\n\r\n";
+        let m = parse(buf);
+        assert!(matches!(
+            m.start,
+            StartLine::Invalid(StartLineError::Malformed)
+        ));
+        assert_eq!(m.headers().len(), 2); // the good lines are still there to answer with
+        let m = parse(b"INVITE sip:a@b SIP/2.0\r\n folded-first\r\nCall-ID: x\r\n\r\n");
+        assert!(matches!(
+            m.start,
+            StartLine::Invalid(StartLineError::Malformed)
+        ));
+        let m = parse(b"INVITE sip:a@b SIP/2.0\r\n: empty-name\r\n\r\n");
+        assert!(matches!(
+            m.start,
+            StartLine::Invalid(StartLineError::Malformed)
+        ));
+        // A response keeps its status (it is never answered); the bad line is dropped.
+        let m = parse(b"SIP/2.0 200 OK\r\nbogus\r\nCall-ID: x\r\n\r\n");
+        assert!(matches!(m.start, StartLine::Response { code: 200 }));
+        assert_eq!(m.headers().len(), 1);
+    }
+
+    #[test]
+    fn status_lines() {
+        assert!(matches!(
+            parse(b"SIP/2.0 200 OK\r\n\r\n").start,
+            StartLine::Response { code: 200 }
+        ));
+        assert!(matches!(
+            parse(b"SIP/2.0 100 \r\n\r\n").start,
+            StartLine::Response { code: 100 }
+        )); // noreason
+        assert!(matches!(
+            parse(b"SIP/2.0 699\r\n\r\n").start,
+            StartLine::Response { code: 699 }
+        ));
+        assert!(matches!(
+            parse(b"sip/2.0 404 Not Found\r\n\r\n").start,
+            StartLine::Response { code: 404 }
+        ));
+        for bad in [
+            &b"SIP/2.0 4294967301 better not break the receiver\r\n\r\n"[..], // bigcode
+            b"SIP/3.0 200 OK\r\n\r\n",
+            b"SIP/2.0 099 Low\r\n\r\n",
+            b"SIP/2.0 700 High\r\n\r\n",
+            b"SIP/2.0 20 Short\r\n\r\n",
+            b"SIP/2.0 2x0 Bad\r\n\r\n",
+            b"SIP/2.0\r\n\r\n",
+            b"SIP/",
+        ] {
+            assert_eq!(
+                parse_message(bad, &ParseLimits::default()).unwrap_err(),
+                FramingError::Garbage
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_over_udp() {
+        let m = parse(b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhello world");
+        assert_eq!(m.body, b"hello"); // dblreq: trailing octets ignored
+        assert_eq!(m.body_error, None);
+        let m = parse(b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 9999\r\n\r\nhello");
+        assert_eq!(m.body_error, Some(BodyError::ContentLengthExceedsDatagram)); // clerr
+        let m = parse(b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: -999\r\n\r\nhello");
+        assert_eq!(m.body_error, Some(BodyError::BadContentLength)); // ncl
+        let m = parse(b"MESSAGE sip:a@b SIP/2.0\r\nl: 99999999999999999999\r\n\r\nhello");
+        assert_eq!(m.body_error, Some(BodyError::BadContentLength));
+        let m = parse(b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\nhello\r\n");
+        assert_eq!(m.body, b"hello\r\n"); // no Content-Length over UDP: the rest of the datagram
+        assert_eq!(m.body_error, None);
+        let m = parse(b"MESSAGE sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
+        assert_eq!((m.body, m.body_error), (&b""[..], None));
+    }
+
+    #[test]
+    fn limits() {
+        let limits = ParseLimits {
+            max_message_bytes: 64,
+            max_headers: 2,
+            max_line_bytes: 20,
+        };
+        assert_eq!(
+            parse_message(b"", &limits).unwrap_err(),
+            FramingError::Empty
+        );
+        assert_eq!(
+            parse_message(b"\r\n\r\n", &limits).unwrap_err(),
+            FramingError::Empty
+        );
+        assert_eq!(
+            parse_message(&[b'a'; 65], &limits).unwrap_err(),
+            FramingError::TooLarge
+        );
+        let three = b"OPTIONS sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(
+            parse_message(three, &limits).unwrap_err(),
+            FramingError::TooManyHeaders
+        );
+        let two = b"OPTIONS sip:a@b SIP/2.0\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(parse_message(two, &limits).unwrap().headers().len(), 2);
+        let long = b"OPTIONS sip:a@b SIP/2.0\r\nA: 12345678901234567890\r\n\r\n";
+        assert_eq!(
+            parse_message(long, &limits).unwrap_err(),
+            FramingError::LineTooLong
+        );
+        // Folding counts towards the line length.
+        let folded = b"OPTIONS sip:a@b SIP/2.0\r\nA: 1234567890\r\n 1234567890\r\n\r\n";
+        assert_eq!(
+            parse_message(folded, &limits).unwrap_err(),
+            FramingError::LineTooLong
+        );
+        // max_headers above the static capacity is clamped to it.
+        let limits = ParseLimits {
+            max_message_bytes: 1 << 20,
+            max_headers: 1000,
+            max_line_bytes: 100,
+        };
+        let mut many = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+        for _ in 0..MAX_HEADERS {
+            many.extend_from_slice(b"X: 1\r\n");
+        }
+        assert_eq!(
+            parse_message(&many, &limits).unwrap().headers().len(),
+            MAX_HEADERS
+        );
+        many.extend_from_slice(b"X: 1\r\n\r\n");
+        assert_eq!(
+            parse_message(&many, &limits).unwrap_err(),
+            FramingError::TooManyHeaders
+        );
+    }
+
+    #[test]
+    fn other_headers_do_not_shadow_known_ones() {
+        let m = parse(b"OPTIONS sip:a@b SIP/2.0\r\nX: 1\r\nVia: v\r\nY: 2\r\n\r\n");
+        assert_eq!(m.first(HeaderName::Other), Some(&b"1"[..]));
+        assert_eq!(
+            m.all(HeaderName::Other).collect::<Vec<_>>(),
+            vec![&b"1"[..], b"2"]
+        );
+        assert_eq!(m.first(HeaderName::Via), Some(&b"v"[..]));
+        assert!(format!("{m:?}").contains("Via"));
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! CONTRACT (used by the registrar; keep these names and meanings). Nothing here allocates.
 
-use super::header::Params;
+use super::header::{char_table, span, Params};
+use memchr::memchr;
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,17 +42,277 @@ pub struct SipUri<'a> {
     pub headers: &'a [u8],
 }
 
+// RFC 3261 §25.1 character classes (escapes `%HH` are handled separately).
+static USER: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,;?/");
+static PASSWORD: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,");
+static PARAM: [bool; 256] = char_table(true, b"-_.!~*'()[]/:&+$");
+static HNV: [bool; 256] = char_table(true, b"-_.!~*'()[]/?:+$");
+static HOSTNAME: [bool; 256] = char_table(true, b"-.");
+static IPV6: [bool; 256] = char_table(false, b"0123456789abcdefABCDEF:.");
+
+/// `s` is 1*(`table` char / escaped). An invalid `%` sequence is BadEscape, any other stray byte Malformed.
+fn check_escaped(s: &[u8], table: &[bool; 256]) -> Result<(), UriError> {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            match (s.get(i + 1), s.get(i + 2)) {
+                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return Err(UriError::BadEscape),
+            }
+        } else if table[b as usize] {
+            i += 1;
+        } else {
+            return Err(UriError::Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// Host (`[IPv6]`, IPv4 or hostname) at the start of `s`, and the text after it. Used by Via too.
+pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = if s.first() == Some(&b'[') {
+        let close = memchr(b']', s)?;
+        let inside = &s[1..close];
+        if inside.is_empty() || span(inside, &IPV6) != inside.len() || !inside.contains(&b':') {
+            return None;
+        }
+        close + 1
+    } else {
+        let n = span(s, &HOSTNAME);
+        // A hostname or IPv4 address: dot-separated labels of alphanumerics and `-`, not starting or
+        // ending with `-`; one trailing dot (a fully qualified name) is allowed.
+        let host = &s[..n];
+        let labels = host
+            .strip_suffix(b".")
+            .filter(|h| !h.is_empty())
+            .unwrap_or(host);
+        let bad_label = |l: &[u8]| l.is_empty() || l[0] == b'-' || l[l.len() - 1] == b'-';
+        if labels.split(|&b| b == b'.').any(bad_label) {
+            return None;
+        }
+        n
+    };
+    Some(s.split_at(len))
+}
+
+/// 1 to 5 decimal digits that fit in a u16.
+pub(crate) fn port_from_digits(d: &[u8]) -> Option<u16> {
+    if d.is_empty() || d.len() > 5 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v = d
+        .iter()
+        .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
+    u16::try_from(v).ok()
+}
+
 /// Parse a sip:/sips: URI. Other schemes (tel:, http:, ...) -> UnsupportedScheme (the caller answers 416).
-pub fn parse_uri(_text: &[u8]) -> Result<SipUri<'_>, UriError> {
-    todo!()
+pub fn parse_uri(text: &[u8]) -> Result<SipUri<'_>, UriError> {
+    if text.len() > MAX_URI_BYTES {
+        return Err(UriError::TooLong);
+    }
+    let colon = memchr(b':', text).ok_or(UriError::Malformed)?;
+    let scheme = &text[..colon];
+    let scheme_ok = !scheme.is_empty()
+        && scheme[0].is_ascii_alphabetic()
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(UriError::Malformed);
+    }
+    let scheme = if scheme.eq_ignore_ascii_case(b"sip") {
+        Scheme::Sip
+    } else if scheme.eq_ignore_ascii_case(b"sips") {
+        Scheme::Sips
+    } else {
+        return Err(UriError::UnsupportedScheme);
+    };
+    let rest = &text[colon + 1..];
+
+    // userinfo: neither user nor password may hold an unescaped `@`, so the first one ends it.
+    let (user, password, rest) = match memchr(b'@', rest) {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let (user, password) = match memchr(b':', userinfo) {
+                Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+                None => (userinfo, None),
+            };
+            if user.is_empty() {
+                return Err(UriError::Malformed);
+            }
+            check_escaped(user, &USER)?;
+            if let Some(p) = password {
+                check_escaped(p, &PASSWORD)?;
+            }
+            (Some(user), password, &rest[at + 1..])
+        }
+        None => (None, None, rest),
+    };
+
+    let (host, rest) = take_host(rest).ok_or(UriError::Malformed)?;
+    let (port, rest) = match rest.strip_prefix(b":") {
+        Some(p) => {
+            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
+            (
+                Some(port_from_digits(&p[..n]).ok_or(UriError::Malformed)?),
+                &p[n..],
+            )
+        }
+        None => (None, rest),
+    };
+
+    let (params, headers) = match memchr(b'?', rest) {
+        Some(q) => (&rest[..q], &rest[q + 1..]),
+        None => (rest, &[][..]),
+    };
+    if !params.is_empty() {
+        if params[0] != b';' {
+            return Err(UriError::Malformed);
+        }
+        for p in params[1..].split(|&b| b == b';') {
+            let (name, value) = match memchr(b'=', p) {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if name.is_empty() || value == Some(&[][..]) {
+                return Err(UriError::Malformed);
+            }
+            check_escaped(name, &PARAM)?;
+            if let Some(v) = value {
+                check_escaped(v, &PARAM)?;
+            }
+        }
+    }
+    if rest.get(params.len()) == Some(&b'?') {
+        for h in headers.split(|&b| b == b'&') {
+            let e = memchr(b'=', h).ok_or(UriError::Malformed)?;
+            if e == 0 {
+                return Err(UriError::Malformed);
+            }
+            check_escaped(&h[..e], &HNV)?;
+            check_escaped(&h[e + 1..], &HNV)?;
+        }
+    }
+    Ok(SipUri {
+        scheme,
+        user,
+        password,
+        host,
+        port,
+        params: Params { raw: params },
+        headers,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison
+
+/// Bytes of `s` with `%HH` escapes decoded (an invalid escape is kept as it is).
+fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (s.get(i + 1).and_then(hex), s.get(i + 2).and_then(hex)) {
+                i += 3;
+                return Some(h << 4 | l);
+            }
+        }
+        i += 1;
+        Some(b)
+    })
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    (*b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Equality after unescaping; `fold` lower-cases ASCII first (case-insensitive components).
+fn eq_unescaped(a: &[u8], b: &[u8], fold: bool) -> bool {
+    let f = move |c: u8| if fold { c.to_ascii_lowercase() } else { c };
+    unescaped(a).map(f).eq(unescaped(b).map(f))
+}
+
+fn opt_eq(a: Option<&[u8]>, b: Option<&[u8]>, fold: bool) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => eq_unescaped(a, b, fold),
+        _ => false,
+    }
+}
+
+/// First URI parameter whose (unescaped) name matches `name` case-insensitively.
+fn find_param<'a>(params: &Params<'a>, name: &[u8]) -> Option<Option<&'a [u8]>> {
+    params
+        .iter()
+        .find(|(n, _)| eq_unescaped(n, name, true))
+        .map(|(_, v)| v)
+}
+
+/// Parameters that make URIs differ when present in only one of them (§19.1.4).
+fn must_be_in_both(name: &[u8]) -> bool {
+    [&b"user"[..], b"ttl", b"method", b"maddr", b"transport"]
+        .iter()
+        .any(|p| eq_unescaped(name, p, true))
+}
+
+/// `?h=v&...` headers as (name, value) pairs.
+fn uri_headers(h: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    h.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match memchr(b'=', p) {
+            Some(e) => (&p[..e], &p[e + 1..]),
+            None => (p, &[][..]),
+        })
+}
+
+/// Every header of `a` is in `b` (name case-insensitive, value case-sensitive, both unescaped).
+fn headers_within(a: &[u8], b: &[u8]) -> bool {
+    uri_headers(a).all(|(an, av)| {
+        uri_headers(b).any(|(bn, bv)| eq_unescaped(an, bn, true) && eq_unescaped(av, bv, false))
+    })
 }
 
 /// URI equality per RFC 3261 §19.1.4: scheme, user and password case-sensitive after unescaping, host
 /// case-insensitive, ports compared explicitly (absent != 5060), user/ttl/method/maddr/transport params must
 /// match when present in either, other params only when present in both, headers must match.
-pub fn uri_eq(_a: &SipUri<'_>, _b: &SipUri<'_>) -> bool {
-    todo!()
+pub fn uri_eq(a: &SipUri<'_>, b: &SipUri<'_>) -> bool {
+    if a.scheme != b.scheme
+        || !opt_eq(a.user, b.user, false)
+        || !opt_eq(a.password, b.password, false)
+        || !a.host.eq_ignore_ascii_case(b.host)
+        || a.port != b.port
+    {
+        return false;
+    }
+    // A repeated parameter is compared by its first occurrence (as `find_param` finds it on both sides).
+    let params_match = a.params.iter().enumerate().all(|(i, (name, va))| {
+        let repeated = a
+            .params
+            .iter()
+            .take(i)
+            .any(|(earlier, _)| eq_unescaped(earlier, name, true));
+        repeated
+            || match find_param(&b.params, name) {
+                Some(vb) => opt_eq(va, vb, true),
+                None => !must_be_in_both(name),
+            }
+    });
+    let b_specials_in_a = b
+        .params
+        .iter()
+        .all(|(name, _)| !must_be_in_both(name) || find_param(&a.params, name).is_some());
+    params_match
+        && b_specials_in_a
+        && uri_headers(a.headers).count() == uri_headers(b.headers).count()
+        && headers_within(a.headers, b.headers)
+        && headers_within(b.headers, a.headers)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Canonical AoR
 
 /// Fixed buffer for a canonical AoR (no allocation on the hot path).
 pub struct AorBuf {
@@ -72,11 +333,305 @@ impl AorBuf {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+
+    fn push(&mut self, b: u8) -> Result<(), UriError> {
+        let slot = self.buf.get_mut(self.len).ok_or(UriError::TooLong)?;
+        *slot = b;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn extend(&mut self, bytes: impl IntoIterator<Item = u8>) -> Result<(), UriError> {
+        bytes.into_iter().try_for_each(|b| self.push(b))
+    }
 }
 
 /// Canonical AoR (§10.3 step 5): `sip:` or `sips:`, the unescaped user, `@`, the lower-cased host, `:port`
 /// when present; every parameter and header removed. A URI without user yields `scheme:host[:port]`.
-pub fn canonical_aor(_uri: &SipUri<'_>, _out: &mut AorBuf) -> Result<(), UriError> {
-    let _ = (&_out.buf, _out.len);
-    todo!()
+/// On error `out` is left empty.
+pub fn canonical_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
+    out.len = 0;
+    let result = write_aor(uri, out);
+    if result.is_err() {
+        out.len = 0;
+    }
+    result
+}
+
+fn write_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
+    out.extend(match uri.scheme {
+        Scheme::Sip => b"sip:".iter().copied(),
+        Scheme::Sips => b"sips:".iter().copied(),
+    })?;
+    if let Some(user) = uri.user {
+        out.extend(unescaped(user))?;
+        out.push(b'@')?;
+    }
+    out.extend(uri.host.iter().map(u8::to_ascii_lowercase))?;
+    if let Some(port) = uri.port {
+        out.push(b':')?;
+        let mut digits = itoa::Buffer::new();
+        out.extend(digits.format(port).bytes())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> SipUri<'_> {
+        parse_uri(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn aor(s: &str) -> Vec<u8> {
+        let mut out = AorBuf::default();
+        canonical_aor(&p(s), &mut out).unwrap();
+        out.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn parses_components() {
+        let u = p("sips:alice:secret@Atlanta.COM:5061;transport=tcp;lr?subject=project%20x&priority=urgent");
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"secret"[..]));
+        assert_eq!(u.host, b"Atlanta.COM");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.params.get(b"transport"), Some(Some(&b"tcp"[..])));
+        assert_eq!(u.params.get(b"lr"), Some(None));
+        assert_eq!(u.headers, b"subject=project%20x&priority=urgent");
+
+        let u = p("SIP:example.com");
+        assert_eq!(
+            (u.scheme, u.user, u.host, u.port),
+            (Scheme::Sip, None, &b"example.com"[..], None)
+        );
+        assert!(u.params.raw.is_empty() && u.headers.is_empty());
+
+        let u = p("sip:[2001:db8::1]:5070;maddr=[2001:db8::2]");
+        assert_eq!((u.host, u.port), (&b"[2001:db8::1]"[..], Some(5070)));
+        assert_eq!(u.params.get(b"maddr"), Some(Some(&b"[2001:db8::2]"[..])));
+
+        let u = p("sip:192.0.2.4:0");
+        assert_eq!((u.host, u.port), (&b"192.0.2.4"[..], Some(0)));
+        assert_eq!(p("sip:h:65535").port, Some(65535));
+        assert_eq!(p("sip:example.com.").host, b"example.com.");
+    }
+
+    #[test]
+    fn parses_rfc4475_users() {
+        // semiuri: `;` belongs to the user part before the `@`.
+        let u = p("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.host, b"example.com");
+        assert!(u.params.raw.is_empty());
+        // intmeth: every legal user and password character.
+        let u = p("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
+        assert_eq!(
+            u.user,
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
+        assert_eq!(
+            u.password,
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
+        // esc01: escaped params.
+        let u = p("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
+        assert_eq!(u.params.iter().count(), 2);
+        // regescrt: escaped header kept.
+        assert_eq!(
+            p("sip:user@example.com?Route=%3Csip:sip.example.com%3E").headers,
+            b"Route=%3Csip:sip.example.com%3E"
+        );
+        assert_eq!(p("sip:%00@host5.example.com").user, Some(&b"%00"[..]));
+    }
+
+    #[test]
+    fn errors() {
+        use UriError::*;
+        for (text, err) in [
+            ("tel:+1-201-555-0123", UnsupportedScheme),
+            (
+                "nobodyKnowsThisScheme:totallyopaquecontent",
+                UnsupportedScheme,
+            ),
+            ("soap.beep://192.0.2.103:3002", UnsupportedScheme),
+            ("http://www.example.com", UnsupportedScheme),
+            ("sip", Malformed),
+            (":x", Malformed),
+            ("1sip:x", Malformed),
+            ("sip:", Malformed),
+            ("sip:@host", Malformed),
+            ("sip:user@", Malformed),
+            ("sip:user@host:", Malformed),
+            ("sip:user@host:65536", Malformed),
+            ("sip:user@host:5060x", Malformed),
+            ("sip:user@ho st", Malformed),
+            ("sip:user@host;", Malformed),
+            ("sip:user@host;a=", Malformed),
+            ("sip:user@host;a=b c", Malformed),
+            ("sip:user@host?", Malformed),
+            ("sip:user@host?a", Malformed),
+            ("sip:user@host?=b", Malformed),
+            ("sip:user@[2001:db8::1", Malformed),
+            ("sip:user@[]", Malformed),
+            ("sip:user@[zz::1]", Malformed),
+            ("sip:user@-host.com", Malformed),
+            ("sip:user@host..com", Malformed),
+            ("sip:us er@host", Malformed),
+            ("sip:us\0er@host", Malformed),
+            ("sip:user@host>", Malformed),
+            ("sip:us%4@host", BadEscape),
+            ("sip:us%zz@host", BadEscape),
+            ("sip:u:p%@host", BadEscape),
+            ("sip:host;a=%", BadEscape),
+            ("sip:host?a=%g0", BadEscape),
+        ] {
+            assert_eq!(parse_uri(text.as_bytes()).unwrap_err(), err, "{text}");
+        }
+        let long = format!("sip:{}@example.com", "a".repeat(MAX_URI_BYTES));
+        assert_eq!(parse_uri(long.as_bytes()).unwrap_err(), TooLong);
+    }
+
+    /// RFC 3261 §19.1.4, the equivalent pairs.
+    #[test]
+    fn rfc3261_equal_examples() {
+        for (a, b) in [
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
+            (
+                "sip:carol@chicago.com;newparam=5",
+                "sip:carol@chicago.com;security=on",
+            ),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
+        ] {
+            assert!(uri_eq(&p(a), &p(b)), "{a} == {b}");
+            assert!(uri_eq(&p(b), &p(a)), "{b} == {a}");
+        }
+    }
+
+    /// RFC 3261 §19.1.4, the non-equivalent pairs.
+    #[test]
+    fn rfc3261_not_equal_examples() {
+        for (a, b) in [
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
+            ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+            // Not transitive: both equal sip:carol@chicago.com, but not each other.
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;security=off",
+            ),
+        ] {
+            assert!(!uri_eq(&p(a), &p(b)), "{a} != {b}");
+            assert!(!uri_eq(&p(b), &p(a)), "{b} != {a}");
+        }
+    }
+
+    #[test]
+    fn eq_other_rules() {
+        let ne = |a: &str, b: &str| !uri_eq(&p(a), &p(b)) && !uri_eq(&p(b), &p(a));
+        assert!(ne("sip:a@h", "sips:a@h"));
+        assert!(ne("sip:a@h", "sip:h"));
+        assert!(ne("sip:a:pw@h", "sip:a@h"));
+        assert!(ne("sip:a:pw@h", "sip:a:PW@h"));
+        assert!(ne("sip:a@h", "sip:a@h;user=phone"));
+        assert!(ne("sip:a@h", "sip:a@h;ttl=1"));
+        assert!(ne("sip:a@h", "sip:a@h;method=INVITE"));
+        assert!(ne("sip:a@h", "sip:a@h;maddr=239.255.255.1"));
+        assert!(ne("sip:a@h;lr", "sip:a@h;lr=on"));
+        assert!(ne("sip:a@h?x=1", "sip:a@h?x=1&x=1"));
+        assert!(ne("sip:a@h?subject=A", "sip:a@h?subject=a"));
+        assert!(uri_eq(&p("sip:a@h;%6C%72"), &p("sip:a@h;lr")));
+        assert!(uri_eq(&p("sip:a@h;lr"), &p("sip:a@h;LR")));
+        assert!(uri_eq(&p("sip:a@h;user=phone"), &p("sip:a@h;USER=Phone")));
+        assert!(uri_eq(&p("sip:a@h?Subject=x"), &p("sip:a@h?subject=x")));
+        // escnull: escaped nulls are distinct users.
+        assert!(ne(
+            "sip:%00@host5.example.com",
+            "sip:%00%00@host5.example.com"
+        ));
+        assert!(uri_eq(&p("sip:%00@h"), &p("sip:%00@H")));
+        // A repeated parameter counts once, by its first occurrence; equality stays reflexive.
+        assert!(uri_eq(&p("sip:a@h;x=1;x=2"), &p("sip:a@h;x=1;x=2")));
+        assert!(uri_eq(&p("sip:a@h;x=1;x=2"), &p("sip:a@h;x=1")));
+        assert!(ne("sip:a@h;x=2;x=1", "sip:a@h;x=1"));
+    }
+
+    #[test]
+    fn canonical_aors() {
+        assert_eq!(aor("sip:alice@Atlanta.COM"), b"sip:alice@atlanta.com");
+        assert_eq!(
+            aor("sip:%61lice@atlanta.com;transport=TCP?x=y"),
+            b"sip:alice@atlanta.com"
+        );
+        assert_eq!(
+            aor("SIPS:Alice:pw@atlanta.com:5061;lr"),
+            b"sips:Alice@atlanta.com:5061"
+        );
+        assert_eq!(aor("sip:example.com:5060"), b"sip:example.com:5060");
+        assert_eq!(aor("sip:[2001:DB8::1]"), b"sip:[2001:db8::1]");
+        assert_eq!(
+            aor("sip:user;par=u%40example.net@example.com"),
+            b"sip:user;par=u@example.net@example.com"
+        );
+        // escnull: `%00` decodes to a NUL byte, and the two contacts stay distinct.
+        assert_eq!(
+            aor("sip:null-%00-null@example.com"),
+            b"sip:null-\0-null@example.com"
+        );
+        assert_eq!(
+            aor("sip:%00@host5.example.com"),
+            b"sip:\0@host5.example.com"
+        );
+        assert_eq!(
+            aor("sip:%00%00@host5.example.com"),
+            b"sip:\0\0@host5.example.com"
+        );
+    }
+
+    #[test]
+    fn canonical_aor_too_long() {
+        let host = "h".repeat(MAX_URI_BYTES);
+        let uri = SipUri {
+            scheme: Scheme::Sip,
+            user: None,
+            password: None,
+            host: host.as_bytes(),
+            port: None,
+            params: Params::default(),
+            headers: b"",
+        };
+        let mut out = AorBuf::default();
+        assert_eq!(canonical_aor(&uri, &mut out), Err(UriError::TooLong));
+        assert!(out.as_bytes().is_empty());
+        // The longest parseable URI always fits.
+        let longest = format!("sip:{}@h:65535", "a".repeat(MAX_URI_BYTES - 12));
+        assert_eq!(longest.len(), MAX_URI_BYTES);
+        assert_eq!(aor(&longest).len(), MAX_URI_BYTES);
+    }
 }
