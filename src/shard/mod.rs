@@ -294,12 +294,17 @@ async fn serve(
                 socket,
                 registrar.clone(),
                 links.unwrap_or_default(),
-                feed,
                 max_datagram_bytes,
                 counters.clone(),
                 events,
             );
-            run_until_stopped(&stop, body).await?;
+            // Cancelled when dropped, with the rest of the shard's tasks.
+            let reload = feed.map(|feed| {
+                glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed))
+            });
+            let served = run_until_stopped(&stop, body).await;
+            drop(reload);
+            served?;
             let mut report = counters.borrow().clone();
             let mut registrar = registrar.borrow_mut();
             report.auth = registrar.authenticator_mut().map(|a| a.stats());
@@ -330,7 +335,6 @@ async fn serve_registrar(
     socket: Rc<glommio::net::UdpSocket>,
     registrar: Rc<RefCell<Registrar>>,
     links: handoff::Links,
-    credentials: Option<reload::CredentialsFeed>,
     max_datagram_bytes: usize,
     counters: Rc<RefCell<ShardReport>>,
     events: mpsc::Sender<Event>,
@@ -339,8 +343,6 @@ async fn serve_registrar(
     let handoff::Connected { senders, receivers } = links.connect().await;
     let _ = events.send(Event::Ready(id));
     let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone()));
-    let reload = credentials
-        .map(|feed| glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed)));
     let inbound: Vec<_> = receivers
         .into_iter()
         .map(|(peer, queue)| {
@@ -373,7 +375,7 @@ async fn serve_registrar(
         // One shard owns everything: skip the owner lookup (a parse) altogether.
         udp::recv_loop(id, socket, registrar, max_datagram_bytes, counters).await
     };
-    drop((expiry, reload, inbound));
+    drop((expiry, inbound));
     result
 }
 
