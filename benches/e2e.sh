@@ -11,6 +11,10 @@
 #   --stub                        the same binary with --stateless-stub (I/O shell, bare 200s)
 #   --responder                   corereg-loadgen responder (the loadgen's own ceiling)
 #   --target HOST:PORT --pid PID  an already running registrar (e.g. Kamailio), not started here
+# Digest authentication:
+#   --auth                        corereg runs with --auth required --credentials <generated CSV of --users
+#                                 users, password pw-<user>> and the loadgen answers the 401s
+#                                 (--password-pattern 'pw-{user}'); compare with a run without --auth.
 # Load generators:
 #   corereg-loadgen always; with --sipp also SIPp (peers/sipp-register.xml), same count and target,
 #   one after the other in the same run, so their rates and CPU costs are side by side.
@@ -18,6 +22,7 @@
 # Examples:
 #   benches/e2e.sh --count 500000 --concurrency 2000
 #   benches/e2e.sh --stub --cores 2 --count 500000
+#   benches/e2e.sh --auth --count 200000 --concurrency 1000
 #   benches/e2e.sh --responder --sipp --count 400000 --rate 40000
 #   benches/e2e.sh --target 127.0.0.1:5070 --pid "$KAMAILIO_PID" --rate 18000 --count 360000
 set -euo pipefail
@@ -36,9 +41,10 @@ TARGET=""
 TARGET_PID=""
 SIPP=0
 BUILD=1
+AUTH=0
 EXTRA=()
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -54,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --target) TARGET="$2"; MODE=external; shift 2 ;;
     --pid) TARGET_PID="$2"; shift 2 ;;
     --sipp) SIPP=1; shift ;;
+    --auth) AUTH=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) usage 0 ;;
@@ -84,6 +91,12 @@ case "$MODE" in
     args=(--listen "127.0.0.1:$PORT")
     [[ -n "$CORES" ]] && args+=(--cores "$CORES")
     [[ $MODE == stub ]] && args+=(--stateless-stub)
+    if [[ $AUTH == 1 ]]; then
+      [[ $MODE == corereg ]] || { echo "--auth needs the corereg target" >&2; exit 1; }
+      # The loadgen's users: u<n>@example.com (its defaults), password pw-u<n>.
+      { echo "username,realm,password"; for ((n = 0; n < USERS; n++)); do echo "u$n,example.com,pw-u$n"; done; } >"$WORK/users.csv"
+      args+=(--auth required --credentials "$WORK/users.csv")
+    fi
     "$COREREG" "${args[@]}" >"$WORK/target.log" 2>&1 &
     STARTED_PID=$!; TARGET_PID=$STARTED_PID; TARGET="127.0.0.1:$PORT" ;;
   responder)
@@ -92,7 +105,8 @@ case "$MODE" in
   external)
     [[ -n "$TARGET_PID" ]] || { echo "--target needs --pid PID of the registrar" >&2; exit 1; } ;;
 esac
-sleep 0.5
+# With --auth, also past the start-up second (nonces issued in it are re-challenged once, see auth::replay).
+if [[ $AUTH == 1 ]]; then sleep 1.2; else sleep 0.5; fi
 kill -0 "$TARGET_PID" 2>/dev/null || { echo "target process $TARGET_PID is not running" >&2; cat "$WORK/target.log" >&2 || true; exit 1; }
 
 TCK=$(getconf CLK_TCK)
@@ -114,21 +128,25 @@ tree_ticks() {
 }
 per100k() { awk -v t="$1" -v k="$TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / k / n * 100000; else print "n/a" }'; }
 
-echo "target $TARGET ($MODE, pid $TARGET_PID)  users $USERS  count $COUNT  $( [[ -n "$RATE" ]] && echo "rate $RATE/s" || echo "concurrency $CONCURRENCY")"
+echo "target $TARGET ($MODE$( [[ $AUTH == 1 ]] && echo ", auth required"), pid $TARGET_PID)  users $USERS  count $COUNT  $( [[ -n "$RATE" ]] && echo "rate $RATE/s" || echo "concurrency $CONCURRENCY")"
 printf '%-16s %12s %10s %18s %18s %10s\n' generator "REGISTER/s" "p99 us" "target cpu s/100k" "generator us/REG" failures
 
 # --- corereg-loadgen --------------------------------------------------------------------------
 lg_args=(run --target "$TARGET" --users "$USERS" --count "$COUNT" --threads "$THREADS" --quiet
          --json "$WORK/loadgen.json" --max-failure-rate 1.0)
 if [[ -n "$RATE" ]]; then lg_args+=(--rate "$RATE"); else lg_args+=(--concurrency "$CONCURRENCY"); fi
+[[ $AUTH == 1 ]] && lg_args+=(--password-pattern 'pw-{user}')
 before=$(tree_ticks "$TARGET_PID")
 "$LOADGEN" "${lg_args[@]}" "${EXTRA[@]}"
 after=$(tree_ticks "$TARGET_PID")
-read -r rate p99 ok failed cpu_us < <(jq -r '[.registrations_per_s, .latency_us.p99, .succeeded, (.failed + .timeouts), .cpu_us_per_transaction] | @tsv' "$WORK/loadgen.json")
+read -r rate p99 ok failed cpu_us challenges < <(jq -r '[.registrations_per_s, .latency_us.p99, .succeeded, (.failed + .timeouts), .cpu_us_per_transaction, .challenges] | @tsv' "$WORK/loadgen.json")
 printf '%-16s %12.0f %10s %18s %18.2f %10s\n' corereg-loadgen "$rate" "$p99" "$(per100k $((after - before)) "$ok")" "$cpu_us" "$failed"
+[[ $AUTH == 1 ]] && echo "  (digest: $challenges 401 challenges answered; a REGISTER/s here is one authenticated registration, two round trips when the nonce is not reused)"
 
 # --- SIPp, same target and count ---------------------------------------------------------------
-if [[ $SIPP == 1 ]]; then
+if [[ $SIPP == 1 && $AUTH == 1 ]]; then
+  echo "sipp: skipped with --auth (peers/sipp-register.xml does not authenticate)" >&2
+elif [[ $SIPP == 1 ]]; then
   { echo SEQUENTIAL; for ((n = 0; n < USERS; n++)); do echo "u$n;"; done; } >"$WORK/users.csv"
   if [[ -n "$RATE" ]]; then
     sipp_args=(-sf "$PEERS/sipp-register.xml" -inf "$WORK/users.csv" "$TARGET" -i 127.0.0.1 -p $((PORT + 10))

@@ -7,10 +7,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::auth::guard::GuardConfig;
+use crate::auth::AuthConfig;
 use crate::registrar::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::parse::{ParseLimits, MAX_HEADERS};
 
@@ -36,15 +38,35 @@ pub mod defaults {
     /// Requests one shard may have queued for another before the sender answers 503: about a millisecond of
     /// a busy shard's work, so a short stall is absorbed but a stuck owner is noticed quickly.
     pub const HANDOFF_QUEUE: usize = 1024;
+    /// Digest nonce lifetime: long enough for a phone to answer its challenge and re-use the nonce for a
+    /// few refreshes, short enough that a captured nonce soon goes stale.
+    pub const NONCE_TTL_S: u64 = 300;
+    /// Failed authentications tolerated per user (and per source address) within the window.
+    pub const AUTH_MAX_FAILURES: u32 = 10;
+    pub const AUTH_FAILURE_WINDOW_S: u64 = 60;
+    pub const AUTH_COOLDOWN_S: u64 = 300;
 }
+
+/// Longest `--nonce-ttl`, `--auth-failure-window` and `--auth-cooldown` accepted: a day. Longer values are
+/// almost certainly a unit mistake (milliseconds for seconds).
+pub const MAX_AUTH_SECONDS: u64 = 86_400;
 
 /// Largest UDP payload that can exist (IPv4: 65535 - 20 - 8); a larger `--max-datagram` would be meaningless.
 const MAX_UDP_PAYLOAD_BYTES: usize = 65_507;
 
 /// Command-line flags. Every field is optional so that the merge can tell "not given" from "given the default".
 #[derive(Debug, Default, Parser)]
-#[command(name = "corereg", version, about = "Carrier-grade SIP registrar (UDP)")]
+#[command(
+    name = "corereg",
+    version,
+    about = "Carrier-grade SIP registrar (UDP)",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// A helper command instead of running the registrar.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML configuration file (kebab-case keys named like the flags); flags given here override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -120,6 +142,119 @@ pub struct Args {
     /// when an owner's queue is full the receiving shard answers 503 with Retry-After. [default: 1024]
     #[arg(long, value_name = "N")]
     pub handoff_queue: Option<usize>,
+
+    /// Digest authentication of REGISTER (RFC 7616): `off`, or `required` (every REGISTER must carry valid
+    /// credentials; needs --credentials). [default: off]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub auth: Option<AuthMode>,
+
+    /// Users file, `.toml` or `.csv` (formats in the README); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+
+    /// Digest realm of a served domain, as DOMAIN=REALM (repeatable). Domains not listed use themselves.
+    #[arg(long = "realm", value_name = "DOMAIN=REALM", value_parser = RealmMapping::parse)]
+    pub realms: Vec<RealmMapping>,
+
+    /// Seconds a nonce stays fresh; older ones get a new challenge with stale=true. [default: 300]
+    #[arg(long, value_name = "S")]
+    pub nonce_ttl: Option<u64>,
+
+    /// Failed authentications per user (and per source address) tolerated within --auth-failure-window; the
+    /// next attempts get 403 for --auth-cooldown. 0 disables the limit. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub auth_max_failures: Option<u32>,
+
+    /// Window over which failures are counted, in seconds. [default: 60]
+    #[arg(long, value_name = "S")]
+    pub auth_failure_window: Option<u64>,
+
+    /// How long a user or address that exceeded --auth-max-failures is refused, in seconds. [default: 300]
+    #[arg(long, value_name = "S")]
+    pub auth_cooldown: Option<u64>,
+
+    /// File holding the nonce key in hex (`corereg gen-nonce-key > FILE`): processes sharing it accept each
+    /// other's nonces. [default: a random key per process, shared by its shards]
+    #[arg(long, value_name = "FILE")]
+    pub nonce_key_file: Option<PathBuf>,
+}
+
+/// Helper commands (`corereg <command>`); without one, corereg runs the registrar.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print HA1 = H(user:realm:password) for MD5 and SHA-256, to store in the credentials file instead of the
+    /// password.
+    Ha1 {
+        user: String,
+        realm: String,
+        /// The password; `-` reads one line from standard input (keeps it out of `ps` and shell history).
+        password: String,
+        /// Print a ready-to-paste `[[user]]` entry of users.toml.
+        #[arg(long, conflicts_with = "csv")]
+        toml: bool,
+        /// Print a ready-to-paste line of users.csv (header `username,realm,password,ha1_md5,ha1_sha256,aors`).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Print a new random nonce key in hex, the content of a --nonce-key-file.
+    #[command(alias = "nonce-key")]
+    GenNonceKey,
+}
+
+/// `--auth`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    #[default]
+    Off,
+    Required,
+}
+
+impl AuthMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::Off => "off",
+            AuthMode::Required => "required",
+        }
+    }
+}
+
+/// One `--realm DOMAIN=REALM`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealmMapping {
+    /// Lower-case.
+    pub domain: String,
+    pub realm: String,
+}
+
+impl RealmMapping {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (domain, realm) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text:?} is not DOMAIN=REALM"))?;
+        let (domain, realm) = (domain.trim(), realm.trim());
+        if domain.is_empty() || domain.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Err(format!("{domain:?} in {text:?} is not a domain name"));
+        }
+        // The realm is sent in a quoted-string and compared byte for byte with the client's: refuse what
+        // cannot round-trip cleanly rather than fail every authentication later.
+        if realm.is_empty()
+            || realm.len() > crate::auth::credentials::MAX_FIELD_LEN
+            || realm
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b'"' || b == b'\\')
+        {
+            return Err(format!(
+                "realm {realm:?} in {text:?} must be 1 to {} characters without quotes, backslashes or \
+                 control characters",
+                crate::auth::credentials::MAX_FIELD_LEN
+            ));
+        }
+        Ok(RealmMapping {
+            domain: domain.to_ascii_lowercase(),
+            realm: realm.to_string(),
+        })
+    }
 }
 
 /// A parsed `--cpu-list` (a newtype: clap would take a bare `Vec` for a repeated flag).
@@ -205,6 +340,44 @@ pub struct FileConfig {
     /// `cpu-list = "0-3,6"` or `cpu-list = [0, 1, 2, 3, 6]`.
     pub cpu_list: Option<CpuListValue>,
     pub handoff_queue: Option<usize>,
+    pub auth: Option<AuthMode>,
+    pub credentials: Option<PathBuf>,
+    /// `realm = ["example.com=Example", ...]` (or `realms`), the flag's DOMAIN=REALM form.
+    #[serde(alias = "realms")]
+    pub realm: Option<Vec<String>>,
+    pub nonce_ttl: Option<u64>,
+    pub auth_max_failures: Option<u32>,
+    pub auth_failure_window: Option<u64>,
+    pub auth_cooldown: Option<u64>,
+    pub nonce_key_file: Option<PathBuf>,
+}
+
+/// Digest authentication settings (`--auth` and friends), merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    pub credentials: Option<PathBuf>,
+    pub realms: Vec<RealmMapping>,
+    pub nonce_ttl_s: u64,
+    pub max_failures: u32,
+    pub failure_window_s: u64,
+    pub cooldown_s: u64,
+    pub nonce_key_file: Option<PathBuf>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            mode: AuthMode::Off,
+            credentials: None,
+            realms: Vec::new(),
+            nonce_ttl_s: defaults::NONCE_TTL_S,
+            max_failures: defaults::AUTH_MAX_FAILURES,
+            failure_window_s: defaults::AUTH_FAILURE_WINDOW_S,
+            cooldown_s: defaults::AUTH_COOLDOWN_S,
+            nonce_key_file: None,
+        }
+    }
 }
 
 /// The merged, validated configuration.
@@ -231,6 +404,7 @@ pub struct Config {
     pub cpu_list: Vec<usize>,
     pub handoff_queue: usize,
     pub socket_buffer_bytes: usize,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Error)]
@@ -294,6 +468,7 @@ impl Default for Config {
             cpu_list: Vec::new(),
             handoff_queue: defaults::HANDOFF_QUEUE,
             socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -346,6 +521,36 @@ impl Config {
             }
             (None, None) => Vec::new(),
         };
+        let realms = if !args.realms.is_empty() {
+            args.realms
+        } else {
+            file.realm
+                .unwrap_or_default()
+                .iter()
+                .map(|text| RealmMapping::parse(text))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError::Invalid(format!("realm: {e}")))?
+        };
+        let da = AuthSettings::default();
+        let auth = AuthSettings {
+            mode: args.auth.or(file.auth).unwrap_or(da.mode),
+            credentials: args.credentials.or(file.credentials),
+            realms,
+            nonce_ttl_s: args.nonce_ttl.or(file.nonce_ttl).unwrap_or(da.nonce_ttl_s),
+            max_failures: args
+                .auth_max_failures
+                .or(file.auth_max_failures)
+                .unwrap_or(da.max_failures),
+            failure_window_s: args
+                .auth_failure_window
+                .or(file.auth_failure_window)
+                .unwrap_or(da.failure_window_s),
+            cooldown_s: args
+                .auth_cooldown
+                .or(file.auth_cooldown)
+                .unwrap_or(da.cooldown_s),
+            nonce_key_file: args.nonce_key_file.or(file.nonce_key_file),
+        };
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             domains: domains
@@ -396,6 +601,7 @@ impl Config {
                 .or(file.handoff_queue)
                 .unwrap_or(d.handoff_queue),
             socket_buffer_bytes: d.socket_buffer_bytes,
+            auth,
         };
         config.validate()?;
         Ok(config)
@@ -465,7 +671,99 @@ impl Config {
                 self.handoff_queue
             ));
         }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let a = &self.auth;
+        for (name, value) in [
+            ("--nonce-ttl", a.nonce_ttl_s),
+            ("--auth-failure-window", a.failure_window_s),
+            ("--auth-cooldown", a.cooldown_s),
+        ] {
+            if !(1..=MAX_AUTH_SECONDS).contains(&value) {
+                return invalid(format!(
+                    "{name} must be in 1..={MAX_AUTH_SECONDS} seconds, got {value}"
+                ));
+            }
+        }
+        for (i, m) in a.realms.iter().enumerate() {
+            if a.realms[..i].iter().any(|o| o.domain == m.domain) {
+                return invalid(format!("--realm: domain {:?} is mapped twice", m.domain));
+            }
+            // A realm for a domain that is not served can never be used: most likely a typo.
+            if !self.domains.is_empty() && !self.domains.contains(&m.domain) {
+                return invalid(format!(
+                    "--realm {}={}: {:?} is not a served --domain ({})",
+                    m.domain,
+                    m.realm,
+                    m.domain,
+                    self.domains.join(",")
+                ));
+            }
+        }
+        if a.mode == AuthMode::Required {
+            if a.credentials.is_none() {
+                return invalid(
+                    "--auth required needs --credentials FILE (a .toml or .csv users file)".into(),
+                );
+            }
+            if self.stateless_stub {
+                return invalid(
+                    "--auth required and --stateless-stub exclude each other (the stub has no registrar)"
+                        .into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The realms REGISTERs can be authenticated in, distinct, in order: each served domain's (its --realm,
+    /// else the domain itself), then realms mapped for domains when every domain is served. `open` is true
+    /// when every domain is served, so unmapped To hosts are realms too.
+    pub fn auth_realms(&self) -> (Vec<String>, bool) {
+        let mut realms: Vec<String> = Vec::new();
+        let mut add = |r: &str| {
+            if !realms.iter().any(|x| x == r) {
+                realms.push(r.to_string());
+            }
+        };
+        for domain in &self.domains {
+            match self.auth.realms.iter().find(|m| &m.domain == domain) {
+                Some(m) => add(&m.realm),
+                None => add(domain),
+            }
+        }
+        if self.domains.is_empty() {
+            for m in &self.auth.realms {
+                add(&m.realm);
+            }
+        }
+        (realms, self.domains.is_empty())
+    }
+
+    /// The realm given to credentials entries that name none: the only realm served, when there is exactly
+    /// one (one --domain, or every --domain mapped to the same --realm); otherwise entries must name theirs.
+    pub fn default_credentials_realm(&self) -> Option<String> {
+        match self.auth_realms() {
+            (realms, false) if realms.len() == 1 => realms.into_iter().next(),
+            _ => None,
+        }
+    }
+
+    /// The authenticator settings of every shard.
+    pub fn auth_config(&self) -> AuthConfig {
+        AuthConfig {
+            nonce_ttl_s: self.auth.nonce_ttl_s,
+            guard: GuardConfig {
+                max_failures: self.auth.max_failures,
+                window_s: self.auth.failure_window_s,
+                cooldown_s: self.auth.cooldown_s,
+                ..GuardConfig::default()
+            },
+            ..AuthConfig::default()
+        }
     }
 
     /// The CPU of each shard, in shard order, out of `usable` (the CPUs this process may run on, see
@@ -533,6 +831,12 @@ impl Config {
             max_bindings: self.max_bindings,
             retry_after_s: self.retry_after_s,
             parse: self.parse_limits(),
+            realms: self
+                .auth
+                .realms
+                .iter()
+                .map(|m| (m.domain.clone(), m.realm.clone()))
+                .collect(),
             ..RegistrarConfig::default()
         }
     }
@@ -696,5 +1000,154 @@ mod tests {
         assert_eq!(configs[0].hash_seed.0, configs[1].hash_seed.0);
         assert!(configs.iter().all(|r| r.max_bindings == 501));
         assert_eq!(c.handoff_queue, defaults::HANDOFF_QUEUE);
+    }
+
+    #[test]
+    fn auth_flags_merge_and_feed_the_authenticator_and_registrar() {
+        let file = FileConfig::parse(
+            r#"
+            auth = "required"
+            credentials = "/etc/corereg/users.csv"
+            realm = ["example.com=Example Corp"]
+            nonce-ttl = 120
+            auth-max-failures = 5
+            "#,
+        )
+        .expect("valid toml");
+        let c = Config::merge(
+            args(&[
+                "--domain",
+                "Example.com",
+                "--domain",
+                "b.example",
+                "--auth-cooldown",
+                "30",
+            ]),
+            file,
+        )
+        .expect("valid");
+        assert_eq!(c.auth.mode, AuthMode::Required);
+        assert_eq!(
+            c.auth.credentials.as_deref(),
+            Some(Path::new("/etc/corereg/users.csv"))
+        );
+        let a = c.auth_config();
+        assert_eq!(a.nonce_ttl_s, 120);
+        assert_eq!(a.guard.max_failures, 5);
+        assert_eq!(a.guard.window_s, defaults::AUTH_FAILURE_WINDOW_S);
+        assert_eq!(a.guard.cooldown_s, 30);
+        assert_eq!(
+            c.registrar_config().realms,
+            vec![("example.com".to_string(), "Example Corp".to_string())]
+        );
+        assert_eq!(
+            c.auth_realms(),
+            (
+                vec!["Example Corp".to_string(), "b.example".to_string()],
+                false
+            )
+        );
+        // Two realms: entries must name theirs.
+        assert_eq!(c.default_credentials_realm(), None);
+    }
+
+    #[test]
+    fn the_only_served_realm_is_the_credentials_default() {
+        let c = Config::merge(args(&["--domain", "example.com"]), FileConfig::default()).unwrap();
+        assert_eq!(
+            c.default_credentials_realm().as_deref(),
+            Some("example.com")
+        );
+        let c = Config::merge(
+            args(&["--domain", "a.example", "--realm", "a.example=corp"]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.default_credentials_realm().as_deref(), Some("corp"));
+        // Every domain served: the To host is the realm, no default.
+        assert_eq!(Config::default().default_credentials_realm(), None);
+        assert_eq!(Config::default().auth.mode, AuthMode::Off);
+    }
+
+    #[test]
+    fn inconsistent_auth_settings_are_refused() {
+        for argv in [
+            &["--auth", "required"][..],
+            &[
+                "--auth",
+                "required",
+                "--credentials",
+                "u.csv",
+                "--stateless-stub",
+            ][..],
+            &["--nonce-ttl", "0"][..],
+            &["--nonce-ttl", "100000"][..],
+            &["--auth-failure-window", "0"][..],
+            &["--auth-cooldown", "0"][..],
+            &["--domain", "a.example", "--realm", "b.example=x"][..],
+            &["--realm", "a.example=x", "--realm", "A.example=y"][..],
+        ] {
+            assert!(
+                Config::merge(args(argv), FileConfig::default()).is_err(),
+                "{argv:?} should be refused"
+            );
+        }
+        for bad in [
+            "noequals",
+            "=realm",
+            "a.example=",
+            "a.example=x\"y",
+            "a b=c",
+        ] {
+            assert!(
+                RealmMapping::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        assert!(Args::try_parse_from(["corereg", "--auth", "maybe"]).is_err());
+        assert!(FileConfig::parse(r#"auth = "sometimes""#).is_err());
+        let bad_file = FileConfig::parse(r#"realm = ["nope"]"#).unwrap();
+        assert!(Config::merge(args(&[]), bad_file).is_err());
+        assert!(Config::merge(
+            args(&["--auth", "required", "--credentials", "u.toml"]),
+            FileConfig::default()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn helper_commands_parse_and_exclude_registrar_flags() {
+        let a = args(&["ha1", "alice", "example.com", "secret", "--toml"]);
+        match a.command {
+            Some(Command::Ha1 {
+                user,
+                realm,
+                password,
+                toml,
+                csv,
+            }) => {
+                assert_eq!(
+                    (user.as_str(), realm.as_str(), password.as_str()),
+                    ("alice", "example.com", "secret")
+                );
+                assert!(toml && !csv);
+            }
+            other => panic!("expected ha1, got {other:?}"),
+        }
+        assert!(matches!(
+            args(&["gen-nonce-key"]).command,
+            Some(Command::GenNonceKey)
+        ));
+        assert!(matches!(
+            args(&["nonce-key"]).command,
+            Some(Command::GenNonceKey)
+        ));
+        assert!(
+            Args::try_parse_from(["corereg", "--listen", "127.0.0.1:1", "gen-nonce-key"]).is_err()
+        );
+        assert!(
+            Args::try_parse_from(["corereg", "ha1", "a", "b", "c", "--toml", "--csv"]).is_err()
+        );
+        assert!(args(&[]).command.is_none());
     }
 }

@@ -1,18 +1,26 @@
 //! corereg's start-up: flags, logging, resource checks, one pinned shard per CPU (sockets bound and the handoff
-//! mesh built before any starts), and a clean stop of every shard on SIGINT/SIGTERM.
+//! mesh built before any starts), and a clean stop of every shard on SIGINT/SIGTERM. With `--auth required`:
+//! the nonce key and the credentials loaded once and shared by every shard, and the credentials reloaded on
+//! SIGHUP. Also the helper commands `corereg ha1` and `corereg gen-nonce-key`.
 //! Everything that handles datagrams lives in the library (`corereg::shard` and the core it drives).
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use corereg::config::{Args, Config};
+use corereg::auth::credentials::{self, CredentialStore};
+use corereg::auth::digest::{ha1_hex, Algorithm};
+use corereg::auth::nonce::NonceKey;
+use corereg::auth::{AuthConfig, Authenticator};
+use corereg::config::{Args, AuthMode, Command, Config};
 use corereg::shard::handoff::{self, Links as HandoffLinks};
-use corereg::shard::{self, Event, Mode, ShardSpec, Stop};
+use corereg::shard::reload::{CredentialsFeed, RELOAD_POLL};
+use corereg::shard::{self, Event, Mode, ShardAuth, ShardSpec, Stop};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -21,7 +29,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MEMLOCK_PER_EXECUTOR_BYTES: u64 = 512 * 1024;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(command) = args.command.take() {
+        return run_command(command);
+    }
     let config = match Config::from_args(args) {
         Ok(config) => config,
         Err(e) => {
@@ -42,11 +53,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The key and users files are configuration too: an unreadable or invalid one is a usage error.
+    let auth = match prepare_auth(&config) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = init_tracing(&config.log) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
-    match run(config, cpus) {
+    if config.auth.mode == AuthMode::Off && config.auth.credentials.is_some() {
+        tracing::warn!("--credentials is given but --auth is off: REGISTERs are NOT authenticated");
+    }
+    match run(config, cpus, auth) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // stderr already carries the log; one line is enough.
@@ -73,11 +95,162 @@ fn init_tracing(filter: &str) -> Result<()> {
     Ok(())
 }
 
+/// `corereg ha1` and `corereg gen-nonce-key`: print to stdout, errors to stderr.
+fn run_command(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Ha1 {
+            user,
+            realm,
+            password,
+            toml,
+            csv,
+        } => print_ha1(&user, &realm, password, toml, csv),
+        Command::GenNonceKey => NonceKey::generate_hex()
+            .map(|hex| println!("{hex}"))
+            .context("cannot generate a nonce key"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_ha1(user: &str, realm: &str, password: String, toml: bool, csv: bool) -> Result<()> {
+    let password = if password == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        password
+    };
+    if toml {
+        print!("{}", credentials::ha1_entry_toml(user, realm, &password));
+    } else if csv {
+        println!(
+            "{},{},,{},{},",
+            csv_field(user),
+            csv_field(realm),
+            ha1_hex(Algorithm::Md5, user, realm, &password),
+            ha1_hex(Algorithm::Sha256, user, realm, &password)
+        );
+    } else {
+        println!(
+            "MD5      {}",
+            ha1_hex(Algorithm::Md5, user, realm, &password)
+        );
+        println!(
+            "SHA-256  {}",
+            ha1_hex(Algorithm::Sha256, user, realm, &password)
+        );
+    }
+    Ok(())
+}
+
+/// A CSV field of the credentials file: quoted (with `""` for a quote) when it holds a comma or a quote.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// What every shard's authenticator is built from, loaded once at start-up.
+struct PreparedAuth {
+    config: AuthConfig,
+    /// One key for every shard: a nonce issued by one shard must verify on the shard owning the AoR.
+    key: NonceKey,
+    key_source: String,
+    feed: CredentialsFeed,
+    reloader: Reloader,
+}
+
+/// Re-reads the credentials file on SIGHUP and publishes it to the shards.
+#[derive(Clone)]
+struct Reloader {
+    path: PathBuf,
+    default_realm: Option<String>,
+    feed: CredentialsFeed,
+}
+
+impl Reloader {
+    fn load(&self) -> Result<Arc<CredentialStore>, credentials::CredentialsError> {
+        CredentialStore::load(&self.path, self.default_realm.as_deref())
+    }
+
+    /// One log line per reload, never a secret. A file that does not load leaves the previous users in force.
+    fn reload(&self) {
+        let (_, old) = self.feed.current();
+        match self.load() {
+            Ok(store) => {
+                let users = store.len();
+                let generation = self.feed.publish(store);
+                tracing::info!(
+                    "SIGHUP: credentials reloaded from {}: users={users} (was {}), generation {generation},                      in force on every shard within {RELOAD_POLL:?}",
+                    self.path.display(),
+                    old.len()
+                );
+            }
+            Err(e) => tracing::error!(
+                "SIGHUP: credentials reload failed, keeping the previous {} users: {e}",
+                old.len()
+            ),
+        }
+    }
+}
+
+fn prepare_auth(config: &Config) -> Result<Option<PreparedAuth>> {
+    if config.auth.mode == AuthMode::Off {
+        return Ok(None);
+    }
+    let Some(path) = config.auth.credentials.clone() else {
+        // Config::validate refuses this; kept as an error rather than a panic.
+        bail!("--auth required needs --credentials FILE");
+    };
+    let (key, key_source) = match &config.auth.nonce_key_file {
+        Some(file) => (
+            // Display only: these errors already name their cause inline, a chain would repeat it.
+            NonceKey::load(file).map_err(|e| anyhow!("cannot use --nonce-key-file: {e}"))?,
+            format!("file:{}", file.display()),
+        ),
+        None => (
+            NonceKey::generate().context("cannot generate a nonce key")?,
+            "random".to_string(),
+        ),
+    };
+    let default_realm = config.default_credentials_realm();
+    let reloader = Reloader {
+        path,
+        default_realm,
+        feed: CredentialsFeed::new(Arc::new(CredentialStore::empty())),
+    };
+    let store = reloader
+        .load()
+        .map_err(|e| anyhow!("cannot load the --credentials file: {e}"))?;
+    let feed = CredentialsFeed::new(store);
+    Ok(Some(PreparedAuth {
+        config: config.auth_config(),
+        key,
+        key_source,
+        reloader: Reloader {
+            feed: feed.clone(),
+            ..reloader
+        },
+        feed,
+    }))
+}
+
 /// Runs one shard per entry of `cpus` (shard i pinned to `cpus[i]`) until a signal or a shard's exit.
-fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
+fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<()> {
     // Signals are blocked before any thread starts, so every thread inherits the mask and only the signal
-    // thread (sigwait) ever receives SIGINT/SIGTERM.
-    let signals = block_termination_signals()?;
+    // thread (sigwait) ever receives SIGINT/SIGTERM/SIGHUP.
+    let signals = block_handled_signals()?;
     let shards = cpus.len();
     ensure_memlock(shards)?;
 
@@ -108,6 +281,9 @@ fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
         (0..shards).map(|_| None).collect()
     };
 
+    // Every authenticator starts its replay window now (see corereg::auth::replay).
+    let started_s = shard::now().unix_s();
+
     let stop = Stop::default();
     let (events_tx, events) = mpsc::channel();
     let mut handles = Vec::with_capacity(shards);
@@ -119,6 +295,15 @@ fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
             mode,
             max_datagram_bytes: config.max_datagram_bytes,
             links: links.get_mut(id).and_then(Option::take),
+            auth: auth.as_ref().map(|a| ShardAuth {
+                authenticator: Authenticator::new(
+                    a.config,
+                    a.key.clone(),
+                    a.feed.current().1,
+                    started_s,
+                ),
+                feed: a.feed.clone(),
+            }),
         };
         match shard::spawn(spec, stop.clone(), events_tx.clone()) {
             Ok(handle) => handles.push(handle),
@@ -133,7 +318,11 @@ fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
         }
     }
     drop(links);
-    spawn_signal_thread(signals, events_tx)?;
+    spawn_signal_thread(
+        signals,
+        events_tx,
+        auth.as_ref().map(|a| a.reloader.clone()),
+    )?;
 
     // Start-up completes when every shard serves; a shard that dies first reports its error.
     let mut ready = 0;
@@ -146,7 +335,7 @@ fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
             }
         }
     }
-    log_startup(&config, bound, &cpus);
+    log_startup(&config, bound, &cpus, auth.as_ref());
 
     let first = events.recv().context("all shards vanished")?;
     stop.request();
@@ -162,7 +351,12 @@ fn run(config: Config, cpus: Vec<usize>) -> Result<()> {
     result
 }
 
-fn log_startup(config: &Config, bound: std::net::SocketAddr, cpus: &[usize]) {
+fn log_startup(
+    config: &Config,
+    bound: std::net::SocketAddr,
+    cpus: &[usize],
+    auth: Option<&PreparedAuth>,
+) {
     let mode = if config.stateless_stub {
         "STATELESS STUB (benchmark only, no registrar)"
     } else {
@@ -180,11 +374,38 @@ fn log_startup(config: &Config, bound: std::net::SocketAddr, cpus: &[usize]) {
         .map(|(shard, cpu)| format!("{shard}->cpu{cpu}"))
         .collect::<Vec<_>>()
         .join(",");
-    // ONE line, parsed by the integration tests ("listening on udp ADDR", "shards=N"): keep those phrases.
+    // Names and counts only: never a password, HA1 or key.
+    let auth = match auth {
+        None => "auth=off".to_string(),
+        Some(a) => {
+            let (realms, open) = config.auth_realms();
+            let mut realms = realms.join(",");
+            if open {
+                // Every domain served: unmapped To hosts are their own realm.
+                realms += if realms.is_empty() {
+                    "<To host>"
+                } else {
+                    ",<To host>"
+                };
+            }
+            format!(
+                "auth=required realms={realms} users={} nonce-ttl={}s nonce-key={} auth-max-failures={}/{}s \
+                 auth-cooldown={}s",
+                a.feed.current().1.len(),
+                config.auth.nonce_ttl_s,
+                a.key_source,
+                config.auth.max_failures,
+                config.auth.failure_window_s,
+                config.auth.cooldown_s,
+            )
+        }
+    };
+    // ONE line, parsed by the integration tests ("listening on udp ADDR", "shards=N", "users=N"): keep those
+    // phrases.
     tracing::info!(
         "corereg {} listening on udp {bound} mode={mode} shards={} shard-cpus={map} handoff-queue={} \
          domains={domains} expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} max-bindings={} \
-         max-datagram={}B max-headers={} max-line={}B retry-after={}s",
+         max-datagram={}B max-headers={} max-line={}B retry-after={}s {auth}",
         env!("CARGO_PKG_VERSION"),
         cpus.len(),
         config.handoff_queue,
@@ -209,7 +430,7 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
             // One line per shard, parsed by the multi-shard tests ("shard N stopped:", "bindings=N").
             Ok(r) => tracing::info!(
                 "shard {} stopped: cpu={} datagrams_in={} handed_off={} from_peers={} overloaded_503={} \
-                 peer_closed_503={} replies_out={} send_errors={} oversized={} bindings={} registrar={:?}",
+                 peer_closed_503={} replies_out={} send_errors={} oversized={} bindings={} registrar={:?} auth={:?}",
                 r.id,
                 r.cpu.map_or_else(|| "-".to_string(), |c| c.to_string()),
                 r.datagrams_in,
@@ -221,7 +442,8 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
                 r.send_errors,
                 r.oversized,
                 r.bindings,
-                r.registrar
+                r.registrar,
+                r.auth
             ),
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -234,13 +456,16 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
     }
 }
 
-fn block_termination_signals() -> Result<libc::sigset_t> {
+/// SIGINT/SIGTERM stop; SIGHUP reloads the credentials (and is harmless without --auth: it would otherwise
+/// terminate the process, as the default action does).
+fn block_handled_signals() -> Result<libc::sigset_t> {
     // SAFETY: plain libc calls on a local, zero-initialised sigset_t (a valid starting state for sigemptyset).
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if rc != 0 {
             bail!(
@@ -252,8 +477,13 @@ fn block_termination_signals() -> Result<libc::sigset_t> {
     }
 }
 
-/// A plain thread waits for SIGINT/SIGTERM and reports them; a second signal while stopping forces the exit.
-fn spawn_signal_thread(set: libc::sigset_t, events: mpsc::Sender<Event>) -> Result<()> {
+/// A plain thread waits for signals. SIGHUP reloads the credentials right here (file I/O off the shards);
+/// SIGINT/SIGTERM are reported, and a second one while stopping forces the exit.
+fn spawn_signal_thread(
+    set: libc::sigset_t,
+    events: mpsc::Sender<Event>,
+    reloader: Option<Reloader>,
+) -> Result<()> {
     std::thread::Builder::new()
         .name("corereg-signals".into())
         .spawn(move || {
@@ -263,6 +493,13 @@ fn spawn_signal_thread(set: libc::sigset_t, events: mpsc::Sender<Event>) -> Resu
                 // SAFETY: `set` is an initialised sigset_t owned by this thread; `sig` is a valid out-pointer.
                 let rc = unsafe { libc::sigwait(&set, &mut sig) };
                 if rc != 0 {
+                    continue;
+                }
+                if sig == libc::SIGHUP {
+                    match &reloader {
+                        Some(r) => r.reload(),
+                        None => tracing::info!("SIGHUP: nothing to reload (--auth off)"),
+                    }
                     continue;
                 }
                 seen += 1;

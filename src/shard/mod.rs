@@ -10,7 +10,8 @@
 //! - [`udp::recv_loop`]: receive a datagram; apply it when this shard owns it (or nobody does), else hand it
 //!   to its owner ([`handoff::Router`]); send the reply back to its source;
 //! - [`handoff::inbound_loop`], one per peer: apply the requests the peer handed over, reply from this socket;
-//! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches.
+//! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches;
+//! - [`reload::credentials_loop`] (with `--auth required`): pick up credentials reloaded on SIGHUP.
 //!
 //! Sockets are created and bound by [`bind_udp`] on the starting thread, before any shard runs, so that the
 //! bound address (port 0 = ephemeral) is known and errors surface before start-up completes.
@@ -20,6 +21,7 @@
 //! waits on a dead shard.
 
 pub mod handoff;
+pub mod reload;
 pub mod stub;
 pub mod timer;
 pub mod udp;
@@ -35,6 +37,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
+use crate::auth::{AuthStats, Authenticator};
 use crate::registrar::{Now, Registrar, RegistrarConfig, Stats};
 
 /// How long a busy shard runs its tasks before it polls the reactor: the reactor is what wakes a shard's
@@ -89,6 +92,16 @@ pub struct ShardSpec {
     pub max_datagram_bytes: usize,
     /// This shard's ends of the handoff mesh ([`handoff::mesh`]); None with one shard or the stub.
     pub links: Option<handoff::Links>,
+    /// Digest authentication (`--auth required`): this shard's own authenticator (all shards' share the
+    /// nonce key and the credentials) and the feed of credentials reloaded on SIGHUP. Registrar mode only.
+    pub auth: Option<ShardAuth>,
+}
+
+/// A shard's digest authentication.
+#[derive(Debug)]
+pub struct ShardAuth {
+    pub authenticator: Authenticator,
+    pub feed: reload::CredentialsFeed,
 }
 
 /// Counters a shard returns when it stops.
@@ -112,6 +125,8 @@ pub struct ShardReport {
     pub peer_closed_503: u64,
     /// The registrar's own counters (None for the stub).
     pub registrar: Option<Stats>,
+    /// The authenticator's counters (None without `--auth required`).
+    pub auth: Option<AuthStats>,
     pub bindings: usize,
 }
 
@@ -253,6 +268,7 @@ async fn serve(
         mode,
         max_datagram_bytes,
         links,
+        auth,
     } = spec;
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
     let counters = Rc::new(RefCell::new(ShardReport {
@@ -262,7 +278,17 @@ async fn serve(
     }));
     let mut report = match mode {
         Mode::Registrar(config) => {
-            let registrar = Rc::new(RefCell::new(Registrar::new(config, now())));
+            let mut core = Registrar::new(config, now());
+            let feed = auth.map(
+                |ShardAuth {
+                     authenticator,
+                     feed,
+                 }| {
+                    core.set_authenticator(Some(authenticator));
+                    feed
+                },
+            );
+            let registrar = Rc::new(RefCell::new(core));
             let body = serve_registrar(
                 id,
                 socket,
@@ -272,16 +298,24 @@ async fn serve(
                 counters.clone(),
                 events,
             );
-            run_until_stopped(&stop, body).await?;
+            // Cancelled when dropped, with the rest of the shard's tasks.
+            let reload = feed.map(|feed| {
+                glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed))
+            });
+            let served = run_until_stopped(&stop, body).await;
+            drop(reload);
+            served?;
             let mut report = counters.borrow().clone();
-            let registrar = registrar.borrow();
+            let mut registrar = registrar.borrow_mut();
+            report.auth = registrar.authenticator_mut().map(|a| a.stats());
             report.registrar = Some(registrar.stats().clone());
             report.bindings = registrar.binding_count();
             report
         }
         Mode::StatelessStub => {
-            // The stub has no state, so no owner: every shard answers what it receives.
-            drop(links);
+            // The stub has no state, so no owner: every shard answers what it receives. (Configuration
+            // refuses --auth with the stub; an authenticator given anyway is simply unused.)
+            drop((links, auth));
             // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));
