@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::auth::digest::Algorithm;
 use crate::auth::guard::GuardConfig;
 use crate::auth::AuthConfig;
 use crate::registrar::{OverLimitPolicy, RegistrarConfig};
@@ -172,6 +173,12 @@ pub struct Args {
     /// How long a user or address that exceeded --auth-max-failures is refused, in seconds. [default: 300]
     #[arg(long, value_name = "S")]
     pub auth_cooldown: Option<u64>,
+
+    /// Digest challenges offered, in order: `sha-256,md5` (RFC 8760: strongest first), `md5,sha-256`, or one
+    /// of them alone. UAs that read only the first challenge (SIPp 3.6, some phones) need MD5 first.
+    /// [default: sha-256,md5]
+    #[arg(long, value_name = "LIST", value_parser = parse_algorithms)]
+    pub auth_algorithms: Option<AlgorithmList>,
 
     /// File holding the nonce key in hex (`corereg gen-nonce-key > FILE`): processes sharing it accept each
     /// other's nonces. [default: a random key per process, shared by its shards]
@@ -349,6 +356,8 @@ pub struct FileConfig {
     pub auth_max_failures: Option<u32>,
     pub auth_failure_window: Option<u64>,
     pub auth_cooldown: Option<u64>,
+    /// `auth-algorithms = "md5,sha-256"`
+    pub auth_algorithms: Option<String>,
     pub nonce_key_file: Option<PathBuf>,
 }
 
@@ -362,6 +371,7 @@ pub struct AuthSettings {
     pub max_failures: u32,
     pub failure_window_s: u64,
     pub cooldown_s: u64,
+    pub algorithms: AlgorithmList,
     pub nonce_key_file: Option<PathBuf>,
 }
 
@@ -375,6 +385,7 @@ impl Default for AuthSettings {
             max_failures: defaults::AUTH_MAX_FAILURES,
             failure_window_s: defaults::AUTH_FAILURE_WINDOW_S,
             cooldown_s: defaults::AUTH_COOLDOWN_S,
+            algorithms: AlgorithmList(vec![Algorithm::Sha256, Algorithm::Md5]),
             nonce_key_file: None,
         }
     }
@@ -549,6 +560,12 @@ impl Config {
                 .auth_cooldown
                 .or(file.auth_cooldown)
                 .unwrap_or(da.cooldown_s),
+            algorithms: match (args.auth_algorithms, file.auth_algorithms) {
+                (Some(list), _) => list,
+                (None, Some(text)) => parse_algorithms(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("auth-algorithms: {e}")))?,
+                (None, None) => da.algorithms,
+            },
             nonce_key_file: args.nonce_key_file.or(file.nonce_key_file),
         };
         let config = Config {
@@ -754,7 +771,7 @@ impl Config {
 
     /// The authenticator settings of every shard.
     pub fn auth_config(&self) -> AuthConfig {
-        AuthConfig {
+        let base = AuthConfig {
             nonce_ttl_s: self.auth.nonce_ttl_s,
             guard: GuardConfig {
                 max_failures: self.auth.max_failures,
@@ -763,7 +780,10 @@ impl Config {
                 ..GuardConfig::default()
             },
             ..AuthConfig::default()
-        }
+        };
+        // The list was validated when parsed (one or two distinct algorithms).
+        base.with_algorithms(&self.auth.algorithms.0)
+            .unwrap_or(base)
     }
 
     /// The CPU of each shard, in shard order, out of `usable` (the CPUs this process may run on, see
@@ -1149,5 +1169,51 @@ mod tests {
             Args::try_parse_from(["corereg", "ha1", "a", "b", "c", "--toml", "--csv"]).is_err()
         );
         assert!(args(&[]).command.is_none());
+    }
+}
+
+/// The digest algorithms to challenge with, in order (one or two, distinct).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlgorithmList(pub Vec<Algorithm>);
+
+fn parse_algorithms(text: &str) -> Result<AlgorithmList, String> {
+    let mut list = Vec::new();
+    for token in text.split(',').map(str::trim) {
+        let alg = Algorithm::from_token(token.as_bytes()).ok_or_else(|| {
+            format!("unknown digest algorithm {token:?} (use sha-256 and/or md5)")
+        })?;
+        if list.contains(&alg) {
+            return Err(format!("{token:?} is listed twice"));
+        }
+        list.push(alg);
+    }
+    if list.is_empty() || list.len() > 2 {
+        return Err("give one or two algorithms, e.g. sha-256,md5".into());
+    }
+    Ok(AlgorithmList(list))
+}
+
+#[cfg(test)]
+mod algorithm_list_tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_lists_parse_in_order_and_reject_nonsense() {
+        assert_eq!(
+            parse_algorithms("sha-256,md5"),
+            Ok(AlgorithmList(vec![Algorithm::Sha256, Algorithm::Md5]))
+        );
+        assert_eq!(
+            parse_algorithms("MD5"),
+            Ok(AlgorithmList(vec![Algorithm::Md5]))
+        );
+        assert_eq!(
+            parse_algorithms(" md5 , SHA-256 "),
+            Ok(AlgorithmList(vec![Algorithm::Md5, Algorithm::Sha256]))
+        );
+        assert!(parse_algorithms("").is_err());
+        assert!(parse_algorithms("md5,md5").is_err());
+        assert!(parse_algorithms("sha-512").is_err());
+        assert!(parse_algorithms("md5,sha-256,md5").is_err());
     }
 }

@@ -14,8 +14,6 @@ use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{unique, Client, Req, Response, Server};
@@ -211,11 +209,20 @@ fn next_with(req: &Req, authorization: &str) -> Req {
     next.header(authorization)
 }
 
-/// Sends `req`, answers the 401 with `password` (SHA-256, the first offered), returns the final response
+/// The challenge a UA answers: the first offered (corereg orders them by preference, `--auth-algorithms`).
+fn first_challenge(r: &Response) -> Challenge {
+    assert_eq!(r.status, 401, "expected a 401 challenge, got:\n{}", r.raw);
+    challenges(r)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no challenge in:\n{}", r.raw))
+}
+
+/// Sends `req`, answers the 401 with `password` (the first challenge offered), returns the final response
 /// and the request that got it.
 fn register_with(client: &Client, req: &Req, user: &str, password: &str) -> (Response, Req) {
     let first = client.request(&req.build());
-    let c = challenge_of(&first, Algorithm::Sha256);
+    let c = first_challenge(&first);
     let answered = next_with(req, &authorization(user, password, &c, 1));
     (client.request(&answered.build()), answered)
 }
@@ -274,79 +281,11 @@ fn sipp_available() -> bool {
 }
 
 /// SIPp 3.6 reads only the FIRST WWW-Authenticate header of a 401 and aborts the call ("authentication must
-/// use MD5 or AKAv1-MD5") when it is SHA-256, which corereg offers first (RFC 8760 §2.4 says clients should
-/// use the first they *support*; SIPp does not look further). Until corereg can be told to offer MD5 first
-/// or alone, this loopback relay between SIPp and corereg removes the SHA-256 challenges from 401s, showing
-/// SIPp what an MD5-only registrar would send. Everything else passes through unchanged; corereg still
-/// verifies SIPp's own MD5 digests.
-struct Md5OnlyRelay {
-    /// Where SIPp sends.
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// use MD5 or AKAv1-MD5") when it is SHA-256, which corereg offers first by default (RFC 8760 §2.4). Such
+/// UAs are served with `--auth-algorithms md5` (MD5 alone), which these SIPp tests use.
+const MD5_ONLY: [&str; 2] = ["--auth-algorithms", "md5"];
 
-impl Md5OnlyRelay {
-    fn start(server: SocketAddr) -> Md5OnlyRelay {
-        let front = UdpSocket::bind("127.0.0.1:0").expect("relay front");
-        let back = UdpSocket::bind("127.0.0.1:0").expect("relay back");
-        back.connect(server).expect("relay connect");
-        let addr = front.local_addr().expect("relay addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let tick = Some(Duration::from_millis(5));
-            front.set_read_timeout(tick).expect("timeout");
-            back.set_read_timeout(tick).expect("timeout");
-            let mut sipp: Option<SocketAddr> = None;
-            let mut buf = vec![0u8; 65_536];
-            while !stopping.load(Ordering::Relaxed) {
-                while let Ok((n, from)) = front.recv_from(&mut buf) {
-                    sipp = Some(from);
-                    let _ = back.send(&buf[..n]);
-                }
-                while let Ok(n) = back.recv(&mut buf) {
-                    if let Some(to) = sipp {
-                        let _ = front.send_to(&drop_sha256_challenges(&buf[..n]), to);
-                    }
-                }
-            }
-        });
-        Md5OnlyRelay {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Md5OnlyRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn drop_sha256_challenges(datagram: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(datagram);
-    let Some(end) = text.find("\r\n\r\n") else {
-        return datagram.to_vec();
-    };
-    let kept: Vec<&str> = text[..end]
-        .split("\r\n")
-        .filter(|line| {
-            let lower = line.to_ascii_lowercase();
-            !(lower.starts_with("www-authenticate:") && lower.contains("algorithm=sha-256"))
-        })
-        .collect();
-    let mut out = kept.join("\r\n").into_bytes();
-    out.extend_from_slice(&datagram[end..]);
-    out
-}
-
-/// Runs register-auth.xml once per line of `users` (user, password as given to SIPp) through the relay;
+/// Runs register-auth.xml once per line of `users` (user, password as given to SIPp);
 /// returns SIPp's exit status and its output files for failure reports.
 fn run_sipp(target: SocketAddr, users: &[(String, String)], dir: &Path) -> (bool, String) {
     let mut inf = String::from("SEQUENTIAL\n");
@@ -410,7 +349,7 @@ fn sipp_md5_registers_every_user_of_a_csv_file() {
         .collect();
     let credentials = dir.join("users.csv");
     write(&credentials, &users_csv(&users));
-    let server = start_auth_server(&credentials, &[]);
+    let server = start_auth_server(&credentials, &MD5_ONLY);
     assert!(
         server
             .log_text()
@@ -418,14 +357,12 @@ fn sipp_md5_registers_every_user_of_a_csv_file() {
         "start-up line:\n{}",
         server.log_text()
     );
-    let relay = Md5OnlyRelay::start(server.addr);
-    let (ok, report) = run_sipp(relay.addr, &users, &dir);
+    let (ok, report) = run_sipp(server.addr, &users, &dir);
     assert!(
         ok,
         "sipp failed to register with digest\n{report}\n--- corereg log\n{}",
         server.log_text()
     );
-    drop(relay);
     for (user, password) in &users {
         let contacts = fetch(&server, user, password);
         assert_eq!(contacts.len(), 1, "{user}: {contacts:?}");
@@ -449,17 +386,15 @@ fn wrong_password_gets_401_and_binds_nothing() {
             ("w0".into(), "right".into()),
         ]),
     );
-    let server = start_auth_server(&credentials, &[]);
+    let server = start_auth_server(&credentials, &MD5_ONLY);
 
     // SIPp with a wrong password: its answer is challenged again instead of the 200 it expects.
-    let relay = Md5OnlyRelay::start(server.addr);
-    let (ok, report) = run_sipp(relay.addr, &[("w0".into(), "wrong".into())], &dir);
+    let (ok, report) = run_sipp(server.addr, &[("w0".into(), "wrong".into())], &dir);
     assert!(!ok, "sipp should fail with a wrong password\n{report}");
     assert!(
         report.contains("received 'SIP/2.0 401"),
         "sipp should fail on a second 401:\n{report}"
     );
-    drop(relay);
 
     // Scripted: 401 again, not stale (the user must be asked), nothing bound.
     let client = server.client();

@@ -58,6 +58,23 @@ pub struct AuthConfig {
     pub replay_capacity: usize,
     /// Brute-force limits (`--auth-max-failures` is `guard.max_failures`).
     pub guard: GuardConfig,
+    /// Challenges offered, in order (`--auth-algorithms`). RFC 8760 wants the strongest first, but some
+    /// UAs (SIPp 3.6 among them) read only the first challenge: an operator with such phones offers MD5
+    /// first or alone. Never empty: `AuthConfig::with_algorithms` refuses that.
+    pub challenge_algorithms: [Option<Algorithm>; 2],
+}
+
+impl AuthConfig {
+    /// Set the challenge order; None when the list is empty or names an algorithm twice.
+    #[must_use]
+    pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> Option<Self> {
+        match algorithms {
+            [a] => self.challenge_algorithms = [Some(*a), None],
+            [a, b] if a != b => self.challenge_algorithms = [Some(*a), Some(*b)],
+            _ => return None,
+        }
+        Some(self)
+    }
 }
 
 impl Default for AuthConfig {
@@ -67,6 +84,7 @@ impl Default for AuthConfig {
             bind_nonce_to_source: false,
             replay_capacity: replay::DEFAULT_CAPACITY,
             guard: GuardConfig::default(),
+            challenge_algorithms: [Some(Algorithm::Sha256), Some(Algorithm::Md5)],
         }
     }
 }
@@ -346,8 +364,8 @@ impl Authenticator {
         }
     }
 
-    /// Appends the `WWW-Authenticate` header lines of a 401: one per algorithm, SHA-256 first then
-    /// MD5 (RFC 8760 §2.4: clients use the first they support), sharing one fresh nonce.
+    /// Appends the `WWW-Authenticate` header lines of a 401: one per configured algorithm, by default
+    /// SHA-256 first then MD5 (RFC 8760 §2.4: clients use the first they support), sharing one nonce.
     pub fn write_challenges(
         &mut self,
         realm: &[u8],
@@ -366,7 +384,7 @@ impl Authenticator {
             self.nonce_source(source),
             self.nonce_counter,
         );
-        for alg in Algorithm::ALL {
+        for alg in self.config.challenge_algorithms.into_iter().flatten() {
             out.extend_from_slice(b"WWW-Authenticate: Digest realm=\"");
             digest::push_quoted_content(out, realm);
             out.extend_from_slice(b"\", nonce=\"");

@@ -590,3 +590,48 @@ fn nonce_from_before_start_is_rechallenged_once() {
     );
     assert_eq!(a.stats().replay_forgotten, 1);
 }
+
+#[test]
+fn challenge_order_follows_the_configured_algorithms() {
+    use crate::auth::digest::Algorithm;
+    let lines = |config: AuthConfig| {
+        let creds = Arc::new(CredentialStore::empty());
+        let key = NonceKey::generate().expect("key");
+        let mut auth = Authenticator::new(config, key, creds, 1_000);
+        let mut out = Vec::new();
+        auth.write_challenges(
+            b"example.com",
+            b"sip:a@example.com",
+            "192.0.2.1".parse().expect("ip"),
+            1_000,
+            false,
+            &mut out,
+        );
+        String::from_utf8(out).expect("utf8")
+    };
+    let default = lines(AuthConfig::default());
+    let sha = default.find("algorithm=SHA-256").expect("sha-256 offered");
+    let md5 = default.find("algorithm=MD5").expect("md5 offered");
+    assert!(sha < md5, "SHA-256 first by default:\n{default}");
+    let md5_only = lines(
+        AuthConfig::default()
+            .with_algorithms(&[Algorithm::Md5])
+            .expect("valid"),
+    );
+    assert_eq!(
+        md5_only.matches("WWW-Authenticate").count(),
+        1,
+        "{md5_only}"
+    );
+    assert!(md5_only.contains("algorithm=MD5"));
+    let md5_first = lines(
+        AuthConfig::default()
+            .with_algorithms(&[Algorithm::Md5, Algorithm::Sha256])
+            .expect("valid"),
+    );
+    assert!(md5_first.find("algorithm=MD5") < md5_first.find("algorithm=SHA-256"));
+    assert!(AuthConfig::default().with_algorithms(&[]).is_none());
+    assert!(AuthConfig::default()
+        .with_algorithms(&[Algorithm::Md5, Algorithm::Md5])
+        .is_none());
+}
