@@ -390,13 +390,21 @@ fn log_startup(
             }
             format!(
                 "auth=required realms={realms} users={} nonce-ttl={}s nonce-key={} auth-max-failures={}/{}s \
-                 auth-cooldown={}s",
+                 auth-cooldown={}s auth-algorithms={}",
                 a.feed.current().1.len(),
                 config.auth.nonce_ttl_s,
                 a.key_source,
                 config.auth.max_failures,
                 config.auth.failure_window_s,
                 config.auth.cooldown_s,
+                config
+                    .auth
+                    .algorithms
+                    .0
+                    .iter()
+                    .map(|alg| alg.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
             )
         }
     };
