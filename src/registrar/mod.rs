@@ -11,6 +11,7 @@
 pub mod bindings;
 mod date;
 pub mod register;
+mod reply;
 mod validate;
 pub mod wheel;
 
@@ -136,6 +137,14 @@ pub struct Stats {
     pub expired: u64,
 }
 
+/// One request being answered: the parsed message, where it came from, and when.
+#[derive(Clone, Copy)]
+struct Exchange<'x, 'm> {
+    msg: &'x Message<'m>,
+    source: SocketAddr,
+    now: Now,
+}
+
 /// Option tags this registrar implements (RFC 3327 Path, RFC 5626 outbound).
 const SUPPORTED: &[u8] = b"path, outbound";
 const ALLOW: &[u8] = b"REGISTER, OPTIONS";
@@ -233,6 +242,7 @@ impl Registrar {
                 return Outcome::Silent(Silence::Unanswerable);
             }
         };
+        let ex = Exchange { msg, source, now };
         let (method, method_raw, uri) = match msg.start {
             StartLine::Response { .. } => return Outcome::Silent(Silence::Response),
             StartLine::Request {
@@ -253,7 +263,7 @@ impl Registrar {
                     StartLineError::UriTooLong => 414,
                     StartLineError::Malformed => 400,
                 };
-                return self.reply(status, msg, source, now, out);
+                return self.reply(status, ex, out);
             }
         };
         if msg.count(HeaderName::Via) == 0 {
@@ -263,32 +273,32 @@ impl Registrar {
             Ok(b) => b,
             Err(why) => {
                 tracing::debug!(%source, ?why, "malformed request");
-                return self.reply(400, msg, source, now, out);
+                return self.reply(400, ex, out);
             }
         };
         // RFC 3261 §8.2.1: method inspection first.
         match method {
             Method::Register | Method::Options => {}
-            Method::Other => return self.reply_allow(501, msg, source, now, out),
-            _ => return self.reply_allow(405, msg, source, now, out),
+            Method::Other => return self.reply_allow(501, ex, out),
+            _ => return self.reply_allow(405, ex, out),
         }
         // §8.2.2: Request-URI, then Require.
         let ruri = match parse_uri(uri) {
             Ok(u) => u,
-            Err(UriError::UnsupportedScheme) => return self.reply(416, msg, source, now, out),
-            Err(_) => return self.reply(400, msg, source, now, out),
+            Err(UriError::UnsupportedScheme) => return self.reply(416, ex, out),
+            Err(_) => return self.reply(400, ex, out),
         };
-        if let Some(status) = self.check_require(msg, source, now, out) {
+        if let Some(status) = self.check_require(ex, out) {
             return status;
         }
         match method {
             Method::Register => {
                 if !self.serves(ruri.host) {
-                    return self.reply(404, msg, source, now, out);
+                    return self.reply(404, ex, out);
                 }
-                self.register(msg, &basics, source, now, out)
+                self.register(ex, &basics, out)
             }
-            _ => self.reply_allow(200, msg, source, now, out),
+            _ => self.reply_allow(200, ex, out),
         }
     }
 
@@ -303,13 +313,8 @@ impl Registrar {
     }
 
     /// §10.3 step 2 / §8.2.2.3: 420 listing every Require tag we do not implement.
-    fn check_require(
-        &mut self,
-        msg: &Message<'_>,
-        source: SocketAddr,
-        now: Now,
-        out: &mut Vec<u8>,
-    ) -> Option<Outcome> {
+    fn check_require(&mut self, ex: Exchange<'_, '_>, out: &mut Vec<u8>) -> Option<Outcome> {
+        let msg = ex.msg;
         let unsupported = |tag: &[u8]| !has_option_tag(SUPPORTED, tag);
         let any = msg
             .all(HeaderName::Require)
@@ -319,7 +324,7 @@ impl Registrar {
         if !any {
             return None;
         }
-        let mut w = self.writer(420, msg, source, now, out);
+        let mut w = self.writer(420, ex, out);
         let buf = w.buf();
         buf.extend_from_slice(b"Unsupported: ");
         let mut first = true;
@@ -342,36 +347,27 @@ impl Registrar {
 
     fn register(
         &mut self,
-        msg: &Message<'_>,
+        ex: Exchange<'_, '_>,
         basics: &Basics<'_>,
-        source: SocketAddr,
-        now: Now,
         out: &mut Vec<u8>,
     ) -> Outcome {
+        let Exchange { msg, source, now } = ex;
         // §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve.
         let to_uri = match parse_uri(basics.to.uri) {
             Ok(u) => u,
-            Err(_) => return self.reply(400, msg, source, now, out),
+            Err(_) => return self.reply(400, ex, out),
         };
         if !self.serves(to_uri.host) {
-            return self.reply(404, msg, source, now, out);
+            return self.reply(404, ex, out);
         }
         let mut aor = AorBuf::default();
         if canonical_aor(&to_uri, &mut aor).is_err() {
-            return self.reply(400, msg, source, now, out);
+            return self.reply(400, ex, out);
         }
         if self.auth.is_some() {
             let to_user = to_uri.user.unwrap_or(b"");
-            let authenticated = self.authenticate(
-                msg,
-                basics,
-                aor.as_bytes(),
-                to_uri.host,
-                to_user,
-                source,
-                now,
-                out,
-            );
+            let authenticated =
+                self.authenticate(ex, basics, aor.as_bytes(), to_uri.host, to_user, out);
             if let Some(outcome) = authenticated {
                 return outcome;
             }
@@ -383,7 +379,7 @@ impl Registrar {
             &self.cfg,
             &mut contacts,
         ) {
-            return self.refuse(refusal, msg, source, now, out, aor.as_bytes());
+            return self.refuse(refusal, ex, out, aor.as_bytes());
         }
         let aor = aor.as_bytes();
         let aor_hash = self.store.hash_aor(aor);
@@ -419,20 +415,20 @@ impl Registrar {
         match applied {
             Ok(applied) => {
                 self.stats.registers_ok += 1;
-                self.write_ok(msg, source, now, out, aor_hash, aor, applied.outbound);
+                self.write_ok(ex, out, aor_hash, aor, applied.outbound);
                 Outcome::Reply {
                     status: 200,
                     bindings_changed: applied.changed,
                 }
             }
             Err(Refusal::Retransmission) => {
-                self.write_ok(msg, source, now, out, aor_hash, aor, false);
+                self.write_ok(ex, out, aor_hash, aor, false);
                 Outcome::Reply {
                     status: 200,
                     bindings_changed: false,
                 }
             }
-            Err(refusal) => self.refuse(refusal, msg, source, now, out, aor),
+            Err(refusal) => self.refuse(refusal, ex, out, aor),
         }
     }
 
@@ -440,15 +436,14 @@ impl Registrar {
     #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &mut self,
-        msg: &Message<'_>,
+        ex: Exchange<'_, '_>,
         basics: &Basics<'_>,
         aor: &[u8],
         host: &[u8],
         to_user: &[u8],
-        source: SocketAddr,
-        now: Now,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
+        let Exchange { msg, source, now } = ex;
         let mut values: [&[u8]; MAX_AUTHORIZATIONS] = [b""; MAX_AUTHORIZATIONS];
         let mut n = 0;
         for v in msg.all(HeaderName::Authorization).take(MAX_AUTHORIZATIONS) {
@@ -459,7 +454,7 @@ impl Registrar {
         // A retransmission of a REGISTER that was already accepted carries an Authorization whose nonce
         // count is now used: the server transaction would resend its 200, so do that (no state changes).
         if n > 0 && self.is_retransmission(aor_hash, aor, basics, now) {
-            self.write_ok(msg, source, now, out, aor_hash, aor, false);
+            self.write_ok(ex, out, aor_hash, aor, false);
             return Some(Outcome::Reply {
                 status: 200,
                 bindings_changed: false,
@@ -497,7 +492,7 @@ impl Registrar {
             }
             AuthDecision::Forbidden(why) => {
                 tracing::debug!(%source, ?why, aor = %String::from_utf8_lossy(aor), "REGISTER forbidden");
-                Some(self.reply(403, msg, source, now, out))
+                Some(self.reply(403, ex, out))
             }
         }
     }
@@ -510,145 +505,6 @@ impl Registrar {
         self.store.bindings_of(rec).any(|(_, b)| {
             b.call_id() == basics.call_id && b.cseq == basics.cseq && b.expires_at_s > now.unix_s()
         })
-    }
-
-    fn refuse(
-        &mut self,
-        refusal: Refusal,
-        msg: &Message<'_>,
-        source: SocketAddr,
-        now: Now,
-        out: &mut Vec<u8>,
-        aor: &[u8],
-    ) -> Outcome {
-        tracing::debug!(%source, ?refusal, aor = %String::from_utf8_lossy(aor), "REGISTER refused");
-        let status = match refusal {
-            Refusal::BadRequest(_) | Refusal::OutOfOrder | Refusal::Retransmission => 400,
-            Refusal::IntervalTooBrief => 423,
-            Refusal::TooManyContacts403 => 403,
-            Refusal::TooManyContacts503 | Refusal::StoreFull => 503,
-        };
-        let min_expires = self.cfg.min_expires_s;
-        let retry_after = self.cfg.retry_after_s;
-        let mut w = self.writer(status, msg, source, now, out);
-        match status {
-            423 => {
-                w.header_u64(b"Min-Expires", u64::from(min_expires));
-            }
-            503 => {
-                w.header_u64(b"Retry-After", u64::from(retry_after));
-            }
-            _ => {}
-        }
-        w.finish();
-        Outcome::Reply {
-            status,
-            bindings_changed: false,
-        }
-    }
-
-    /// 200 OK listing every current binding of the AoR with its remaining expiry (§10.3 step 8).
-    #[allow(clippy::too_many_arguments)]
-    fn write_ok(
-        &mut self,
-        msg: &Message<'_>,
-        source: SocketAddr,
-        now: Now,
-        out: &mut Vec<u8>,
-        aor_hash: u64,
-        aor: &[u8],
-        outbound: bool,
-    ) {
-        let now_s = now.unix_s();
-        let echo_path = msg
-            .all(HeaderName::Supported)
-            .any(|v| has_option_tag(v, b"path"));
-        let to_tag = self.to_tag(msg);
-        let date = self.date.get(now_s);
-        let mut w = ResponseWriter::start(out, 200);
-        w.dialog_headers(msg, source, &to_tag);
-        if let Some(rec) = self.store.find_aor(aor_hash, aor) {
-            for (_, b) in self.store.bindings_of(rec) {
-                write_contact(w.buf(), b, now_s);
-            }
-        }
-        if echo_path {
-            for p in msg.all(HeaderName::Path) {
-                w.header(b"Path", p);
-            }
-        }
-        if outbound {
-            w.header(b"Require", b"outbound");
-        }
-        w.header(b"Date", date);
-        w.header(b"Supported", SUPPORTED);
-        if !self.cfg.server_name.is_empty() {
-            w.header(b"Server", self.cfg.server_name.as_bytes());
-        }
-        w.finish();
-    }
-
-    fn to_tag(&self, msg: &Message<'_>) -> [u8; 16] {
-        let h = self
-            .tag_hasher
-            .hash_one(msg.first(HeaderName::CallId).unwrap_or(b""));
-        let mut tag = [0u8; 16];
-        for (i, t) in tag.iter_mut().enumerate() {
-            *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        tag
-    }
-
-    fn writer<'o>(
-        &mut self,
-        status: u16,
-        msg: &Message<'_>,
-        source: SocketAddr,
-        now: Now,
-        out: &'o mut Vec<u8>,
-    ) -> ResponseWriter<'o> {
-        let to_tag = self.to_tag(msg);
-        let mut w = ResponseWriter::start(out, status);
-        w.dialog_headers(msg, source, &to_tag);
-        w.header(b"Date", self.date.get(now.unix_s()));
-        if !self.cfg.server_name.is_empty() {
-            w.header(b"Server", self.cfg.server_name.as_bytes());
-        }
-        w
-    }
-
-    fn reply(
-        &mut self,
-        status: u16,
-        msg: &Message<'_>,
-        source: SocketAddr,
-        now: Now,
-        out: &mut Vec<u8>,
-    ) -> Outcome {
-        self.writer(status, msg, source, now, out).finish();
-        Outcome::Reply {
-            status,
-            bindings_changed: false,
-        }
-    }
-
-    /// A reply carrying `Allow` (and `Supported`): OPTIONS' 200, 405 and 501.
-    fn reply_allow(
-        &mut self,
-        status: u16,
-        msg: &Message<'_>,
-        source: SocketAddr,
-        now: Now,
-        out: &mut Vec<u8>,
-    ) -> Outcome {
-        let mut w = self.writer(status, msg, source, now, out);
-        w.header(b"Allow", ALLOW);
-        w.header(b"Supported", SUPPORTED);
-        w.finish();
-        Outcome::Reply {
-            status,
-            bindings_changed: false,
-        }
     }
 
     /// A datagram over the size limit: answer 513 when its head still names whom to answer.
@@ -672,7 +528,7 @@ impl Registrar {
             }
             | StartLine::Response { .. } => Outcome::Silent(Silence::Unanswerable),
             _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
-            _ => self.reply(513, msg, source, now, out),
+            _ => self.reply(513, Exchange { msg, source, now }, out),
         }
     }
 
@@ -730,7 +586,7 @@ impl Registrar {
             return Outcome::Silent(Silence::Ack);
         }
         let retry_after = self.cfg.retry_after_s;
-        let mut w = self.writer(503, msg, source, now, out);
+        let mut w = self.writer(503, Exchange { msg, source, now }, out);
         w.header_u64(b"Retry-After", u64::from(retry_after));
         w.finish();
         self.stats.replies_5xx += 1;
@@ -796,55 +652,6 @@ fn realm_for<'b>(realms: &'b [(String, String)], host: &[u8], buf: &'b mut [u8])
         *dst = src.to_ascii_lowercase();
     }
     &buf[..len]
-}
-
-/// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
-fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
-    let mut num = itoa::Buffer::new();
-    buf.extend_from_slice(b"Contact: <");
-    buf.extend_from_slice(b.contact());
-    buf.extend_from_slice(b">;expires=");
-    buf.extend_from_slice(num.format(b.expires_at_s.saturating_sub(now_s)).as_bytes());
-    if let Some(q) = b.q {
-        buf.extend_from_slice(b";q=");
-        write_qvalue(buf, q);
-    }
-    if !b.instance().is_empty() {
-        buf.extend_from_slice(b";+sip.instance=\"");
-        buf.extend_from_slice(b.instance());
-        buf.push(b'"');
-    }
-    if let Some(reg_id) = b.reg_id {
-        buf.extend_from_slice(b";reg-id=");
-        buf.extend_from_slice(num.format(reg_id.get()).as_bytes());
-    }
-    buf.extend_from_slice(b"\r\n");
-}
-
-/// q in thousandths as the qvalue grammar writes it: `1`, `0.5`, `0.125`, `0`.
-fn write_qvalue(buf: &mut Vec<u8>, q: u16) {
-    if q >= 1000 {
-        buf.push(b'1');
-        return;
-    }
-    buf.extend_from_slice(b"0");
-    if q == 0 {
-        return;
-    }
-    let digits = [
-        b'0' + (q / 100) as u8,
-        b'0' + (q / 10 % 10) as u8,
-        b'0' + (q % 10) as u8,
-    ];
-    let len = if digits[2] != b'0' {
-        3
-    } else if digits[1] != b'0' {
-        2
-    } else {
-        1
-    };
-    buf.push(b'.');
-    buf.extend_from_slice(&digits[..len]);
 }
 
 #[cfg(test)]

@@ -868,7 +868,7 @@ fn qvalue_formatting() {
         (7, "0.007"),
     ] {
         let mut buf = Vec::new();
-        write_qvalue(&mut buf, q);
+        super::reply::write_qvalue(&mut buf, q);
         assert_eq!(buf, text.as_bytes());
     }
 }

@@ -1,0 +1,191 @@
+//! Writing the registrar's responses: the dialog headers every reply copies, and the 200 OK that lists an
+//! AoR's bindings (RFC 3261 §10.3 step 8).
+
+use super::register::Refusal;
+use super::{bindings, Exchange, Outcome, Registrar, ALLOW, SUPPORTED};
+use crate::sip::header::has_option_tag;
+use crate::sip::parse::{HeaderName, Message};
+use crate::sip::response::ResponseWriter;
+
+impl Registrar {
+    pub(super) fn refuse(
+        &mut self,
+        refusal: Refusal,
+        ex: Exchange<'_, '_>,
+        out: &mut Vec<u8>,
+        aor: &[u8],
+    ) -> Outcome {
+        let source = ex.source;
+        tracing::debug!(%source, ?refusal, aor = %String::from_utf8_lossy(aor), "REGISTER refused");
+        let status = match refusal {
+            Refusal::BadRequest(_) | Refusal::OutOfOrder | Refusal::Retransmission => 400,
+            Refusal::IntervalTooBrief => 423,
+            Refusal::TooManyContacts403 => 403,
+            Refusal::TooManyContacts503 | Refusal::StoreFull => 503,
+        };
+        let min_expires = self.cfg.min_expires_s;
+        let retry_after = self.cfg.retry_after_s;
+        let mut w = self.writer(status, ex, out);
+        match status {
+            423 => {
+                w.header_u64(b"Min-Expires", u64::from(min_expires));
+            }
+            503 => {
+                w.header_u64(b"Retry-After", u64::from(retry_after));
+            }
+            _ => {}
+        }
+        w.finish();
+        Outcome::Reply {
+            status,
+            bindings_changed: false,
+        }
+    }
+
+    /// 200 OK listing every current binding of the AoR with its remaining expiry (§10.3 step 8).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_ok(
+        &mut self,
+        ex: Exchange<'_, '_>,
+        out: &mut Vec<u8>,
+        aor_hash: u64,
+        aor: &[u8],
+        outbound: bool,
+    ) {
+        let Exchange { msg, source, now } = ex;
+        let now_s = now.unix_s();
+        let echo_path = msg
+            .all(HeaderName::Supported)
+            .any(|v| has_option_tag(v, b"path"));
+        let to_tag = self.to_tag(msg);
+        let date = self.date.get(now_s);
+        let mut w = ResponseWriter::start(out, 200);
+        w.dialog_headers(msg, source, &to_tag);
+        if let Some(rec) = self.store.find_aor(aor_hash, aor) {
+            for (_, b) in self.store.bindings_of(rec) {
+                write_contact(w.buf(), b, now_s);
+            }
+        }
+        if echo_path {
+            for p in msg.all(HeaderName::Path) {
+                w.header(b"Path", p);
+            }
+        }
+        if outbound {
+            w.header(b"Require", b"outbound");
+        }
+        w.header(b"Date", date);
+        w.header(b"Supported", SUPPORTED);
+        if !self.cfg.server_name.is_empty() {
+            w.header(b"Server", self.cfg.server_name.as_bytes());
+        }
+        w.finish();
+    }
+
+    pub(super) fn to_tag(&self, msg: &Message<'_>) -> [u8; 16] {
+        let h = self
+            .tag_hasher
+            .hash_one(msg.first(HeaderName::CallId).unwrap_or(b""));
+        let mut tag = [0u8; 16];
+        for (i, t) in tag.iter_mut().enumerate() {
+            *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        tag
+    }
+
+    pub(super) fn writer<'o>(
+        &mut self,
+        status: u16,
+        ex: Exchange<'_, '_>,
+        out: &'o mut Vec<u8>,
+    ) -> ResponseWriter<'o> {
+        let Exchange { msg, source, now } = ex;
+        let to_tag = self.to_tag(msg);
+        let mut w = ResponseWriter::start(out, status);
+        w.dialog_headers(msg, source, &to_tag);
+        w.header(b"Date", self.date.get(now.unix_s()));
+        if !self.cfg.server_name.is_empty() {
+            w.header(b"Server", self.cfg.server_name.as_bytes());
+        }
+        w
+    }
+
+    pub(super) fn reply(
+        &mut self,
+        status: u16,
+        ex: Exchange<'_, '_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.writer(status, ex, out).finish();
+        Outcome::Reply {
+            status,
+            bindings_changed: false,
+        }
+    }
+
+    /// A reply carrying `Allow` (and `Supported`): OPTIONS' 200, 405 and 501.
+    pub(super) fn reply_allow(
+        &mut self,
+        status: u16,
+        ex: Exchange<'_, '_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let mut w = self.writer(status, ex, out);
+        w.header(b"Allow", ALLOW);
+        w.header(b"Supported", SUPPORTED);
+        w.finish();
+        Outcome::Reply {
+            status,
+            bindings_changed: false,
+        }
+    }
+}
+
+/// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
+fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
+    let mut num = itoa::Buffer::new();
+    buf.extend_from_slice(b"Contact: <");
+    buf.extend_from_slice(b.contact());
+    buf.extend_from_slice(b">;expires=");
+    buf.extend_from_slice(num.format(b.expires_at_s.saturating_sub(now_s)).as_bytes());
+    if let Some(q) = b.q {
+        buf.extend_from_slice(b";q=");
+        write_qvalue(buf, q);
+    }
+    if !b.instance().is_empty() {
+        buf.extend_from_slice(b";+sip.instance=\"");
+        buf.extend_from_slice(b.instance());
+        buf.push(b'"');
+    }
+    if let Some(reg_id) = b.reg_id {
+        buf.extend_from_slice(b";reg-id=");
+        buf.extend_from_slice(num.format(reg_id.get()).as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// q in thousandths as the qvalue grammar writes it: `1`, `0.5`, `0.125`, `0`.
+pub(super) fn write_qvalue(buf: &mut Vec<u8>, q: u16) {
+    if q >= 1000 {
+        buf.push(b'1');
+        return;
+    }
+    buf.extend_from_slice(b"0");
+    if q == 0 {
+        return;
+    }
+    let digits = [
+        b'0' + (q / 100) as u8,
+        b'0' + (q / 10 % 10) as u8,
+        b'0' + (q % 10) as u8,
+    ];
+    let len = if digits[2] != b'0' {
+        3
+    } else if digits[1] != b'0' {
+        2
+    } else {
+        1
+    };
+    buf.push(b'.');
+    buf.extend_from_slice(&digits[..len]);
+}
