@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::auth::digest::Algorithm;
 use crate::auth::guard::GuardConfig;
 use crate::auth::AuthConfig;
+use crate::registrar::register::{MAX_CONTACTS_PER_AOR, MAX_CONTACTS_PER_REQUEST};
 use crate::registrar::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::parse::{ParseLimits, MAX_HEADERS};
 
@@ -27,6 +28,7 @@ pub mod defaults {
     pub const MIN_EXPIRES_S: u32 = 60;
     pub const MAX_EXPIRES_S: u32 = 86400;
     pub const MAX_CONTACTS: usize = 10;
+    pub const MAX_CONTACTS_PER_REQUEST: usize = 32;
     pub const OVER_LIMIT: OverLimitPolicy = OverLimitPolicy::Reject503;
     pub const MAX_BINDINGS: usize = 1_000_000;
     pub const MAX_DATAGRAM_BYTES: usize = 8192;
@@ -95,6 +97,10 @@ pub struct Args {
     /// Contacts one address-of-record may hold. [default: 10]
     #[arg(long, value_name = "N")]
     pub max_contacts: Option<usize>,
+
+    /// Contacts one REGISTER may carry; more get 400. [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_contacts_per_request: Option<usize>,
 
     /// What happens when a REGISTER would exceed --max-contacts. [default: reject503]
     #[arg(long, value_enum, value_name = "POLICY")]
@@ -335,6 +341,7 @@ pub struct FileConfig {
     pub min_expires: Option<u32>,
     pub max_expires: Option<u32>,
     pub max_contacts: Option<usize>,
+    pub max_contacts_per_request: Option<usize>,
     pub over_limit: Option<OverLimitPolicy>,
     pub max_bindings: Option<usize>,
     pub max_datagram: Option<usize>,
@@ -401,6 +408,7 @@ pub struct Config {
     pub min_expires_s: u32,
     pub max_expires_s: u32,
     pub max_contacts: usize,
+    pub max_contacts_per_request: usize,
     pub over_limit: OverLimitPolicy,
     pub max_bindings: usize,
     pub max_datagram_bytes: usize,
@@ -467,6 +475,7 @@ impl Default for Config {
             min_expires_s: defaults::MIN_EXPIRES_S,
             max_expires_s: defaults::MAX_EXPIRES_S,
             max_contacts: defaults::MAX_CONTACTS,
+            max_contacts_per_request: defaults::MAX_CONTACTS_PER_REQUEST,
             over_limit: defaults::OVER_LIMIT,
             max_bindings: defaults::MAX_BINDINGS,
             max_datagram_bytes: defaults::MAX_DATAGRAM_BYTES,
@@ -590,6 +599,10 @@ impl Config {
                 .max_contacts
                 .or(file.max_contacts)
                 .unwrap_or(d.max_contacts),
+            max_contacts_per_request: args
+                .max_contacts_per_request
+                .or(file.max_contacts_per_request)
+                .unwrap_or(d.max_contacts_per_request),
             over_limit: args.over_limit.or(file.over_limit).unwrap_or(d.over_limit),
             max_bindings: args
                 .max_bindings
@@ -639,6 +652,7 @@ impl Config {
         }
         for (name, value) in [
             ("--max-contacts", self.max_contacts),
+            ("--max-contacts-per-request", self.max_contacts_per_request),
             ("--max-bindings", self.max_bindings),
             ("--max-datagram", self.max_datagram_bytes),
             ("--max-headers", self.max_headers),
@@ -646,6 +660,19 @@ impl Config {
         ] {
             if value == 0 {
                 return invalid(format!("{name} must be > 0"));
+            }
+        }
+        // The core plans a REGISTER in fixed-size arrays (no allocation per request): these are their sizes.
+        for (name, value, cap) in [
+            ("--max-contacts", self.max_contacts, MAX_CONTACTS_PER_AOR),
+            (
+                "--max-contacts-per-request",
+                self.max_contacts_per_request,
+                MAX_CONTACTS_PER_REQUEST,
+            ),
+        ] {
+            if value > cap {
+                return invalid(format!("{name} must be <= {cap}, got {value}"));
             }
         }
         if self.max_datagram_bytes > MAX_UDP_PAYLOAD_BYTES {
@@ -847,6 +874,7 @@ impl Config {
             min_expires_s: self.min_expires_s,
             max_expires_s: self.max_expires_s,
             max_contacts_per_aor: self.max_contacts,
+            max_contacts_per_request: self.max_contacts_per_request,
             over_limit: self.over_limit,
             max_bindings: self.max_bindings,
             retry_after_s: self.retry_after_s,
@@ -1215,5 +1243,27 @@ mod algorithm_list_tests {
         assert!(parse_algorithms("md5,md5").is_err());
         assert!(parse_algorithms("sha-512").is_err());
         assert!(parse_algorithms("md5,sha-256,md5").is_err());
+    }
+}
+
+#[cfg(test)]
+mod contact_limit_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["corereg"];
+        argv.extend_from_slice(args);
+        let args = Args::try_parse_from(argv).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn contact_limits_reach_the_registrar_and_are_bounded_by_the_core() {
+        let c = parse(&["--max-contacts-per-request", "5"]).expect("valid");
+        assert_eq!(c.registrar_config().max_contacts_per_request, 5);
+        assert!(parse(&["--max-contacts-per-request", "65"]).is_err());
+        assert!(parse(&["--max-contacts-per-request", "0"]).is_err());
+        assert!(parse(&["--max-contacts", "257"]).is_err());
+        assert!(parse(&["--max-contacts", "256"]).is_ok());
     }
 }
