@@ -124,6 +124,27 @@ pub enum Outcome {
     Reply { status: u16, bindings_changed: bool },
     /// Nothing to send.
     Silent(Silence),
+    /// A REGISTER whose AoR another shard owns (see `Registrar::set_partition`): hand the datagram to
+    /// shard `owner`, which answers it. Nothing was changed here and `out` is empty.
+    HandOff { owner: usize },
+}
+
+/// Which of the process's shards this registrar is, for AoR ownership (`owner = hash(AoR) mod shards`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Partition {
+    shard: usize,
+    shards: usize,
+}
+
+impl Partition {
+    /// The owning shard of an AoR hash when it is not this one.
+    fn owner_elsewhere(self, aor_hash: u64) -> Option<usize> {
+        if self.shards <= 1 {
+            return None;
+        }
+        let owner = (aor_hash % self.shards as u64) as usize;
+        (owner != self.shard).then_some(owner)
+    }
 }
 
 /// Counters (per registrar / shard).
@@ -163,6 +184,7 @@ pub struct Registrar {
     tag_hasher: ahash::RandomState,
     /// Digest authentication (RFC 3261 §10.3 steps 3-4); None: every REGISTER is accepted.
     auth: Option<Authenticator>,
+    partition: Partition,
 }
 
 impl Registrar {
@@ -184,6 +206,10 @@ impl Registrar {
                 0x5349_5032,
             ),
             auth: None,
+            partition: Partition {
+                shard: 0,
+                shards: 1,
+            },
             cfg,
         }
     }
@@ -195,6 +221,16 @@ impl Registrar {
     /// Require digest authentication for every REGISTER (`--auth required`), or not (None).
     pub fn set_authenticator(&mut self, auth: Option<Authenticator>) {
         self.auth = auth;
+    }
+
+    /// Make this registrar shard `shard` of `shards`: REGISTERs for AoRs owned by another shard are answered
+    /// with `Outcome::HandOff` after the stateless checks (one parse on the receiving shard, none twice).
+    pub fn set_partition(&mut self, shard: usize, shards: usize) {
+        debug_assert!(shard < shards.max(1));
+        self.partition = Partition {
+            shard,
+            shards: shards.max(1),
+        };
     }
 
     /// The authenticator, e.g. to swap credentials on SIGHUP.
@@ -220,7 +256,7 @@ impl Registrar {
             }
             Outcome::Reply { status, .. } if status >= 500 => self.stats.replies_5xx += 1,
             Outcome::Silent(_) => self.stats.dropped += 1,
-            _ => {}
+            Outcome::Reply { .. } | Outcome::HandOff { .. } => {}
         }
         outcome
     }
@@ -364,6 +400,12 @@ impl Registrar {
         if canonical_aor(&to_uri, &mut aor).is_err() {
             return self.reply(400, ex, out);
         }
+        let aor_hash = self.store.hash_aor(aor.as_bytes());
+        // Thread-per-core: everything above is stateless; the AoR's state (and its replay window) lives on
+        // its owning shard, so the rest happens there.
+        if let Some(owner) = self.partition.owner_elsewhere(aor_hash) {
+            return Outcome::HandOff { owner };
+        }
         if self.auth.is_some() {
             let to_user = to_uri.user.unwrap_or(b"");
             let authenticated =
@@ -382,7 +424,6 @@ impl Registrar {
             return self.refuse(refusal, ex, out, aor.as_bytes());
         }
         let aor = aor.as_bytes();
-        let aor_hash = self.store.hash_aor(aor);
         let now_s = now.unix_s();
         let mut state = State {
             store: &mut self.store,

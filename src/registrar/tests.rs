@@ -167,7 +167,7 @@ impl Harness {
                 assert_eq!(r.status, status);
                 r
             }
-            Outcome::Silent(s) => panic!("expected a reply, got silence {s:?}"),
+            other => panic!("expected a reply, got {other:?}"),
         }
     }
     fn fetch(&mut self, user: &str) -> Vec<(String, u64)> {
@@ -828,7 +828,7 @@ fn oversized_datagram_gets_513() {
     // The header line is too long too; whichever limit trips, nothing is registered.
     match h.reg.handle(&bytes, src(), Now::from_secs(T0), &mut h.out) {
         Outcome::Reply { status, .. } => assert!(status == 513 || status == 400, "{status}"),
-        Outcome::Silent(s) => assert_eq!(s, Silence::Unanswerable),
+        other => assert_eq!(other, Outcome::Silent(Silence::Unanswerable)),
     }
     assert_eq!(h.reg.binding_count(), 0);
     // A large body (not a long line) over the limit: the head is intact, so 513 is answered.
@@ -1127,5 +1127,55 @@ password = "builder"
         );
         assert_eq!(r.status, 403);
         assert_eq!(h.reg.binding_count(), 0);
+    }
+}
+
+#[test]
+fn a_partitioned_registrar_hands_off_what_it_does_not_own_and_changes_nothing() {
+    let mut shards: Vec<Harness> = (0..2).map(|_| Harness::new()).collect();
+    // Same seed on both (as the shell does): clone one config.
+    let cfg = RegistrarConfig::default();
+    for (i, h) in shards.iter_mut().enumerate() {
+        h.reg = Registrar::new(cfg.clone(), Now::from_secs(T0));
+        h.reg.set_partition(i, 2);
+    }
+    let mut owned = [0usize; 2];
+    for u in 0..32 {
+        let req = Req::register(&format!("u{u}")).contact("<sip:x@1>").bytes();
+        let owner = shards[0]
+            .reg
+            .owner_shard(&req, 2)
+            .expect("a REGISTER has an owner");
+        owned[owner] += 1;
+        for (i, h) in shards.iter_mut().enumerate() {
+            let outcome = h.reg.handle(&req, src(), Now::from_secs(T0), &mut h.out);
+            if i == owner {
+                assert!(
+                    matches!(outcome, Outcome::Reply { status: 200, .. }),
+                    "{outcome:?}"
+                );
+            } else {
+                assert_eq!(outcome, Outcome::HandOff { owner });
+                assert!(h.out.is_empty());
+            }
+        }
+    }
+    assert!(
+        owned[0] > 0 && owned[1] > 0,
+        "AoRs spread over both shards: {owned:?}"
+    );
+    assert_eq!(
+        shards[0].reg.binding_count(),
+        owned[0],
+        "each binding lives on its owner only"
+    );
+    assert_eq!(shards[1].reg.binding_count(), owned[1]);
+    // Stateless answers stay local: OPTIONS and malformed requests are never handed off.
+    let options = Req::register("u1").method("OPTIONS").bytes();
+    for h in &mut shards {
+        let outcome = h
+            .reg
+            .handle(&options, src(), Now::from_secs(T0), &mut h.out);
+        assert!(matches!(outcome, Outcome::Reply { status: 200, .. }));
     }
 }

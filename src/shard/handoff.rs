@@ -1,8 +1,9 @@
 //! Cross-shard handoff: every AoR has one owning shard, but the kernel spreads datagrams over the shards'
 //! SO_REUSEPORT sockets by 4-tuple, so most REGISTERs arrive on a shard that does not own their AoR.
 //!
-//! The receiving shard asks the core which shard owns the request ([`Registrar::owner_shard`]: one parse,
-//! hash of the canonical AoR with the process-wide seed) and, when it is another shard, copies the datagram
+//! The receiving shard's core ([`Registrar::set_partition`]) answers everything stateless itself and, for a
+//! REGISTER whose AoR another shard owns (hash of the canonical AoR with the process-wide seed, mod shards),
+//! returns `Outcome::HandOff { owner }` without touching state; the shell then copies the datagram
 //! into a [`Handoff`] and `try_send`s it over a bounded glommio `shared_channel` (one SPSC queue per ordered
 //! pair of shards). The owner re-parses and applies it in its own registrar, and replies from its own socket:
 //! it is bound to the same address and port, so the phone cannot tell which shard answered.
@@ -125,19 +126,20 @@ impl DatagramHandler for Router {
         now: Now,
         out: &mut Vec<u8>,
     ) -> bool {
-        let owner = self
+        // The core answers what it can here and names the owner of anything else (one parse either way).
+        let outcome = self
             .registrar
-            .borrow()
-            .owner_shard(datagram, self.peers.len());
-        let peer = match owner {
-            Some(owner) if owner != self.id => self.peers.get(owner).and_then(Option::as_ref),
-            _ => None,
+            .borrow_mut()
+            .handle(datagram, source, now, out);
+        let owner = match outcome {
+            Outcome::Reply { .. } => return true,
+            Outcome::Silent(_) => return false,
+            Outcome::HandOff { owner } => owner,
         };
-        let Some(peer) = peer else {
-            return self
-                .registrar
-                .borrow_mut()
-                .on_datagram(datagram, source, now, out);
+        let Some(peer) = self.peers.get(owner).and_then(Option::as_ref) else {
+            // The partition and the mesh are built from the same shard count: unreachable.
+            debug_assert!(false, "no queue to shard {owner}");
+            return false;
         };
         let handoff = Handoff {
             datagram: datagram.into(),

@@ -357,6 +357,7 @@ async fn serve_registrar(
         })
         .collect();
     let result = if senders.len() > 1 {
+        registrar.borrow_mut().set_partition(id, senders.len());
         let router = handoff::Router {
             id,
             registrar,

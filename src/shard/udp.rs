@@ -37,6 +37,11 @@ impl DatagramHandler for Registrar {
                 tracing::trace!(%source, ?why, "no reply");
                 false
             }
+            // Only a partitioned registrar hands off, and only the Router drives one.
+            Outcome::HandOff { owner } => {
+                debug_assert!(false, "hand-off to shard {owner} without a router");
+                false
+            }
         }
     }
 }
