@@ -43,6 +43,9 @@ pub struct RunConfig {
     /// wake-ups and larger batches (less CPU per REGISTER) at the cost of this much latency
     /// resolution and burstier pacing.
     pub tick_ns: u64,
+    /// Send runs of equal-sized requests as one UDP GSO send each (falls back to plain sendmmsg
+    /// where the kernel refuses it).
+    pub gso: bool,
 }
 
 /// Limits of one worker's share of the run.
@@ -112,6 +115,10 @@ pub struct Worker {
     latency_us: Histogram<u64>,
     clock: Instant,
     last_completion_ns: u64,
+    /// Why GSO is off although asked for (probe failed), if so.
+    gso_unsupported: Option<String>,
+    /// GSO counters of `send` already reported.
+    gso_reported: (u64, u64),
 }
 
 impl Worker {
@@ -120,13 +127,24 @@ impl Worker {
         net::connect(&socket, cfg.target)?;
         let local_port = socket.local_addr()?.port();
         let users = (0..share.users).map(|_| User::default()).collect();
+        let mut send = Batch::new(cfg.batch);
+        let mut gso_unsupported = None;
+        if cfg.gso {
+            match net::gso_supported(&socket) {
+                Ok(()) => send.set_path(net::SendPath::Gso {
+                    max_segment: net::gso_max_segment(&socket),
+                    max_segments: net::GSO_MAX_SEGMENTS,
+                }),
+                Err(e) => gso_unsupported = Some(format!("UDP GSO unsupported ({e})")),
+            }
+        }
         Ok(Worker {
             local_host: cfg.local_ip.to_string().into_bytes(),
             local_port,
             users,
             cursor: 0,
             timers: Timers::new(cfg.timers),
-            send: Batch::new(cfg.batch),
+            send,
             recv: Batch::new(cfg.batch),
             started: 0,
             in_flight: 0,
@@ -135,6 +153,8 @@ impl Worker {
             latency_us: new_histogram(),
             clock,
             last_completion_ns: 0,
+            gso_unsupported,
+            gso_reported: (0, 0),
             cfg,
             share,
             socket,
@@ -180,7 +200,16 @@ impl Worker {
     }
 
     fn report(&mut self, tx: &Sender<Interval>, second: u64) {
+        let (sends, datagrams) = self.send.gso_stats();
+        self.counters.gso_sends += sends - self.gso_reported.0;
+        self.counters.gso_datagrams += datagrams - self.gso_reported.1;
+        self.gso_reported = (sends, datagrams);
+        let gso_fallback = self
+            .gso_unsupported
+            .clone()
+            .or_else(|| self.send.gso_fallback().map(str::to_owned));
         let iv = Interval {
+            gso_fallback,
             worker: self.share.index,
             second,
             counters: std::mem::take(&mut self.counters),
@@ -365,7 +394,8 @@ impl Worker {
 
     fn flush(&mut self) {
         if self.send.len() > 0 {
-            let (_, dropped) = self.send.send_all(&self.socket, false);
+            let (sent, dropped) = self.send.send_all(&self.socket, false);
+            self.counters.datagrams_sent += sent as u64;
             self.counters.send_drops += dropped as u64;
         }
     }
