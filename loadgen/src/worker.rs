@@ -117,6 +117,8 @@ pub struct Worker {
     last_completion_ns: u64,
     /// Why GSO is off although asked for (probe failed), if so.
     gso_unsupported: Option<String>,
+    /// Credential-less REGISTERs are copied from this and patched.
+    template: sip::RegisterTemplate,
     /// GSO counters of `send` already reported.
     gso_reported: (u64, u64),
 }
@@ -155,6 +157,7 @@ impl Worker {
             last_completion_ns: 0,
             gso_unsupported,
             gso_reported: (0, 0),
+            template: sip::RegisterTemplate::default(),
             cfg,
             share,
             socket,
@@ -176,12 +179,15 @@ impl Worker {
         loop {
             let now = self.now_ns();
             let mut busy = self.fire_timers(now);
-            let stopping = self.stopping(now);
-            if !stopping {
-                busy |= self.start_operations(now);
-            }
-            self.flush();
+            // Drain replies first, so the operations they complete are restarted in this same
+            // pass and leave in the same batch.
             busy |= self.receive();
+            let mut backlog = false;
+            if !self.stopping(now) {
+                let (started, capped) = self.start_operations(now);
+                busy |= started;
+                backlog = capped;
+            }
             self.flush();
 
             let now = self.now_ns();
@@ -192,7 +198,11 @@ impl Worker {
             if self.stopping(now) && self.in_flight == 0 {
                 break;
             }
-            if !busy {
+            // With a tick, a pass that did some work still sleeps: everything that arrived was
+            // drained and everything allowed was started, so looping at once would only make
+            // smaller batches (more syscalls per REGISTER). Only a capped start backlog loops.
+            let sleep = if self.cfg.tick_ns > 0 { !backlog } else { !busy };
+            if sleep {
                 self.wait(now, second);
             }
         }
@@ -283,15 +293,15 @@ impl Worker {
         (idx < self.users.len()).then_some(idx)
     }
 
-    fn start_operations(&mut self, now: u64) -> bool {
-        let mut allowed = self
-            .share
-            .pacing
-            .allowed(now, self.started, self.in_flight)
-            .min(MAX_STARTS_PER_ITERATION);
+    /// Starts what pacing allows; returns (started any, stopped by the per-pass cap with more
+    /// allowed).
+    fn start_operations(&mut self, now: u64) -> (bool, bool) {
+        let mut allowed = self.share.pacing.allowed(now, self.started, self.in_flight);
         if let Some(q) = self.share.quota {
             allowed = allowed.min(q.saturating_sub(self.started));
         }
+        let capped = allowed > MAX_STARTS_PER_ITERATION;
+        allowed = allowed.min(MAX_STARTS_PER_ITERATION);
         let n = self.users.len();
         let mut started_any = false;
         while allowed > 0 && self.in_flight < n {
@@ -305,7 +315,7 @@ impl Worker {
             allowed -= 1;
             started_any = true;
         }
-        started_any
+        (started_any, capped && self.in_flight < n)
     }
 
     fn start_operation(&mut self, idx: usize, now: u64) {
@@ -387,9 +397,16 @@ impl Worker {
         };
         // A request that does not fit a datagram buffer (absurd nonce) is not sent; timer F
         // then counts it as a timeout rather than hanging.
-        let _ = self
-            .send
-            .push_with(None, |buf| sip::write_register(buf, &params));
+        if params.auth.is_some() {
+            let _ = self
+                .send
+                .push_with(None, |buf| sip::write_register(buf, &params));
+        } else {
+            let template = &mut self.template;
+            let _ = self
+                .send
+                .push_with(None, |buf| template.write(buf, &params));
+        }
     }
 
     fn flush(&mut self) {
