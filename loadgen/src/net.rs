@@ -204,6 +204,25 @@ impl Batch {
         }
     }
 
+    /// A batch with no buffers (allocates nothing): a placeholder while the real one is borrowed.
+    pub fn empty() -> Self {
+        Batch {
+            buffers: Vec::new(),
+            lengths: Vec::new(),
+            addrs: Vec::new(),
+            iovecs: Vec::new(),
+            headers: Vec::new(),
+            counts: Vec::new(),
+            cmsgs: Vec::new(),
+            order: Vec::new(),
+            len: 0,
+            path: SendPath::Sendmmsg,
+            gso_fallback: None,
+            gso_sends: 0,
+            gso_datagrams: 0,
+        }
+    }
+
     /// Chooses how `send_all` sends. GSO segments are capped at `max_segment` bytes (path MTU);
     /// longer datagrams go out one per `sendmmsg` entry as before.
     pub fn set_path(&mut self, path: SendPath) {
@@ -570,7 +589,7 @@ mod tests {
     fn payload(i: usize) -> Vec<u8> {
         let len = match i % 7 {
             0 => 1200,
-            1 | 2 | 3 => 400,
+            1..=3 => 400,
             4 => 399,
             5 => 37,
             _ => 400,

@@ -220,6 +220,18 @@ pub fn header_param<'a>(value: &'a [u8], param: &[u8]) -> Option<&'a [u8]> {
     None
 }
 
+/// `header_param(via, b"branch")`, with a fast path for the usual exact `;branch=` spelling.
+pub fn via_branch(value: &[u8]) -> Option<&[u8]> {
+    if let Some(i) = memchr::memmem::find(value, b";branch=") {
+        let val = &value[i + b";branch=".len()..];
+        let val = &val[..memchr::memchr(b';', val).unwrap_or(val.len())];
+        let val = trim(val);
+        let end = memchr::memchr(b',', val).unwrap_or(val.len());
+        return Some(trim(&val[..end]));
+    }
+    header_param(value, b"branch")
+}
+
 /// Maximum challenges kept from one response; more would be a hostile or broken server.
 pub const MAX_CHALLENGES: usize = 4;
 
@@ -269,7 +281,7 @@ pub fn parse_response(msg: &[u8]) -> Result<Response<'_>, ParseError> {
     for (name, value) in headers.by_ref() {
         if is_header(name, b"Via", Some(b'v')) {
             if resp.branch.is_none() {
-                resp.branch = header_param(value, b"branch");
+                resp.branch = via_branch(value);
             }
         } else if name.eq_ignore_ascii_case(b"CSeq") {
             let num = value.split(|b| *b == b' ' || *b == b'\t').next();
@@ -389,7 +401,8 @@ pub fn write_register_marked(
     w.put_hex(p.user_index as u64).put(b".");
     m.generation_hex = w.pos();
     w.put_hex(p.generation as u64);
-    w.put(b"\r\nMax-Forwards: 70\r\nFrom: <sip:").put(p.user_prefix);
+    w.put(b"\r\nMax-Forwards: 70\r\nFrom: <sip:")
+        .put(p.user_prefix);
     m.user_dec[0] = w.pos();
     w.put_u64_padded(p.user_number, p.user_width);
     w.put(b"@").put(p.domain).put(b">;tag=");
@@ -697,10 +710,22 @@ mod tests {
             });
             // Mostly one layout (the common case), sometimes a width change.
             let big = next(10) == 0;
-            p.user_index = (if big { next(1 << 32) } else { 0x1000 + next(0x100) }) as u32;
-            p.user_number = if big { next(1 << 40) } else { 1000 + next(9000) };
+            p.user_index = (if big {
+                next(1 << 32)
+            } else {
+                0x1000 + next(0x100)
+            }) as u32;
+            p.user_number = if big {
+                next(1 << 40)
+            } else {
+                1000 + next(9000)
+            };
             p.user_width = if i % 5000 < 2500 { 0 } else { 8 };
-            p.generation = (if big { next(1 << 32) } else { 0x10 + next(0x10) }) as u32;
+            p.generation = (if big {
+                next(1 << 32)
+            } else {
+                0x10 + next(0x10)
+            }) as u32;
             p.boot = (if big { next(1 << 32) } else { next(16) }) as u32;
             p.cseq = (if big { next(1 << 32) } else { 10 + next(90) }) as u32;
             let mut a = [0u8; 2048];
@@ -722,6 +747,24 @@ mod tests {
         assert_eq!(r.branch, Some(&b"z9hG4bK-lg.1.2.3"[..]));
         assert_eq!(r.cseq, Some(12));
         assert_eq!(r.challenges().len(), 2);
+    }
+
+    #[test]
+    fn via_branch_agrees_with_header_param() {
+        for via in [
+            &b"SIP/2.0/UDP h:1;rport=5;branch=z9hG4bK-lg.1.2.3"[..],
+            b"SIP/2.0/UDP h;branch=abc;received=1.2.3.4",
+            b"SIP/2.0/UDP h;branch= abc ;x",
+            b"SIP/2.0/UDP h;branch=abc, SIP/2.0/UDP g;branch=def",
+            b"SIP/2.0/UDP h;BRANCH=abc",
+            b"SIP/2.0/UDP h; branch = abc",
+            b"SIP/2.0/UDP h;branch=",
+            b"SIP/2.0/UDP h;branches=1;branch=2",
+            b"SIP/2.0/UDP h;rport",
+            b";branch=",
+        ] {
+            assert_eq!(via_branch(via), header_param(via, b"branch"), "{via:?}");
+        }
     }
 
     #[test]

@@ -201,7 +201,11 @@ impl Worker {
             // With a tick, a pass that did some work still sleeps: everything that arrived was
             // drained and everything allowed was started, so looping at once would only make
             // smaller batches (more syscalls per REGISTER). Only a capped start backlog loops.
-            let sleep = if self.cfg.tick_ns > 0 { !backlog } else { !busy };
+            let sleep = if self.cfg.tick_ns > 0 {
+                !backlog
+            } else {
+                !busy
+            };
             if sleep {
                 self.wait(now, second);
             }
@@ -427,7 +431,7 @@ impl Worker {
             any = true;
             let now = self.now_ns();
             // Take the batch out so responses can borrow it while `self` is mutated.
-            let batch = std::mem::replace(&mut self.recv, Batch::new(0));
+            let batch = std::mem::replace(&mut self.recv, Batch::empty());
             for i in 0..n {
                 if let Some((data, _)) = batch.get(i) {
                     self.on_datagram(data, now);
