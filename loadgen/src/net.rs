@@ -2,6 +2,12 @@
 //!
 //! std's `UdpSocket` sends one datagram per syscall; at hundreds of thousands of packets per second
 //! the syscall entry cost matters, so a worker fills a batch and hands it to the kernel at once.
+//! The load generator's sends go further with UDP GSO (`SendPath::Gso`): equal-sized requests to
+//! one destination leave as one super-datagram that the kernel splits, so the IP stack (and, on
+//! loopback, the delivery the sender pays for) is walked once per run instead of once per request.
+//! Measured on loopback this halves the generator's CPU per REGISTER. Replies are still received
+//! one datagram per `recvmmsg` entry: UDP_GRO on our socket coalesces nothing on loopback when the
+//! registrar answers with separate datagrams (no GRO engine on `lo`), so it is not used.
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
