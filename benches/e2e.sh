@@ -25,6 +25,9 @@
 #   benches/e2e.sh --auth --count 200000 --concurrency 1000
 #   benches/e2e.sh --responder --sipp --count 400000 --rate 40000
 #   benches/e2e.sh --target 127.0.0.1:5070 --pid "$KAMAILIO_PID" --rate 18000 --count 360000
+#   LOADGEN=/tmp/old-loadgen benches/e2e.sh --responder --no-build   (generator binary to measure;
+#                                 the responder stays target/release/corereg-loadgen)
+# Arguments after -- go to `corereg-loadgen run` (e.g. -- --tick-us 200 or -- --no-gso).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,7 +47,7 @@ BUILD=1
 AUTH=0
 EXTRA=()
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -68,7 +71,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-LOADGEN="$ROOT/target/release/corereg-loadgen"
+RESPONDER="$ROOT/target/release/corereg-loadgen"
+LOADGEN="${LOADGEN:-$RESPONDER}"
 COREREG="$ROOT/target/release/corereg"
 if [[ $BUILD == 1 ]]; then
   if [[ $MODE == corereg || $MODE == stub ]]; then
@@ -100,7 +104,7 @@ case "$MODE" in
     "$COREREG" "${args[@]}" >"$WORK/target.log" 2>&1 &
     STARTED_PID=$!; TARGET_PID=$STARTED_PID; TARGET="127.0.0.1:$PORT" ;;
   responder)
-    "$LOADGEN" responder --listen "127.0.0.1:$PORT" --threads "${CORES:-1}" >"$WORK/target.log" 2>&1 &
+    "$RESPONDER" responder --listen "127.0.0.1:$PORT" --threads "${CORES:-1}" >"$WORK/target.log" 2>&1 &
     STARTED_PID=$!; TARGET_PID=$STARTED_PID; TARGET="127.0.0.1:$PORT" ;;
   external)
     [[ -n "$TARGET_PID" ]] || { echo "--target needs --pid PID of the registrar" >&2; exit 1; } ;;
@@ -142,6 +146,15 @@ after=$(tree_ticks "$TARGET_PID")
 read -r rate p99 ok failed cpu_us challenges < <(jq -r '[.registrations_per_s, .latency_us.p99, .succeeded, (.failed + .timeouts), .cpu_us_per_transaction, .challenges] | @tsv' "$WORK/loadgen.json")
 printf '%-16s %12.0f %10s %18s %18.2f %10s\n' corereg-loadgen "$rate" "$p99" "$(per100k $((after - before)) "$ok")" "$cpu_us" "$failed"
 [[ $AUTH == 1 ]] && echo "  (digest: $challenges 401 challenges answered; a REGISTER/s here is one authenticated registration, two round trips when the nonce is not reused)"
+# How the loadgen's requests left (older builds do not report it).
+read -r path gso_per gso_why < <(jq -r '[.send_path // "sendmmsg", (.gso_segments_per_send // 0), (.gso_fallback // "")] | @tsv' "$WORK/loadgen.json")
+if [[ -n "${gso_why:-}" ]]; then
+  echo "  corereg-loadgen send path: $path ($gso_why)"
+elif [[ $path == udp-gso ]]; then
+  printf '  corereg-loadgen send path: udp-gso, %.1f datagrams per GSO send\n' "$gso_per"
+else
+  echo "  corereg-loadgen send path: $path"
+fi
 
 # --- SIPp, same target and count ---------------------------------------------------------------
 if [[ $SIPP == 1 && $AUTH == 1 ]]; then

@@ -203,6 +203,17 @@ pub fn build_report(
         unmatched_responses: t.unmatched,
         garbage_responses: t.garbage,
         send_drops: t.send_drops,
+        send_path: if cfg.gso && agg.gso_fallback.is_none() {
+            "udp-gso".into()
+        } else {
+            "sendmmsg".into()
+        },
+        gso_fallback: agg.gso_fallback.clone(),
+        gso_segments_per_send: if t.gso_sends > 0 {
+            t.gso_datagrams as f64 / t.gso_sends as f64
+        } else {
+            0.0
+        },
         registrations_per_s: report::rate_per_s(t.succeeded, elapsed_s),
         failure_rate: t.failure_rate(),
         latency_us: Percentiles::of(&agg.latency_us),

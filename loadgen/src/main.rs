@@ -128,6 +128,10 @@ struct RunArgs {
     /// (0 = wake per datagram: exact latency, more CPU per REGISTER).
     #[arg(long, default_value_t = 0)]
     tick_us: u64,
+    /// Send each batch as plain sendmmsg (one entry per datagram) instead of UDP GSO runs of
+    /// equal-sized requests. GSO falls back to this by itself where the kernel refuses it.
+    #[arg(long)]
+    no_gso: bool,
     /// Digest password pattern; `{user}` is replaced by the user name.
     #[arg(long, default_value = "{user}")]
     password_pattern: String,
@@ -284,6 +288,7 @@ fn run(a: RunArgs) -> Result<()> {
         batch: a.batch.clamp(1, 1024),
         run_id: run_id(),
         tick_ns: a.tick_us * 1000,
+        gso: !a.no_gso,
     };
     let progress = !a.quiet && std::io::stderr().is_terminal();
     let plan = Plan {

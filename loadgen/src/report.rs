@@ -38,6 +38,11 @@ pub struct Counters {
     pub garbage: u64,
     /// Datagrams the kernel refused to send (buffer full); timer E resends them.
     pub send_drops: u64,
+    /// Datagrams handed to the kernel, GSO sends among the sendmmsg entries, and the datagrams
+    /// those GSO sends carried.
+    pub datagrams_sent: u64,
+    pub gso_sends: u64,
+    pub gso_datagrams: u64,
     pub register: ActionCounts,
     pub refresh: ActionCounts,
     pub unregister: ActionCounts,
@@ -64,6 +69,9 @@ impl Counters {
         self.unmatched += o.unmatched;
         self.garbage += o.garbage;
         self.send_drops += o.send_drops;
+        self.datagrams_sent += o.datagrams_sent;
+        self.gso_sends += o.gso_sends;
+        self.gso_datagrams += o.gso_datagrams;
         for (a, b) in [
             (&mut self.register, &o.register),
             (&mut self.refresh, &o.refresh),
@@ -95,6 +103,8 @@ pub struct Interval {
     pub in_flight: u64,
     /// When the worker's latest operation completed (ns since the run started).
     pub last_completion_ns: u64,
+    /// Set when GSO was asked for but this worker sends with plain sendmmsg: why.
+    pub gso_fallback: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq)]
@@ -143,6 +153,13 @@ pub struct Report {
     pub unmatched_responses: u64,
     pub garbage_responses: u64,
     pub send_drops: u64,
+    /// How requests left: "udp-gso" (runs of equal-sized datagrams per send, UDP_SEGMENT) or
+    /// "sendmmsg" (one entry per datagram).
+    pub send_path: String,
+    /// Why GSO is not used although it was asked for (unsupported: EINVAL/EIO/ENOPROTOOPT).
+    pub gso_fallback: Option<String>,
+    /// Datagrams per GSO send, on average (0 without GSO).
+    pub gso_segments_per_send: f64,
     pub registrations_per_s: f64,
     pub failure_rate: f64,
     pub latency_us: Percentiles,
@@ -168,6 +185,8 @@ pub struct SecondRow {
 /// Merges worker intervals into totals and a time series.
 pub struct Aggregate {
     pub totals: Counters,
+    /// First GSO fallback reason reported by any worker.
+    pub gso_fallback: Option<String>,
     pub latency_us: Histogram<u64>,
     seconds: BTreeMap<u64, (Counters, Histogram<u64>)>,
 }
@@ -176,6 +195,7 @@ impl Default for Aggregate {
     fn default() -> Self {
         Aggregate {
             totals: Counters::default(),
+            gso_fallback: None,
             latency_us: new_histogram(),
             seconds: BTreeMap::new(),
         }
@@ -185,6 +205,9 @@ impl Default for Aggregate {
 impl Aggregate {
     pub fn add(&mut self, iv: &Interval) {
         self.totals.merge(&iv.counters);
+        if self.gso_fallback.is_none() {
+            self.gso_fallback.clone_from(&iv.gso_fallback);
+        }
         // Same bounds on both sides: add cannot fail; ignore the impossible error.
         let _ = self.latency_us.add(&iv.latency_us);
         let slot = self
@@ -276,6 +299,15 @@ pub fn print_human(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
             "unmatched responses {}  unparsable {}  send drops {}",
             r.unmatched_responses, r.garbage_responses, r.send_drops
         )?;
+    }
+    match &r.gso_fallback {
+        Some(why) => writeln!(out, "send path {} ({why})", r.send_path)?,
+        None if r.send_path == "udp-gso" => writeln!(
+            out,
+            "send path udp-gso, {:.1} datagrams per GSO send",
+            r.gso_segments_per_send
+        )?,
+        None => writeln!(out, "send path {}", r.send_path)?,
     }
     writeln!(
         out,
@@ -391,6 +423,7 @@ mod tests {
                 latency_us: h,
                 in_flight: 0,
                 last_completion_ns: 0,
+                gso_fallback: None,
             });
         }
         assert_eq!(agg.totals.succeeded, 42);

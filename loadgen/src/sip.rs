@@ -79,6 +79,11 @@ impl<'a> Writer<'a> {
         self.put(&tmp[i..])
     }
 
+    /// Bytes written so far.
+    pub fn pos(&self) -> usize {
+        self.len
+    }
+
     pub fn finish(self) -> Option<usize> {
         (!self.overflow).then_some(self.len)
     }
@@ -89,16 +94,7 @@ impl<'a> Writer<'a> {
 /// with no lookup table, and ignore late responses to transactions it already finished.
 pub const BRANCH_PREFIX: &[u8] = b"z9hG4bK-lg.";
 
-pub fn write_branch(w: &mut Writer<'_>, run_id: u32, user: u32, generation: u32) {
-    w.put(BRANCH_PREFIX)
-        .put_hex(run_id as u64)
-        .put(b".")
-        .put_hex(user as u64)
-        .put(b".")
-        .put_hex(generation as u64);
-}
-
-/// Decodes a branch written by `write_branch`: (run id, user, generation).
+/// Decodes a branch written by `write_register`: (run id, user, generation).
 pub fn parse_branch(branch: &[u8]) -> Option<(u32, u32, u32)> {
     let rest = branch.strip_prefix(BRANCH_PREFIX)?;
     let mut parts = rest.split(|&b| b == b'.');
@@ -224,6 +220,18 @@ pub fn header_param<'a>(value: &'a [u8], param: &[u8]) -> Option<&'a [u8]> {
     None
 }
 
+/// `header_param(via, b"branch")`, with a fast path for the usual exact `;branch=` spelling.
+pub fn via_branch(value: &[u8]) -> Option<&[u8]> {
+    if let Some(i) = memchr::memmem::find(value, b";branch=") {
+        let val = &value[i + b";branch=".len()..];
+        let val = &val[..memchr::memchr(b';', val).unwrap_or(val.len())];
+        let val = trim(val);
+        let end = memchr::memchr(b',', val).unwrap_or(val.len());
+        return Some(trim(&val[..end]));
+    }
+    header_param(value, b"branch")
+}
+
 /// Maximum challenges kept from one response; more would be a hostile or broken server.
 pub const MAX_CHALLENGES: usize = 4;
 
@@ -273,7 +281,7 @@ pub fn parse_response(msg: &[u8]) -> Result<Response<'_>, ParseError> {
     for (name, value) in headers.by_ref() {
         if is_header(name, b"Via", Some(b'v')) {
             if resp.branch.is_none() {
-                resp.branch = header_param(value, b"branch");
+                resp.branch = via_branch(value);
             }
         } else if name.eq_ignore_ascii_case(b"CSeq") {
             let num = value.split(|b| *b == b' ' || *b == b'\t').next();
@@ -358,13 +366,29 @@ pub struct RegisterParams<'a> {
     pub auth: Option<AuthFields<'a>>,
 }
 
-pub fn write_user(w: &mut Writer<'_>, p: &RegisterParams<'_>) {
-    w.put(p.user_prefix)
-        .put_u64_padded(p.user_number, p.user_width);
+/// Where the per-request fields of a REGISTER landed (byte offsets), recorded while writing it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Marks {
+    /// User number (decimal): From, To, Contact.
+    pub user_dec: [usize; 3],
+    /// User index (hex): branch, From tag, Call-ID.
+    pub user_hex: [usize; 3],
+    pub generation_hex: usize,
+    pub boot_hex: usize,
+    pub cseq_dec: usize,
 }
 
 /// Writes one REGISTER into `buf`; None if it does not fit.
 pub fn write_register(buf: &mut [u8], p: &RegisterParams<'_>) -> Option<usize> {
+    write_register_marked(buf, p, &mut Marks::default())
+}
+
+/// `write_register`, also recording where the per-request fields went.
+pub fn write_register_marked(
+    buf: &mut [u8],
+    p: &RegisterParams<'_>,
+    m: &mut Marks,
+) -> Option<usize> {
     let mut w = Writer::new(buf);
     w.put(b"REGISTER ").put(p.request_uri).put(b" SIP/2.0\r\n");
     w.put(b"Via: SIP/2.0/UDP ")
@@ -372,29 +396,37 @@ pub fn write_register(buf: &mut [u8], p: &RegisterParams<'_>) -> Option<usize> {
         .put(b":")
         .put_u64(p.local_port as u64)
         .put(b";rport;branch=");
-    write_branch(&mut w, p.run_id, p.user_index, p.generation);
-    w.put(b"\r\nMax-Forwards: 70\r\nFrom: <sip:");
-    write_user(&mut w, p);
+    w.put(BRANCH_PREFIX).put_hex(p.run_id as u64).put(b".");
+    m.user_hex[0] = w.pos();
+    w.put_hex(p.user_index as u64).put(b".");
+    m.generation_hex = w.pos();
+    w.put_hex(p.generation as u64);
+    w.put(b"\r\nMax-Forwards: 70\r\nFrom: <sip:")
+        .put(p.user_prefix);
+    m.user_dec[0] = w.pos();
+    w.put_u64_padded(p.user_number, p.user_width);
     w.put(b"@").put(p.domain).put(b">;tag=");
-    w.put_hex(p.run_id as u64)
-        .put(b"-")
-        .put_hex(p.user_index as u64);
-    w.put(b"\r\nTo: <sip:");
-    write_user(&mut w, p);
+    w.put_hex(p.run_id as u64).put(b"-");
+    m.user_hex[1] = w.pos();
+    w.put_hex(p.user_index as u64);
+    w.put(b"\r\nTo: <sip:").put(p.user_prefix);
+    m.user_dec[1] = w.pos();
+    w.put_u64_padded(p.user_number, p.user_width);
     w.put(b"@").put(p.domain).put(b">\r\nCall-ID: lg-");
     // Call-ID stays the same for a user's registrations within one "boot" (RFC 3261 §10.2.4
     // refresh semantics); a new boot after an unregister starts a new Call-ID.
-    w.put_hex(p.run_id as u64)
-        .put(b"-")
-        .put_hex(p.user_index as u64)
-        .put(b"-")
-        .put_hex(p.boot as u64)
-        .put(b"@")
-        .put(p.local_host);
-    w.put(b"\r\nCSeq: ")
-        .put_u64(p.cseq as u64)
-        .put(b" REGISTER\r\nContact: <sip:");
-    write_user(&mut w, p);
+    w.put_hex(p.run_id as u64).put(b"-");
+    m.user_hex[2] = w.pos();
+    w.put_hex(p.user_index as u64).put(b"-");
+    m.boot_hex = w.pos();
+    w.put_hex(p.boot as u64).put(b"@").put(p.local_host);
+    w.put(b"\r\nCSeq: ");
+    m.cseq_dec = w.pos();
+    w.put_u64(p.cseq as u64)
+        .put(b" REGISTER\r\nContact: <sip:")
+        .put(p.user_prefix);
+    m.user_dec[2] = w.pos();
+    w.put_u64_padded(p.user_number, p.user_width);
     w.put(b"@")
         .put(p.local_host)
         .put(b":")
@@ -439,6 +471,114 @@ pub fn write_register(buf: &mut [u8], p: &RegisterParams<'_>) -> Option<usize> {
     w.finish()
 }
 
+fn dec_digits(n: u64) -> usize {
+    if n == 0 {
+        1
+    } else {
+        n.ilog10() as usize + 1
+    }
+}
+
+fn hex_digits(n: u64) -> usize {
+    if n == 0 {
+        1
+    } else {
+        n.ilog2() as usize / 4 + 1
+    }
+}
+
+/// Writes `n` as exactly `width` decimal digits (zero-filled on the left) at `out`.
+#[inline]
+fn patch_dec(out: &mut [u8], mut n: u64, width: usize) {
+    for b in out[..width].iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// Writes `n` as exactly `width` lowercase hex digits at `out`.
+#[inline]
+fn patch_hex(out: &mut [u8], mut n: u64, width: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in out[..width].iter_mut().rev() {
+        *b = HEX[(n & 15) as usize];
+        n >>= 4;
+    }
+}
+
+/// Everything that decides a REGISTER's layout (field widths) for fixed run parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    user_dec: usize,
+    user_hex: usize,
+    generation_hex: usize,
+    boot_hex: usize,
+    cseq_dec: usize,
+    expires: u32,
+}
+
+impl Layout {
+    fn of(p: &RegisterParams<'_>) -> Layout {
+        Layout {
+            user_dec: dec_digits(p.user_number).max(p.user_width),
+            user_hex: hex_digits(p.user_index as u64),
+            generation_hex: hex_digits(p.generation as u64),
+            boot_hex: hex_digits(p.boot as u64),
+            cseq_dec: dec_digits(p.cseq as u64),
+            expires: if p.action == Action::Unregister {
+                0
+            } else {
+                p.expires_s
+            },
+        }
+    }
+}
+
+/// A REGISTER without credentials written once, with the offsets of the fields that change from
+/// one request to the next: a later request of the same layout (same field widths, which is
+/// nearly every one) is one copy plus a few digit patches instead of ~40 formatted pieces.
+/// The bytes are identical to `write_register`'s. The run-wide fields (URIs, host, port, run id,
+/// prefix, width) must not change between uses of one template.
+#[derive(Default)]
+pub struct RegisterTemplate {
+    bytes: Vec<u8>,
+    marks: Marks,
+    layout: Option<Layout>,
+}
+
+impl RegisterTemplate {
+    /// Writes the credential-less REGISTER `p` into `buf` (p.auth is ignored); None if it does
+    /// not fit.
+    pub fn write(&mut self, buf: &mut [u8], p: &RegisterParams<'_>) -> Option<usize> {
+        let layout = Layout::of(p);
+        if self.layout != Some(layout) {
+            let n = write_register_marked(buf, p, &mut self.marks)?;
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&buf[..n]);
+            self.layout = Some(layout);
+            return Some(n);
+        }
+        let n = self.bytes.len();
+        let out = buf.get_mut(..n)?;
+        out.copy_from_slice(&self.bytes);
+        let m = &self.marks;
+        for at in m.user_dec {
+            patch_dec(&mut out[at..], p.user_number, layout.user_dec);
+        }
+        for at in m.user_hex {
+            patch_hex(&mut out[at..], p.user_index as u64, layout.user_hex);
+        }
+        patch_hex(
+            &mut out[m.generation_hex..],
+            p.generation as u64,
+            layout.generation_hex,
+        );
+        patch_hex(&mut out[m.boot_hex..], p.boot as u64, layout.boot_hex);
+        patch_dec(&mut out[m.cseq_dec..], p.cseq as u64, layout.cseq_dec);
+        Some(n)
+    }
+}
+
 /// Writes a REGISTER without Contact: a binding query (RFC 3261 §10.2.3).
 pub fn write_query(
     buf: &mut [u8],
@@ -475,6 +615,15 @@ pub fn write_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_branch(w: &mut Writer<'_>, run_id: u32, user: u32, generation: u32) {
+        w.put(BRANCH_PREFIX)
+            .put_hex(run_id as u64)
+            .put(b".")
+            .put_hex(user as u64)
+            .put(b".")
+            .put_hex(generation as u64);
+    }
 
     #[test]
     fn branch_round_trips() {
@@ -544,6 +693,53 @@ mod tests {
     }
 
     #[test]
+    fn template_matches_write_register() {
+        let mut tpl = RegisterTemplate::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for i in 0..20_000u64 {
+            let mut p = params(match next(3) {
+                0 => Action::Register,
+                1 => Action::Refresh,
+                _ => Action::Unregister,
+            });
+            // Mostly one layout (the common case), sometimes a width change.
+            let big = next(10) == 0;
+            p.user_index = (if big {
+                next(1 << 32)
+            } else {
+                0x1000 + next(0x100)
+            }) as u32;
+            p.user_number = if big {
+                next(1 << 40)
+            } else {
+                1000 + next(9000)
+            };
+            p.user_width = if i % 5000 < 2500 { 0 } else { 8 };
+            p.generation = (if big {
+                next(1 << 32)
+            } else {
+                0x10 + next(0x10)
+            }) as u32;
+            p.boot = (if big { next(1 << 32) } else { next(16) }) as u32;
+            p.cseq = (if big { next(1 << 32) } else { 10 + next(90) }) as u32;
+            let mut a = [0u8; 2048];
+            let mut b = [0u8; 2048];
+            let na = write_register(&mut a, &p).expect("fits");
+            let nb = tpl.write(&mut b, &p).expect("fits");
+            assert_eq!(&a[..na], &b[..nb], "request {i}");
+        }
+        let p = params(Action::Register);
+        let mut small = [0u8; 100];
+        assert_eq!(tpl.write(&mut small, &p), None);
+    }
+
+    #[test]
     fn parses_response_fields() {
         let msg = b"SIP/2.0 401 Unauthorized\r\nv: SIP/2.0/UDP 127.0.0.1:5080;rport=5080;branch=z9hG4bK-lg.1.2.3\r\nVia: SIP/2.0/UDP x;branch=other\r\nCSeq: 12 REGISTER\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"n\"\r\nWWW-Authenticate: Digest realm=\"r\", nonce=\"m\", algorithm=SHA-256\r\nContent-Length: 0\r\n\r\n";
         let r = parse_response(msg).expect("valid");
@@ -551,6 +747,24 @@ mod tests {
         assert_eq!(r.branch, Some(&b"z9hG4bK-lg.1.2.3"[..]));
         assert_eq!(r.cseq, Some(12));
         assert_eq!(r.challenges().len(), 2);
+    }
+
+    #[test]
+    fn via_branch_agrees_with_header_param() {
+        for via in [
+            &b"SIP/2.0/UDP h:1;rport=5;branch=z9hG4bK-lg.1.2.3"[..],
+            b"SIP/2.0/UDP h;branch=abc;received=1.2.3.4",
+            b"SIP/2.0/UDP h;branch= abc ;x",
+            b"SIP/2.0/UDP h;branch=abc, SIP/2.0/UDP g;branch=def",
+            b"SIP/2.0/UDP h;BRANCH=abc",
+            b"SIP/2.0/UDP h; branch = abc",
+            b"SIP/2.0/UDP h;branch=",
+            b"SIP/2.0/UDP h;branches=1;branch=2",
+            b"SIP/2.0/UDP h;rport",
+            b";branch=",
+        ] {
+            assert_eq!(via_branch(via), header_param(via, b"branch"), "{via:?}");
+        }
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct RunConfig {
     /// wake-ups and larger batches (less CPU per REGISTER) at the cost of this much latency
     /// resolution and burstier pacing.
     pub tick_ns: u64,
+    /// Send runs of equal-sized requests as one UDP GSO send each (falls back to plain sendmmsg
+    /// where the kernel refuses it).
+    pub gso: bool,
 }
 
 /// Limits of one worker's share of the run.
@@ -112,6 +115,12 @@ pub struct Worker {
     latency_us: Histogram<u64>,
     clock: Instant,
     last_completion_ns: u64,
+    /// Why GSO is off although asked for (probe failed), if so.
+    gso_unsupported: Option<String>,
+    /// Credential-less REGISTERs are copied from this and patched.
+    template: sip::RegisterTemplate,
+    /// GSO counters of `send` already reported.
+    gso_reported: (u64, u64),
 }
 
 impl Worker {
@@ -120,13 +129,24 @@ impl Worker {
         net::connect(&socket, cfg.target)?;
         let local_port = socket.local_addr()?.port();
         let users = (0..share.users).map(|_| User::default()).collect();
+        let mut send = Batch::new(cfg.batch);
+        let mut gso_unsupported = None;
+        if cfg.gso {
+            match net::gso_supported(&socket) {
+                Ok(()) => send.set_path(net::SendPath::Gso {
+                    max_segment: net::gso_max_segment(&socket),
+                    max_segments: net::GSO_MAX_SEGMENTS,
+                }),
+                Err(e) => gso_unsupported = Some(format!("UDP GSO unsupported ({e})")),
+            }
+        }
         Ok(Worker {
             local_host: cfg.local_ip.to_string().into_bytes(),
             local_port,
             users,
             cursor: 0,
             timers: Timers::new(cfg.timers),
-            send: Batch::new(cfg.batch),
+            send,
             recv: Batch::new(cfg.batch),
             started: 0,
             in_flight: 0,
@@ -135,6 +155,9 @@ impl Worker {
             latency_us: new_histogram(),
             clock,
             last_completion_ns: 0,
+            gso_unsupported,
+            gso_reported: (0, 0),
+            template: sip::RegisterTemplate::default(),
             cfg,
             share,
             socket,
@@ -156,12 +179,15 @@ impl Worker {
         loop {
             let now = self.now_ns();
             let mut busy = self.fire_timers(now);
-            let stopping = self.stopping(now);
-            if !stopping {
-                busy |= self.start_operations(now);
-            }
-            self.flush();
+            // Drain replies first, so the operations they complete are restarted in this same
+            // pass and leave in the same batch.
             busy |= self.receive();
+            let mut backlog = false;
+            if !self.stopping(now) {
+                let (started, capped) = self.start_operations(now);
+                busy |= started;
+                backlog = capped;
+            }
             self.flush();
 
             let now = self.now_ns();
@@ -172,7 +198,15 @@ impl Worker {
             if self.stopping(now) && self.in_flight == 0 {
                 break;
             }
-            if !busy {
+            // With a tick, a pass that did some work still sleeps: everything that arrived was
+            // drained and everything allowed was started, so looping at once would only make
+            // smaller batches (more syscalls per REGISTER). Only a capped start backlog loops.
+            let sleep = if self.cfg.tick_ns > 0 {
+                !backlog
+            } else {
+                !busy
+            };
+            if sleep {
                 self.wait(now, second);
             }
         }
@@ -180,7 +214,16 @@ impl Worker {
     }
 
     fn report(&mut self, tx: &Sender<Interval>, second: u64) {
+        let (sends, datagrams) = self.send.gso_stats();
+        self.counters.gso_sends += sends - self.gso_reported.0;
+        self.counters.gso_datagrams += datagrams - self.gso_reported.1;
+        self.gso_reported = (sends, datagrams);
+        let gso_fallback = self
+            .gso_unsupported
+            .clone()
+            .or_else(|| self.send.gso_fallback().map(str::to_owned));
         let iv = Interval {
+            gso_fallback,
             worker: self.share.index,
             second,
             counters: std::mem::take(&mut self.counters),
@@ -254,15 +297,15 @@ impl Worker {
         (idx < self.users.len()).then_some(idx)
     }
 
-    fn start_operations(&mut self, now: u64) -> bool {
-        let mut allowed = self
-            .share
-            .pacing
-            .allowed(now, self.started, self.in_flight)
-            .min(MAX_STARTS_PER_ITERATION);
+    /// Starts what pacing allows; returns (started any, stopped by the per-pass cap with more
+    /// allowed).
+    fn start_operations(&mut self, now: u64) -> (bool, bool) {
+        let mut allowed = self.share.pacing.allowed(now, self.started, self.in_flight);
         if let Some(q) = self.share.quota {
             allowed = allowed.min(q.saturating_sub(self.started));
         }
+        let capped = allowed > MAX_STARTS_PER_ITERATION;
+        allowed = allowed.min(MAX_STARTS_PER_ITERATION);
         let n = self.users.len();
         let mut started_any = false;
         while allowed > 0 && self.in_flight < n {
@@ -276,7 +319,7 @@ impl Worker {
             allowed -= 1;
             started_any = true;
         }
-        started_any
+        (started_any, capped && self.in_flight < n)
     }
 
     fn start_operation(&mut self, idx: usize, now: u64) {
@@ -358,14 +401,22 @@ impl Worker {
         };
         // A request that does not fit a datagram buffer (absurd nonce) is not sent; timer F
         // then counts it as a timeout rather than hanging.
-        let _ = self
-            .send
-            .push_with(None, |buf| sip::write_register(buf, &params));
+        if params.auth.is_some() {
+            let _ = self
+                .send
+                .push_with(None, |buf| sip::write_register(buf, &params));
+        } else {
+            let template = &mut self.template;
+            let _ = self
+                .send
+                .push_with(None, |buf| template.write(buf, &params));
+        }
     }
 
     fn flush(&mut self) {
         if self.send.len() > 0 {
-            let (_, dropped) = self.send.send_all(&self.socket, false);
+            let (sent, dropped) = self.send.send_all(&self.socket, false);
+            self.counters.datagrams_sent += sent as u64;
             self.counters.send_drops += dropped as u64;
         }
     }
@@ -380,7 +431,7 @@ impl Worker {
             any = true;
             let now = self.now_ns();
             // Take the batch out so responses can borrow it while `self` is mutated.
-            let batch = std::mem::replace(&mut self.recv, Batch::new(0));
+            let batch = std::mem::replace(&mut self.recv, Batch::empty());
             for i in 0..n {
                 if let Some((data, _)) = batch.get(i) {
                     self.on_datagram(data, now);

@@ -151,3 +151,35 @@ fn unanswered_requests_time_out_and_are_counted() {
     // 20, 40, 80, 80, 80... ms: at least 4 retransmissions each before 400 ms.
     assert!(r["retransmissions"].as_u64().unwrap_or(0) >= 80, "{r}");
 }
+
+#[test]
+fn gso_and_plain_send_paths_agree_and_are_reported() {
+    let port = free_port();
+    let _r = responder(port, "SHA-256,MD5");
+    for (extra, want_path) in [
+        (&["--tick-us", "200"][..], "udp-gso"),
+        (&["--no-gso"][..], "sendmmsg"),
+    ] {
+        let json = std::env::temp_dir().join(format!("lg-path-{port}-{want_path}.json"));
+        let mut args = vec!["--password-pattern", "pw-{user}"];
+        args.extend_from_slice(extra);
+        let code = run_loadgen(port, &args, &json);
+        let r = read_json(&json);
+        assert_eq!(code, 0, "{r}");
+        assert_eq!(r["succeeded"], 900, "{r}");
+        assert_eq!(r["challenges"], 300, "{r}");
+        if want_path == "udp-gso" && !r["gso_fallback"].is_null() {
+            // A kernel without UDP GSO: the fallback must be the plain path, and say why.
+            assert_eq!(r["send_path"], "sendmmsg", "{r}");
+            continue;
+        }
+        assert_eq!(r["send_path"], want_path, "{r}");
+        assert!(r["gso_fallback"].is_null(), "{r}");
+        if want_path == "udp-gso" {
+            assert!(
+                r["gso_segments_per_send"].as_f64().unwrap_or(0.0) > 1.0,
+                "{r}"
+            );
+        }
+    }
+}
