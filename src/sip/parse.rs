@@ -533,7 +533,9 @@ fn status_line(line: &[u8]) -> Option<StartLine<'static>> {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn newline_mask(s: &[u8]) -> u64 {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
     let mut tail = [0u8; 64];
     let block: &[u8; 64] = match s.first_chunk::<64>() {
         Some(b) => b,
@@ -728,8 +730,9 @@ fn read_headers_and_body<'a>(
                 .and_then(known_header);
             let split = match known {
                 Some((name_len, name)) => Some((name_len, name_len + 1, name)),
-                None => split_header_line(line)
-                    .map(|(name_len, value_offset)| (name_len, value_offset, header_name(&line[..name_len]))),
+                None => split_header_line(line).map(|(name_len, value_offset)| {
+                    (name_len, value_offset, header_name(&line[..name_len]))
+                }),
             };
             match split {
                 // A known name matched on 16 bytes may run past `end` only if the line is shorter than
@@ -1208,10 +1211,36 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
     #[test]
     fn known_name_fast_path_agrees_with_general_path() {
         let names = [
-            "Via", "vIA", "From", "To", "tO", "Call-ID", "call-id", "CSeq", "Contact", "CONTENT-LENGTH",
-            "Expires", "Max-Forwards", "User-Agent", "Authorization", "Supported", "Require", "Path",
-            "Proxy-Require", "Call\rID", "Call\x0dID", "Vi\x01", "Tx", "Via ", "Contacts", "Content-Lengthx",
-            "To\x1a", "V", "Pat", "Requir", "Cseq-",
+            "Via",
+            "vIA",
+            "From",
+            "To",
+            "tO",
+            "Call-ID",
+            "call-id",
+            "CSeq",
+            "Contact",
+            "CONTENT-LENGTH",
+            "Expires",
+            "Max-Forwards",
+            "User-Agent",
+            "Authorization",
+            "Supported",
+            "Require",
+            "Path",
+            "Proxy-Require",
+            "Call\rID",
+            "Call\x0dID",
+            "Vi\x01",
+            "Tx",
+            "Via ",
+            "Contacts",
+            "Content-Lengthx",
+            "To\x1a",
+            "V",
+            "Pat",
+            "Requir",
+            "Cseq-",
         ];
         for name in names {
             for tail in [":", " :", "\x1a", "-", "", ":value and more bytes"] {

@@ -47,7 +47,6 @@ static USER: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,;?/");
 static PASSWORD: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,");
 static PARAM: [bool; 256] = char_table(true, b"-_.!~*'()[]/:&+$");
 static HNV: [bool; 256] = char_table(true, b"-_.!~*'()[]/?:+$");
-static HOSTNAME: [bool; 256] = char_table(true, b"-.");
 static IPV6: [bool; 256] = char_table(false, b"0123456789abcdefABCDEF:.");
 
 /// `s` is 1*(`table` char / escaped). An invalid `%` sequence is BadEscape, any other stray byte Malformed.
@@ -159,7 +158,9 @@ fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
     }
     let is = |b: u8, lower: u8| b | 0x20 == lower; // exact for letters
     let (scheme, rest) = match text {
-        [s, i, p, b':', rest @ ..] if is(*s, b's') && is(*i, b'i') && is(*p, b'p') => (Scheme::Sip, rest),
+        [s, i, p, b':', rest @ ..] if is(*s, b's') && is(*i, b'i') && is(*p, b'p') => {
+            (Scheme::Sip, rest)
+        }
         [s, i, p, s2, b':', rest @ ..]
             if is(*s, b's') && is(*i, b'i') && is(*p, b'p') && is(*s2, b's') =>
         {
@@ -343,7 +344,11 @@ fn hex(b: &u8) -> Option<u8> {
 fn eq_unescaped(a: &[u8], b: &[u8], fold: bool) -> bool {
     if memchr(b'%', a).is_none() && memchr(b'%', b).is_none() {
         // Nothing to unescape: a plain comparison.
-        return if fold { a.eq_ignore_ascii_case(b) } else { a == b };
+        return if fold {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        };
     }
     let f = move |c: u8| if fold { c.to_ascii_lowercase() } else { c };
     unescaped(a).map(f).eq(unescaped(b).map(f))
@@ -487,7 +492,11 @@ fn write_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
     let len = scheme.len()
         + uri.user.map_or(0, |u| u.len() + 1)
         + uri.host.len()
-        + if uri.port.is_some() { port.len() + 1 } else { 0 };
+        + if uri.port.is_some() {
+            port.len() + 1
+        } else {
+            0
+        };
     let Some(dst) = out.buf.get_mut(..len) else {
         return Err(UriError::TooLong);
     };
@@ -793,6 +802,8 @@ mod tests {
         assert_eq!(aor(&longest).len(), MAX_URI_BYTES);
     }
 
+    static HOSTNAME: [bool; 256] = char_table(true, b"-.");
+
     /// The single-pass `take_host` against the original span + split formulation.
     fn take_host_reference(s: &[u8]) -> Option<(&[u8], &[u8])> {
         if s.first() == Some(&b'[') {
@@ -833,7 +844,12 @@ mod tests {
     #[test]
     fn take_host_matches_reference() {
         for s in all_strings(b"a1-.:;", 6) {
-            assert_eq!(take_host(&s), take_host_reference(&s), "{:?}", String::from_utf8_lossy(&s));
+            assert_eq!(
+                take_host(&s),
+                take_host_reference(&s),
+                "{:?}",
+                String::from_utf8_lossy(&s)
+            );
         }
     }
 
@@ -864,9 +880,30 @@ mod tests {
         }
         // Pseudo-random longer ones built from URI pieces.
         let pieces: [&[u8]; 24] = [
-            b"sip:", b"sips:", b"SIP:", b"user", b"@", b":", b"5060", b"99999", b"example.com", b"-", b".",
-            b";transport=udp", b";lr", b";=", b";a=", b"?", b"h=v", b"&", b"%41", b"%4", b"[2001:db8::1]", b"pw",
-            b"u;x=1", b"\x80",
+            b"sip:",
+            b"sips:",
+            b"SIP:",
+            b"user",
+            b"@",
+            b":",
+            b"5060",
+            b"99999",
+            b"example.com",
+            b"-",
+            b".",
+            b";transport=udp",
+            b";lr",
+            b";=",
+            b";a=",
+            b"?",
+            b"h=v",
+            b"&",
+            b"%41",
+            b"%4",
+            b"[2001:db8::1]",
+            b"pw",
+            b"u;x=1",
+            b"\x80",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..200_000 {
@@ -894,9 +931,17 @@ mod tests {
         cases.push([&b"sip:"[..], &vec![b'a'; MAX_URI_BYTES]].concat());
         for c in &cases {
             let general = parse_uri_general(c);
-            assert!(same(&parse_uri(c), &general), "{:?}", String::from_utf8_lossy(c));
+            assert!(
+                same(&parse_uri(c), &general),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
             if let Some(fast) = parse_uri_fast(c) {
-                assert!(same(&Ok(fast), &general), "{:?}", String::from_utf8_lossy(c));
+                assert!(
+                    same(&Ok(fast), &general),
+                    "{:?}",
+                    String::from_utf8_lossy(c)
+                );
                 let (mut a, mut b) = (AorBuf::default(), AorBuf::default());
                 let ra = canonical_aor(&fast, &mut a);
                 b.len = 0;
