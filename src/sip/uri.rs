@@ -47,7 +47,6 @@ static USER: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,;?/");
 static PASSWORD: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,");
 static PARAM: [bool; 256] = char_table(true, b"-_.!~*'()[]/:&+$");
 static HNV: [bool; 256] = char_table(true, b"-_.!~*'()[]/?:+$");
-static HOSTNAME: [bool; 256] = char_table(true, b"-.");
 static IPV6: [bool; 256] = char_table(false, b"0123456789abcdefABCDEF:.");
 
 /// `s` is 1*(`table` char / escaped). An invalid `%` sequence is BadEscape, any other stray byte Malformed.
@@ -69,31 +68,63 @@ fn check_escaped(s: &[u8], table: &[bool; 256]) -> Result<(), UriError> {
     Ok(())
 }
 
+/// Hostname byte classes for `take_host`: 0 ends the host.
+const H_END: u8 = 0;
+const H_ALNUM: u8 = 1;
+const H_DASH: u8 = 2;
+const H_DOT: u8 = 3;
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [H_END; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphanumeric() {
+            H_ALNUM
+        } else if b == b'-' {
+            H_DASH
+        } else if b == b'.' {
+            H_DOT
+        } else {
+            H_END
+        };
+        c += 1;
+    }
+    t
+};
+
 /// Host (`[IPv6]`, IPv4 or hostname) at the start of `s`, and the text after it. Used by Via too.
+///
+/// A hostname or IPv4 address is the longest run of alphanumerics, `-` and `.`; it must be dot-separated
+/// labels of alphanumerics and `-`, none empty, none starting or ending with `-`; one trailing dot (a fully
+/// qualified name) is allowed. Checked in one pass: a `-` may not follow a label start, a `.` must follow an
+/// alphanumeric, and the run must end after an alphanumeric or after such a trailing dot.
 pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = if s.first() == Some(&b'[') {
+    if s.first() == Some(&b'[') {
         let close = memchr(b']', s)?;
         let inside = &s[1..close];
         if inside.is_empty() || span(inside, &IPV6) != inside.len() || !inside.contains(&b':') {
             return None;
         }
-        close + 1
-    } else {
-        let n = span(s, &HOSTNAME);
-        // A hostname or IPv4 address: dot-separated labels of alphanumerics and `-`, not starting or
-        // ending with `-`; one trailing dot (a fully qualified name) is allowed.
-        let host = &s[..n];
-        let labels = host
-            .strip_suffix(b".")
-            .filter(|h| !h.is_empty())
-            .unwrap_or(host);
-        let bad_label = |l: &[u8]| l.is_empty() || l[0] == b'-' || l[l.len() - 1] == b'-';
-        if labels.split(|&b| b == b'.').any(bad_label) {
-            return None;
+        return Some(s.split_at(close + 1));
+    }
+    // `prev`: class of the previous byte, H_DOT standing for "start of a label" (also at the start).
+    let mut prev = H_DOT;
+    let mut n = 0;
+    for &b in s {
+        let class = HOST_CLASS[b as usize];
+        match class {
+            H_ALNUM => {}
+            H_DASH if prev != H_DOT => {}
+            H_DOT if prev == H_ALNUM => {}
+            H_END => break,
+            _ => return None, // a label starting with `-`, an empty label, or one ending with `-`
         }
-        n
-    };
-    Some(s.split_at(len))
+        prev = class;
+        n += 1;
+    }
+    // Ends after an alphanumeric, or after a dot that followed one (n > 0): the one trailing dot.
+    let ok = prev == H_ALNUM || (prev == H_DOT && n > 0);
+    ok.then(|| s.split_at(n))
 }
 
 /// 1 to 5 decimal digits that fit in a u16.
@@ -108,7 +139,87 @@ pub(crate) fn port_from_digits(d: &[u8]) -> Option<u16> {
 }
 
 /// Parse a sip:/sips: URI. Other schemes (tel:, http:, ...) -> UnsupportedScheme (the caller answers 416).
+#[inline]
 pub fn parse_uri(text: &[u8]) -> Result<SipUri<'_>, UriError> {
+    match parse_uri_fast(text) {
+        Some(uri) => Ok(uri),
+        None => parse_uri_general(text),
+    }
+}
+
+/// The common case in one pass: `sip:`/`sips:` (any case), an optional user without escapes or password,
+/// a host, an optional port, and `;name[=value]` parameters without escapes; no `?headers`. `None` for
+/// anything else (including every error), which `parse_uri_general` then handles; for the URIs accepted
+/// here both give the same result.
+#[inline]
+fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
+    if text.len() > MAX_URI_BYTES {
+        return None;
+    }
+    let is = |b: u8, lower: u8| b | 0x20 == lower; // exact for letters
+    let (scheme, rest) = match text {
+        [s, i, p, b':', rest @ ..] if is(*s, b's') && is(*i, b'i') && is(*p, b'p') => {
+            (Scheme::Sip, rest)
+        }
+        [s, i, p, s2, b':', rest @ ..]
+            if is(*s, b's') && is(*i, b'i') && is(*p, b'p') && is(*s2, b's') =>
+        {
+            (Scheme::Sips, rest)
+        }
+        _ => return None,
+    };
+    // USER has neither `@`, `:` nor `%`: the run stops at the `@` of a plain user, or there is no `@` at all
+    // (else: password, escapes or an error, left to the general path).
+    let u = span(rest, &USER);
+    let (user, rest) = match rest.get(u) {
+        Some(b'@') if u > 0 => (Some(&rest[..u]), &rest[u + 1..]),
+        Some(b'@') => return None,
+        None => (None, rest),
+        Some(_) if memchr(b'@', &rest[u..]).is_some() => return None,
+        Some(_) => (None, rest),
+    };
+    let (host, rest) = take_host(rest)?;
+    let (port, params) = match rest.split_first() {
+        Some((b':', p)) => {
+            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
+            (Some(port_from_digits(&p[..n])?), &p[n..])
+        }
+        _ => (None, rest),
+    };
+    // *(";" 1*PARAM ["=" 1*PARAM]) to the end.
+    let mut i = 0;
+    while params.get(i) == Some(&b';') {
+        i += 1;
+        let n = span(&params[i..], &PARAM);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+        if params.get(i) == Some(&b'=') {
+            i += 1;
+            let n = span(&params[i..], &PARAM);
+            if n == 0 {
+                return None;
+            }
+            i += n;
+        }
+    }
+    if i != params.len() {
+        return None;
+    }
+    Some(SipUri {
+        scheme,
+        user,
+        password: None,
+        host,
+        port,
+        params: Params { raw: params },
+        headers: &[],
+    })
+}
+
+/// Every URI, every error (the reference implementation of `parse_uri`).
+fn parse_uri_general(text: &[u8]) -> Result<SipUri<'_>, UriError> {
     if text.len() > MAX_URI_BYTES {
         return Err(UriError::TooLong);
     }
@@ -231,6 +342,14 @@ fn hex(b: &u8) -> Option<u8> {
 
 /// Equality after unescaping; `fold` lower-cases ASCII first (case-insensitive components).
 fn eq_unescaped(a: &[u8], b: &[u8], fold: bool) -> bool {
+    if memchr(b'%', a).is_none() && memchr(b'%', b).is_none() {
+        // Nothing to unescape: a plain comparison.
+        return if fold {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        };
+    }
     let f = move |c: u8| if fold { c.to_ascii_lowercase() } else { c };
     unescaped(a).map(f).eq(unescaped(b).map(f))
 }
@@ -359,6 +478,54 @@ pub fn canonical_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError>
 }
 
 fn write_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
+    let user = uri.user.unwrap_or(&[]);
+    if memchr(b'%', user).is_some() {
+        return write_aor_unescaping(uri, out);
+    }
+    // No escapes: the AoR is made of slices; its length is known before writing.
+    let scheme: &[u8] = match uri.scheme {
+        Scheme::Sip => b"sip:",
+        Scheme::Sips => b"sips:",
+    };
+    let mut digits = itoa::Buffer::new();
+    let port = uri.port.map_or(&b""[..], |p| digits.format(p).as_bytes());
+    let len = scheme.len()
+        + uri.user.map_or(0, |u| u.len() + 1)
+        + uri.host.len()
+        + if uri.port.is_some() {
+            port.len() + 1
+        } else {
+            0
+        };
+    let Some(dst) = out.buf.get_mut(..len) else {
+        return Err(UriError::TooLong);
+    };
+    let (dst_scheme, dst) = dst.split_at_mut(scheme.len());
+    dst_scheme.copy_from_slice(scheme);
+    let dst = match uri.user {
+        Some(u) => {
+            let (dst_user, dst) = dst.split_at_mut(u.len());
+            dst_user.copy_from_slice(u);
+            let (at, dst) = dst.split_at_mut(1);
+            at[0] = b'@';
+            dst
+        }
+        None => dst,
+    };
+    let (dst_host, dst) = dst.split_at_mut(uri.host.len());
+    for (d, &h) in dst_host.iter_mut().zip(uri.host) {
+        *d = h.to_ascii_lowercase();
+    }
+    if let Some((colon, dst_port)) = dst.split_first_mut() {
+        *colon = b':';
+        dst_port.copy_from_slice(port);
+    }
+    out.len = len;
+    Ok(())
+}
+
+/// `write_aor` for a user with `%HH` escapes (decoded byte by byte).
+fn write_aor_unescaping(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
     out.extend(match uri.scheme {
         Scheme::Sip => b"sip:".iter().copied(),
         Scheme::Sips => b"sips:".iter().copied(),
@@ -633,5 +800,157 @@ mod tests {
         let longest = format!("sip:{}@h:65535", "a".repeat(MAX_URI_BYTES - 12));
         assert_eq!(longest.len(), MAX_URI_BYTES);
         assert_eq!(aor(&longest).len(), MAX_URI_BYTES);
+    }
+
+    static HOSTNAME: [bool; 256] = char_table(true, b"-.");
+
+    /// The single-pass `take_host` against the original span + split formulation.
+    fn take_host_reference(s: &[u8]) -> Option<(&[u8], &[u8])> {
+        if s.first() == Some(&b'[') {
+            return take_host(s);
+        }
+        let n = span(s, &HOSTNAME);
+        let host = &s[..n];
+        let labels = host
+            .strip_suffix(b".")
+            .filter(|h| !h.is_empty())
+            .unwrap_or(host);
+        let bad_label = |l: &[u8]| l.is_empty() || l[0] == b'-' || l[l.len() - 1] == b'-';
+        if labels.split(|&b| b == b'.').any(bad_label) {
+            return None;
+        }
+        Some(s.split_at(n))
+    }
+
+    /// Every string over `alphabet` up to `max_len` bytes.
+    fn all_strings(alphabet: &[u8], max_len: usize) -> Vec<Vec<u8>> {
+        let mut out = vec![vec![]];
+        let mut layer = vec![vec![]];
+        for _ in 0..max_len {
+            let mut next = vec![];
+            for s in &layer {
+                for &c in alphabet {
+                    let mut t: Vec<u8> = s.clone();
+                    t.push(c);
+                    next.push(t);
+                }
+            }
+            out.extend(next.iter().cloned());
+            layer = next;
+        }
+        out
+    }
+
+    #[test]
+    fn take_host_matches_reference() {
+        for s in all_strings(b"a1-.:;", 6) {
+            assert_eq!(
+                take_host(&s),
+                take_host_reference(&s),
+                "{:?}",
+                String::from_utf8_lossy(&s)
+            );
+        }
+    }
+
+    fn same(a: &Result<SipUri<'_>, UriError>, b: &Result<SipUri<'_>, UriError>) -> bool {
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                a.scheme == b.scheme
+                    && a.user == b.user
+                    && a.password == b.password
+                    && a.host == b.host
+                    && a.port == b.port
+                    && a.params.raw == b.params.raw
+                    && a.headers == b.headers
+            }
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_general_parser() {
+        // Short strings over the delimiters, after each scheme spelling.
+        let mut cases: Vec<Vec<u8>> = vec![];
+        for prefix in [&b"sip:"[..], b"SIPS:", b"sIp:", b"sipx:", b"si:"] {
+            for s in all_strings(b"a1-.:;=@%?", 5) {
+                cases.push([prefix, &s[..]].concat());
+            }
+        }
+        // Pseudo-random longer ones built from URI pieces.
+        let pieces: [&[u8]; 24] = [
+            b"sip:",
+            b"sips:",
+            b"SIP:",
+            b"user",
+            b"@",
+            b":",
+            b"5060",
+            b"99999",
+            b"example.com",
+            b"-",
+            b".",
+            b";transport=udp",
+            b";lr",
+            b";=",
+            b";a=",
+            b"?",
+            b"h=v",
+            b"&",
+            b"%41",
+            b"%4",
+            b"[2001:db8::1]",
+            b"pw",
+            b"u;x=1",
+            b"\x80",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            let mut uri = vec![];
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut r = seed;
+            for _ in 0..(r % 7 + 1) {
+                r /= 7;
+                uri.extend_from_slice(pieces[(r % 24) as usize]);
+                r /= 24;
+            }
+            cases.push(uri);
+        }
+        for common in [
+            &b"sip:u1@example.com"[..],
+            b"sip:u1@192.0.2.7:5060;transport=udp",
+            b"sip:example.com",
+            b"SIP:registrar.example.com:5060;lr",
+        ] {
+            assert!(parse_uri_fast(common).is_some());
+        }
+        cases.push(vec![b'a'; MAX_URI_BYTES + 1]);
+        cases.push([&b"sip:"[..], &vec![b'a'; MAX_URI_BYTES]].concat());
+        for c in &cases {
+            let general = parse_uri_general(c);
+            assert!(
+                same(&parse_uri(c), &general),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
+            if let Some(fast) = parse_uri_fast(c) {
+                assert!(
+                    same(&Ok(fast), &general),
+                    "{:?}",
+                    String::from_utf8_lossy(c)
+                );
+                let (mut a, mut b) = (AorBuf::default(), AorBuf::default());
+                let ra = canonical_aor(&fast, &mut a);
+                b.len = 0;
+                let rb = write_aor_unescaping(&fast, &mut b);
+                assert_eq!(ra, rb);
+                if rb.is_ok() {
+                    assert_eq!(a.as_bytes(), b.as_bytes());
+                }
+            }
+        }
     }
 }
