@@ -268,7 +268,7 @@ impl Registrar {
         now: Now,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        // A Message is a few KiB (fixed header array): keep it where it was built and borrow it.
+        // A Message holds a fixed header array (~1.6 KiB): keep it where it was built and borrow it.
         let parsed = parse_message(datagram, &self.cfg.parse);
         let msg = match &parsed {
             Ok(msg) => msg,
