@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{unique, Client, Req, Response, Server};
+use common::{loadgen_binary, unique, Client, Req, Response, Server};
 use corereg::auth::digest::{expected_response, Algorithm, Ha1};
 
 const DOMAIN: &str = "example.com";
@@ -632,32 +632,6 @@ fn sighup_reloads_credentials_and_keeps_bindings() {
 
 // ---------------------------------------------------------------------------------------------------------
 // The load generator's digest mode.
-
-/// `COREREG_LOADGEN` if set, else `cargo build -p corereg-loadgen` (same profile) next to corereg.
-fn loadgen_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("COREREG_LOADGEN") {
-        return PathBuf::from(p);
-    }
-    let corereg = PathBuf::from(env!("CARGO_BIN_EXE_corereg"));
-    let dir = corereg
-        .parent()
-        .expect("the corereg binary lives in target/<profile>")
-        .to_path_buf();
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "-p", "corereg-loadgen"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build -p corereg-loadgen");
-    assert!(status.success(), "building corereg-loadgen failed");
-    let bin = dir.join("corereg-loadgen");
-    assert!(bin.exists(), "{} not found after building", bin.display());
-    bin
-}
 
 #[test]
 fn loadgen_digest_mode_registers_every_user() {

@@ -8,8 +8,10 @@
 //! and uses `corereg-loadgen` next to the corereg binary cargo built for this test. Cargo releases
 //! its build-directory lock before running tests, so the nested build does not deadlock.
 
+mod common;
+
+use common::loadgen_binary;
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,31 +25,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn loadgen_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("COREREG_LOADGEN") {
-        return PathBuf::from(p);
-    }
-    let corereg = PathBuf::from(env!("CARGO_BIN_EXE_corereg"));
-    let dir = corereg
-        .parent()
-        .expect("the corereg binary lives in target/<profile>")
-        .to_path_buf();
-    let release = dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "-p", "corereg-loadgen"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build -p corereg-loadgen");
-    assert!(status.success(), "building corereg-loadgen failed");
-    let bin = dir.join("corereg-loadgen");
-    assert!(bin.exists(), "{} not found after building", bin.display());
-    bin
 }
 
 fn free_udp_port() -> u16 {

@@ -531,3 +531,29 @@ pub fn shard_stop_lines(log: &str) -> Vec<ShardStopLine> {
     lines.sort_by_key(|l| l.shard);
     lines
 }
+
+/// `COREREG_LOADGEN` if set, else `cargo build -p corereg-loadgen` (same profile) next to corereg.
+pub fn loadgen_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("COREREG_LOADGEN") {
+        return std::path::PathBuf::from(p);
+    }
+    let corereg = std::path::PathBuf::from(env!("CARGO_BIN_EXE_corereg"));
+    let dir = corereg
+        .parent()
+        .expect("the corereg binary lives in target/<profile>")
+        .to_path_buf();
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .args(["build", "-p", "corereg-loadgen"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build -p corereg-loadgen");
+    assert!(status.success(), "building corereg-loadgen failed");
+    let bin = dir.join("corereg-loadgen");
+    assert!(bin.exists(), "{} not found after building", bin.display());
+    bin
+}
