@@ -134,7 +134,38 @@ type ParamStep<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
 
 /// Parse the parameter at the start of `s` (`LWS ; LWS name [LWS = LWS value]`).
 /// `Ok(None)` when only LWS is left.
+///
+/// Fast path for the common `;name`, `;name=value` without LWS or quotes, followed by `;` or the end:
+/// two table-driven spans, no LWS skipping. Everything else (including every error) goes to
+/// `next_param_general`, which gives the same result for the inputs the fast path accepts.
+#[inline(always)]
 fn next_param(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
+    match s {
+        [] => return Ok(None),
+        [b';', rest @ ..] => {
+            let n = span(rest, &PARAM_CHAR);
+            if n > 0 {
+                let (name, after) = rest.split_at(n);
+                match after {
+                    [] | [b';', ..] => return Ok(Some((name, None, after))),
+                    [b'=', v @ ..] => {
+                        let m = span(v, &PARAM_CHAR);
+                        if m > 0 {
+                            let (value, after) = v.split_at(m);
+                            return Ok(Some((name, Some(value), after)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    next_param_general(s)
+}
+
+#[inline(never)]
+fn next_param_general(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
     let s = skip_lws(s);
     let Some((&first, s)) = s.split_first() else {
         return Ok(None);
@@ -246,10 +277,26 @@ static SCHEME: [bool; 256] = char_table(true, b"+-.");
 
 /// A URI as it may appear in a header: `scheme ":" ...` with no space, control or delimiter characters.
 fn check_uri_text(uri: &[u8]) -> Result<(), HeaderError> {
+    check_scheme(uri)?;
+    if span(uri, &URI_TEXT) != uri.len() {
+        return Err(HeaderError::Malformed);
+    }
+    Ok(())
+}
+
+/// `uri` starts with `scheme ":"`.
+#[inline(always)]
+fn check_scheme(uri: &[u8]) -> Result<(), HeaderError> {
+    // `sip:` (any case) first: the usual scheme, one comparison.
+    if let [s, i, p, b':', ..] = uri {
+        if (*s | 0x20) == b's' && (*i | 0x20) == b'i' && (*p | 0x20) == b'p' {
+            return Ok(());
+        }
+    }
     let scheme_len = span(uri, &SCHEME);
     let scheme_ok =
         scheme_len > 0 && uri[0].is_ascii_alphabetic() && uri.get(scheme_len) == Some(&b':');
-    if !scheme_ok || span(uri, &URI_TEXT) != uri.len() {
+    if !scheme_ok {
         return Err(HeaderError::Malformed);
     }
     Ok(())
@@ -265,6 +312,28 @@ fn is_display_char(b: u8) -> bool {
 /// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
 pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let v = trim_lws(value);
+    // Fast path: `<uri>` with no display name. One span over URI_TEXT finds the `>` and checks the URI
+    // text at once (`>` is not URI_TEXT, so the span stops at the first `>` exactly as `angle_uri` does).
+    if let [b'<', inner @ ..] = v {
+        let n = span(inner, &URI_TEXT);
+        if let [b'>', after @ ..] = &inner[n..] {
+            let uri = &inner[..n];
+            check_scheme(uri)?;
+            validate_params(after)?;
+            return Ok(NameAddr {
+                display: None,
+                uri,
+                params: Params {
+                    raw: skip_lws(after),
+                },
+            });
+        }
+    }
+    parse_name_addr_general(v)
+}
+
+/// `parse_name_addr` for everything but `<uri>...` (`v` already trimmed).
+fn parse_name_addr_general(v: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let (display, uri, after) = match v.first() {
         None => return Err(HeaderError::Malformed),
         Some(b'"') => {
