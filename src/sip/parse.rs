@@ -712,6 +712,7 @@ fn start_line<'a>(
 }
 
 /// Header lines from `pos` to the empty line (or the end of the datagram), then the body.
+#[inline(always)]
 fn read_headers_and_body<'a>(
     msg: &mut Message<'a>,
     buf: &'a [u8],
