@@ -107,25 +107,32 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
         }
         return Some(s.split_at(close + 1));
     }
-    // `prev`: class of the previous byte, H_DOT standing for "start of a label" (also at the start).
-    let mut prev = H_DOT;
+    // Label by label: the first byte must be alphanumeric, the rest of the label is a table scan over
+    // alphanumerics and `-`, and must not end with `-`; then a `.` starts the next label, anything else
+    // ends the host. After a `.`, a non-alphanumeric ends the host (the one trailing dot) unless it is `-`
+    // or `.` (an empty label or one starting with `-`).
     let mut n = 0;
-    for &b in s {
-        let class = HOST_CLASS[b as usize];
-        match class {
-            H_ALNUM => {}
-            H_DASH if prev != H_DOT => {}
-            H_DOT if prev == H_ALNUM => {}
-            H_END => break,
-            _ => return None, // a label starting with `-`, an empty label, or one ending with `-`
+    loop {
+        match s.get(n).map_or(H_END, |&b| HOST_CLASS[b as usize]) {
+            H_ALNUM => n += 1,
+            H_END if n > 0 => return Some(s.split_at(n)),
+            _ => return None,
         }
-        prev = class;
-        n += 1;
+        while s.get(n).is_some_and(|&b| HOST_LABEL[b as usize]) {
+            n += 1;
+        }
+        if s[n - 1] == b'-' {
+            return None;
+        }
+        match s.get(n) {
+            Some(b'.') => n += 1,
+            _ => return Some(s.split_at(n)),
+        }
     }
-    // Ends after an alphanumeric, or after a dot that followed one (n > 0): the one trailing dot.
-    let ok = prev == H_ALNUM || (prev == H_DOT && n > 0);
-    ok.then(|| s.split_at(n))
 }
+
+/// Alphanumerics and `-`: the bytes after the first of a hostname label.
+static HOST_LABEL: [bool; 256] = char_table(true, b"-");
 
 /// 1 to 5 decimal digits that fit in a u16.
 pub(crate) fn port_from_digits(d: &[u8]) -> Option<u16> {
