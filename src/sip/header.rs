@@ -565,6 +565,17 @@ fn take_slash(s: &[u8]) -> Result<&[u8], HeaderError> {
         .ok_or(HeaderError::Malformed)
 }
 
+/// `sent-protocol` (`SIP / version / transport`, LWS allowed around the slashes): the transport and the
+/// text after it.
+fn sent_protocol(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
+    let (protocol, s) = take_token(s)?;
+    if !protocol.eq_ignore_ascii_case(b"SIP") {
+        return Err(HeaderError::Malformed);
+    }
+    let (_version, s) = take_token(take_slash(s)?)?;
+    take_token(take_slash(s)?)
+}
+
 /// Parse one Via element (after `split_list`).
 ///
 /// `sent-protocol LWS sent-by *(SEMI via-params)` with LWS allowed around `/` and `:`. The protocol name
@@ -572,12 +583,15 @@ fn take_slash(s: &[u8]) -> Result<&[u8], HeaderError> {
 /// unsupported version (RFC 4475 badvers) can still be answered with 505 along its Via.
 pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let s = trim_lws(element);
-    let (protocol, s) = take_token(s)?;
-    if !protocol.eq_ignore_ascii_case(b"SIP") {
-        return Err(HeaderError::Malformed);
-    }
-    let (_version, s) = take_token(take_slash(s)?)?;
-    let (transport, s) = take_token(take_slash(s)?)?;
+    let (transport, s) = match s {
+        // Fast path: `SIP/2.0/` without LWS (the protocol and version tokens end at the `/`).
+        [p0, p1, p2, b'/', b'2', b'.', b'0', b'/', rest @ ..]
+            if (p0 | 0x20) == b's' && (p1 | 0x20) == b'i' && (p2 | 0x20) == b'p' =>
+        {
+            take_token(skip_lws(rest))?
+        }
+        _ => sent_protocol(s)?,
+    };
     let sent_by = skip_lws(s);
     if sent_by.len() == s.len() {
         return Err(HeaderError::Malformed);
@@ -585,10 +599,8 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let (host, s) = super::uri::take_host(sent_by).ok_or(HeaderError::Malformed)?;
     let (port, s) = match skip_lws(s).strip_prefix(b":") {
         Some(p) => {
-            let p = skip_lws(p);
-            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
-            let port = super::uri::port_from_digits(&p[..n]).ok_or(HeaderError::Malformed)?;
-            (Some(port), &p[n..])
+            let (port, rest) = super::uri::take_port(skip_lws(p)).ok_or(HeaderError::Malformed)?;
+            (Some(port), rest)
         }
         None => (None, s),
     };

@@ -134,6 +134,30 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Alphanumerics and `-`: the bytes after the first of a hostname label.
 static HOST_LABEL: [bool; 256] = char_table(true, b"-");
 
+/// The decimal digits at the start of `s` as a port, and the text after them: the same as
+/// `port_from_digits` on the whole leading digit run, in one pass. None without a digit, with more than 5,
+/// or with a value above 65535.
+#[inline]
+pub(crate) fn take_port(s: &[u8]) -> Option<(u16, &[u8])> {
+    let mut v = 0u32;
+    let mut n = 0;
+    while let Some(&b) = s.get(n) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if n == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
+        n += 1;
+    }
+    if n == 0 {
+        return None;
+    }
+    Some((u16::try_from(v).ok()?, &s[n..]))
+}
+
 /// 1 to 5 decimal digits that fit in a u16.
 pub(crate) fn port_from_digits(d: &[u8]) -> Option<u16> {
     if d.is_empty() || d.len() > 5 || !d.iter().all(u8::is_ascii_digit) {
@@ -188,8 +212,8 @@ fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
     let (host, rest) = take_host(rest)?;
     let (port, params) = match rest.split_first() {
         Some((b':', p)) => {
-            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
-            (Some(port_from_digits(&p[..n])?), &p[n..])
+            let (port, params) = take_port(p)?;
+            (Some(port), params)
         }
         _ => (None, rest),
     };
@@ -846,6 +870,23 @@ mod tests {
             layer = next;
         }
         out
+    }
+
+    #[test]
+    fn take_port_matches_port_from_digits() {
+        for s in all_strings(b"09;", 7) {
+            let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+            let want = port_from_digits(&s[..n]).map(|p| (p, &s[n..]));
+            assert_eq!(take_port(&s), want, "{}", String::from_utf8_lossy(&s));
+        }
+        for (text, want) in [
+            (&b"65535"[..], Some(65535)),
+            (b"65536", None),
+            (b"00080", Some(80)),
+            (b"000080", None),
+        ] {
+            assert_eq!(take_port(text).map(|(p, _)| p), want);
+        }
     }
 
     #[test]
