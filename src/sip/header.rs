@@ -329,8 +329,38 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
             });
         }
     }
+    // Fast path: an addr-spec `sip:...` (any case) up to `;`, LWS or the end. ADDR_SPEC is URI_TEXT without
+    // `;` `,` `?`, so one span both finds the end `parse_name_addr_general` would find and does its checks.
+    if let [p0, p1, p2, b':', ..] = v {
+        if (p0 | 0x20) == b's' && (p1 | 0x20) == b'i' && (p2 | 0x20) == b'p' {
+            let n = span(v, &ADDR_SPEC);
+            let (uri, after) = v.split_at(n);
+            if matches!(
+                after.first(),
+                None | Some(b';' | b' ' | b'\t' | b'\r' | b'\n')
+            ) {
+                validate_params(after)?;
+                return Ok(NameAddr {
+                    display: None,
+                    uri,
+                    params: Params {
+                        raw: skip_lws(after),
+                    },
+                });
+            }
+        }
+    }
     parse_name_addr_general(v)
 }
+
+/// URI_TEXT without `;`, `,` and `?`: the bytes of an addr-spec URI outside angle brackets.
+static ADDR_SPEC: [bool; 256] = {
+    let mut t = URI_TEXT;
+    t[b';' as usize] = false;
+    t[b',' as usize] = false;
+    t[b'?' as usize] = false;
+    t
+};
 
 /// `parse_name_addr` for everything but `<uri>...` (`v` already trimmed).
 fn parse_name_addr_general(v: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
@@ -721,6 +751,54 @@ mod tests {
             .unwrap();
         assert_eq!(na.uri, b"sip:vivekg@chair-dnrc.example.com");
         assert_eq!(na.params.get(b"tag"), Some(Some(&b"1918181833n"[..])));
+    }
+
+    /// The `<uri>` and `sip:` fast paths give what the general parser gives.
+    #[test]
+    fn name_addr_fast_paths_match_general() {
+        fn key(
+            r: Result<NameAddr<'_>, HeaderError>,
+        ) -> Result<(Option<&[u8]>, &[u8], &[u8]), HeaderError> {
+            r.map(|na| (na.display, na.uri, na.params.raw))
+        }
+        let parts: [&[u8]; 14] = [
+            b"<sip:a@b>",
+            b"sip:a@b",
+            b"SIP:",
+            b"<",
+            b">",
+            b"a@b",
+            b";",
+            b"x=1",
+            b" ",
+            b"?",
+            b",",
+            b"\"",
+            b"\r\n ",
+            b"tel:1",
+        ];
+        let mut inputs: Vec<Vec<u8>> = vec![vec![]];
+        for _ in 0..4 {
+            let mut next = vec![];
+            for s in &inputs {
+                for p in parts {
+                    let mut t = s.clone();
+                    t.extend_from_slice(p);
+                    next.push(t);
+                }
+            }
+            inputs.extend(next);
+            inputs.sort();
+            inputs.dedup();
+        }
+        for s in &inputs {
+            assert_eq!(
+                key(parse_name_addr(s)),
+                key(parse_name_addr_general(trim_lws(s))),
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
     }
 
     #[test]
