@@ -756,9 +756,8 @@ mod tests {
     /// The `<uri>` and `sip:` fast paths give what the general parser gives.
     #[test]
     fn name_addr_fast_paths_match_general() {
-        fn key(
-            r: Result<NameAddr<'_>, HeaderError>,
-        ) -> Result<(Option<&[u8]>, &[u8], &[u8]), HeaderError> {
+        type Key<'a> = Result<(Option<&'a [u8]>, &'a [u8], &'a [u8]), HeaderError>;
+        fn key(r: Result<NameAddr<'_>, HeaderError>) -> Key<'_> {
             r.map(|na| (na.display, na.uri, na.params.raw))
         }
         let parts: [&[u8]; 14] = [
