@@ -134,7 +134,38 @@ type ParamStep<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
 
 /// Parse the parameter at the start of `s` (`LWS ; LWS name [LWS = LWS value]`).
 /// `Ok(None)` when only LWS is left.
+///
+/// Fast path for the common `;name`, `;name=value` without LWS or quotes, followed by `;` or the end:
+/// two table-driven spans, no LWS skipping. Everything else (including every error) goes to
+/// `next_param_general`, which gives the same result for the inputs the fast path accepts.
+#[inline(always)]
 fn next_param(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
+    match s {
+        [] => return Ok(None),
+        [b';', rest @ ..] => {
+            let n = span(rest, &PARAM_CHAR);
+            if n > 0 {
+                let (name, after) = rest.split_at(n);
+                match after {
+                    [] | [b';', ..] => return Ok(Some((name, None, after))),
+                    [b'=', v @ ..] => {
+                        let m = span(v, &PARAM_CHAR);
+                        if m > 0 {
+                            let (value, after) = v.split_at(m);
+                            return Ok(Some((name, Some(value), after)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    next_param_general(s)
+}
+
+#[inline(never)]
+fn next_param_general(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
     let s = skip_lws(s);
     let Some((&first, s)) = s.split_first() else {
         return Ok(None);
@@ -246,10 +277,26 @@ static SCHEME: [bool; 256] = char_table(true, b"+-.");
 
 /// A URI as it may appear in a header: `scheme ":" ...` with no space, control or delimiter characters.
 fn check_uri_text(uri: &[u8]) -> Result<(), HeaderError> {
+    check_scheme(uri)?;
+    if span(uri, &URI_TEXT) != uri.len() {
+        return Err(HeaderError::Malformed);
+    }
+    Ok(())
+}
+
+/// `uri` starts with `scheme ":"`.
+#[inline(always)]
+fn check_scheme(uri: &[u8]) -> Result<(), HeaderError> {
+    // `sip:` (any case) first: the usual scheme, one comparison.
+    if let [s, i, p, b':', ..] = uri {
+        if (*s | 0x20) == b's' && (*i | 0x20) == b'i' && (*p | 0x20) == b'p' {
+            return Ok(());
+        }
+    }
     let scheme_len = span(uri, &SCHEME);
     let scheme_ok =
         scheme_len > 0 && uri[0].is_ascii_alphabetic() && uri.get(scheme_len) == Some(&b':');
-    if !scheme_ok || span(uri, &URI_TEXT) != uri.len() {
+    if !scheme_ok {
         return Err(HeaderError::Malformed);
     }
     Ok(())
@@ -265,6 +312,58 @@ fn is_display_char(b: u8) -> bool {
 /// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
 pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let v = trim_lws(value);
+    // Fast path: `<uri>` with no display name. One span over URI_TEXT finds the `>` and checks the URI
+    // text at once (`>` is not URI_TEXT, so the span stops at the first `>` exactly as `angle_uri` does).
+    if let [b'<', inner @ ..] = v {
+        let n = span(inner, &URI_TEXT);
+        if let [b'>', after @ ..] = &inner[n..] {
+            let uri = &inner[..n];
+            check_scheme(uri)?;
+            validate_params(after)?;
+            return Ok(NameAddr {
+                display: None,
+                uri,
+                params: Params {
+                    raw: skip_lws(after),
+                },
+            });
+        }
+    }
+    // Fast path: an addr-spec `sip:...` (any case) up to `;`, LWS or the end. ADDR_SPEC is URI_TEXT without
+    // `;` `,` `?`, so one span both finds the end `parse_name_addr_general` would find and does its checks.
+    if let [p0, p1, p2, b':', ..] = v {
+        if (p0 | 0x20) == b's' && (p1 | 0x20) == b'i' && (p2 | 0x20) == b'p' {
+            let n = span(v, &ADDR_SPEC);
+            let (uri, after) = v.split_at(n);
+            if matches!(
+                after.first(),
+                None | Some(b';' | b' ' | b'\t' | b'\r' | b'\n')
+            ) {
+                validate_params(after)?;
+                return Ok(NameAddr {
+                    display: None,
+                    uri,
+                    params: Params {
+                        raw: skip_lws(after),
+                    },
+                });
+            }
+        }
+    }
+    parse_name_addr_general(v)
+}
+
+/// URI_TEXT without `;`, `,` and `?`: the bytes of an addr-spec URI outside angle brackets.
+static ADDR_SPEC: [bool; 256] = {
+    let mut t = URI_TEXT;
+    t[b';' as usize] = false;
+    t[b',' as usize] = false;
+    t[b'?' as usize] = false;
+    t
+};
+
+/// `parse_name_addr` for everything but `<uri>...` (`v` already trimmed).
+fn parse_name_addr_general(v: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let (display, uri, after) = match v.first() {
         None => return Err(HeaderError::Malformed),
         Some(b'"') => {
@@ -496,6 +595,17 @@ fn take_slash(s: &[u8]) -> Result<&[u8], HeaderError> {
         .ok_or(HeaderError::Malformed)
 }
 
+/// `sent-protocol` (`SIP / version / transport`, LWS allowed around the slashes): the transport and the
+/// text after it.
+fn sent_protocol(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
+    let (protocol, s) = take_token(s)?;
+    if !protocol.eq_ignore_ascii_case(b"SIP") {
+        return Err(HeaderError::Malformed);
+    }
+    let (_version, s) = take_token(take_slash(s)?)?;
+    take_token(take_slash(s)?)
+}
+
 /// Parse one Via element (after `split_list`).
 ///
 /// `sent-protocol LWS sent-by *(SEMI via-params)` with LWS allowed around `/` and `:`. The protocol name
@@ -503,12 +613,15 @@ fn take_slash(s: &[u8]) -> Result<&[u8], HeaderError> {
 /// unsupported version (RFC 4475 badvers) can still be answered with 505 along its Via.
 pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let s = trim_lws(element);
-    let (protocol, s) = take_token(s)?;
-    if !protocol.eq_ignore_ascii_case(b"SIP") {
-        return Err(HeaderError::Malformed);
-    }
-    let (_version, s) = take_token(take_slash(s)?)?;
-    let (transport, s) = take_token(take_slash(s)?)?;
+    let (transport, s) = match s {
+        // Fast path: `SIP/2.0/` without LWS (the protocol and version tokens end at the `/`).
+        [p0, p1, p2, b'/', b'2', b'.', b'0', b'/', rest @ ..]
+            if (p0 | 0x20) == b's' && (p1 | 0x20) == b'i' && (p2 | 0x20) == b'p' =>
+        {
+            take_token(skip_lws(rest))?
+        }
+        _ => sent_protocol(s)?,
+    };
     let sent_by = skip_lws(s);
     if sent_by.len() == s.len() {
         return Err(HeaderError::Malformed);
@@ -516,10 +629,8 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let (host, s) = super::uri::take_host(sent_by).ok_or(HeaderError::Malformed)?;
     let (port, s) = match skip_lws(s).strip_prefix(b":") {
         Some(p) => {
-            let p = skip_lws(p);
-            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
-            let port = super::uri::port_from_digits(&p[..n]).ok_or(HeaderError::Malformed)?;
-            (Some(port), &p[n..])
+            let (port, rest) = super::uri::take_port(skip_lws(p)).ok_or(HeaderError::Malformed)?;
+            (Some(port), rest)
         }
         None => (None, s),
     };
@@ -640,6 +751,53 @@ mod tests {
             .unwrap();
         assert_eq!(na.uri, b"sip:vivekg@chair-dnrc.example.com");
         assert_eq!(na.params.get(b"tag"), Some(Some(&b"1918181833n"[..])));
+    }
+
+    /// The `<uri>` and `sip:` fast paths give what the general parser gives.
+    #[test]
+    fn name_addr_fast_paths_match_general() {
+        type Key<'a> = Result<(Option<&'a [u8]>, &'a [u8], &'a [u8]), HeaderError>;
+        fn key(r: Result<NameAddr<'_>, HeaderError>) -> Key<'_> {
+            r.map(|na| (na.display, na.uri, na.params.raw))
+        }
+        let parts: [&[u8]; 14] = [
+            b"<sip:a@b>",
+            b"sip:a@b",
+            b"SIP:",
+            b"<",
+            b">",
+            b"a@b",
+            b";",
+            b"x=1",
+            b" ",
+            b"?",
+            b",",
+            b"\"",
+            b"\r\n ",
+            b"tel:1",
+        ];
+        let mut inputs: Vec<Vec<u8>> = vec![vec![]];
+        for _ in 0..4 {
+            let mut next = vec![];
+            for s in &inputs {
+                for p in parts {
+                    let mut t = s.clone();
+                    t.extend_from_slice(p);
+                    next.push(t);
+                }
+            }
+            inputs.extend(next);
+            inputs.sort();
+            inputs.dedup();
+        }
+        for s in &inputs {
+            assert_eq!(
+                key(parse_name_addr(s)),
+                key(parse_name_addr_general(trim_lws(s))),
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
     }
 
     #[test]

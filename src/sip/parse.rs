@@ -529,21 +529,36 @@ fn status_line(line: &[u8]) -> Option<StartLine<'static>> {
     })
 }
 
-/// Bit `i` set when `s[i]` is LF, for `i < min(64, s.len())`.
+/// Bit `i` set when `buf[from + i]` is LF, for `i < min(64, buf.len() - from)`; 0 when `from` is at or
+/// past the end.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn newline_mask(s: &[u8]) -> u64 {
+fn newline_mask(buf: &[u8], from: usize) -> u64 {
+    let Some(s) = buf.get(from..).filter(|s| !s.is_empty()) else {
+        return 0;
+    };
+    if let Some(block) = s.first_chunk::<64>() {
+        return lf_mask64(block);
+    }
+    // The last block: with 64 bytes or more in the buffer, read the final 64 bytes (overlapping the block
+    // before) and shift off the ones before `from`, instead of copying the tail (a memcpy call).
+    // `start < from` because fewer than 64 bytes follow `from`, so the shift is 1..=63.
+    if let Some(start) = buf.len().checked_sub(64) {
+        if let Some(block) = buf[start..].first_chunk::<64>() {
+            return lf_mask64(block) >> (from - start);
+        }
+    }
+    let mut tail = [0u8; 64];
+    tail[..s.len()].copy_from_slice(s);
+    lf_mask64(&tail)
+}
+
+/// Bit `i` set when `block[i]` is LF.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn lf_mask64(block: &[u8; 64]) -> u64 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-    };
-    let mut tail = [0u8; 64];
-    let block: &[u8; 64] = match s.first_chunk::<64>() {
-        Some(b) => b,
-        None => {
-            let n = s.len().min(64);
-            tail[..n].copy_from_slice(&s[..n]);
-            &tail
-        }
     };
     let p = block.as_ptr().cast::<__m128i>();
     // SAFETY: SSE2 is part of the x86_64 baseline; each unaligned load reads bytes 16k..16k+16 of the
@@ -557,14 +572,17 @@ fn newline_mask(s: &[u8]) -> u64 {
     }
 }
 
-/// Bit `i` set when `s[i]` is LF, for `i < min(64, s.len())`.
+/// Bit `i` set when `buf[from + i]` is LF, for `i < min(64, buf.len() - from)`; 0 when `from` is at or
+/// past the end.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn newline_mask(s: &[u8]) -> u64 {
-    s.iter()
-        .take(64)
-        .enumerate()
-        .fold(0, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
+fn newline_mask(buf: &[u8], from: usize) -> u64 {
+    buf.get(from..).map_or(0, |s| {
+        s.iter()
+            .take(64)
+            .enumerate()
+            .fold(0, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
+    })
 }
 
 /// Every LF of `buf` from a start offset on, in order: one 64-byte block compare per 64 bytes instead of a
@@ -582,7 +600,7 @@ impl<'a> Newlines<'a> {
         Newlines {
             buf,
             base: from,
-            mask: buf.get(from..).map_or(0, newline_mask),
+            mask: newline_mask(buf, from),
         }
     }
 
@@ -594,7 +612,7 @@ impl<'a> Newlines<'a> {
                 return None;
             }
             self.base += 64;
-            self.mask = self.buf.get(self.base..).map_or(0, newline_mask);
+            self.mask = newline_mask(self.buf, self.base);
         }
         let i = self.base + self.mask.trailing_zeros() as usize;
         self.mask &= self.mask - 1;
@@ -694,6 +712,7 @@ fn start_line<'a>(
 }
 
 /// Header lines from `pos` to the empty line (or the end of the datagram), then the body.
+#[inline(always)]
 fn read_headers_and_body<'a>(
     msg: &mut Message<'a>,
     buf: &'a [u8],
@@ -794,6 +813,24 @@ fn trim_lws_range(buf: &[u8], start: usize, end: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newline_mask_matches_a_byte_loop_at_every_offset() {
+        for len in 0..200usize {
+            let buf: Vec<u8> = (0..len)
+                .map(|i| if (i * 7 + len) % 5 == 0 { b'\n' } else { b'a' })
+                .collect();
+            for from in 0..=len + 1 {
+                let want = buf.get(from..).map_or(0, |s| {
+                    s.iter()
+                        .take(64)
+                        .enumerate()
+                        .fold(0u64, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
+                });
+                assert_eq!(newline_mask(&buf, from), want, "len {len} from {from}");
+            }
+        }
+    }
 
     const REGISTER: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n\

@@ -107,24 +107,55 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
         }
         return Some(s.split_at(close + 1));
     }
-    // `prev`: class of the previous byte, H_DOT standing for "start of a label" (also at the start).
-    let mut prev = H_DOT;
+    // Label by label: the first byte must be alphanumeric, the rest of the label is a table scan over
+    // alphanumerics and `-`, and must not end with `-`; then a `.` starts the next label, anything else
+    // ends the host. After a `.`, a non-alphanumeric ends the host (the one trailing dot) unless it is `-`
+    // or `.` (an empty label or one starting with `-`).
     let mut n = 0;
-    for &b in s {
-        let class = HOST_CLASS[b as usize];
-        match class {
-            H_ALNUM => {}
-            H_DASH if prev != H_DOT => {}
-            H_DOT if prev == H_ALNUM => {}
-            H_END => break,
-            _ => return None, // a label starting with `-`, an empty label, or one ending with `-`
+    loop {
+        match s.get(n).map_or(H_END, |&b| HOST_CLASS[b as usize]) {
+            H_ALNUM => n += 1,
+            H_END if n > 0 => return Some(s.split_at(n)),
+            _ => return None,
         }
-        prev = class;
+        while s.get(n).is_some_and(|&b| HOST_LABEL[b as usize]) {
+            n += 1;
+        }
+        if s[n - 1] == b'-' {
+            return None;
+        }
+        match s.get(n) {
+            Some(b'.') => n += 1,
+            _ => return Some(s.split_at(n)),
+        }
+    }
+}
+
+/// Alphanumerics and `-`: the bytes after the first of a hostname label.
+static HOST_LABEL: [bool; 256] = char_table(true, b"-");
+
+/// The decimal digits at the start of `s` as a port, and the text after them: the same as
+/// `port_from_digits` on the whole leading digit run, in one pass. None without a digit, with more than 5,
+/// or with a value above 65535.
+#[inline]
+pub(crate) fn take_port(s: &[u8]) -> Option<(u16, &[u8])> {
+    let mut v = 0u32;
+    let mut n = 0;
+    while let Some(&b) = s.get(n) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if n == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
         n += 1;
     }
-    // Ends after an alphanumeric, or after a dot that followed one (n > 0): the one trailing dot.
-    let ok = prev == H_ALNUM || (prev == H_DOT && n > 0);
-    ok.then(|| s.split_at(n))
+    if n == 0 {
+        return None;
+    }
+    Some((u16::try_from(v).ok()?, &s[n..]))
 }
 
 /// 1 to 5 decimal digits that fit in a u16.
@@ -181,8 +212,8 @@ fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
     let (host, rest) = take_host(rest)?;
     let (port, params) = match rest.split_first() {
         Some((b':', p)) => {
-            let n = p.iter().take_while(|b| b.is_ascii_digit()).count();
-            (Some(port_from_digits(&p[..n])?), &p[n..])
+            let (port, params) = take_port(p)?;
+            (Some(port), params)
         }
         _ => (None, rest),
     };
@@ -839,6 +870,23 @@ mod tests {
             layer = next;
         }
         out
+    }
+
+    #[test]
+    fn take_port_matches_port_from_digits() {
+        for s in all_strings(b"09;", 7) {
+            let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+            let want = port_from_digits(&s[..n]).map(|p| (p, &s[n..]));
+            assert_eq!(take_port(&s), want, "{}", String::from_utf8_lossy(&s));
+        }
+        for (text, want) in [
+            (&b"65535"[..], Some(65535)),
+            (b"65536", None),
+            (b"00080", Some(80)),
+            (b"000080", None),
+        ] {
+            assert_eq!(take_port(text).map(|(p, _)| p), want);
+        }
     }
 
     #[test]
