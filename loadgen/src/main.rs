@@ -49,20 +49,30 @@ enum Command {
     Query(QueryArgs),
 }
 
+/// How simulated users are named: AoR `sip:<prefix><first-user + n>@<domain>` (shared by `run` and `query`,
+/// so a query finds exactly the AoRs a run registered).
+#[derive(Args)]
+struct UserNaming {
+    /// First user number (AoR sip:<prefix><first-user>@<domain>).
+    #[arg(long, default_value_t = 0)]
+    first_user: u64,
+    #[arg(long, default_value = "u")]
+    prefix: String,
+    /// Zero-pad user numbers to this many digits (6 gives u000042, as in the SIPp user files).
+    #[arg(long, default_value_t = 0)]
+    user_width: usize,
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+}
+
 #[derive(Args)]
 struct QueryArgs {
     #[arg(long)]
     target: String,
     #[arg(long, default_value_t = 100)]
     users: u64,
-    #[arg(long, default_value_t = 0)]
-    first_user: u64,
-    #[arg(long, default_value = "u")]
-    prefix: String,
-    #[arg(long, default_value_t = 0)]
-    user_width: usize,
-    #[arg(long, default_value = "example.com")]
-    domain: String,
+    #[command(flatten)]
+    naming: UserNaming,
     /// Per-try wait for an answer, milliseconds (three tries per user).
     #[arg(long, default_value_t = 500)]
     timeout_ms: u64,
@@ -78,16 +88,8 @@ struct RunArgs {
     /// Number of simulated user agents (AoRs).
     #[arg(long, default_value_t = 10_000)]
     users: u64,
-    /// First user number (AoR sip:<prefix><first-user>@<domain>).
-    #[arg(long, default_value_t = 0)]
-    first_user: u64,
-    #[arg(long, default_value = "u")]
-    prefix: String,
-    /// Zero-pad user numbers to this many digits (6 gives u000042, as in the SIPp user files).
-    #[arg(long, default_value_t = 0)]
-    user_width: usize,
-    #[arg(long, default_value = "example.com")]
-    domain: String,
+    #[command(flatten)]
+    naming: UserNaming,
     /// Request-URI (and digest uri); default sip:<domain>.
     #[arg(long)]
     request_uri: Option<String>,
@@ -268,12 +270,12 @@ fn run(a: RunArgs) -> Result<()> {
         request_uri: a
             .request_uri
             .clone()
-            .unwrap_or_else(|| format!("sip:{}", a.domain))
+            .unwrap_or_else(|| format!("sip:{}", a.naming.domain))
             .into_bytes(),
-        domain: a.domain.clone().into_bytes(),
-        user_prefix: a.prefix.clone().into_bytes(),
-        user_width: a.user_width,
-        first_user: a.first_user,
+        domain: a.naming.domain.clone().into_bytes(),
+        user_prefix: a.naming.prefix.clone().into_bytes(),
+        user_width: a.naming.user_width,
+        first_user: a.naming.first_user,
         users: a.users,
         expires_s: a.expires,
         scenario: a.scenario,
@@ -435,16 +437,18 @@ fn responder(a: ResponderArgs) -> Result<()> {
 
 fn query_bindings(a: QueryArgs) -> Result<()> {
     let target = resolve(&a.target)?;
-    let names = (a.first_user..a.first_user + a.users).map(|n| {
+    let naming = &a.naming;
+    let names = (naming.first_user..naming.first_user + a.users).map(|n| {
         let mut buf = [0u8; 128];
         let mut w = sip::Writer::new(&mut buf);
-        w.put(a.prefix.as_bytes()).put_u64_padded(n, a.user_width);
+        w.put(naming.prefix.as_bytes())
+            .put_u64_padded(n, naming.user_width);
         let len = w.finish().unwrap_or(0);
         buf[..len].to_vec()
     });
     let r = query::query(
         target,
-        a.domain.as_bytes(),
+        naming.domain.as_bytes(),
         names,
         std::time::Duration::from_millis(a.timeout_ms.max(1)),
     )?;
