@@ -351,8 +351,15 @@ pub fn apply(
                 st.store.remove(idx);
             }
             Action::Update(idx) => {
+                let armed_no_later_than = st.store.get(idx).map(|b| b.expires_at_s);
                 if st.store.update(idx, &data).is_ok() {
-                    st.wheel.schedule(idx, data.expires_at_s);
+                    // Lazy re-arming: a binding's wheel entry may fire before its expiry, never after
+                    // (`Registrar::handle_timeout` re-arms a binding that is not yet due). A refresh that
+                    // does not shorten the expiry therefore leaves the entry where it is: no wheel work, and
+                    // no touching of neighbouring wheel nodes, on the common refresh.
+                    if armed_no_later_than.is_none_or(|old| data.expires_at_s < old) {
+                        st.wheel.schedule(idx, data.expires_at_s);
+                    }
                 } else {
                     debug_assert!(false, "fields are bounded by the datagram size");
                 }

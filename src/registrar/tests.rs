@@ -716,6 +716,42 @@ fn refresh_moves_the_expiry_timer() {
     assert_eq!(h.reg.binding_count(), 0);
 }
 
+/// Refreshes re-arm lazily (the wheel entry stays at the old deadline and is re-armed when it fires), yet a
+/// binding still goes exactly on time, whether the refresh lengthened or shortened its expiry.
+#[test]
+fn lazily_rearmed_bindings_expire_exactly_on_time() {
+    let mut h = Harness::new();
+    h.send(&Req::register("alice").contact("<sip:a@1>").h("Expires: 60"));
+    h.advance(30);
+    // Lengthened: 30 + 100 = T0 + 130. The entry armed at T0 + 60 fires, finds it not due, re-arms it.
+    h.send(
+        &Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>")
+            .h("Expires: 100"),
+    );
+    h.advance(99); // T0 + 129
+    assert_eq!(h.reg.binding_count(), 1, "still there one tick before");
+    assert_eq!(h.reg.next_timeout(), Some(T0 + 130));
+    h.advance(2);
+    assert_eq!(h.reg.binding_count(), 0, "gone one tick after");
+
+    // Shortened: 3600 then 60 from T0 + 131: the entry must move earlier at once.
+    h.send(&Req::register("bob").contact("<sip:b@1>").h("Expires: 3600"));
+    h.send(
+        &Req::register("bob")
+            .cseq(2)
+            .contact("<sip:b@1>")
+            .h("Expires: 60"),
+    );
+    assert_eq!(h.reg.next_timeout(), Some(h.now_s + 60));
+    h.advance(59);
+    assert_eq!(h.reg.binding_count(), 1, "still there one tick before");
+    h.advance(2);
+    assert_eq!(h.reg.binding_count(), 0, "gone one tick after");
+    assert_eq!(h.reg.stats().expired, 2);
+}
+
 #[test]
 fn expired_but_unswept_bindings_are_not_listed() {
     let mut h = Harness::new();
