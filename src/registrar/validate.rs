@@ -79,10 +79,8 @@ fn validate_vias(msg: &Message<'_>) -> Result<(), Malformed> {
             if element.is_empty() {
                 return Err(bad);
             }
-            let via = parse_via(element).map_err(|_| bad)?;
-            if via.params.iter().any(|(name, _)| name.is_empty()) {
-                return Err(bad);
-            }
+            // `parse_via` checks every parameter (an empty one, `;;` or `;=x`, is an error there).
+            parse_via(element).map_err(|_| bad)?;
             seen += 1;
         }
     }
