@@ -867,7 +867,7 @@ mod tests {
             let mut formatted = Vec::new();
             write_status_line(&mut formatted, code);
             let mut written = Vec::new();
-            drop(ResponseWriter::start(&mut written, code));
+            let _ = ResponseWriter::start(&mut written, code);
             assert_eq!(written, formatted, "{code}");
             assert_eq!(status_line(code).is_some(), reason(code) != "Unknown");
         }
