@@ -86,9 +86,10 @@ impl Registrar {
         let h = self
             .tag_hasher
             .hash_one(msg.first(HeaderName::CallId).unwrap_or(b""));
+        // Hex of `h`, most significant nibble first: one table lookup per byte.
         let mut tag = [0u8; 16];
-        for (i, t) in tag.iter_mut().enumerate() {
-            *t = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+        for (pair, byte) in tag.chunks_exact_mut(2).zip(h.to_be_bytes()) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
         }
         tag
     }
@@ -141,6 +142,18 @@ impl Registrar {
     }
 }
 
+/// The two lower-case hex digits of each byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [digits[i >> 4], digits[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
 /// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
 fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
     let mut num = itoa::Buffer::new();
@@ -188,4 +201,20 @@ pub(super) fn write_qvalue(buf: &mut Vec<u8>, q: u16) {
     };
     buf.push(b'.');
     buf.extend_from_slice(&digits[..len]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HEX_PAIRS;
+
+    #[test]
+    fn hex_pairs_spell_the_tag_like_format() {
+        for h in [0u64, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut tag = [0u8; 16];
+            for (pair, byte) in tag.chunks_exact_mut(2).zip(h.to_be_bytes()) {
+                pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+            }
+            assert_eq!(tag, *format!("{h:016x}").as_bytes());
+        }
+    }
 }

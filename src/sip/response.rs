@@ -6,31 +6,190 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::header::split_list;
+use super::header::{is_lws, skip_lws, split_list};
 use super::parse::{HeaderName, Message};
 
-/// Standard reason phrases for the codes the registrar sends.
-pub fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Long",
-        416 => "Unsupported URI Scheme",
-        420 => "Bad Extension",
-        423 => "Interval Too Brief",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "Version Not Supported",
-        513 => "Message Too Large",
-        _ => "Unknown",
+/// One table for both the reason phrases and the full status lines, so that the two cannot disagree.
+macro_rules! status_table {
+    ($($code:literal => $reason:literal),* $(,)?) => {
+        /// Standard reason phrases for the codes the registrar sends.
+        pub fn reason(code: u16) -> &'static str {
+            match code {
+                $($code => $reason,)*
+                _ => "Unknown",
+            }
+        }
+
+        /// The whole status line (with CRLF) for a code of the table: one constant copy instead of
+        /// formatting the number and looking up the phrase for every reply.
+        fn status_line(code: u16) -> Option<&'static [u8]> {
+            match code {
+                $($code => Some(concat!("SIP/2.0 ", $code, " ", $reason, "\r\n").as_bytes()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+status_table! {
+    200 => "OK",
+    400 => "Bad Request",
+    401 => "Unauthorized",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    413 => "Request Entity Too Large",
+    414 => "Request-URI Too Long",
+    416 => "Unsupported URI Scheme",
+    420 => "Bad Extension",
+    423 => "Interval Too Brief",
+    500 => "Server Internal Error",
+    501 => "Not Implemented",
+    503 => "Service Unavailable",
+    505 => "Version Not Supported",
+    513 => "Message Too Large",
+}
+
+/// The status line for any code, built piece by piece (codes outside the table).
+fn write_status_line(out: &mut Vec<u8>, code: u16) {
+    out.extend_from_slice(b"SIP/2.0 ");
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(num.format(code).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(code).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The top Via line: the first via-parm gets `rport`'s value and `received` (RFC 3261 §18.2.1, RFC 3581);
+/// the rest of the line is copied verbatim.
+fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr) {
+    let scan = scan_top_via(value);
+    let (top, rest) = value.split_at(scan.first_len);
+    let mut ip_buf = [0u8; 48];
+    let ip = format_ip(source.ip(), &mut ip_buf);
+    f.put(b"Via: ");
+    let rport_at = scan.rport_end;
+    match rport_at {
+        Some(end) => {
+            let (before, after) = top.split_at(end);
+            f.put(before);
+            f.put(b"=");
+            let mut num = itoa::Buffer::new();
+            f.put(num.format(source.port()).as_bytes());
+            f.put(after);
+        }
+        None => f.put(top),
+    }
+    // RFC 3261 §18.2.1: add received when sent-by is not the packet's source address; with rport the
+    // received parameter is always added (RFC 3581 §4), so the Via needs no parsing then. A
+    // client-supplied received is left alone.
+    let needs_received = if rport_at.is_some() {
+        !scan.mentions_received
+            || super::header::parse_via(top).is_ok_and(|v| v.params.get(b"received").is_none())
+    } else {
+        match super::header::parse_via(top) {
+            Ok(v) => v.params.get(b"received").is_none() && !sent_by_is(v.host, ip),
+            Err(_) => true,
+        }
+    };
+    if needs_received {
+        f.put(b";received=");
+        f.put(ip);
+    }
+    f.put(rest);
+    f.put(b"\r\n");
+}
+
+/// Appends to `out` through a region sized in advance (zero-filled once, trimmed at the end), so that
+/// each copy is one bounds check and, for the short slices of a reply, a few fixed-size moves instead of
+/// a capacity check and a `memcpy` call. Running past the region only costs speed: the copy then grows
+/// the vector.
+pub struct Filler<'o> {
+    out: &'o mut Vec<u8>,
+    /// Where the next byte goes; `out[..pos]` is the written text.
+    pos: usize,
+}
+
+impl<'o> Filler<'o> {
+    #[inline]
+    fn new(out: &'o mut Vec<u8>, room: usize) -> Self {
+        let pos = out.len();
+        out.resize(pos.saturating_add(room), 0);
+        Filler { out, pos }
+    }
+
+    #[inline(always)]
+    pub fn put(&mut self, src: &[u8]) {
+        let end = self.pos + src.len();
+        match self.out.get_mut(self.pos..end) {
+            Some(dst) => copy_short(dst, src),
+            None => {
+                self.out.truncate(self.pos);
+                self.out.extend_from_slice(src);
+            }
+        }
+        self.pos = end;
+    }
+
+    /// `name` (with its `: `), `value` and CRLF.
+    #[inline(always)]
+    pub fn line(&mut self, name: &[u8], value: &[u8]) {
+        self.put(name);
+        self.put(value);
+        self.put(b"\r\n");
+    }
+
+    /// Trims the unused rest of the region (what dropping does; this names the moment).
+    pub fn done(self) {}
+}
+
+impl Drop for Filler<'_> {
+    fn drop(&mut self) {
+        self.out.truncate(self.pos);
     }
 }
+
+/// `dst.copy_from_slice(src)` for slices of equal length, with the lengths of header values done as two
+/// overlapping fixed-size moves that the compiler inlines (a variable-length `copy_from_slice` is a
+/// `memcpy` call).
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    if dst.len() != src.len() {
+        return;
+    }
+    macro_rules! two_moves {
+        ($w:literal) => {{
+            if let (Some(d), Some(s)) = (dst.first_chunk_mut::<$w>(), src.first_chunk::<$w>()) {
+                *d = *s;
+            }
+            if let (Some(d), Some(s)) = (dst.last_chunk_mut::<$w>(), src.last_chunk::<$w>()) {
+                *d = *s;
+            }
+        }};
+    }
+    match src.len() {
+        0 => {}
+        1..=3 => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+        4..=7 => two_moves!(4),
+        8..=15 => two_moves!(8),
+        16..=32 => two_moves!(16),
+        33..=64 => two_moves!(32),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// Upper bound of what `dialog_headers` writes besides the copied values and the To tag: header names,
+/// separators, `=port` and `;received=ip`.
+const DIALOG_FIXED_LEN: usize = "Via: =65535;received=\r\n".len()
+    + IP_TEXT_MAX
+    + "From: \r\nTo: ;tag=\r\nCall-ID: \r\nCSeq: \r\n".len();
+
+/// Longest textual IP address (IPv4-mapped IPv6 with its dotted quad).
+const IP_TEXT_MAX: usize = 45;
 
 /// Writes one response. Usage: `start`, `dialog_headers`, any `header`s, `finish`.
 pub struct ResponseWriter<'o> {
@@ -41,12 +200,10 @@ impl<'o> ResponseWriter<'o> {
     /// Clears `out` and writes the status line.
     pub fn start(out: &'o mut Vec<u8>, code: u16) -> Self {
         out.clear();
-        out.extend_from_slice(b"SIP/2.0 ");
-        let mut num = itoa::Buffer::new();
-        out.extend_from_slice(num.format(code).as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(reason(code).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        match status_line(code) {
+            Some(line) => out.extend_from_slice(line),
+            None => write_status_line(out, code),
+        }
         ResponseWriter { out }
     }
 
@@ -58,73 +215,55 @@ impl<'o> ResponseWriter<'o> {
         source: SocketAddr,
         to_tag: &[u8],
     ) -> &mut Self {
-        let mut first = true;
-        for via in msg.all(HeaderName::Via) {
-            if first {
-                self.top_via(via, source);
-                first = false;
-            } else {
-                self.header(b"Via", via);
+        let top = msg.first(HeaderName::Via);
+        let from = msg.first(HeaderName::From);
+        let to = msg.first(HeaderName::To);
+        let call_id = msg.first(HeaderName::CallId);
+        let cseq = msg.first(HeaderName::CSeq);
+        // The common single Via needs no walk over the remaining header slots.
+        let more_vias = msg.count(HeaderName::Via) > 1;
+        let mut room = [top, from, to, call_id, cseq]
+            .iter()
+            .map(|v| v.map_or(0, <[u8]>::len))
+            .sum::<usize>()
+            + to_tag.len()
+            + DIALOG_FIXED_LEN;
+        if more_vias {
+            room += msg
+                .all(HeaderName::Via)
+                .skip(1)
+                .map(|v| v.len() + "Via: \r\n".len())
+                .sum::<usize>();
+        }
+        let mut f = Filler::new(self.out, room);
+        if let Some(via) = top {
+            top_via(&mut f, via, source);
+            if more_vias {
+                for via in msg.all(HeaderName::Via).skip(1) {
+                    f.line(b"Via: ", via);
+                }
             }
         }
-        if let Some(from) = msg.first(HeaderName::From) {
-            self.header(b"From", from);
+        if let Some(from) = from {
+            f.line(b"From: ", from);
         }
-        if let Some(to) = msg.first(HeaderName::To) {
-            self.out.extend_from_slice(b"To: ");
-            self.out.extend_from_slice(to);
+        if let Some(to) = to {
+            f.put(b"To: ");
+            f.put(to);
             if !to_tag.is_empty() && !has_tag_param(to) {
-                self.out.extend_from_slice(b";tag=");
-                self.out.extend_from_slice(to_tag);
+                f.put(b";tag=");
+                f.put(to_tag);
             }
-            self.out.extend_from_slice(b"\r\n");
+            f.put(b"\r\n");
         }
-        if let Some(call_id) = msg.first(HeaderName::CallId) {
-            self.header(b"Call-ID", call_id);
+        if let Some(call_id) = call_id {
+            f.line(b"Call-ID: ", call_id);
         }
-        if let Some(cseq) = msg.first(HeaderName::CSeq) {
-            self.header(b"CSeq", cseq);
+        if let Some(cseq) = cseq {
+            f.line(b"CSeq: ", cseq);
         }
+        f.done();
         self
-    }
-
-    fn top_via(&mut self, value: &[u8], source: SocketAddr) {
-        // Only the first via-parm of the first Via line is ours to annotate; the rest is copied verbatim.
-        let first_len = first_element_len(value);
-        let (top, rest) = value.split_at(first_len);
-        let mut ip_buf = [0u8; 48];
-        let ip = format_ip(source.ip(), &mut ip_buf);
-        self.out.extend_from_slice(b"Via: ");
-        let rport_at = find_bare_param(top, b"rport");
-        match rport_at {
-            Some(end) => {
-                self.out.extend_from_slice(&top[..end]);
-                self.out.extend_from_slice(b"=");
-                let mut num = itoa::Buffer::new();
-                self.out
-                    .extend_from_slice(num.format(source.port()).as_bytes());
-                self.out.extend_from_slice(&top[end..]);
-            }
-            None => self.out.extend_from_slice(top),
-        }
-        // RFC 3261 §18.2.1: add received when sent-by is not the packet's source address; with rport the
-        // received parameter is always added (RFC 3581 §4), so the Via needs no parsing then. A
-        // client-supplied received is left alone.
-        let needs_received = if rport_at.is_some() {
-            !contains_ignore_case(top, b"received")
-                || super::header::parse_via(top).is_ok_and(|v| v.params.get(b"received").is_none())
-        } else {
-            match super::header::parse_via(top) {
-                Ok(v) => v.params.get(b"received").is_none() && !sent_by_is(v.host, ip),
-                Err(_) => true,
-            }
-        };
-        if needs_received {
-            self.out.extend_from_slice(b";received=");
-            self.out.extend_from_slice(ip);
-        }
-        self.out.extend_from_slice(rest);
-        self.out.extend_from_slice(b"\r\n");
     }
 
     pub fn header(&mut self, name: &[u8], value: &[u8]) -> &mut Self {
@@ -146,6 +285,12 @@ impl<'o> ResponseWriter<'o> {
         self
     }
 
+    /// Appends through a region of `room` bytes reserved (and zero-filled) once: for writers of several
+    /// short lines (the 200 OK's Contacts and trailing headers). `room` is a size hint; more is allowed.
+    pub fn filler(&mut self, room: usize) -> Filler<'_> {
+        Filler::new(self.out, room)
+    }
+
     /// Direct access for writers of composite header lines.
     pub fn buf(&mut self) -> &mut Vec<u8> {
         self.out
@@ -159,17 +304,24 @@ impl<'o> ResponseWriter<'o> {
 
 fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
     if let IpAddr::V4(v4) = ip {
-        // The common case, without the formatting machinery (it costs ~1k instructions per reply).
+        // The common case, without the formatting machinery (it costs ~1k instructions per reply) and
+        // without a copy call per octet. At most 15 bytes: the indexing stays inside the 48.
         let mut len = 0;
         for (i, octet) in v4.octets().into_iter().enumerate() {
             if i > 0 {
                 buf[len] = b'.';
                 len += 1;
             }
-            let mut num = itoa::Buffer::new();
-            let digits = num.format(octet).as_bytes();
-            buf[len..len + digits.len()].copy_from_slice(digits);
-            len += digits.len();
+            if octet >= 100 {
+                buf[len] = b'0' + octet / 100;
+                len += 1;
+            }
+            if octet >= 10 {
+                buf[len] = b'0' + octet / 10 % 10;
+                len += 1;
+            }
+            buf[len] = b'0' + octet % 10;
+            len += 1;
         }
         return &buf[..len];
     }
@@ -180,8 +332,31 @@ fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
     &buf[..len]
 }
 
-/// Length of the first element of a comma-separated header value (quotes respected).
+/// Length of the first element of a comma-separated header value (quotes respected): the offset where
+/// `split_list(value).next()` ends, or `value.len()` when there is no element or it is malformed.
+///
+/// The usual Via has no `"` and no `<` before its first `,`: one block scan finds that comma (or the end)
+/// and only the trailing LWS is trimmed, exactly as `split_list` trims the element. A quote or angle
+/// bracket first goes to `split_list`, which knows their escaping rules.
 fn first_element_len(value: &[u8]) -> usize {
+    let end = match Hits::new(value, [b',', b'"', b'<']).next() {
+        Some(i) if value[i] == b',' => i,
+        None => value.len(),
+        Some(_) => return first_element_len_general(value),
+    };
+    // `split_list` trims LWS on both sides; an empty first element (as in ` ,x`) ends where the leading
+    // LWS does. `lead <= end`: LWS is never `,`, so the comma (or the end) is not inside the leading LWS.
+    let lead = value.len() - skip_lws(value).len();
+    let mut n = end;
+    while n > lead && is_lws(value[n - 1]) {
+        n -= 1;
+    }
+    n
+}
+
+/// `first_element_len` for values with a quoted string or `<` in the first element.
+#[cold]
+fn first_element_len_general(value: &[u8]) -> usize {
     match split_list(value).next() {
         Some(Ok(first)) => {
             // `first` is a subslice of `value`: its end offset is where the element ends.
@@ -202,39 +377,56 @@ fn sent_by_is(host: &[u8], ip: &[u8]) -> bool {
 }
 
 /// Offset just past a parameter `;name` that has no value (outside quoted strings), e.g. `;rport`.
+///
+/// A `"` toggles "inside quotes" (no escapes, as this function always did). Only the `;` and `"` bytes
+/// are visited, found 16 at a time.
 fn find_bare_param(text: &[u8], name: &[u8]) -> Option<usize> {
-    let mut in_quotes = false;
-    let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'"' => in_quotes = !in_quotes,
-            b';' if !in_quotes => {
-                let mut j = i + 1;
-                while j < text.len() && matches!(text[j], b' ' | b'\t') {
-                    j += 1;
-                }
-                let end = j + name.len();
-                if end <= text.len() && text[j..end].eq_ignore_ascii_case(name) {
-                    let mut k = end;
-                    while k < text.len() && matches!(text[k], b' ' | b'\t') {
-                        k += 1;
-                    }
-                    if k == text.len() || matches!(text[k], b';' | b',') {
-                        return Some(end);
-                    }
+    let mut hits = Hits::new(text, [b';', b'"', b'"']);
+    while let Some(at) = hits.next() {
+        if text[at] == b'"' {
+            // Skip to the closing quote; an unterminated quote hides the rest.
+            loop {
+                match hits.next() {
+                    Some(q) if text[q] == b'"' => break,
+                    Some(_) => {}
+                    None => return None,
                 }
             }
-            _ => {}
+        } else if let Some(end) = bare_param_at(text, at + 1, name) {
+            return Some(end);
         }
-        i += 1;
     }
     None
+}
+
+/// `text[start..]` (just after a `;`) is `LWS? name LWS?` followed by the end, `;` or `,`: the offset
+/// just past `name`. `name` is lower case.
+#[inline]
+fn bare_param_at(text: &[u8], start: usize, name: &[u8]) -> Option<usize> {
+    let is_blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let mut j = start;
+    while text.get(j).is_some_and(is_blank) {
+        j += 1;
+    }
+    // Most parameters differ in the first letter (`;branch=` before `;rport`).
+    if text.get(j).map(u8::to_ascii_lowercase) != name.first().copied() {
+        return None;
+    }
+    let end = j.checked_add(name.len())?;
+    if !text.get(j..end)?.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let mut k = end;
+    while text.get(k).is_some_and(is_blank) {
+        k += 1;
+    }
+    matches!(text.get(k), None | Some(b';' | b',')).then_some(end)
 }
 
 /// True when a To/From value carries a `tag` parameter.
 fn has_tag_param(value: &[u8]) -> bool {
     // Most REGISTERs' To has no tag at all: a substring test avoids parsing the name-addr again.
-    if !contains_ignore_case(value, b"tag") {
+    if !contains_ignore_case(value, b"tag", 2) {
         return false;
     }
     match super::header::parse_name_addr(value) {
@@ -243,22 +435,481 @@ fn has_tag_param(value: &[u8]) -> bool {
     }
 }
 
-/// Case-insensitive substring test that jumps between candidate first bytes with memchr.
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some(&first) = needle.first() else {
-        return true;
+/// Case-insensitive substring test that visits only the bytes equal to `needle[probe]` (either case),
+/// found 16 at a time: pick a letter that is rare in the haystacks (`v` of "received", `g` of "tag").
+fn contains_ignore_case(haystack: &[u8], needle: &[u8], probe: usize) -> bool {
+    let Some(&b) = needle.get(probe) else {
+        return needle.is_empty();
     };
-    let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    memchr::memchr2_iter(lower, upper, haystack).any(|at| {
-        haystack
-            .get(at..at + needle.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    let (lower, upper) = (b.to_ascii_lowercase(), b.to_ascii_uppercase());
+    let mut hits = Hits::new(haystack, [lower, upper, upper]);
+    while let Some(at) = hits.next() {
+        let found = at
+            .checked_sub(probe)
+            .and_then(|start| haystack.get(start..start + needle.len()))
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle));
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
+/// What `top_via` needs to know about the top Via header value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TopViaScan {
+    /// `first_element_len(value)`: the first via-parm, the only one annotated.
+    first_len: usize,
+    /// `find_bare_param(top, b"rport")` on that via-parm.
+    rport_end: Option<usize>,
+    /// `contains_ignore_case(top, b"received")`: only then can a client-supplied `received` be there.
+    mentions_received: bool,
+}
+
+/// `scan_top_via_general`'s result, for the usual value (at most 64 bytes, no `"` or `<` before the first
+/// `,`) from one 64-byte block compare; the general functions otherwise.
+fn scan_top_via(value: &[u8]) -> TopViaScan {
+    scan_short_via(value).unwrap_or_else(|| scan_top_via_general(value))
+}
+
+/// The reference: each fact from its own general function.
+fn scan_top_via_general(value: &[u8]) -> TopViaScan {
+    let first_len = first_element_len(value);
+    let top = &value[..first_len];
+    TopViaScan {
+        first_len,
+        rport_end: find_bare_param(top, b"rport"),
+        mentions_received: contains_ignore_case(top, b"received", 5),
+    }
+}
+
+/// `scan_top_via` for a value of at most 64 bytes without `"` or `<` before its first `,`; None otherwise.
+fn scan_short_via(value: &[u8]) -> Option<TopViaScan> {
+    let len = value.len();
+    let mut block = [0u8; 64];
+    copy_short(block.get_mut(..len)?, value);
+    let m = via_masks(&block);
+    // Bytes past `len` are the zero padding (never one of the searched bytes; masked anyway).
+    let below = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let special = m.special & below(len);
+    let end = if special == 0 {
+        len
+    } else {
+        let p = special.trailing_zeros() as usize;
+        if value.get(p) != Some(&b',') {
+            return None; // a quote or `<` first: split_list's rules apply
+        }
+        p
+    };
+    // As in `first_element_len`: trim the element's trailing LWS, not into the leading LWS.
+    let lead = len - skip_lws(value).len();
+    let mut first_len = end;
+    while first_len > lead && is_lws(value[first_len - 1]) {
+        first_len -= 1;
+    }
+    let top = &value[..first_len];
+    // No `"` in `top` (the first special byte is at or after its end): every `;` is outside quotes.
+    let mut semis = m.semi & below(first_len);
+    let mut rport_end = None;
+    while semis != 0 {
+        let at = semis.trailing_zeros() as usize;
+        semis &= semis - 1;
+        rport_end = bare_param_at(top, at + 1, b"rport");
+        if rport_end.is_some() {
+            break;
+        }
+    }
+    // "received" has its only `v` at offset 5.
+    let mut vs = m.v & below(first_len);
+    let mut mentions_received = false;
+    while vs != 0 && !mentions_received {
+        let at = vs.trailing_zeros() as usize;
+        vs &= vs - 1;
+        mentions_received = at >= 5
+            && top
+                .get(at - 5..at + 3)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"received"));
+    }
+    Some(TopViaScan {
+        first_len,
+        rport_end,
+        mentions_received,
     })
+}
+
+/// Bit sets over a 64-byte block: `,` `"` `<` (end of the via-parm or general rules), `;`, `v`/`V`.
+struct ViaMasks {
+    special: u64,
+    semi: u64,
+    v: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn via_masks(block: &[u8; 64]) -> ViaMasks {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let p = block.as_ptr().cast::<__m128i>();
+    let mut m = ViaMasks {
+        special: 0,
+        semi: 0,
+        v: 0,
+    };
+    // SAFETY: SSE2 is part of the x86_64 baseline; each unaligned load reads bytes 16k..16k+16 of the
+    // 64-byte `block`, in bounds.
+    unsafe {
+        let splat = |b: u8| _mm_set1_epi8(b as i8);
+        let (comma, quote, angle, semi) = (splat(b','), splat(b'"'), splat(b'<'), splat(b';'));
+        let (case, v) = (splat(0x20), splat(b'v'));
+        for k in 0..4 {
+            let x = _mm_loadu_si128(p.add(k));
+            let bits = |eq: __m128i| u64::from(_mm_movemask_epi8(eq) as u16) << (16 * k);
+            let special = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, comma), _mm_cmpeq_epi8(x, quote)),
+                _mm_cmpeq_epi8(x, angle),
+            );
+            m.special |= bits(special);
+            m.semi |= bits(_mm_cmpeq_epi8(x, semi));
+            // `b | 0x20 == b'v'` exactly for `v` and `V`.
+            m.v |= bits(_mm_cmpeq_epi8(_mm_or_si128(x, case), v));
+        }
+    }
+    m
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn via_masks(block: &[u8; 64]) -> ViaMasks {
+    let mut m = ViaMasks {
+        special: 0,
+        semi: 0,
+        v: 0,
+    };
+    for (i, &b) in block.iter().enumerate() {
+        m.special |= u64::from(matches!(b, b',' | b'"' | b'<')) << i;
+        m.semi |= u64::from(b == b';') << i;
+        m.v |= u64::from(b | 0x20 == b'v') << i;
+    }
+    m
+}
+
+/// Offsets of the bytes of a slice that equal one of three given bytes, in order. Short header values
+/// are compared 16 bytes at a time: cheaper than a `memchr` call per hit (each call costs ~40
+/// instructions of dispatch and setup before it looks at a byte) or a loop over every byte.
+struct Hits<'a> {
+    text: &'a [u8],
+    set: [u8; 3],
+    /// Offset of the block `mask` describes.
+    base: usize,
+    /// Hits of the current block not yet returned (bit i: `text[base + i]`).
+    mask: u32,
+}
+
+impl<'a> Hits<'a> {
+    #[inline]
+    fn new(text: &'a [u8], set: [u8; 3]) -> Self {
+        Hits {
+            text,
+            set,
+            base: 0,
+            mask: block_mask(text, 0, set),
+        }
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.base += 16;
+            if self.base >= self.text.len() {
+                return None;
+            }
+            self.mask = block_mask(self.text, self.base, self.set);
+        }
+        let i = self.base + self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
+        Some(i)
+    }
+}
+
+/// Bit i set when `text[at + i]` is in `set`, for i < 16 and `at + i < text.len()`.
+#[inline]
+fn block_mask(text: &[u8], at: usize, set: [u8; 3]) -> u32 {
+    let rest = text.get(at..).unwrap_or_default();
+    if let Some(block) = rest.first_chunk::<16>() {
+        return eq_mask16(block, set);
+    }
+    if rest.is_empty() {
+        return 0;
+    }
+    // Fewer than 16 bytes left: with 16 or more in `text`, compare its last 16 (overlapping the block
+    // before) and shift off the 1..=15 before `at`, instead of copying the tail.
+    if let Some(block) = text.last_chunk::<16>() {
+        return eq_mask16(block, set) >> (16 - rest.len());
+    }
+    let mut tail = [0u8; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    eq_mask16(&tail, set) & ((1u32 << rest.len()) - 1)
+}
+
+/// Bit i set when `block[i]` is in `set`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn eq_mask16(block: &[u8; 16], set: [u8; 3]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned load reads the 16 bytes of `block`.
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+        let any = _mm_or_si128(_mm_or_si128(eq(set[0]), eq(set[1])), eq(set[2]));
+        _mm_movemask_epi8(any) as u32 & 0xffff
+    }
+}
+
+/// Bit i set when `block[i]` is in `set`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn eq_mask16(block: &[u8; 16], set: [u8; 3]) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |m, (i, b)| m | (u32::from(set.contains(b)) << i))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    // ---- fast paths against the general logic they replace -------------------------------------
+
+    /// The per-byte `find_bare_param` this module used before the block scan.
+    fn reference_find_bare_param(text: &[u8], name: &[u8]) -> Option<usize> {
+        let mut in_quotes = false;
+        let mut i = 0;
+        while i < text.len() {
+            match text[i] {
+                b'"' => in_quotes = !in_quotes,
+                b';' if !in_quotes => {
+                    let mut j = i + 1;
+                    while j < text.len() && matches!(text[j], b' ' | b'\t') {
+                        j += 1;
+                    }
+                    let end = j + name.len();
+                    if end <= text.len() && text[j..end].eq_ignore_ascii_case(name) {
+                        let mut k = end;
+                        while k < text.len() && matches!(text[k], b' ' | b'\t') {
+                            k += 1;
+                        }
+                        if k == text.len() || matches!(text[k], b';' | b',') {
+                            return Some(end);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+
+    fn reference_contains(haystack: &[u8], needle: &[u8]) -> bool {
+        needle.is_empty()
+            || haystack
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+    }
+
+    /// Each fact from the general code as it was before the fast paths.
+    fn reference_scan(value: &[u8]) -> TopViaScan {
+        let first_len = first_element_len_general(value);
+        let top = &value[..first_len];
+        TopViaScan {
+            first_len,
+            rport_end: reference_find_bare_param(top, b"rport"),
+            mentions_received: reference_contains(top, b"received"),
+        }
+    }
+
+    /// `top_via` as it was written before (Vec appends, general functions).
+    fn reference_top_via(value: &[u8], source: SocketAddr) -> Vec<u8> {
+        let mut out = Vec::new();
+        let first_len = first_element_len_general(value);
+        let (top, rest) = value.split_at(first_len);
+        let ip = source.ip().to_string();
+        let ip = ip.as_bytes();
+        out.extend_from_slice(b"Via: ");
+        let rport_at = reference_find_bare_param(top, b"rport");
+        match rport_at {
+            Some(end) => {
+                out.extend_from_slice(&top[..end]);
+                out.extend_from_slice(b"=");
+                out.extend_from_slice(source.port().to_string().as_bytes());
+                out.extend_from_slice(&top[end..]);
+            }
+            None => out.extend_from_slice(top),
+        }
+        let needs_received = if rport_at.is_some() {
+            !reference_contains(top, b"received")
+                || super::super::header::parse_via(top)
+                    .is_ok_and(|v| v.params.get(b"received").is_none())
+        } else {
+            match super::super::header::parse_via(top) {
+                Ok(v) => v.params.get(b"received").is_none() && !sent_by_is(v.host, ip),
+                Err(_) => true,
+            }
+        };
+        if needs_received {
+            out.extend_from_slice(b";received=");
+            out.extend_from_slice(ip);
+        }
+        out.extend_from_slice(rest);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    fn fast_top_via(value: &[u8], source: SocketAddr) -> Vec<u8> {
+        let mut out = b"prefix".to_vec();
+        let mut f = Filler::new(&mut out, value.len() + DIALOG_FIXED_LEN);
+        top_via(&mut f, value, source);
+        f.done();
+        out.split_off(b"prefix".len())
+    }
+
+    /// Via-like texts built from the pieces that matter: separators, quotes, escapes, LWS, `rport` and
+    /// `received` in any case, with or without values.
+    fn via_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&b"SIP/2.0/UDP "[..]),
+            Just(&b"192.0.2.7"[..]),
+            Just(&b"[2001:db8::1]"[..]),
+            Just(&b":5060"[..]),
+            Just(&b";"[..]),
+            Just(&b","[..]),
+            Just(&b"\""[..]),
+            Just(&b"\\"[..]),
+            Just(&b"<"[..]),
+            Just(&b">"[..]),
+            Just(&b" "[..]),
+            Just(&b"\t"[..]),
+            Just(&b"\r\n "[..]),
+            Just(&b"rport"[..]),
+            Just(&b"RPort"[..]),
+            Just(&b"=5"[..]),
+            Just(&b"received"[..]),
+            Just(&b"ReCeIvEd=1.2.3.4"[..]),
+            Just(&b"v"[..]),
+            Just(&b"branch=z9hG4bK776"[..]),
+            Just(&b"x"[..]),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|ps| ps.concat())
+    }
+
+    fn source_addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            Just("192.0.2.7:5060".parse().expect("addr")),
+            Just("10.0.0.1:1".parse().expect("addr")),
+            Just("[2001:db8::1]:65535".parse().expect("addr")),
+            Just("[::ffff:1.2.3.4]:5061".parse().expect("addr")),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn top_via_scan_matches_general_logic(v in via_text()) {
+            prop_assert_eq!(scan_top_via(&v), reference_scan(&v));
+            prop_assert_eq!(scan_top_via_general(&v), reference_scan(&v));
+            prop_assert_eq!(first_element_len(&v), first_element_len_general(&v));
+            prop_assert_eq!(
+                find_bare_param(&v, b"rport"),
+                reference_find_bare_param(&v, b"rport")
+            );
+        }
+
+        #[test]
+        fn top_via_line_matches_old_writer(v in via_text(), source in source_addr()) {
+            prop_assert_eq!(fast_top_via(&v, source), reference_top_via(&v, source));
+        }
+
+        #[test]
+        fn contains_matches_windows(
+            h in proptest::collection::vec(prop_oneof![Just(b'r'), Just(b'E'), Just(b'c'), Just(b'e'), Just(b'i'), Just(b'V'), Just(b'd'), Just(b't'), Just(b'A'), Just(b'g'), any::<u8>()], 0..80),
+        ) {
+            prop_assert_eq!(contains_ignore_case(&h, b"received", 5), reference_contains(&h, b"received"));
+            prop_assert_eq!(contains_ignore_case(&h, b"tag", 2), reference_contains(&h, b"tag"));
+            prop_assert_eq!(contains_ignore_case(&h, b"tag", 0), reference_contains(&h, b"tag"));
+        }
+
+        #[test]
+        fn filler_appends_like_extend(
+            parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..8),
+            room in 0usize..400,
+        ) {
+            let mut expected = b"start".to_vec();
+            let mut out = expected.clone();
+            {
+                let mut f = Filler::new(&mut out, room);
+                for p in &parts {
+                    f.put(p);
+                }
+            }
+            for p in &parts {
+                expected.extend_from_slice(p);
+            }
+            prop_assert_eq!(out, expected);
+        }
+    }
+
+    #[test]
+    fn status_lines_match_the_formatted_ones() {
+        for code in 100..=699 {
+            let mut formatted = Vec::new();
+            write_status_line(&mut formatted, code);
+            let mut written = Vec::new();
+            let _ = ResponseWriter::start(&mut written, code);
+            assert_eq!(written, formatted, "{code}");
+            assert_eq!(status_line(code).is_some(), reason(code) != "Unknown");
+        }
+    }
+
+    #[test]
+    fn top_via_examples() {
+        let src: SocketAddr = "192.0.2.7:5060".parse().expect("addr");
+        let cases: [(&[u8], &[u8]); 6] = [
+            (
+                b"SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK1;rport",
+                b"Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK1;rport=5060;received=192.0.2.7\r\n",
+            ),
+            (
+                b"SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK1",
+                b"Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK1\r\n",
+            ),
+            (
+                b"SIP/2.0/UDP h.example;branch=z9hG4bK1 , SIP/2.0/UDP x;rport",
+                b"Via: SIP/2.0/UDP h.example;branch=z9hG4bK1;received=192.0.2.7 , SIP/2.0/UDP x;rport\r\n",
+            ),
+            (
+                b"SIP/2.0/UDP h;rport;received=1.2.3.4",
+                b"Via: SIP/2.0/UDP h;rport=5060;received=1.2.3.4\r\n",
+            ),
+            (
+                b"SIP/2.0/UDP h;x=\";rport\";rport",
+                b"Via: SIP/2.0/UDP h;x=\";rport\";rport=5060;received=192.0.2.7\r\n",
+            ),
+            (
+                b"SIP/2.0/UDP h;branch=received;RPORT",
+                b"Via: SIP/2.0/UDP h;branch=received;RPORT=5060;received=192.0.2.7\r\n",
+            ),
+        ];
+        for (via, line) in cases {
+            assert_eq!(
+                String::from_utf8_lossy(&fast_top_via(via, src)),
+                String::from_utf8_lossy(line)
+            );
+            assert_eq!(fast_top_via(via, src), reference_top_via(via, src));
+        }
+    }
 
     #[test]
     fn bare_param_found_only_when_bare() {
@@ -312,14 +963,15 @@ mod tests {
 
     #[test]
     fn case_insensitive_substring() {
-        assert!(contains_ignore_case(b"<sip:a@b>;TAG=1", b"tag"));
-        assert!(contains_ignore_case(b"x;tAg=1", b"tag"));
-        assert!(!contains_ignore_case(b"<sip:ta@b>;ta", b"tag"));
+        assert!(contains_ignore_case(b"<sip:a@b>;TAG=1", b"tag", 2));
+        assert!(contains_ignore_case(b"x;tAg=1", b"tag", 2));
+        assert!(!contains_ignore_case(b"<sip:ta@b>;ta", b"tag", 2));
         assert!(contains_ignore_case(
             b"SIP/2.0/UDP h;Received=1.2.3.4",
-            b"received"
+            b"received",
+            5
         ));
-        assert!(!contains_ignore_case(b"", b"tag"));
+        assert!(!contains_ignore_case(b"", b"tag", 2));
     }
 
     #[test]
