@@ -430,7 +430,8 @@ impl Registrar {
             wheel: &mut self.wheel,
             cfg: &self.cfg,
         };
-        self.stats.expired += register::purge_expired(&mut state, aor_hash, aor, now_s);
+        let (expired, rec) = register::purge_expired(&mut state, aor_hash, aor, now_s);
+        self.stats.expired += expired;
         self.path.clear();
         for (i, p) in msg.all(HeaderName::Path).enumerate() {
             if i > 0 {
@@ -449,21 +450,24 @@ impl Registrar {
             now_s,
         };
         let applied = if contacts.is_empty() {
-            Ok(register::Applied::default())
+            Ok(register::Applied {
+                aor: rec,
+                ..Default::default()
+            })
         } else {
-            register::apply(&mut state, &req, &contacts)
+            register::apply(&mut state, &req, rec, &contacts)
         };
         match applied {
             Ok(applied) => {
                 self.stats.registers_ok += 1;
-                self.write_ok(ex, out, aor_hash, aor, applied.outbound);
+                self.write_ok(ex, out, applied.aor, applied.outbound);
                 Outcome::Reply {
                     status: 200,
                     bindings_changed: applied.changed,
                 }
             }
             Err(Refusal::Retransmission) => {
-                self.write_ok(ex, out, aor_hash, aor, false);
+                self.write_ok(ex, out, rec, false);
                 Outcome::Reply {
                     status: 200,
                     bindings_changed: false,
@@ -495,7 +499,8 @@ impl Registrar {
         // A retransmission of a REGISTER that was already accepted carries an Authorization whose nonce
         // count is now used: the server transaction would resend its 200, so do that (no state changes).
         if n > 0 && self.is_retransmission(aor_hash, aor, basics, now) {
-            self.write_ok(ex, out, aor_hash, aor, false);
+            let rec = self.store.find_aor(aor_hash, aor);
+            self.write_ok(ex, out, rec, false);
             return Some(Outcome::Reply {
                 status: 200,
                 bindings_changed: false,

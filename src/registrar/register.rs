@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 
 use arrayvec::ArrayVec;
 
-use super::bindings::{BindingData, BindingIdx, BindingStore};
+use super::bindings::{AorIdx, BindingData, BindingIdx, BindingStore};
 use super::wheel::TimerWheel;
 use super::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::header::{
@@ -213,6 +213,8 @@ pub struct Applied {
     pub changed: bool,
     /// An outbound (instance + reg-id) binding was processed: answer with `Require: outbound`.
     pub outbound: bool,
+    /// The AoR's record afterwards (None: no binding left), for the 200's Contact list.
+    pub aor: Option<AorIdx>,
 }
 
 /// The mutable state a REGISTER acts on.
@@ -223,10 +225,16 @@ pub struct State<'s> {
 }
 
 /// Remove the AoR's bindings that are already expired but not yet swept by the wheel, so that the rules
-/// and the 200's list never see them.
-pub fn purge_expired(st: &mut State<'_>, aor_hash: u64, aor: &[u8], now_s: u64) -> u64 {
+/// and the 200's list never see them. Returns how many went, and the AoR's record when it still has
+/// bindings (looked up once here, then handed to `apply` and the 200).
+pub fn purge_expired(
+    st: &mut State<'_>,
+    aor_hash: u64,
+    aor: &[u8],
+    now_s: u64,
+) -> (u64, Option<AorIdx>) {
     let Some(rec) = st.store.find_aor(aor_hash, aor) else {
-        return 0;
+        return (0, None);
     };
     let due: Idxs = st
         .store
@@ -235,22 +243,28 @@ pub fn purge_expired(st: &mut State<'_>, aor_hash: u64, aor: &[u8], now_s: u64) 
         .map(|(idx, _)| idx)
         .take(MAX_CONTACTS_PER_AOR)
         .collect();
+    if due.is_empty() {
+        return (0, Some(rec));
+    }
     for &idx in &due {
         st.wheel.cancel(idx);
         st.store.remove(idx);
     }
-    due.len() as u64
+    (due.len() as u64, st.store.find_aor(aor_hash, aor))
 }
 
-/// §10.3 steps 6-8: plan every change, check it, then apply it.
+/// §10.3 steps 6-8: plan every change, check it, then apply it. `rec` is the AoR's record as
+/// `purge_expired` left it.
 pub fn apply(
     st: &mut State<'_>,
     req: &RegisterRequest<'_>,
+    rec: Option<AorIdx>,
     contacts: &Contacts<'_>,
 ) -> Result<Applied, Refusal> {
+    debug_assert_eq!(rec, st.store.find_aor(req.aor_hash, req.aor));
     // Filled in place: moving a 1 KiB ArrayVec out of an expression costs a memcpy per REGISTER.
     let mut existing = Idxs::new();
-    if let Some(rec) = st.store.find_aor(req.aor_hash, req.aor) {
+    if let Some(rec) = rec {
         let idxs = st.store.bindings_of(rec).map(|(idx, _)| idx);
         existing.extend(idxs.take(MAX_CONTACTS_PER_AOR));
     }
@@ -275,6 +289,7 @@ pub fn apply(
         return Ok(Applied {
             changed: !existing.is_empty(),
             outbound: false,
+            aor: None,
         });
     }
 
@@ -374,7 +389,17 @@ pub fn apply(
         }
     }
     let changed = !evict.is_empty() || actions.iter().any(|a| *a != Action::Nothing);
-    Ok(Applied { changed, outbound })
+    // Only inserts and removals create or delete the record: a plain refresh keeps `rec`.
+    let aor = if evict.is_empty() && inserts == 0 && removals == 0 {
+        rec
+    } else {
+        st.store.find_aor(req.aor_hash, req.aor)
+    };
+    Ok(Applied {
+        changed,
+        outbound,
+        aor,
+    })
 }
 
 fn binding_data<'a>(req: &RegisterRequest<'a>, c: &ReqContact<'a>) -> BindingData<'a> {

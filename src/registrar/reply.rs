@@ -42,14 +42,12 @@ impl Registrar {
         }
     }
 
-    /// 200 OK listing every current binding of the AoR with its remaining expiry (§10.3 step 8).
-    #[allow(clippy::too_many_arguments)]
+    /// 200 OK listing every current binding of the AoR (`rec`) with its remaining expiry (§10.3 step 8).
     pub(super) fn write_ok(
         &mut self,
         ex: Exchange<'_, '_>,
         out: &mut Vec<u8>,
-        aor_hash: u64,
-        aor: &[u8],
+        rec: Option<bindings::AorIdx>,
         outbound: bool,
     ) {
         let Exchange { msg, source, now } = ex;
@@ -61,7 +59,7 @@ impl Registrar {
         let date = self.date.get(now_s);
         let mut w = ResponseWriter::start(out, 200);
         w.dialog_headers(msg, source, &to_tag);
-        if let Some(rec) = self.store.find_aor(aor_hash, aor) {
+        if let Some(rec) = rec {
             for (_, b) in self.store.bindings_of(rec) {
                 write_contact(w.buf(), b, now_s);
             }
