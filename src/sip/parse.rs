@@ -480,12 +480,62 @@ fn is_sip_version(v: &[u8]) -> bool {
 /// `Method SP Request-URI SP SIP-Version`, strictly: one SP between elements, none at the end, no LWS or
 /// `<...>` around the URI (RFC 4475 lwsstart, trws, lwsruri, ltgtruri).
 fn request_line(line: &[u8]) -> StartLine<'_> {
+    register_line(line).unwrap_or_else(|| request_line_general(line))
+}
+
+/// Fast path for the usual line, `REGISTER <uri> SIP/2.0` with a valid URI: one prefix and one suffix
+/// compare and a word-at-a-time URI check instead of a token scan, `memrchr`, version and method matching.
+/// `None` leaves the line (valid or not) to `request_line_general`, which gives the same result for the
+/// lines accepted here.
+#[inline]
+fn register_line(line: &[u8]) -> Option<StartLine<'_>> {
+    let uri = line.strip_prefix(b"REGISTER ")?.strip_suffix(b" SIP/2.0")?;
+    let ok = uri.first().is_some_and(|&b| b != b'<')
+        && uri.len() <= MAX_URI_BYTES
+        && !has_space_or_ctl(uri);
+    let method_raw = line.get(..8)?;
+    ok.then_some(StartLine::Request {
+        method: Method::Register,
+        method_raw,
+        uri,
+    })
+}
+
+/// Whether `s` holds a byte `<= SP` or DEL (not allowed in a Request-URI), 8 bytes per step.
+#[inline]
+fn has_space_or_ctl(s: &[u8]) -> bool {
+    if s.len() < 8 {
+        return s.iter().any(|&b| b <= b' ' || b == 0x7f);
+    }
+    let mut i = 0;
+    while let Some(w) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        if word_has_space_or_ctl(u64::from_le_bytes(*w)) {
+            return true;
+        }
+        i += 8;
+    }
+    // The last (overlapping) word covers the tail; `len >= 8` so it exists.
+    s.last_chunk::<8>()
+        .is_some_and(|w| word_has_space_or_ctl(u64::from_le_bytes(*w)))
+}
+
+/// SWAR test (exact for "any byte"): a byte below 0x21, or a byte equal to 0x7f. `x - 0x21..` borrows into
+/// the high bit of a byte only when that byte (or one below it, itself a hit) is below 0x21, and `& !x`
+/// drops bytes >= 0x80; the DEL test is the same zero-byte test on `x ^ 0x7f..`.
+#[inline(always)]
+fn word_has_space_or_ctl(x: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+    let d = x ^ (ONES * 0x7f);
+    let del = d.wrapping_sub(ONES) & !d & HIGH;
+    (below | del) != 0
+}
+
+/// The general request-line parser (any method, every error case).
+fn request_line_general(line: &[u8]) -> StartLine<'_> {
     use StartLineError::*;
-    let m = if line.starts_with(b"REGISTER ") {
-        8
-    } else {
-        span(line, &TOKEN)
-    };
+    let m = span(line, &TOKEN);
     if m == 0 || line.get(m) != Some(&b' ') {
         return StartLine::Invalid(Malformed);
     }
@@ -660,12 +710,25 @@ fn split_header_line(line: &[u8]) -> Option<(usize, usize)> {
 ///   `StartLine::Invalid` would make it look like a request to answer with 400/505.
 /// - Several Content-Length headers make `body_error` = BadContentLength (RFC 4475 mcl01).
 /// - A datagram longer than u32::MAX bytes is `TooLarge` whatever the limits (offsets are stored as u32).
-#[inline] // so that the Message is built straight into the caller's variable (see below)
 pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<'a>, FramingError> {
+    let mut slot = MaybeUninit::uninit();
+    parse_message_into(buf, limits, &mut slot)?;
+    // SAFETY: `parse_message_into` returned Ok, so it wrote a whole `Message` into `slot` (`slot.write`).
+    Ok(unsafe { slot.assume_init() })
+}
+
+/// [`parse_message`] into storage the caller provides, so the ~1.6 KiB `Message` is built where it is used
+/// and never moved (a by-value return costs a `memcpy` of the whole struct in the caller). On `Err` the
+/// slot holds nothing usable (`Message` has no destructor, so nothing leaks).
+#[inline]
+pub fn parse_message_into<'a, 'm>(
+    buf: &'a [u8],
+    limits: &ParseLimits,
+    slot: &'m mut MaybeUninit<Message<'a>>,
+) -> Result<&'m mut Message<'a>, FramingError> {
     let (start, pos, mut lines) = start_line(buf, limits)?;
-    // The message is built in place in the returned value and filled through a reference, so that it is
-    // not moved (1.6 KiB) once more on return. The header array is left uninitialised.
-    let mut out = Ok(Message {
+    // Written in place; the header array is left uninitialised (see `Message::headers`).
+    let msg = slot.write(Message {
         start,
         body: &[],
         body_error: None,
@@ -675,12 +738,8 @@ pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<
         first_index: [NO_HEADER; HEADER_NAME_COUNT],
         name_count: [0; HEADER_NAME_COUNT],
     });
-    if let Ok(msg) = &mut out {
-        if let Err(e) = read_headers_and_body(msg, buf, pos, &mut lines, limits) {
-            out = Err(e);
-        }
-    }
-    out
+    read_headers_and_body(msg, buf, pos, &mut lines, limits)?;
+    Ok(msg)
 }
 
 /// Checks the datagram size, skips leading CRLFs and parses the start line: (start line, next position,
@@ -813,6 +872,69 @@ fn trim_lws_range(buf: &[u8], start: usize, end: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Start-line material biased towards the REGISTER fast path and its edges.
+    fn start_line_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"REGISTER".to_vec()),
+            Just(b"REGISTER ".to_vec()),
+            Just(b" SIP/2.0".to_vec()),
+            Just(b"sip/2.0".to_vec()),
+            Just(b"sip:example.com".to_vec()),
+            Just(b"<".to_vec()),
+            Just(vec![b' ']),
+            Just(vec![0x7f]),
+            Just(vec![0x80]),
+            Just(vec![0xa0]),
+            proptest::collection::vec(any::<u8>(), 0..12),
+            proptest::collection::vec(0x1fu8..0x23, 0..4),
+            "[a-z0-9@.:;=]{0,40}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    fn same_start(a: &StartLine<'_>, b: &StartLine<'_>) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn register_fast_path_agrees_with_general_request_line(line in start_line_bytes()) {
+            if let Some(fast) = register_line(&line) {
+                let general = request_line_general(&line);
+                prop_assert!(same_start(&fast, &general), "{fast:?} vs {general:?}");
+            }
+        }
+
+        #[test]
+        fn register_fast_path_takes_valid_uris(uri in "[!-~&&[^<]][!-~]{0,600}") {
+            let line = format!("REGISTER {uri} SIP/2.0");
+            let general = request_line_general(line.as_bytes());
+            match register_line(line.as_bytes()) {
+                Some(fast) => prop_assert!(same_start(&fast, &general), "{fast:?} vs {general:?}"),
+                None => prop_assert!(
+                    !matches!(general, StartLine::Request { .. }),
+                    "fast path refused a valid line: {general:?}"
+                ),
+            }
+        }
+
+        #[test]
+        fn swar_uri_check_agrees_with_byte_loop(s in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let want = s.iter().any(|&b| b <= b' ' || b == 0x7f);
+            prop_assert_eq!(has_space_or_ctl(&s), want);
+            for k in 0..s.len() {
+                prop_assert_eq!(has_space_or_ctl(&s[k..]), want_any(&s[k..]));
+            }
+        }
+    }
+
+    fn want_any(s: &[u8]) -> bool {
+        s.iter().any(|&b| b <= b' ' || b == 0x7f)
+    }
 
     #[test]
     fn newline_mask_matches_a_byte_loop_at_every_offset() {
