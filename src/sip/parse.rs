@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use memchr::{memchr, memrchr};
 use thiserror::Error;
 
-use super::header::{parse_u32, span, trim_lws, TOKEN};
+use super::header::{is_lws, parse_u32, span, trim_lws, TOKEN};
 use super::uri::MAX_URI_BYTES;
 
 /// Limits applied while framing. Every one is explicit and configurable (see `config`).
@@ -413,6 +413,9 @@ static K_PROXY_REQUIRE: KnownName = known(b"proxy-require", HeaderName::ProxyReq
 /// Fast path for the common line `Known-Name:value` (full name, no space before the colon): (name length,
 /// name). `None` sends the line through the general `split_header_line` + `header_name` path, which gives
 /// the same result for the lines matched here.
+///
+/// One candidate per line, chosen from the first byte (and for `c`/`p` one more byte); the candidate's
+/// 16-byte pattern then decides. A wrong pick only costs the general path, never a wrong match.
 #[inline]
 fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
     let (lo, hi) = line16.split_at(8);
@@ -420,24 +423,28 @@ fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
         u64::from_le_bytes(lo.try_into().ok()?),
         u64::from_le_bytes(hi.try_into().ok()?),
     ];
-    let candidates: &[&KnownName] = match line16[0] | 0x20 {
-        b'v' => &[&K_VIA],
-        b'f' => &[&K_FROM],
-        b't' => &[&K_TO],
-        b'c' => &[&K_CSEQ, &K_CALL_ID, &K_CONTACT, &K_CONTENT_LENGTH],
-        b'e' => &[&K_EXPIRES],
-        b'm' => &[&K_MAX_FORWARDS],
-        b'u' => &[&K_USER_AGENT],
-        b'a' => &[&K_AUTHORIZATION],
-        b's' => &[&K_SUPPORTED],
-        b'r' => &[&K_REQUIRE],
-        b'p' => &[&K_PATH, &K_PROXY_REQUIRE],
-        _ => &[],
+    let k: &KnownName = match line16[0] | 0x20 {
+        b'v' => &K_VIA,
+        b'f' => &K_FROM,
+        b't' => &K_TO,
+        // cseq, call-id, contact, content-length
+        b'c' => match (line16[1] | 0x20, line16[4] | 0x20) {
+            (b's', _) => &K_CSEQ,
+            (b'a', _) => &K_CALL_ID,
+            (_, b'a') => &K_CONTACT,
+            _ => &K_CONTENT_LENGTH,
+        },
+        b'e' => &K_EXPIRES,
+        b'm' => &K_MAX_FORWARDS,
+        b'u' => &K_USER_AGENT,
+        b'a' => &K_AUTHORIZATION,
+        b's' => &K_SUPPORTED,
+        b'r' => &K_REQUIRE,
+        b'p' if line16[1] | 0x20 == b'a' => &K_PATH,
+        b'p' => &K_PROXY_REQUIRE,
+        _ => return None,
     };
-    candidates
-        .iter()
-        .find(|k| k.matches(w))
-        .map(|k| (k.name_len, k.name))
+    k.matches(w).then_some((k.name_len, k.name))
 }
 
 /// Methods are case-sensitive (RFC 3261 §7.1).
@@ -789,6 +796,25 @@ fn read_headers_and_body<'a>(
             break next; // the empty line, or the end of the datagram
         }
         let line = &buf[pos..end];
+        if let Some((name_len, name, s, e)) = typical_header_line(buf, pos, line) {
+            // The usual `Known-Name: value` line; the general code below gives the same slot.
+            if line.len() > limits.max_line_bytes {
+                return Err(FramingError::LineTooLong);
+            }
+            msg.push(
+                Slot {
+                    line: pos as u32,
+                    value_start: (pos + s) as u32,
+                    value_end: (pos + e) as u32,
+                    name_len: name_len as u16,
+                    name,
+                },
+                max_headers,
+            )?;
+            last = Some((pos, pos + name_len + 1));
+            pos = next;
+            continue;
+        }
         if line[0] == b' ' || line[0] == b'\t' {
             // Continuation line (RFC 3261 §7.3.1): the value runs on, inner CRLF+WS kept.
             match last {
@@ -819,7 +845,8 @@ fn read_headers_and_body<'a>(
                     if line.len() > limits.max_line_bytes {
                         return Err(FramingError::LineTooLong);
                     }
-                    let (s, e) = trim_lws_range(buf, pos + value_offset, end);
+                    let (s, e) = trim_value(line, value_offset);
+                    let (s, e) = (pos + s, pos + e);
                     msg.push(
                         Slot {
                             line: pos as u32,
@@ -859,6 +886,40 @@ fn read_headers_and_body<'a>(
         _ => msg.body_error = Some(BodyError::BadContentLength),
     }
     Ok(())
+}
+
+/// The typical header line, `Known-Name: value`: a known full name right before the colon, one SP, and a
+/// value that neither starts nor ends with LWS. (name length, name, value start, value end), offsets into
+/// `line` (= `buf[pos..]` up to its CR/LF). `None` for any other line, which the general path then frames;
+/// for the lines accepted here it gives the same result (`known_header`, then `trim_value` stops after the
+/// single SP and keeps the whole rest).
+#[inline(always)]
+fn typical_header_line(
+    buf: &[u8],
+    pos: usize,
+    line: &[u8],
+) -> Option<(usize, HeaderName, usize, usize)> {
+    let (name_len, name) = known_header(buf.get(pos..)?.first_chunk::<16>()?)?;
+    let value_start = name_len + 2;
+    let typical = line.get(name_len + 1) == Some(&b' ')
+        && line.get(value_start).is_some_and(|&b| !is_lws(b))
+        && line.last().is_some_and(|&b| !is_lws(b));
+    typical.then_some((name_len, name, value_start, line.len()))
+}
+
+/// `line[from..]` without leading and trailing LWS, as offsets into `line` (same result as `trim_lws`;
+/// open-coded so the bounds are those of `line`, already known, and the usual single SP costs one step).
+#[inline(always)]
+fn trim_value(line: &[u8], from: usize) -> (usize, usize) {
+    let mut s = from;
+    while line.get(s).is_some_and(|&b| is_lws(b)) {
+        s += 1;
+    }
+    let mut e = line.len();
+    while e > s && line.get(e - 1).is_some_and(|&b| is_lws(b)) {
+        e -= 1;
+    }
+    (s.min(e), e)
 }
 
 /// `buf[start..end]` without leading and trailing LWS, as offsets (same result as `trim_lws`).
@@ -928,6 +989,48 @@ mod tests {
             prop_assert_eq!(has_space_or_ctl(&s), want);
             for k in 0..s.len() {
                 prop_assert_eq!(has_space_or_ctl(&s[k..]), want_any(&s[k..]));
+            }
+        }
+    }
+
+    /// Header-line material biased towards known names, colons, spaces and line ends.
+    fn header_line_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"Via".to_vec()),
+            Just(b"call-ID".to_vec()),
+            Just(b"CSeq".to_vec()),
+            Just(b"Contact".to_vec()),
+            Just(b"Content-Length".to_vec()),
+            Just(b"Proxy-Require".to_vec()),
+            Just(b"Path".to_vec()),
+            Just(b"Max-Forwards".to_vec()),
+            Just(b":".to_vec()),
+            Just(b": ".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"\t".to_vec()),
+            Just(b"\r".to_vec()),
+            "[a-zA-Z0-9 ;=<>@.-]{0,20}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..6),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8192, ..ProptestConfig::default() })]
+
+        #[test]
+        fn typical_line_fast_path_agrees_with_general_path(line in header_line_bytes(), tail in "[\r\n a-z]{0,20}") {
+            // The line as framed: it never holds LF, and its CR/LF is not part of it.
+            let line: Vec<u8> = line.into_iter().filter(|&b| b != b'\n').collect();
+            let mut buf = line.clone();
+            buf.extend_from_slice(b"\r\n");
+            buf.extend_from_slice(tail.as_bytes());
+            if let Some((n, name, s, e)) = typical_header_line(&buf, 0, &line) {
+                let (gn, voff) = split_header_line(&line).expect("a header line");
+                let v = trim_lws(&line[voff..]);
+                let gs = v.as_ptr() as usize - line.as_ptr() as usize;
+                prop_assert_eq!((n, name), (gn, header_name(&line[..gn])));
+                prop_assert_eq!((s, e), (gs, gs + v.len()));
             }
         }
     }
@@ -1416,5 +1519,11 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
         assert!(known_header(b"Call-ID: x......").is_some());
         assert!(known_header(b"Call\rID: x......").is_none());
         assert!(known_header(b"To\x1a.............").is_none());
+        let buf = b"Via: x\r\nTo:  y \r\nX-Padding: 0123456789\r\n\r\n";
+        assert_eq!(
+            typical_header_line(buf, 0, &buf[..6]),
+            Some((3, HeaderName::Via, 5, 6))
+        );
+        assert_eq!(typical_header_line(buf, 8, &buf[8..15]), None); // two SP, trailing SP
     }
 }
