@@ -349,10 +349,10 @@ fn header_name(raw: &[u8]) -> HeaderName {
     }
 }
 
-/// A known header name followed directly by `:`, matched against the first 16 bytes of a line as two
-/// little-endian words: `(word | case) & len == pattern`, where `case` has 0x20 only at letter positions
-/// (so a letter matches in either case and every other byte, `-` and `:` included, matches exactly) and
-/// `len` keeps the `name:` bytes.
+/// A known header name followed directly by `: ` (colon, one SP), matched against the first 16 bytes of a
+/// line as two little-endian words: `(word | case) & len == pattern`, where `case` has 0x20 only at letter
+/// positions (so a letter matches in either case and every other byte, `-`, `:` and SP included, matches
+/// exactly) and `len` keeps the `name: ` bytes (at most 16: `content-length: `).
 struct KnownName {
     pattern: [u64; 2],
     case: [u64; 2],
@@ -367,8 +367,14 @@ const fn known(lower: &[u8], name: HeaderName) -> KnownName {
     let mut case = [0u64; 2];
     let mut len_mask = [0u64; 2];
     let mut i = 0;
-    while i <= lower.len() {
-        let b = if i == lower.len() { b':' } else { lower[i] };
+    while i < lower.len() + 2 {
+        let b = if i == lower.len() {
+            b':'
+        } else if i == lower.len() + 1 {
+            b' '
+        } else {
+            lower[i]
+        };
         let shift = (i % 8) * 8;
         pattern[i / 8] |= (b as u64) << shift;
         if b.is_ascii_lowercase() {
@@ -394,28 +400,86 @@ impl KnownName {
     }
 }
 
-static K_VIA: KnownName = known(b"via", HeaderName::Via);
-static K_FROM: KnownName = known(b"from", HeaderName::From);
-static K_TO: KnownName = known(b"to", HeaderName::To);
-static K_CALL_ID: KnownName = known(b"call-id", HeaderName::CallId);
-static K_CSEQ: KnownName = known(b"cseq", HeaderName::CSeq);
-static K_CONTACT: KnownName = known(b"contact", HeaderName::Contact);
-static K_CONTENT_LENGTH: KnownName = known(b"content-length", HeaderName::ContentLength);
-static K_EXPIRES: KnownName = known(b"expires", HeaderName::Expires);
-static K_MAX_FORWARDS: KnownName = known(b"max-forwards", HeaderName::MaxForwards);
-static K_USER_AGENT: KnownName = known(b"user-agent", HeaderName::UserAgent);
-static K_AUTHORIZATION: KnownName = known(b"authorization", HeaderName::Authorization);
-static K_SUPPORTED: KnownName = known(b"supported", HeaderName::Supported);
-static K_REQUIRE: KnownName = known(b"require", HeaderName::Require);
-static K_PATH: KnownName = known(b"path", HeaderName::Path);
-static K_PROXY_REQUIRE: KnownName = known(b"proxy-require", HeaderName::ProxyRequire);
+/// The known names; the last entry matches nothing (empty hash buckets point at it).
+static KNOWN: [KnownName; 16] = [
+    known(b"via", HeaderName::Via),
+    known(b"from", HeaderName::From),
+    known(b"to", HeaderName::To),
+    known(b"call-id", HeaderName::CallId),
+    known(b"cseq", HeaderName::CSeq),
+    known(b"contact", HeaderName::Contact),
+    known(b"content-length", HeaderName::ContentLength),
+    known(b"expires", HeaderName::Expires),
+    known(b"max-forwards", HeaderName::MaxForwards),
+    known(b"user-agent", HeaderName::UserAgent),
+    known(b"authorization", HeaderName::Authorization),
+    known(b"supported", HeaderName::Supported),
+    known(b"require", HeaderName::Require),
+    known(b"path", HeaderName::Path),
+    known(b"proxy-require", HeaderName::ProxyRequire),
+    KnownName {
+        pattern: [u64::MAX; 2],
+        case: [0; 2],
+        len_mask: [0; 2], // (w | 0) & 0 == 0 != u64::MAX
+        name_len: 0,
+        name: HeaderName::Other,
+    },
+];
+const NO_KNOWN: u8 = 15;
 
-/// Fast path for the common line `Known-Name:value` (full name, no space before the colon): (name length,
-/// name). `None` sends the line through the general `split_header_line` + `header_name` path, which gives
-/// the same result for the lines matched here.
+/// Multiplier of the hash of a line's first 4 bytes (case-folded): `(x * HASH_MUL) >> 28`, a bucket in
+/// 0..16. Chosen (by search) so the 14 distinct 4-byte prefixes of `name: ` get distinct buckets; the
+/// build fails if they stop doing so (see `known_buckets`).
+const HASH_MUL: u32 = 0xd121_950d;
+
+/// Bucket of the first 4 bytes of a line (`| 0x20` folds letter case; it also merges some non-letters,
+/// which only picks a wrong candidate, then rejected by its pattern).
+#[inline(always)]
+fn known_bucket(first4: u32) -> usize {
+    ((first4 | 0x2020_2020).wrapping_mul(HASH_MUL) >> 28) as usize
+}
+
+/// Which of a bucket's two candidates to try, from byte 4 of the line: `contact` and `content-length`
+/// share their first four bytes and differ there (`a` vs `e`, bit 2); every other bucket holds one name
+/// twice.
+#[inline(always)]
+fn known_alternative(byte4: u8) -> usize {
+    usize::from((byte4 >> 2) & 1)
+}
+
+/// Hash buckets: `KNOWN` indices of the candidates, `[alternative]`. Built at compile time; a collision
+/// that byte 4 cannot resolve aborts the build.
+static BUCKETS: [[u8; 2]; 16] = known_buckets();
+
+const fn known_buckets() -> [[u8; 2]; 16] {
+    let mut buckets = [[NO_KNOWN; 2]; 16];
+    let mut i = 0;
+    while i < NO_KNOWN as usize {
+        let k = &KNOWN[i];
+        let first4 = (k.pattern[0] & 0xffff_ffff) as u32;
+        let h = ((first4 | 0x2020_2020).wrapping_mul(HASH_MUL) >> 28) as usize;
+        let alt = ((k.pattern[0] >> 32) as u8 >> 2 & 1) as usize;
+        if buckets[h][0] == NO_KNOWN {
+            buckets[h] = [i as u8; 2];
+        } else {
+            // A second name in this bucket: it must differ from the first at byte 4.
+            let first = &KNOWN[buckets[h][0] as usize];
+            let first_alt = ((first.pattern[0] >> 32) as u8 >> 2 & 1) as usize;
+            assert!(buckets[h][0] == buckets[h][1] && first_alt != alt && k.name_len >= 4);
+            assert!(first.name_len >= 4);
+            buckets[h][alt] = i as u8;
+        }
+        i += 1;
+    }
+    buckets
+}
+
+/// Fast path for the common line `Known-Name: value` (full name, colon right after it, then SP): (name
+/// length, name). `None` sends the line through the general `split_header_line` + `header_name` path,
+/// which gives the same result for the lines matched here.
 ///
-/// One candidate per line, chosen from the first byte (and for `c`/`p` one more byte); the candidate's
-/// 16-byte pattern then decides. A wrong pick only costs the general path, never a wrong match.
+/// One candidate per line, from a hash of its first 4 bytes (and byte 4 for contact/content-length); the
+/// candidate's 16-byte pattern then decides. A wrong pick only costs the general path, never a wrong match.
 #[inline]
 fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
     let (lo, hi) = line16.split_at(8);
@@ -423,27 +487,8 @@ fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
         u64::from_le_bytes(lo.try_into().ok()?),
         u64::from_le_bytes(hi.try_into().ok()?),
     ];
-    let k: &KnownName = match line16[0] | 0x20 {
-        b'v' => &K_VIA,
-        b'f' => &K_FROM,
-        b't' => &K_TO,
-        // cseq, call-id, contact, content-length
-        b'c' => match (line16[1] | 0x20, line16[4] | 0x20) {
-            (b's', _) => &K_CSEQ,
-            (b'a', _) => &K_CALL_ID,
-            (_, b'a') => &K_CONTACT,
-            _ => &K_CONTENT_LENGTH,
-        },
-        b'e' => &K_EXPIRES,
-        b'm' => &K_MAX_FORWARDS,
-        b'u' => &K_USER_AGENT,
-        b'a' => &K_AUTHORIZATION,
-        b's' => &K_SUPPORTED,
-        b'r' => &K_REQUIRE,
-        b'p' if line16[1] | 0x20 == b'a' => &K_PATH,
-        b'p' => &K_PROXY_REQUIRE,
-        _ => return None,
-    };
+    let candidates = &BUCKETS[known_bucket(w[0] as u32)];
+    let k = &KNOWN[usize::from(candidates[known_alternative(line16[4])]) & 15];
     k.matches(w).then_some((k.name_len, k.name))
 }
 
@@ -905,9 +950,9 @@ fn typical_header_line(
     line: &[u8],
 ) -> Option<(usize, HeaderName, usize, usize)> {
     let (name_len, name) = known_header(buf.get(pos..)?.first_chunk::<16>()?)?;
+    // `known_header` matched `name: ` (no CR/LF in it), so those bytes are on this line.
     let value_start = name_len + 2;
-    let typical = line.get(name_len + 1) == Some(&b' ')
-        && line.get(value_start).is_some_and(|&b| !is_lws(b))
+    let typical = line.get(value_start).is_some_and(|&b| !is_lws(b))
         && line.last().is_some_and(|&b| !is_lws(b));
     typical.then_some((name_len, name, value_start, line.len()))
 }
@@ -1510,7 +1555,18 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
             "Cseq-",
         ];
         for name in names {
-            for tail in [":", " :", "\x1a", "-", "", ":value and more bytes"] {
+            for tail in [
+                ":",
+                " :",
+                "\x1a",
+                "-",
+                "",
+                ":value and more bytes",
+                ": ",
+                ": value",
+                ":  value",
+                ":\tvalue",
+            ] {
                 let line = format!("{name}{tail}                ");
                 let bytes = line.as_bytes();
                 let w = bytes.first_chunk::<16>().unwrap();
@@ -1524,6 +1580,38 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
         assert!(known_header(b"Call-ID: x......").is_some());
         assert!(known_header(b"Call\rID: x......").is_none());
         assert!(known_header(b"To\x1a.............").is_none());
+        // Every known name, in any case, is found by the hash dispatch.
+        for k in &KNOWN[..usize::from(NO_KNOWN)] {
+            let lower: Vec<u8> = (0..k.name_len)
+                .map(|i| (k.pattern[i / 8] >> ((i % 8) * 8)) as u8)
+                .collect();
+            for variant in [
+                lower.clone(),
+                lower.to_ascii_uppercase(),
+                lower
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        if i % 2 == 0 {
+                            b.to_ascii_uppercase()
+                        } else {
+                            *b
+                        }
+                    })
+                    .collect(),
+            ] {
+                let mut line = variant.clone();
+                line.extend_from_slice(b": v                ");
+                let w = line.first_chunk::<16>().unwrap();
+                assert_eq!(
+                    known_header(w),
+                    Some((variant.len(), header_name(&variant))),
+                    "{:?}",
+                    String::from_utf8_lossy(&variant)
+                );
+                assert_ne!(header_name(&variant), HeaderName::Other);
+            }
+        }
         let buf = b"Via: x\r\nTo:  y \r\nX-Padding: 0123456789\r\n\r\n";
         assert_eq!(
             typical_header_line(buf, 0, &buf[..6]),
