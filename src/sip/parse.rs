@@ -267,6 +267,13 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
+    /// Line start and (trimmed) value start of the last header.
+    fn last_starts(&self) -> Option<(usize, usize)> {
+        self.slots()
+            .last()
+            .map(|s| (s.line as usize, s.value_start as usize))
+    }
+
     /// Replace the end of the last header's value (it grew by a continuation line).
     fn set_last_value(&mut self, value_start: usize, value_end: usize) {
         debug_assert!(self.header_count > 0);
@@ -836,8 +843,10 @@ fn read_headers_and_body<'a>(
 ) -> Result<(), FramingError> {
     let max_headers = limits.max_headers.min(MAX_HEADERS);
     let mut bad_header_line = false;
-    // Where the last header's line and value start, for its continuation lines.
-    let mut last: Option<(usize, usize)> = None;
+    // Whether the previous line was a header line (kept), which a continuation line extends. Its line and
+    // value start are read back from its slot: continuing the trim from the trimmed value start gives the
+    // same value as from the colon, since only LWS lies between them.
+    let mut after_header = false;
     let body_start = loop {
         let (end, next) = lines.line(pos);
         if end <= pos {
@@ -859,13 +868,13 @@ fn read_headers_and_body<'a>(
                 },
                 max_headers,
             )?;
-            last = Some((pos, pos + name_len + 1));
+            after_header = true;
             pos = next;
             continue;
         }
         if line[0] == b' ' || line[0] == b'\t' {
             // Continuation line (RFC 3261 §7.3.1): the value runs on, inner CRLF+WS kept.
-            match last {
+            match msg.last_starts().filter(|_| after_header) {
                 Some((line_start, value_start)) => {
                     if end - line_start > limits.max_line_bytes {
                         return Err(FramingError::LineTooLong);
@@ -905,11 +914,11 @@ fn read_headers_and_body<'a>(
                         },
                         max_headers,
                     )?;
-                    last = Some((pos, pos + value_offset));
+                    after_header = true;
                 }
                 _ => {
                     bad_header_line = true;
-                    last = None;
+                    after_header = false;
                 }
             }
         }
