@@ -268,9 +268,10 @@ impl Registrar {
         now: Now,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        // A Message holds a fixed header array (~1.6 KiB): keep it where it was built and borrow it.
-        let parsed = parse_message(datagram, &self.cfg.parse);
-        let msg = match &parsed {
+        // A Message holds a fixed header array (~1.6 KiB): build it in this frame and borrow it.
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let parsed = crate::sip::parse::parse_message_into(datagram, &self.cfg.parse, &mut slot);
+        let msg: &Message<'_> = match parsed {
             Ok(msg) => msg,
             Err(FramingError::TooLarge) => return self.too_large(datagram, source, now, out),
             Err(e) => {

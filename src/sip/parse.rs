@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use memchr::{memchr, memrchr};
 use thiserror::Error;
 
-use super::header::{parse_u32, span, trim_lws, TOKEN};
+use super::header::{is_lws, parse_u32, span, trim_lws, TOKEN};
 use super::uri::MAX_URI_BYTES;
 
 /// Limits applied while framing. Every one is explicit and configurable (see `config`).
@@ -159,9 +159,9 @@ struct Slot {
 
 /// A parsed message: borrowed slices into the datagram plus a fixed-size array of header offsets.
 ///
-/// It is about 1.6 KiB; `parse_message` is `#[inline]` so the message is built in the caller's frame;
-/// keep it there (`let parsed = parse_message(..); let Ok(msg) = &parsed else { .. }`) and pass
-/// `&Message` around.
+/// It is about 1.6 KiB: on hot paths build it in the caller's frame with [`parse_message_into`]
+/// (`let mut slot = MaybeUninit::uninit(); let msg = parse_message_into(.., &mut slot)?;`) and pass
+/// `&Message` around; `parse_message` returns it by value (one move of the whole struct).
 pub struct Message<'a> {
     pub start: StartLine<'a>,
     pub body: &'a [u8],
@@ -267,6 +267,13 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
+    /// Line start and (trimmed) value start of the last header.
+    fn last_starts(&self) -> Option<(usize, usize)> {
+        self.slots()
+            .last()
+            .map(|s| (s.line as usize, s.value_start as usize))
+    }
+
     /// Replace the end of the last header's value (it grew by a continuation line).
     fn set_last_value(&mut self, value_start: usize, value_end: usize) {
         debug_assert!(self.header_count > 0);
@@ -349,10 +356,10 @@ fn header_name(raw: &[u8]) -> HeaderName {
     }
 }
 
-/// A known header name followed directly by `:`, matched against the first 16 bytes of a line as two
-/// little-endian words: `(word | case) & len == pattern`, where `case` has 0x20 only at letter positions
-/// (so a letter matches in either case and every other byte, `-` and `:` included, matches exactly) and
-/// `len` keeps the `name:` bytes.
+/// A known header name followed directly by `: ` (colon, one SP), matched against the first 16 bytes of a
+/// line as two little-endian words: `(word | case) & len == pattern`, where `case` has 0x20 only at letter
+/// positions (so a letter matches in either case and every other byte, `-`, `:` and SP included, matches
+/// exactly) and `len` keeps the `name: ` bytes (at most 16: `content-length: `).
 struct KnownName {
     pattern: [u64; 2],
     case: [u64; 2],
@@ -367,8 +374,14 @@ const fn known(lower: &[u8], name: HeaderName) -> KnownName {
     let mut case = [0u64; 2];
     let mut len_mask = [0u64; 2];
     let mut i = 0;
-    while i <= lower.len() {
-        let b = if i == lower.len() { b':' } else { lower[i] };
+    while i < lower.len() + 2 {
+        let b = if i == lower.len() {
+            b':'
+        } else if i == lower.len() + 1 {
+            b' '
+        } else {
+            lower[i]
+        };
         let shift = (i % 8) * 8;
         pattern[i / 8] |= (b as u64) << shift;
         if b.is_ascii_lowercase() {
@@ -394,25 +407,86 @@ impl KnownName {
     }
 }
 
-static K_VIA: KnownName = known(b"via", HeaderName::Via);
-static K_FROM: KnownName = known(b"from", HeaderName::From);
-static K_TO: KnownName = known(b"to", HeaderName::To);
-static K_CALL_ID: KnownName = known(b"call-id", HeaderName::CallId);
-static K_CSEQ: KnownName = known(b"cseq", HeaderName::CSeq);
-static K_CONTACT: KnownName = known(b"contact", HeaderName::Contact);
-static K_CONTENT_LENGTH: KnownName = known(b"content-length", HeaderName::ContentLength);
-static K_EXPIRES: KnownName = known(b"expires", HeaderName::Expires);
-static K_MAX_FORWARDS: KnownName = known(b"max-forwards", HeaderName::MaxForwards);
-static K_USER_AGENT: KnownName = known(b"user-agent", HeaderName::UserAgent);
-static K_AUTHORIZATION: KnownName = known(b"authorization", HeaderName::Authorization);
-static K_SUPPORTED: KnownName = known(b"supported", HeaderName::Supported);
-static K_REQUIRE: KnownName = known(b"require", HeaderName::Require);
-static K_PATH: KnownName = known(b"path", HeaderName::Path);
-static K_PROXY_REQUIRE: KnownName = known(b"proxy-require", HeaderName::ProxyRequire);
+/// The known names; the last entry matches nothing (empty hash buckets point at it).
+static KNOWN: [KnownName; 16] = [
+    known(b"via", HeaderName::Via),
+    known(b"from", HeaderName::From),
+    known(b"to", HeaderName::To),
+    known(b"call-id", HeaderName::CallId),
+    known(b"cseq", HeaderName::CSeq),
+    known(b"contact", HeaderName::Contact),
+    known(b"content-length", HeaderName::ContentLength),
+    known(b"expires", HeaderName::Expires),
+    known(b"max-forwards", HeaderName::MaxForwards),
+    known(b"user-agent", HeaderName::UserAgent),
+    known(b"authorization", HeaderName::Authorization),
+    known(b"supported", HeaderName::Supported),
+    known(b"require", HeaderName::Require),
+    known(b"path", HeaderName::Path),
+    known(b"proxy-require", HeaderName::ProxyRequire),
+    KnownName {
+        pattern: [u64::MAX; 2],
+        case: [0; 2],
+        len_mask: [0; 2], // (w | 0) & 0 == 0 != u64::MAX
+        name_len: 0,
+        name: HeaderName::Other,
+    },
+];
+const NO_KNOWN: u8 = 15;
 
-/// Fast path for the common line `Known-Name:value` (full name, no space before the colon): (name length,
-/// name). `None` sends the line through the general `split_header_line` + `header_name` path, which gives
-/// the same result for the lines matched here.
+/// Multiplier of the hash of a line's first 4 bytes (case-folded): `(x * HASH_MUL) >> 28`, a bucket in
+/// 0..16. Chosen (by search) so the 14 distinct 4-byte prefixes of `name: ` get distinct buckets; the
+/// build fails if they stop doing so (see `known_buckets`).
+const HASH_MUL: u32 = 0xd121_950d;
+
+/// Bucket of the first 4 bytes of a line (`| 0x20` folds letter case; it also merges some non-letters,
+/// which only picks a wrong candidate, then rejected by its pattern).
+#[inline(always)]
+fn known_bucket(first4: u32) -> usize {
+    ((first4 | 0x2020_2020).wrapping_mul(HASH_MUL) >> 28) as usize
+}
+
+/// Which of a bucket's two candidates to try, from byte 4 of the line: `contact` and `content-length`
+/// share their first four bytes and differ there (`a` vs `e`, bit 2); every other bucket holds one name
+/// twice.
+#[inline(always)]
+fn known_alternative(byte4: u8) -> usize {
+    usize::from((byte4 >> 2) & 1)
+}
+
+/// Hash buckets: `KNOWN` indices of the candidates, `[alternative]`. Built at compile time; a collision
+/// that byte 4 cannot resolve aborts the build.
+static BUCKETS: [[u8; 2]; 16] = known_buckets();
+
+const fn known_buckets() -> [[u8; 2]; 16] {
+    let mut buckets = [[NO_KNOWN; 2]; 16];
+    let mut i = 0;
+    while i < NO_KNOWN as usize {
+        let k = &KNOWN[i];
+        let first4 = (k.pattern[0] & 0xffff_ffff) as u32;
+        let h = ((first4 | 0x2020_2020).wrapping_mul(HASH_MUL) >> 28) as usize;
+        let alt = ((k.pattern[0] >> 32) as u8 >> 2 & 1) as usize;
+        if buckets[h][0] == NO_KNOWN {
+            buckets[h] = [i as u8; 2];
+        } else {
+            // A second name in this bucket: it must differ from the first at byte 4.
+            let first = &KNOWN[buckets[h][0] as usize];
+            let first_alt = ((first.pattern[0] >> 32) as u8 >> 2 & 1) as usize;
+            assert!(buckets[h][0] == buckets[h][1] && first_alt != alt && k.name_len >= 4);
+            assert!(first.name_len >= 4);
+            buckets[h][alt] = i as u8;
+        }
+        i += 1;
+    }
+    buckets
+}
+
+/// Fast path for the common line `Known-Name: value` (full name, colon right after it, then SP): (name
+/// length, name). `None` sends the line through the general `split_header_line` + `header_name` path,
+/// which gives the same result for the lines matched here.
+///
+/// One candidate per line, from a hash of its first 4 bytes (and byte 4 for contact/content-length); the
+/// candidate's 16-byte pattern then decides. A wrong pick only costs the general path, never a wrong match.
 #[inline]
 fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
     let (lo, hi) = line16.split_at(8);
@@ -420,24 +494,9 @@ fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
         u64::from_le_bytes(lo.try_into().ok()?),
         u64::from_le_bytes(hi.try_into().ok()?),
     ];
-    let candidates: &[&KnownName] = match line16[0] | 0x20 {
-        b'v' => &[&K_VIA],
-        b'f' => &[&K_FROM],
-        b't' => &[&K_TO],
-        b'c' => &[&K_CSEQ, &K_CALL_ID, &K_CONTACT, &K_CONTENT_LENGTH],
-        b'e' => &[&K_EXPIRES],
-        b'm' => &[&K_MAX_FORWARDS],
-        b'u' => &[&K_USER_AGENT],
-        b'a' => &[&K_AUTHORIZATION],
-        b's' => &[&K_SUPPORTED],
-        b'r' => &[&K_REQUIRE],
-        b'p' => &[&K_PATH, &K_PROXY_REQUIRE],
-        _ => &[],
-    };
-    candidates
-        .iter()
-        .find(|k| k.matches(w))
-        .map(|k| (k.name_len, k.name))
+    let candidates = &BUCKETS[known_bucket(w[0] as u32)];
+    let k = &KNOWN[usize::from(candidates[known_alternative(line16[4])]) & 15];
+    k.matches(w).then_some((k.name_len, k.name))
 }
 
 /// Methods are case-sensitive (RFC 3261 §7.1).
@@ -480,12 +539,64 @@ fn is_sip_version(v: &[u8]) -> bool {
 /// `Method SP Request-URI SP SIP-Version`, strictly: one SP between elements, none at the end, no LWS or
 /// `<...>` around the URI (RFC 4475 lwsstart, trws, lwsruri, ltgtruri).
 fn request_line(line: &[u8]) -> StartLine<'_> {
+    register_line(line).unwrap_or_else(|| request_line_general(line))
+}
+
+/// Fast path for the usual line, `REGISTER <uri> SIP/2.0` with a valid URI: one prefix and one suffix
+/// compare and a word-at-a-time URI check instead of a token scan, `memrchr`, version and method matching.
+/// `None` leaves the line (valid or not) to `request_line_general`, which gives the same result for the
+/// lines accepted here.
+#[inline]
+fn register_line(line: &[u8]) -> Option<StartLine<'_>> {
+    let uri = line.strip_prefix(b"REGISTER ")?.strip_suffix(b" SIP/2.0")?;
+    let ok = uri.first().is_some_and(|&b| b != b'<')
+        && uri.len() <= MAX_URI_BYTES
+        && !has_space_or_ctl(uri);
+    let method_raw = line.get(..8)?;
+    ok.then_some(StartLine::Request {
+        method: Method::Register,
+        method_raw,
+        uri,
+    })
+}
+
+/// Whether `s` holds a byte `<= SP` or DEL (not allowed in a Request-URI), 8 bytes per step.
+#[inline]
+fn has_space_or_ctl(s: &[u8]) -> bool {
+    if s.len() < 8 {
+        return s.iter().any(|&b| b <= b' ' || b == 0x7f);
+    }
+    let mut i = 0;
+    while let Some(w) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        if word_has_space_or_ctl(u64::from_le_bytes(*w)) {
+            return true;
+        }
+        i += 8;
+    }
+    // The last (overlapping) word covers the tail; `len >= 8` so it exists.
+    s.last_chunk::<8>()
+        .is_some_and(|w| word_has_space_or_ctl(u64::from_le_bytes(*w)))
+}
+
+/// SWAR test (exact for "any byte"): a byte below 0x21, or a byte equal to 0x7f. `x - 0x21..` borrows into
+/// the high bit of a byte only when that byte (or one below it, itself a hit) is below 0x21, and `& !x`
+/// drops bytes >= 0x80; the DEL test is the same zero-byte test on `x ^ 0x7f..`.
+#[inline(always)]
+fn word_has_space_or_ctl(x: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+    let d = x ^ (ONES * 0x7f);
+    let del = d.wrapping_sub(ONES) & !d & HIGH;
+    (below | del) != 0
+}
+
+/// The general request-line parser (any method, every error case); kept out of line so that the fast path
+/// inlined into `parse_message_into` stays small.
+#[inline(never)]
+fn request_line_general(line: &[u8]) -> StartLine<'_> {
     use StartLineError::*;
-    let m = if line.starts_with(b"REGISTER ") {
-        8
-    } else {
-        span(line, &TOKEN)
-    };
+    let m = span(line, &TOKEN);
     if m == 0 || line.get(m) != Some(&b' ') {
         return StartLine::Invalid(Malformed);
     }
@@ -660,12 +771,26 @@ fn split_header_line(line: &[u8]) -> Option<(usize, usize)> {
 ///   `StartLine::Invalid` would make it look like a request to answer with 400/505.
 /// - Several Content-Length headers make `body_error` = BadContentLength (RFC 4475 mcl01).
 /// - A datagram longer than u32::MAX bytes is `TooLarge` whatever the limits (offsets are stored as u32).
-#[inline] // so that the Message is built straight into the caller's variable (see below)
+#[inline]
 pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<'a>, FramingError> {
+    let mut slot = MaybeUninit::uninit();
+    parse_message_into(buf, limits, &mut slot)?;
+    // SAFETY: `parse_message_into` returned Ok, so it wrote a whole `Message` into `slot` (`slot.write`).
+    Ok(unsafe { slot.assume_init() })
+}
+
+/// [`parse_message`] into storage the caller provides, so the ~1.6 KiB `Message` is built where it is used
+/// and never moved (a by-value return costs a `memcpy` of the whole struct in the caller). On `Err` the
+/// slot holds nothing usable (`Message` has no destructor, so nothing leaks).
+#[inline]
+pub fn parse_message_into<'a, 'm>(
+    buf: &'a [u8],
+    limits: &ParseLimits,
+    slot: &'m mut MaybeUninit<Message<'a>>,
+) -> Result<&'m mut Message<'a>, FramingError> {
     let (start, pos, mut lines) = start_line(buf, limits)?;
-    // The message is built in place in the returned value and filled through a reference, so that it is
-    // not moved (1.6 KiB) once more on return. The header array is left uninitialised.
-    let mut out = Ok(Message {
+    // Written in place; the header array is left uninitialised (see `Message::headers`).
+    let msg = slot.write(Message {
         start,
         body: &[],
         body_error: None,
@@ -675,16 +800,13 @@ pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<
         first_index: [NO_HEADER; HEADER_NAME_COUNT],
         name_count: [0; HEADER_NAME_COUNT],
     });
-    if let Ok(msg) = &mut out {
-        if let Err(e) = read_headers_and_body(msg, buf, pos, &mut lines, limits) {
-            out = Err(e);
-        }
-    }
-    out
+    read_headers_and_body(msg, buf, pos, &mut lines, limits)?;
+    Ok(msg)
 }
 
 /// Checks the datagram size, skips leading CRLFs and parses the start line: (start line, next position,
-/// the LF scanner positioned after the start line).
+/// the LF scanner positioned after the start line). Inlined so the tuple and the scanner stay in registers.
+#[inline(always)]
 fn start_line<'a>(
     buf: &'a [u8],
     limits: &ParseLimits,
@@ -722,17 +844,38 @@ fn read_headers_and_body<'a>(
 ) -> Result<(), FramingError> {
     let max_headers = limits.max_headers.min(MAX_HEADERS);
     let mut bad_header_line = false;
-    // Where the last header's line and value start, for its continuation lines.
-    let mut last: Option<(usize, usize)> = None;
+    // Whether the previous line was a header line (kept), which a continuation line extends. Its line and
+    // value start are read back from its slot: continuing the trim from the trimmed value start gives the
+    // same value as from the colon, since only LWS lies between them.
+    let mut after_header = false;
     let body_start = loop {
         let (end, next) = lines.line(pos);
         if end <= pos {
             break next; // the empty line, or the end of the datagram
         }
         let line = &buf[pos..end];
+        if let Some((name_len, name, s, e)) = typical_header_line(buf, pos, line) {
+            // The usual `Known-Name: value` line; the general code below gives the same slot.
+            if line.len() > limits.max_line_bytes {
+                return Err(FramingError::LineTooLong);
+            }
+            msg.push(
+                Slot {
+                    line: pos as u32,
+                    value_start: (pos + s) as u32,
+                    value_end: (pos + e) as u32,
+                    name_len: name_len as u16,
+                    name,
+                },
+                max_headers,
+            )?;
+            after_header = true;
+            pos = next;
+            continue;
+        }
         if line[0] == b' ' || line[0] == b'\t' {
             // Continuation line (RFC 3261 §7.3.1): the value runs on, inner CRLF+WS kept.
-            match last {
+            match msg.last_starts().filter(|_| after_header) {
                 Some((line_start, value_start)) => {
                     if end - line_start > limits.max_line_bytes {
                         return Err(FramingError::LineTooLong);
@@ -760,7 +903,8 @@ fn read_headers_and_body<'a>(
                     if line.len() > limits.max_line_bytes {
                         return Err(FramingError::LineTooLong);
                     }
-                    let (s, e) = trim_lws_range(buf, pos + value_offset, end);
+                    let (s, e) = trim_value(line, value_offset);
+                    let (s, e) = (pos + s, pos + e);
                     msg.push(
                         Slot {
                             line: pos as u32,
@@ -771,11 +915,11 @@ fn read_headers_and_body<'a>(
                         },
                         max_headers,
                     )?;
-                    last = Some((pos, pos + value_offset));
+                    after_header = true;
                 }
                 _ => {
                     bad_header_line = true;
-                    last = None;
+                    after_header = false;
                 }
             }
         }
@@ -791,6 +935,8 @@ fn read_headers_and_body<'a>(
         msg.count(HeaderName::ContentLength),
         msg.first(HeaderName::ContentLength),
     ) {
+        // `Content-Length: 0`, the usual REGISTER, without the number parser (same result: an empty body).
+        (1, Some(b"0")) => msg.body = &rest[..0],
         (1, Some(cl)) => match parse_u32(cl) {
             Ok(n) if n as usize <= rest.len() => msg.body = &rest[..n as usize],
             Ok(_) => msg.body_error = Some(BodyError::ContentLengthExceedsDatagram),
@@ -800,6 +946,40 @@ fn read_headers_and_body<'a>(
         _ => msg.body_error = Some(BodyError::BadContentLength),
     }
     Ok(())
+}
+
+/// The typical header line, `Known-Name: value`: a known full name right before the colon, one SP, and a
+/// value that neither starts nor ends with LWS. (name length, name, value start, value end), offsets into
+/// `line` (= `buf[pos..]` up to its CR/LF). `None` for any other line, which the general path then frames;
+/// for the lines accepted here it gives the same result (`known_header`, then `trim_value` stops after the
+/// single SP and keeps the whole rest).
+#[inline(always)]
+fn typical_header_line(
+    buf: &[u8],
+    pos: usize,
+    line: &[u8],
+) -> Option<(usize, HeaderName, usize, usize)> {
+    let (name_len, name) = known_header(buf.get(pos..)?.first_chunk::<16>()?)?;
+    // `known_header` matched `name: ` (no CR/LF in it), so those bytes are on this line.
+    let value_start = name_len + 2;
+    let typical = line.get(value_start).is_some_and(|&b| !is_lws(b))
+        && line.last().is_some_and(|&b| !is_lws(b));
+    typical.then_some((name_len, name, value_start, line.len()))
+}
+
+/// `line[from..]` without leading and trailing LWS, as offsets into `line` (same result as `trim_lws`;
+/// open-coded so the bounds are those of `line`, already known, and the usual single SP costs one step).
+#[inline(always)]
+fn trim_value(line: &[u8], from: usize) -> (usize, usize) {
+    let mut s = from;
+    while line.get(s).is_some_and(|&b| is_lws(b)) {
+        s += 1;
+    }
+    let mut e = line.len();
+    while e > s && line.get(e - 1).is_some_and(|&b| is_lws(b)) {
+        e -= 1;
+    }
+    (s.min(e), e)
 }
 
 /// `buf[start..end]` without leading and trailing LWS, as offsets (same result as `trim_lws`).
@@ -813,6 +993,111 @@ fn trim_lws_range(buf: &[u8], start: usize, end: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Start-line material biased towards the REGISTER fast path and its edges.
+    fn start_line_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"REGISTER".to_vec()),
+            Just(b"REGISTER ".to_vec()),
+            Just(b" SIP/2.0".to_vec()),
+            Just(b"sip/2.0".to_vec()),
+            Just(b"sip:example.com".to_vec()),
+            Just(b"<".to_vec()),
+            Just(vec![b' ']),
+            Just(vec![0x7f]),
+            Just(vec![0x80]),
+            Just(vec![0xa0]),
+            proptest::collection::vec(any::<u8>(), 0..12),
+            proptest::collection::vec(0x1fu8..0x23, 0..4),
+            "[a-z0-9@.:;=]{0,40}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    fn same_start(a: &StartLine<'_>, b: &StartLine<'_>) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn register_fast_path_agrees_with_general_request_line(line in start_line_bytes()) {
+            if let Some(fast) = register_line(&line) {
+                let general = request_line_general(&line);
+                prop_assert!(same_start(&fast, &general), "{fast:?} vs {general:?}");
+            }
+        }
+
+        #[test]
+        fn register_fast_path_takes_valid_uris(uri in "[!-~&&[^<]][!-~]{0,600}") {
+            let line = format!("REGISTER {uri} SIP/2.0");
+            let general = request_line_general(line.as_bytes());
+            match register_line(line.as_bytes()) {
+                Some(fast) => prop_assert!(same_start(&fast, &general), "{fast:?} vs {general:?}"),
+                None => prop_assert!(
+                    !matches!(general, StartLine::Request { .. }),
+                    "fast path refused a valid line: {general:?}"
+                ),
+            }
+        }
+
+        #[test]
+        fn swar_uri_check_agrees_with_byte_loop(s in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let want = s.iter().any(|&b| b <= b' ' || b == 0x7f);
+            prop_assert_eq!(has_space_or_ctl(&s), want);
+            for k in 0..s.len() {
+                prop_assert_eq!(has_space_or_ctl(&s[k..]), want_any(&s[k..]));
+            }
+        }
+    }
+
+    /// Header-line material biased towards known names, colons, spaces and line ends.
+    fn header_line_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"Via".to_vec()),
+            Just(b"call-ID".to_vec()),
+            Just(b"CSeq".to_vec()),
+            Just(b"Contact".to_vec()),
+            Just(b"Content-Length".to_vec()),
+            Just(b"Proxy-Require".to_vec()),
+            Just(b"Path".to_vec()),
+            Just(b"Max-Forwards".to_vec()),
+            Just(b":".to_vec()),
+            Just(b": ".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"\t".to_vec()),
+            Just(b"\r".to_vec()),
+            "[a-zA-Z0-9 ;=<>@.-]{0,20}".prop_map(String::into_bytes),
+            proptest::collection::vec(any::<u8>(), 0..6),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8192, ..ProptestConfig::default() })]
+
+        #[test]
+        fn typical_line_fast_path_agrees_with_general_path(line in header_line_bytes(), tail in "[\r\n a-z]{0,20}") {
+            // The line as framed: it never holds LF, and its CR/LF is not part of it.
+            let line: Vec<u8> = line.into_iter().filter(|&b| b != b'\n').collect();
+            let mut buf = line.clone();
+            buf.extend_from_slice(b"\r\n");
+            buf.extend_from_slice(tail.as_bytes());
+            if let Some((n, name, s, e)) = typical_header_line(&buf, 0, &line) {
+                let (gn, voff) = split_header_line(&line).expect("a header line");
+                let v = trim_lws(&line[voff..]);
+                let gs = v.as_ptr() as usize - line.as_ptr() as usize;
+                prop_assert_eq!((n, name), (gn, header_name(&line[..gn])));
+                prop_assert_eq!((s, e), (gs, gs + v.len()));
+            }
+        }
+    }
+
+    fn want_any(s: &[u8]) -> bool {
+        s.iter().any(|&b| b <= b' ' || b == 0x7f)
+    }
 
     #[test]
     fn newline_mask_matches_a_byte_loop_at_every_offset() {
@@ -1280,7 +1565,18 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
             "Cseq-",
         ];
         for name in names {
-            for tail in [":", " :", "\x1a", "-", "", ":value and more bytes"] {
+            for tail in [
+                ":",
+                " :",
+                "\x1a",
+                "-",
+                "",
+                ":value and more bytes",
+                ": ",
+                ": value",
+                ":  value",
+                ":\tvalue",
+            ] {
                 let line = format!("{name}{tail}                ");
                 let bytes = line.as_bytes();
                 let w = bytes.first_chunk::<16>().unwrap();
@@ -1294,5 +1590,43 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
         assert!(known_header(b"Call-ID: x......").is_some());
         assert!(known_header(b"Call\rID: x......").is_none());
         assert!(known_header(b"To\x1a.............").is_none());
+        // Every known name, in any case, is found by the hash dispatch.
+        for k in &KNOWN[..usize::from(NO_KNOWN)] {
+            let lower: Vec<u8> = (0..k.name_len)
+                .map(|i| (k.pattern[i / 8] >> ((i % 8) * 8)) as u8)
+                .collect();
+            for variant in [
+                lower.clone(),
+                lower.to_ascii_uppercase(),
+                lower
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        if i % 2 == 0 {
+                            b.to_ascii_uppercase()
+                        } else {
+                            *b
+                        }
+                    })
+                    .collect(),
+            ] {
+                let mut line = variant.clone();
+                line.extend_from_slice(b": v                ");
+                let w = line.first_chunk::<16>().unwrap();
+                assert_eq!(
+                    known_header(w),
+                    Some((variant.len(), header_name(&variant))),
+                    "{:?}",
+                    String::from_utf8_lossy(&variant)
+                );
+                assert_ne!(header_name(&variant), HeaderName::Other);
+            }
+        }
+        let buf = b"Via: x\r\nTo:  y \r\nX-Padding: 0123456789\r\n\r\n";
+        assert_eq!(
+            typical_header_line(buf, 0, &buf[..6]),
+            Some((3, HeaderName::Via, 5, 6))
+        );
+        assert_eq!(typical_header_line(buf, 8, &buf[8..15]), None); // two SP, trailing SP
     }
 }
