@@ -508,6 +508,12 @@ fn digits_to_u32(d: &[u8]) -> Result<u32, HeaderError> {
 /// CSeq: `number LWS method`. The number must fit in 32 bits (RFC 3261 §8.1.1.5, RFC 4475 scalar02).
 pub fn parse_cseq(value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
     let v = trim_lws(value);
+    // Fast path: `<digits> REGISTER`, the CSeq of every REGISTER (same result as the general path below).
+    if let Some(digits) = v.strip_suffix(b" REGISTER") {
+        if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+            return Ok((digits_to_u32(digits)?, &v[v.len() - 8..]));
+        }
+    }
     let n = v.iter().take_while(|b| b.is_ascii_digit()).count();
     if n == 0 {
         return Err(HeaderError::Malformed);
@@ -653,6 +659,45 @@ pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `<digits> REGISTER` fast path of `parse_cseq` agrees with the general grammar.
+    #[test]
+    fn cseq_fast_path_matches_general_path() {
+        fn general(value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
+            let v = trim_lws(value);
+            let n = v.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n == 0 {
+                return Err(HeaderError::Malformed);
+            }
+            let rest = &v[n..];
+            let method = skip_lws(rest);
+            if method.len() == rest.len()
+                || method.is_empty()
+                || span(method, &TOKEN) != method.len()
+            {
+                return Err(HeaderError::Malformed);
+            }
+            Ok((digits_to_u32(&v[..n])?, method))
+        }
+        for v in [
+            &b"1 REGISTER"[..],
+            b"4294967295 REGISTER",
+            b"4294967296 REGISTER",
+            b"00012 REGISTER",
+            b" REGISTER",
+            b"x1 REGISTER",
+            b"1x REGISTER",
+            b"1  REGISTER",
+            b"1\tREGISTER",
+            b" 7 REGISTER ",
+            b"1 REGISTERS",
+            b"1 register",
+            b"REGISTER",
+            b"1 INVITE",
+        ] {
+            assert_eq!(parse_cseq(v), general(v), "{}", String::from_utf8_lossy(v));
+        }
+    }
 
     fn params(raw: &[u8]) -> Params<'_> {
         Params { raw }
