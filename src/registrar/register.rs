@@ -112,19 +112,26 @@ pub fn collect_contacts<'a>(
     contacts.star = false;
     contacts.items.clear();
     let mut elements = 0usize;
-    for value in contact_values {
-        for element in split_list(value) {
-            let element = element.map_err(|_| Refusal::BadRequest("bad Contact"))?;
-            elements += 1;
-            match parse_contact(element).map_err(|_| Refusal::BadRequest("bad Contact"))? {
-                ContactValue::Star => contacts.star = true,
-                ContactValue::Addr(na) => {
-                    if contacts.items.len() >= limit {
-                        return Err(Refusal::BadRequest("too many Contacts"));
-                    }
-                    contacts.items.push(req_contact(na, header_expires, cfg)?);
+    let mut add = |element: &'a [u8]| -> Result<(), Refusal> {
+        elements += 1;
+        match parse_contact(element).map_err(|_| Refusal::BadRequest("bad Contact"))? {
+            ContactValue::Star => contacts.star = true,
+            ContactValue::Addr(na) => {
+                if contacts.items.len() >= limit {
+                    return Err(Refusal::BadRequest("too many Contacts"));
                 }
+                contacts.items.push(req_contact(na, header_expires, cfg)?);
             }
+        }
+        Ok(())
+    };
+    for value in contact_values {
+        if let Some(element) = sole_element(value) {
+            add(element)?;
+            continue;
+        }
+        for element in split_list(value) {
+            add(element.map_err(|_| Refusal::BadRequest("bad Contact"))?)?;
         }
     }
     if contacts.star {
@@ -145,6 +152,15 @@ pub fn collect_contacts<'a>(
         return Err(Refusal::IntervalTooBrief);
     }
     Ok(())
+}
+
+/// Fast path for the usual one-Contact value: without `,` and `"` there is nothing to split and no quoted
+/// string to skip, so the value is its only element (`split_list` scans it with up to three `memchr` calls
+/// to find the same). The one difference, an unbalanced `<`, is an error in `split_list` and in
+/// `parse_contact` alike: both refuse the REGISTER with the same 400.
+fn sole_element(value: &[u8]) -> Option<&[u8]> {
+    let v = crate::sip::header::trim_lws(value);
+    (!v.is_empty() && memchr::memchr2(b',', b'"', v).is_none()).then_some(v)
 }
 
 fn req_contact<'a>(
@@ -526,4 +542,35 @@ fn pick_evictions(
     }
     candidates.sort_unstable();
     Some(candidates.iter().take(need).map(|&(_, idx)| idx).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `sole_element` gives what `split_list` gives, or both end in a refused Contact.
+        #[test]
+        fn sole_element_agrees_with_split_list(
+            v in proptest::collection::vec(proptest::sample::select(b"<>;=sip:a@b.c \t\r\n*,\"".to_vec()), 0..24)
+        ) {
+            if let Some(element) = sole_element(&v) {
+                let split: Vec<_> = split_list(&v).collect();
+                match split.as_slice() {
+                    [Ok(e)] => prop_assert_eq!(parse_contact(e).is_ok(), parse_contact(element).is_ok()),
+                    [Err(_)] => prop_assert!(parse_contact(element).is_err()),
+                    other => prop_assert!(false, "split_list gave {:?}", other),
+                }
+                if let ([Ok(e)], Ok(ContactValue::Addr(a))) = (split.as_slice(), parse_contact(element)) {
+                    let Ok(ContactValue::Addr(b)) = parse_contact(e) else {
+                        return Err(TestCaseError::fail("split element did not parse"));
+                    };
+                    prop_assert_eq!(a.uri, b.uri);
+                    prop_assert_eq!(a.params.raw, b.params.raw);
+                    prop_assert_eq!(a.display, b.display);
+                }
+            }
+        }
+    }
 }
