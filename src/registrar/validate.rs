@@ -4,7 +4,9 @@
 //! unparseable Via/From/To/CSeq, a CSeq method that is not the request's method, a body that does not fit
 //! the datagram. Each failure is a 400 with a reason the operator can read in the logs.
 
-use crate::sip::header::{parse_cseq, parse_name_addr, parse_u32, parse_via, split_list, NameAddr};
+use crate::sip::header::{
+    parse_cseq, parse_name_addr, parse_u32, parse_via, sole_element, split_list, NameAddr,
+};
 use crate::sip::parse::{HeaderName, Message};
 
 /// The headers every request carries, parsed.
@@ -74,6 +76,11 @@ fn validate_vias(msg: &Message<'_>) -> Result<(), Malformed> {
     let bad = Malformed::BadHeader(HeaderName::Via);
     let mut seen = 0usize;
     for value in msg.all(HeaderName::Via) {
+        if let Some(element) = sole_element(value) {
+            parse_via(element).map_err(|_| bad)?;
+            seen += 1;
+            continue;
+        }
         for element in split_list(value) {
             let element = element.map_err(|_| bad)?;
             if element.is_empty() {
