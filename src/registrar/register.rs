@@ -495,8 +495,31 @@ fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
     if !c.is_sip || c.uri_text == stored {
         return c.uri_text == stored;
     }
+    // A second device of the AoR (another contact) is the common unequal case: prove it without parsing.
+    if surely_different(c.uri_text, stored) {
+        return false;
+    }
     match (parse_uri(c.uri_text), parse_uri(stored)) {
         (Ok(a), Ok(b)) => uri_eq(&a, &b),
+        _ => false,
+    }
+}
+
+/// A cheap proof that two SIP URI texts are not equal under RFC 3261 §19.1.4. Without `%` escapes, equal
+/// URIs have the same `scheme:user[:password]@host[:port]` text up to ASCII case (user and password compare
+/// exactly, scheme and host without case, and the user's bytes are the same so a `;` or `?` inside it is at
+/// the same place in both): that text, up to the first `;` or `?`, differing is proof enough. A port
+/// written with a leading zero (`:05060` equals `:5060`) is left to the full comparison.
+fn surely_different(a: &[u8], b: &[u8]) -> bool {
+    fn prefix(u: &[u8]) -> Option<&[u8]> {
+        if memchr::memchr(b'%', u).is_some() {
+            return None;
+        }
+        let p = &u[..memchr::memchr2(b';', b'?', u).unwrap_or(u.len())];
+        (!p.windows(2).any(|w| w == b":0")).then_some(p)
+    }
+    match (prefix(a), prefix(b)) {
+        (Some(pa), Some(pb)) => !pa.eq_ignore_ascii_case(pb),
         _ => false,
     }
 }
@@ -534,4 +557,52 @@ fn pick_evictions(
     }
     candidates.sort_unstable();
     Some(candidates.iter().take(need).map(|&(_, idx)| idx).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn uri() -> impl Strategy<Value = String> {
+        let pick = |xs: &'static [&'static str]| proptest::sample::select(xs.to_vec());
+        (
+            pick(&["sip:", "SIP:", "sips:"]),
+            pick(&["", "a@", "A@", "a;b@", "%61@", "a:pw@", "a:0@"]),
+            pick(&["h", "H", "h.c", "[::1]"]),
+            pick(&["", ":5060", ":05060", ":5061", ":0"]),
+            pick(&[
+                "",
+                ";transport=udp",
+                ";TRANSPORT=UDP",
+                ";lr",
+                "?x=1",
+                ";maddr=h",
+            ]),
+        )
+            .prop_map(|(s, u, h, p, x)| format!("{s}{u}{h}{p}{x}"))
+    }
+
+    proptest! {
+        /// `surely_different` never calls two §19.1.4-equal URIs different.
+        #[test]
+        fn surely_different_only_for_unequal_uris(a in uri(), b in uri()) {
+            if let (Ok(pa), Ok(pb)) = (parse_uri(a.as_bytes()), parse_uri(b.as_bytes())) {
+                if surely_different(a.as_bytes(), b.as_bytes()) {
+                    prop_assert!(!uri_eq(&pa, &pb), "{} vs {}", a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn another_device_is_surely_different() {
+        assert!(surely_different(
+            b"sip:u1@10.0.0.1:5060;transport=udp",
+            b"sip:u1@10.0.0.2:5060"
+        ));
+        assert!(!surely_different(b"sip:u1@H:5060", b"SIP:u1@h:5060;lr"));
+        assert!(!surely_different(b"sip:u1@h:5060", b"sip:u1@h:05060"));
+        assert!(!surely_different(b"sip:%751@h", b"sip:u1@h"));
+    }
 }
