@@ -584,6 +584,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
         /// `surely_different` never calls two §19.1.4-equal URIs different.
         #[test]
         fn surely_different_only_for_unequal_uris(a in uri(), b in uri()) {
