@@ -1,5 +1,9 @@
 //! A fixed workload for profilers (callgrind, perf): register N AoRs, then refresh each of them R times.
 //! `cargo build --release --example refresh_loop && valgrind --tool=callgrind target/release/examples/refresh_loop 20000 3`
+//!
+//! With a third argument `second-device`, every round after the first registers a second device per AoR
+//! (another Contact and Call-ID, CSeq 1) instead of refreshing: the insert path that SIPp exercises in
+//! `benches/e2e.sh` after the loadgen phase (compare, insert, a 200 listing two bindings).
 
 use std::net::SocketAddr;
 
@@ -16,13 +20,19 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let users: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let second_device = args.next().as_deref() == Some("second-device");
     let source: SocketAddr = "192.0.2.7:5060".parse().expect("addr");
     let now = Now::from_secs(1_700_000_000);
     let mut reg = Registrar::new(RegistrarConfig::default(), now);
     let mut out = Vec::with_capacity(2048);
     let mut ok = 0u64;
     for round in 0..=rounds {
-        let msgs: Vec<Vec<u8>> = (0..users).map(|u| register(u, round + 1)).collect();
+        let msgs: Vec<Vec<u8>> = (0..users)
+            .map(|u| match (second_device, round) {
+                (true, 1..) => another_device(&register(u, 1), round),
+                _ => register(u, round + 1),
+            })
+            .collect();
         for m in &msgs {
             if let Outcome::Reply { status: 200, .. } = reg.handle(m, source, now, &mut out) {
                 ok += 1;
@@ -33,4 +43,15 @@ fn main() {
         "{ok} REGISTERs answered 200, {} bindings",
         reg.binding_count()
     );
+}
+
+/// The same REGISTER from device number `n` of the user: its own contact host and Call-ID.
+fn another_device(msg: &[u8], n: u32) -> Vec<u8> {
+    String::from_utf8_lossy(msg)
+        .replace(
+            "@192.0.2.7:5060;transport",
+            &format!("@192.0.2.{}:5060;transport", 7 + n),
+        )
+        .replace("Call-ID: ", &format!("Call-ID: d{n}-"))
+        .into_bytes()
 }
