@@ -885,6 +885,7 @@ impl Config {
                 .iter()
                 .map(|m| (m.domain.clone(), m.realm.clone()))
                 .collect(),
+            reserve_arenas: true,
             ..RegistrarConfig::default()
         }
     }

@@ -198,6 +198,44 @@ impl BindingStore {
         }
     }
 
+    /// A store with its arenas and table reserved for `max_bindings` bindings (and as many AoRs), so
+    /// inserts never reallocate. Address space only: the arenas' pages are touched as they fill.
+    /// When the address space cannot be had (a huge `--max-bindings` on a small box with strict
+    /// overcommit), it logs a warning and returns an unreserved store that grows on demand.
+    pub fn with_reserved(seed: HashSeed, max_bindings: usize) -> Self {
+        let mut store = Self::new(seed, max_bindings);
+        let n = store.max_bindings;
+        // Slab has no fallible constructor: probe the address space with one fallible reservation of the
+        // same total first, so a refusal is a warning rather than an abort.
+        // Per binding: a slab entry (the value plus the slab's tag), an AoR slab entry, and ~2 table
+        // buckets (a u32 and a control byte each).
+        let per_binding =
+            std::mem::size_of::<Binding>() + std::mem::size_of::<AorRecord>() + 16 + 2 * 5;
+        let bytes = n.saturating_mul(per_binding);
+        if Vec::<u8>::new().try_reserve_exact(bytes).is_err() {
+            tracing::warn!(
+                bindings = n,
+                bytes,
+                "cannot reserve the binding arenas up front; they will grow on demand"
+            );
+            return store;
+        }
+        store.table = HashTable::with_capacity(n);
+        store.aors = Slab::with_capacity(n);
+        store.bindings = Slab::with_capacity(n);
+        store
+    }
+
+    /// Bindings the arenas hold without reallocating.
+    pub fn binding_capacity(&self) -> usize {
+        self.bindings.capacity()
+    }
+
+    /// AoRs the arena and the table hold without reallocating or rehashing.
+    pub fn aor_capacity(&self) -> usize {
+        self.aors.capacity().min(self.table.capacity())
+    }
+
     pub fn hash_aor(&self, aor: &[u8]) -> u64 {
         self.hasher.hash_one(aor)
     }

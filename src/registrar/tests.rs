@@ -185,6 +185,35 @@ impl Harness {
     }
 }
 
+#[test]
+fn reserved_arenas_hold_max_bindings_without_growing() {
+    let mut h = Harness::with(RegistrarConfig {
+        max_bindings: 3_000,
+        reserve_arenas: true,
+        ..RegistrarConfig::default()
+    });
+    let reserved = h.reg.reserved_capacity();
+    assert!(reserved >= 3_000, "reserved {reserved}");
+    for n in 0..3_000 {
+        let user = format!("u{n}");
+        let r = h.send(&Req::register(&user).contact(&format!("<sip:{user}@192.0.2.1>")));
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(h.reg.binding_count(), 3_000);
+    assert_eq!(h.reg.reserved_capacity(), reserved, "no arena grew");
+    // Full: the next new binding is refused, nothing grows.
+    let r = h.send(&Req::register("late").contact("<sip:late@192.0.2.1>"));
+    assert_eq!(r.status, 503);
+    assert_eq!(h.reg.reserved_capacity(), reserved);
+
+    let lazy = Harness::new();
+    assert_eq!(
+        lazy.reg.reserved_capacity(),
+        0,
+        "off by default: nothing reserved"
+    );
+}
+
 fn c(uri: &str, exp: u64) -> (String, u64) {
     (uri.to_string(), exp)
 }

@@ -222,6 +222,19 @@ impl TimerWheel {
         wheel
     }
 
+    /// A wheel whose id table is reserved for ids below `ids` (address space only: entries are written as
+    /// ids are first armed), so arming never reallocates it.
+    pub fn with_reserved(now_s: u64, ids: usize) -> Self {
+        let mut wheel = Self::new(now_s);
+        wheel.nodes.reserve_exact(ids.min(MAX_TIMER_ID as usize));
+        wheel
+    }
+
+    /// Ids the table holds without reallocating.
+    pub fn id_capacity(&self) -> usize {
+        self.nodes.capacity()
+    }
+
     /// Arms `id` to fire at `deadline_s`, re-arming it if it is armed. A deadline at or before the wheel's
     /// time is due at the next `advance`. An id at or above [`MAX_TIMER_ID`] (or one the table cannot
     /// grow to) is a caller bug: it is asserted in debug builds and ignored in release builds; use
