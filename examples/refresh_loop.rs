@@ -4,6 +4,12 @@
 //! With a third argument `second-device`, every round after the first registers a second device per AoR
 //! (another Contact and Call-ID, CSeq 1) instead of refreshing: the insert path that SIPp exercises in
 //! `benches/e2e.sh` after the loadgen phase (compare, insert, a 200 listing two bindings).
+//!
+//! With `THRASH_KB=N` in the environment, the loop writes N KiB of unrelated memory between two REGISTERs,
+//! evicting the caches as a sleeping shard's neighbours do at a moderate rate. Under callgrind with a
+//! cache model (`--cache-sim=yes --LL=524288,8,64`, an L2-sized last level) the misses inside
+//! `Registrar::handle` are then the cold-cache cost of one REGISTER: code lines (I1 misses) and data
+//! lines (LL misses) fetched from further away.
 
 use std::net::SocketAddr;
 
@@ -25,6 +31,11 @@ fn main() {
     let now = Now::from_secs(1_700_000_000);
     let mut reg = Registrar::new(RegistrarConfig::default(), now);
     let mut out = Vec::with_capacity(2048);
+    let thrash_kb: usize = std::env::var("THRASH_KB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut thrash = vec![0u8; thrash_kb * 1024];
     let mut ok = 0u64;
     for round in 0..=rounds {
         let msgs: Vec<Vec<u8>> = (0..users)
@@ -34,7 +45,10 @@ fn main() {
             })
             .collect();
         for m in &msgs {
-            if let Outcome::Reply { status: 200, .. } = reg.handle(m, source, now, &mut out) {
+            evict(&mut thrash);
+            if let Outcome::Reply { status: 200, .. } =
+                handle_one(&mut reg, m, source, now, &mut out)
+            {
                 ok += 1;
             }
         }
@@ -43,6 +57,27 @@ fn main() {
         "{ok} REGISTERs answered 200, {} bindings",
         reg.binding_count()
     );
+}
+
+/// One request, never inlined: the profilers' anchor (`handle_one` inclusive) even when LTO inlines
+/// `Registrar::handle` into the loop.
+#[inline(never)]
+fn handle_one(
+    reg: &mut Registrar,
+    m: &[u8],
+    source: SocketAddr,
+    now: Now,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    reg.handle(m, source, now, out)
+}
+
+/// Writes one byte per cache line of `buf` (a no-op when empty).
+fn evict(buf: &mut [u8]) {
+    for line in buf.chunks_mut(64) {
+        line[0] = line[0].wrapping_add(1);
+    }
+    std::hint::black_box(&*buf);
 }
 
 /// The same REGISTER from device number `n` of the user: its own contact host and Call-ID.

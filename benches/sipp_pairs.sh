@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# corereg against the stateless stub under SIPp, in short alternating bursts (the machine's noise drifts
+# over seconds, so short interleaved bursts hit both targets alike).
+#
+# Starts the stub and corereg side by side (one shard each), preloads corereg's users with corereg-loadgen
+# (each SIPp REGISTER is then a second device of a registered AoR, as in the SIPp phase of e2e.sh), then
+# for each round sends one SIPp burst to each target (order alternating per round), each burst to fresh
+# users. A target's CPU per burst is read from /proc/<pid>/task/*/schedstat (nanoseconds, so bursts of a
+# few seconds are measured exactly). Prints every burst, the medians and the median of the per-round
+# ratios corereg/stub (the product target: corereg within 1.2x of the stub).
+#
+#   benches/sipp_pairs.sh [--rounds 8] [--rate 10000] [--burst 30000] [--port 5290] [--no-build]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEERS="${PEERS:-$ROOT/../shared/peers}"
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --rate) RATE="$2"; shift 2 ;;
+    --burst) BURST="$2"; shift 2 ;;
+    --port) PORT="$2"; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 1 ;;
+  esac
+done
+[[ $BUILD == 1 ]] && (cd "$ROOT" && cargo build --release -p corereg -p corereg-loadgen)
+command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)" >&2; exit 1; }
+
+WORK="$(mktemp -d /tmp/corereg-pairs.XXXXXX)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+STUB_PORT=$PORT REG_PORT=$((PORT + 1))
+"$ROOT/target/release/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
+STUB_PID=$!; PIDS+=("$STUB_PID")
+"$ROOT/target/release/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 >"$WORK/corereg.log" 2>&1 &
+REG_PID=$!; PIDS+=("$REG_PID")
+sleep 0.5
+for p in "$STUB_PID" "$REG_PID"; do
+  kill -0 "$p" 2>/dev/null || { echo "a target did not start:" >&2; cat "$WORK"/*.log >&2; exit 1; }
+done
+
+USERS=$((ROUNDS * BURST))
+echo "preloading corereg with $USERS users (corereg-loadgen)..."
+"$ROOT/target/release/corereg-loadgen" run --target "127.0.0.1:$REG_PORT" --users "$USERS" --count "$USERS" \
+  --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
+jq -e '.failed + .timeouts == 0' "$WORK/preload.json" >/dev/null || { echo "preload had failures" >&2; exit 1; }
+
+# CPU nanoseconds of all threads of a process.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
+
+burst() { # target-port pid round -> prints "cpu_us_per_register ok failed"
+  local port=$1 pid=$2 round=$3
+  local first=$(((round - 1) * BURST))
+  { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done; } >"$WORK/users.csv"
+  local before after
+  before=$(cpu_ns "$pid")
+  sipp -sf "$PEERS/sipp-register.xml" -inf "$WORK/users.csv" "127.0.0.1:$port" -i 127.0.0.1 -p $((PORT + 10)) \
+    -m "$BURST" -nostdin -buff_size 4194304 -r "$RATE" -rp 1000 >"$WORK/sipp.out" 2>&1 || true
+  after=$(cpu_ns "$pid")
+  local ok fail
+  ok=$(grep -E '^ *Successful call' "$WORK/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
+  fail=$(grep -E '^ *Failed call' "$WORK/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
+  awk -v a="$after" -v b="$before" -v n="${ok:-0}" -v f="${fail:-?}" 'BEGIN { printf "%.3f %d %s\n", (n > 0 ? (a - b) / n / 1000 : 0), n, f }'
+}
+
+stub=() reg=() ratio=()
+printf '%-6s %22s %22s %8s\n' round "stub us/REGISTER" "corereg us/REGISTER" ratio
+for ((r = 1; r <= ROUNDS; r++)); do
+  if ((r % 2)); then
+    read -r s sok sf < <(burst "$STUB_PORT" "$STUB_PID" "$r")
+    read -r c cok cf < <(burst "$REG_PORT" "$REG_PID" "$r")
+  else
+    read -r c cok cf < <(burst "$REG_PORT" "$REG_PID" "$r")
+    read -r s sok sf < <(burst "$STUB_PORT" "$STUB_PID" "$r")
+  fi
+  q=$(awk -v s="$s" -v c="$c" 'BEGIN { printf "%.3f", (s > 0 ? c / s : 0) }')
+  printf '%-6s %14s (%s ok) %14s (%s ok) %8s\n' "$r" "$s" "$sok" "$c" "$cok" "$q"
+  [[ "$sf" == 0 && "$cf" == 0 ]] || echo "  failed calls: stub $sf, corereg $cf" >&2
+  stub+=("$s") reg+=("$c") ratio+=("$q")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ms=$(median "${stub[@]}") mr=$(median "${reg[@]}") mq=$(median "${ratio[@]}")
+echo "SIPp at $RATE/s, $BURST REGISTERs per burst, $ROUNDS rounds: median stub $ms us, corereg $mr us per REGISTER;" \
+  "median of per-round ratios ${mq}x"
