@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/support/sample_register.rs"]
 mod sample;
-use sample::sample_register as register;
+use sample::{device_register, sample_register as register};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -40,7 +40,7 @@ fn main() {
     for round in 0..=rounds {
         let msgs: Vec<Vec<u8>> = (0..users)
             .map(|u| match (second_device, round) {
-                (true, 1..) => another_device(&register(u, 1), round),
+                (true, 1..) => device_register(u, round, 1),
                 _ => register(u, round + 1),
             })
             .collect();
@@ -78,15 +78,4 @@ fn evict(buf: &mut [u8]) {
         line[0] = line[0].wrapping_add(1);
     }
     std::hint::black_box(&*buf);
-}
-
-/// The same REGISTER from device number `n` of the user: its own contact host and Call-ID.
-fn another_device(msg: &[u8], n: u32) -> Vec<u8> {
-    String::from_utf8_lossy(msg)
-        .replace(
-            "@192.0.2.7:5060;transport",
-            &format!("@192.0.2.{}:5060;transport", 7 + n),
-        )
-        .replace("Call-ID: ", &format!("Call-ID: d{n}-"))
-        .into_bytes()
 }

@@ -6,8 +6,9 @@
 //!   allocation with u16 end offsets, so a binding costs one heap block;
 //! - the bindings of one AoR form an intrusive singly linked list through the binding arena (`next`), so an
 //!   AoR record needs no Vec of its own;
-//! - the table stores only `u32` record indices; the AoR hash is computed once per request (ahash, seeded
-//!   once per process and shared by all shards so the same hash also picks the owning shard).
+//! - the table ([`AorTable`]) stores a hash tag and a `u32` record index per AoR; the AoR hash is computed
+//!   once per request (ahash, seeded once per process and shared by all shards so the same hash also picks
+//!   the owning shard), and [`BindingStore::prefetch_aor`] starts loading the AoR's table line early.
 //!
 //! A refresh that changes nothing but CSeq, expiry and source address rewrites the binding in place and
 //! allocates nothing.
@@ -15,9 +16,10 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
-use hashbrown::HashTable;
 use slab::Slab;
 use thiserror::Error;
+
+use super::aor_table::{prefetch_read, AorTable};
 
 /// Index of a binding in the arena; also its timer id in the expiry wheel.
 pub type BindingIdx = u32;
@@ -153,7 +155,7 @@ struct AorRecord {
 /// The per-shard binding table.
 pub struct BindingStore {
     hasher: ahash::RandomState,
-    table: HashTable<AorIdx>,
+    table: AorTable,
     aors: Slab<AorRecord>,
     bindings: Slab<Binding>,
     max_bindings: usize,
@@ -190,7 +192,7 @@ impl BindingStore {
     pub fn new(seed: HashSeed, max_bindings: usize) -> Self {
         BindingStore {
             hasher: seed.hasher(),
-            table: HashTable::new(),
+            table: AorTable::default(),
             aors: Slab::new(),
             bindings: Slab::new(),
             // Indices double as timer ids in the expiry wheel, which caps them.
@@ -207,10 +209,10 @@ impl BindingStore {
         let n = store.max_bindings;
         // Slab has no fallible constructor: probe the address space with one fallible reservation of the
         // same total first, so a refusal is a warning rather than an abort.
-        // Per binding: a slab entry (the value plus the slab's tag), an AoR slab entry, and ~2 table
-        // buckets (a u32 and a control byte each).
+        // Per binding: a slab entry (the value plus the slab's tag), an AoR slab entry, and up to 4 table
+        // buckets of 8 bytes (load factor 1/2, rounded up to a power of two).
         let per_binding =
-            std::mem::size_of::<Binding>() + std::mem::size_of::<AorRecord>() + 16 + 2 * 5;
+            std::mem::size_of::<Binding>() + std::mem::size_of::<AorRecord>() + 16 + 4 * 8;
         let bytes = n.saturating_mul(per_binding);
         if Vec::<u8>::new().try_reserve_exact(bytes).is_err() {
             tracing::warn!(
@@ -220,7 +222,7 @@ impl BindingStore {
             );
             return store;
         }
-        store.table = HashTable::with_capacity(n);
+        store.table = AorTable::with_capacity(n);
         store.aors = Slab::with_capacity(n);
         store.bindings = Slab::with_capacity(n);
         store
@@ -258,13 +260,25 @@ impl BindingStore {
         self.max_bindings
     }
 
+    /// Starts loading the table line where the lookup of `hash` begins (a hint; see [`AorTable`]).
+    #[inline]
+    pub fn prefetch_aor(&self, hash: u64) {
+        self.table.prefetch(hash);
+    }
+
     pub fn find_aor(&self, hash: u64, aor: &[u8]) -> Option<AorIdx> {
-        let aors = &self.aors;
-        self.table
-            .find(hash, |&i| {
-                aors.get(i as usize).is_some_and(|r| &*r.aor == aor)
-            })
-            .copied()
+        let (aors, bindings) = (&self.aors, &self.bindings);
+        self.table.find(hash, |i| {
+            let Some(r) = aors.get(i as usize) else {
+                return false;
+            };
+            // Touch the AoR's first binding before comparing the name: the two loads then overlap
+            // instead of one waiting for the other (the caller reads that binding next).
+            if let Some(b) = bindings.get(r.head as usize) {
+                prefetch_read(b);
+            }
+            &*r.aor == aor
+        })
     }
 
     pub fn aor_name(&self, aor: AorIdx) -> Option<&[u8]> {
@@ -328,9 +342,7 @@ impl BindingStore {
             head: NIL,
             count: 0,
         }) as AorIdx;
-        let aors = &self.aors;
-        self.table
-            .insert_unique(hash, idx, |&i| aors.get(i as usize).map_or(0, |r| r.hash));
+        self.table.insert_unique(hash, idx);
         idx
     }
 
@@ -380,9 +392,8 @@ impl BindingStore {
         if record.count == 0 {
             debug_assert_eq!(record.head, NIL);
             let hash = record.hash;
-            if let Ok(entry) = self.table.find_entry(hash, |&i| i as usize == aor_idx) {
-                entry.remove();
-            }
+            let removed = self.table.remove(hash, aor_idx as AorIdx);
+            debug_assert!(removed, "AoR record missing from the table");
             self.aors.remove(aor_idx);
         }
         Some(b)

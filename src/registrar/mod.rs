@@ -8,6 +8,7 @@
 //!   (call again after yielding).
 //! - `Now` is wall-clock time as milliseconds since the Unix epoch, supplied by the caller (tests use a fake).
 
+pub mod aor_table;
 pub mod bindings;
 mod date;
 pub mod register;
@@ -419,6 +420,8 @@ impl Registrar {
             return self.reply(400, ex, out);
         }
         let aor_hash = self.store.hash_aor(aor.as_bytes());
+        // The AoR's table line is likely not cached: start loading it now, the Contacts are parsed meanwhile.
+        self.store.prefetch_aor(aor_hash);
         // Thread-per-core: everything above is stateless; the AoR's state (and its replay window) lives on
         // its owning shard, so the rest happens there.
         if let Some(owner) = self.partition.owner_elsewhere(aor_hash) {
