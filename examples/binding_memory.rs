@@ -1,6 +1,6 @@
 //! Resident bytes per binding at scale: registers N AoRs (one 60-byte contact, 40-byte Call-ID each)
 //! into one registrar and reports RSS growth per binding next to the string bytes stored.
-//! `cargo run --release --example binding_memory -- 1000000`
+//! `cargo run --release --example binding_memory -- 1000000 [reserved]`
 
 use std::net::SocketAddr;
 
@@ -25,8 +25,11 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let source: SocketAddr = "192.0.2.7:5060".parse().expect("addr");
+    // `reserved` as the second argument: the arenas reserved for n bindings up front, as the server does.
+    let reserve_arenas = std::env::args().nth(2).as_deref() == Some("reserved");
     let cfg = RegistrarConfig {
         max_bindings: n as usize,
+        reserve_arenas,
         ..RegistrarConfig::default()
     };
     let now = Now::from_secs(1_700_000_000);
