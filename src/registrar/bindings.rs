@@ -127,6 +127,7 @@ impl Binding {
     }
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn pack_strings(d: &BindingData<'_>) -> Result<(Box<[u8]>, [u16; FIELDS - 1]), StoreError> {
     let parts = [d.contact, d.call_id, d.path, d.instance, d.user_agent];
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -266,6 +267,7 @@ impl BindingStore {
         self.table.prefetch(hash);
     }
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn find_aor(&self, hash: u64, aor: &[u8]) -> Option<AorIdx> {
         let (aors, bindings) = (&self.aors, &self.bindings);
         self.table.find(hash, |i| {
@@ -303,6 +305,7 @@ impl BindingStore {
     }
 
     /// Insert a new binding for `aor` (creating the AoR record when needed).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn insert(
         &mut self,
         hash: u64,
@@ -347,6 +350,7 @@ impl BindingStore {
     }
 
     /// Rewrite a binding in place. Allocates only when one of its strings changed.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn update(&mut self, idx: BindingIdx, d: &BindingData<'_>) -> Result<(), StoreError> {
         let Some(b) = self.bindings.get_mut(idx as usize) else {
             return Ok(());

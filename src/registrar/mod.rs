@@ -258,6 +258,7 @@ impl Registrar {
 
     /// Handle one datagram from `source`. The response (if any) is written into `out`.
     #[must_use]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn handle(
         &mut self,
         datagram: &[u8],
@@ -279,6 +280,7 @@ impl Registrar {
         outcome
     }
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn dispatch(
         &mut self,
         datagram: &[u8],
@@ -358,6 +360,7 @@ impl Registrar {
     }
 
     /// §10.3 step 1 (and step 5's domain part): no `--domain` means every domain is served.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn serves(&self, host: &[u8]) -> bool {
         self.cfg.domains.is_empty()
             || self
@@ -368,6 +371,7 @@ impl Registrar {
     }
 
     /// §10.3 step 2 / §8.2.2.3: 420 listing every Require tag we do not implement.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn check_require(&mut self, ex: Exchange<'_, '_>, out: &mut Vec<u8>) -> Option<Outcome> {
         let msg = ex.msg;
         let unsupported = |tag: &[u8]| !has_option_tag(SUPPORTED, tag);
@@ -400,6 +404,7 @@ impl Registrar {
         })
     }
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn register(
         &mut self,
         ex: Exchange<'_, '_>,

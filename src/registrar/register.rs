@@ -97,7 +97,30 @@ pub enum Refusal {
     StoreFull,
 }
 
+/// One Contact element into `contacts` (a named function rather than a closure, so that it can sit with
+/// the rest of the request path: see `build.rs`).
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+fn add_contact<'a>(
+    element: &'a [u8],
+    header_expires: Option<u32>,
+    limit: usize,
+    cfg: &RegistrarConfig,
+    contacts: &mut Contacts<'a>,
+) -> Result<(), Refusal> {
+    match parse_contact(element).map_err(|_| Refusal::BadRequest("bad Contact"))? {
+        ContactValue::Star => contacts.star = true,
+        ContactValue::Addr(na) => {
+            if contacts.items.len() >= limit {
+                return Err(Refusal::BadRequest("too many Contacts"));
+            }
+            contacts.items.push(req_contact(na, header_expires, cfg)?);
+        }
+    }
+    Ok(())
+}
+
 /// Collect and check every Contact (§10.3 steps 6-7 up to expiry), without touching state.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn collect_contacts<'a>(
     contact_values: impl Iterator<Item = &'a [u8]>,
     expires_header: Option<&'a [u8]>,
@@ -112,27 +135,17 @@ pub fn collect_contacts<'a>(
     contacts.star = false;
     contacts.items.clear();
     let mut elements = 0usize;
-    let mut add = |element: &'a [u8]| -> Result<(), Refusal> {
-        elements += 1;
-        match parse_contact(element).map_err(|_| Refusal::BadRequest("bad Contact"))? {
-            ContactValue::Star => contacts.star = true,
-            ContactValue::Addr(na) => {
-                if contacts.items.len() >= limit {
-                    return Err(Refusal::BadRequest("too many Contacts"));
-                }
-                contacts.items.push(req_contact(na, header_expires, cfg)?);
-            }
-        }
-        Ok(())
-    };
     for value in contact_values {
         // An unbalanced `<` in a sole element is refused by `parse_contact` as `split_list` would.
         if let Some(element) = sole_element(value) {
-            add(element)?;
+            elements += 1;
+            add_contact(element, header_expires, limit, cfg, contacts)?;
             continue;
         }
         for element in split_list(value) {
-            add(element.map_err(|_| Refusal::BadRequest("bad Contact"))?)?;
+            elements += 1;
+            let element = element.map_err(|_| Refusal::BadRequest("bad Contact"))?;
+            add_contact(element, header_expires, limit, cfg, contacts)?;
         }
     }
     if contacts.star {
@@ -155,6 +168,7 @@ pub fn collect_contacts<'a>(
     Ok(())
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn req_contact<'a>(
     na: crate::sip::header::NameAddr<'a>,
     header_expires: Option<u32>,
@@ -235,6 +249,7 @@ pub struct State<'s> {
 /// Remove the AoR's bindings that are already expired but not yet swept by the wheel, so that the rules
 /// and the 200's list never see them. Returns how many went, and the AoR's record when it still has
 /// bindings (looked up once here, then handed to `apply` and the 200).
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn purge_expired(
     st: &mut State<'_>,
     aor_hash: u64,
@@ -263,6 +278,7 @@ pub fn purge_expired(
 
 /// §10.3 steps 6-8: plan every change, check it, then apply it. `rec` is the AoR's record as
 /// `purge_expired` left it.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn apply(
     st: &mut State<'_>,
     req: &RegisterRequest<'_>,
@@ -490,6 +506,7 @@ fn matches(store: &BindingStore, idx: BindingIdx, c: &ReqContact<'_>) -> bool {
     contact_uri_eq(c, b.contact())
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
     // Identical text is equal under every rule (and is what a refresh sends): skip parsing.
     if !c.is_sip || c.uri_text == stored {
@@ -510,6 +527,7 @@ fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
 /// exactly, scheme and host without case, and the user's bytes are the same so a `;` or `?` inside it is at
 /// the same place in both): that text, up to the first `;` or `?`, differing is proof enough. A port
 /// written with a leading zero (`:05060` equals `:5060`) is left to the full comparison.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn surely_different(a: &[u8], b: &[u8]) -> bool {
     fn prefix(u: &[u8]) -> Option<&[u8]> {
         if memchr::memchr(b'%', u).is_some() {

@@ -47,6 +47,7 @@ impl Registrar {
     }
 
     /// 200 OK listing every current binding of the AoR (`rec`) with its remaining expiry (§10.3 step 8).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub(super) fn write_ok(
         &mut self,
         ex: Exchange<'_, '_>,
@@ -84,6 +85,7 @@ impl Registrar {
         w.finish();
     }
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub(super) fn to_tag(&self, msg: &Message<'_>) -> [u8; 16] {
         let h = self
             .tag_hasher
@@ -91,6 +93,7 @@ impl Registrar {
         hex16(h)
     }
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub(super) fn writer<'o>(
         &mut self,
         status: u16,
@@ -146,6 +149,7 @@ impl Registrar {
 /// Lower-case hex of `h`, most significant nibble first, computed without a table: a 512-byte pair
 /// table (the previous version) saved a few instructions but touched up to 8 random cache lines per
 /// reply, and a shard's caches are cold between datagrams at a moderate rate.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn hex16(h: u64) -> [u8; 16] {
     let mut tag = [0u8; 16];
     for (i, out) in tag.iter_mut().enumerate() {
@@ -159,6 +163,7 @@ fn hex16(h: u64) -> [u8; 16] {
 }
 
 /// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
     let mut num = itoa::Buffer::new();
     buf.extend_from_slice(b"Contact: <");
@@ -213,7 +218,16 @@ mod tests {
 
     #[test]
     fn hex16_spells_the_tag_like_format() {
-        for h in [0u64, 1, 9, 10, 15, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+        for h in [
+            0u64,
+            1,
+            9,
+            10,
+            15,
+            0xdead_beef,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ] {
             assert_eq!(hex16(h), *format!("{h:016x}").as_bytes());
         }
     }

@@ -38,6 +38,7 @@ const SINGLETONS: [HeaderName; 7] = [
     HeaderName::Expires,
 ];
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn validate<'a>(msg: &Message<'a>, method_raw: &[u8]) -> Result<Basics<'a>, Malformed> {
     for name in SINGLETONS {
         if msg.count(name) > 1 {
@@ -64,6 +65,7 @@ pub fn validate<'a>(msg: &Message<'a>, method_raw: &[u8]) -> Result<Basics<'a>, 
     Ok(Basics { call_id, cseq, to })
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn required<'a>(msg: &Message<'a>, name: HeaderName) -> Result<&'a [u8], Malformed> {
     match msg.first(name) {
         Some(v) if !v.is_empty() => Ok(v),

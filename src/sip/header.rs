@@ -60,6 +60,7 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// `s` without leading LWS.
 #[inline]
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub(crate) fn skip_lws(s: &[u8]) -> &[u8] {
     let mut i = 0;
     while i < s.len() && is_lws(s[i]) {
@@ -82,6 +83,7 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
 /// Length of the prefix of `s` whose bytes are all in `table` (unrolled by four: one bounds test per four
 /// bytes).
 #[inline]
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub(crate) fn span(s: &[u8], table: &[bool; 256]) -> usize {
     let mut i = 0;
     while let Some(c) = s.get(i..i + 4) {
@@ -196,6 +198,7 @@ fn next_param_general(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
 }
 
 /// Check that `s` is exactly `*(LWS ";" LWS param)` followed by optional LWS.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn validate_params(mut s: &[u8]) -> Result<(), HeaderError> {
     while let Some((_, _, rest)) = next_param(s)? {
         s = rest;
@@ -346,6 +349,7 @@ fn is_display_char(b: u8) -> bool {
 }
 
 /// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let v = trim_lws(value);
     // Fast path: `<uri>` with no display name. One span over URI_TEXT finds the `>` and checks the URI
@@ -551,6 +555,7 @@ fn digits_to_u32(d: &[u8]) -> Result<u32, HeaderError> {
 }
 
 /// CSeq: `number LWS method`. The number must fit in 32 bits (RFC 3261 §8.1.1.5, RFC 4475 scalar02).
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn parse_cseq(value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
     let v = trim_lws(value);
     // Fast path: `<digits> REGISTER`, the CSeq of every REGISTER (same result as the general path below).
@@ -578,6 +583,7 @@ fn parse_cseq_general(v: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
 
 /// A non-negative decimal that fits in u32 (Expires, Content-Length, Max-Forwards, expires param).
 /// Expires values above u32::MAX are NumberOutOfRange; callers cap them.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn parse_u32(value: &[u8]) -> Result<u32, HeaderError> {
     let v = trim_lws(value);
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
@@ -636,6 +642,7 @@ impl<'a> Via<'a> {
 }
 
 /// A non-empty token at the start of `s` and the text after it.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn take_token(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     match span(s, &TOKEN) {
         0 => Err(HeaderError::Malformed),
@@ -667,6 +674,7 @@ fn sent_protocol(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
 /// `sent-protocol LWS sent-by *(SEMI via-params)` with LWS allowed around `/` and `:`. The protocol name
 /// must be `SIP` (any case); the version is only checked to be a token, so that a request with an
 /// unsupported version (RFC 4475 badvers) can still be answered with 505 along its Via.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let s = trim_lws(element);
     let (transport, s) = match s {

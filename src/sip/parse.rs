@@ -783,6 +783,7 @@ pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<
 /// and never moved (a by-value return costs a `memcpy` of the whole struct in the caller). On `Err` the
 /// slot holds nothing usable (`Message` has no destructor, so nothing leaks).
 #[inline]
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn parse_message_into<'a, 'm>(
     buf: &'a [u8],
     limits: &ParseLimits,

@@ -62,6 +62,7 @@ fn write_status_line(out: &mut Vec<u8>, code: u16) {
 
 /// The top Via line: the first via-parm gets `rport`'s value and `received` (RFC 3261 §18.2.1, RFC 3581);
 /// the rest of the line is copied verbatim.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr) {
     let scan = scan_top_via(value);
     let (top, rest) = value.split_at(scan.first_len);
@@ -142,6 +143,7 @@ impl<'o> Filler<'o> {
     /// code from L3 or memory each time, so one shared copy is cheaper than a call saved (measured
     /// under callgrind's cache model with `examples/refresh_loop` and `THRASH_KB`).
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn put_value(&mut self, src: &[u8]) {
         self.put(src);
     }
@@ -224,6 +226,7 @@ impl<'o> ResponseWriter<'o> {
 
     /// Via (all, in order; the top one gets `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581), From, To
     /// (with `to_tag` appended when the request's To has none), Call-ID and CSeq copied from the request.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn dialog_headers(
         &mut self,
         msg: &Message<'_>,
@@ -281,6 +284,7 @@ impl<'o> ResponseWriter<'o> {
         self
     }
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn header(&mut self, name: &[u8], value: &[u8]) -> &mut Self {
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");
@@ -317,6 +321,7 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
     if let IpAddr::V4(v4) = ip {
         // The common case, without the formatting machinery (it costs ~1k instructions per reply) and
@@ -455,6 +460,7 @@ fn has_tag_param(value: &[u8]) -> bool {
 
 /// Case-insensitive substring test that visits only the bytes equal to `needle[probe]` (either case),
 /// found 16 at a time: pick a letter that is rare in the haystacks (`v` of "received", `g` of "tag").
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn contains_ignore_case(haystack: &[u8], needle: &[u8], probe: usize) -> bool {
     let Some(&b) = needle.get(probe) else {
         return needle.is_empty();
@@ -486,6 +492,7 @@ struct TopViaScan {
 
 /// `scan_top_via_general`'s result, for the usual value (at most 64 bytes, no `"` or `<` before the first
 /// `,`) from one 64-byte block compare; the general functions otherwise.
+#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn scan_top_via(value: &[u8]) -> TopViaScan {
     scan_short_via(value).unwrap_or_else(|| scan_top_via_general(value))
 }
