@@ -201,8 +201,8 @@ impl BindingStore {
         }
     }
 
-    /// A store with its arenas and table reserved for `max_bindings` bindings (and as many AoRs), so
-    /// inserts never reallocate. Address space only: the arenas' pages are touched as they fill.
+    /// A store with its arenas reserved for `max_bindings` bindings (and as many AoRs), so inserts never
+    /// reallocate them. Address space only: the arenas' pages are touched as they fill.
     /// When the address space cannot be had (a huge `--max-bindings` on a small box with strict
     /// overcommit), it logs a warning and returns an unreserved store that grows on demand.
     pub fn with_reserved(seed: HashSeed, max_bindings: usize) -> Self {
@@ -210,10 +210,8 @@ impl BindingStore {
         let n = store.max_bindings;
         // Slab has no fallible constructor: probe the address space with one fallible reservation of the
         // same total first, so a refusal is a warning rather than an abort.
-        // Per binding: a slab entry (the value plus the slab's tag), an AoR slab entry, and up to 4 table
-        // buckets of 8 bytes (load factor 1/2, rounded up to a power of two).
-        let per_binding =
-            std::mem::size_of::<Binding>() + std::mem::size_of::<AorRecord>() + 16 + 4 * 8;
+        // Per binding: a slab entry (the value plus the slab's tag) and an AoR slab entry.
+        let per_binding = std::mem::size_of::<Binding>() + std::mem::size_of::<AorRecord>() + 16;
         let bytes = n.saturating_mul(per_binding);
         if Vec::<u8>::new().try_reserve_exact(bytes).is_err() {
             tracing::warn!(
@@ -223,7 +221,9 @@ impl BindingStore {
             );
             return store;
         }
-        store.table = AorTable::with_capacity(n);
+        // The table is not sized for `n`: half-empty it is dense, and a table sized for a million AoRs
+        // that holds a hundred thousand spreads its lookups over 16 MB instead of 2, out of the caches.
+        // It grows by doubling instead: a rehash of 8-byte buckets, without touching the records.
         store.aors = Slab::with_capacity(n);
         store.bindings = Slab::with_capacity(n);
         store
@@ -234,9 +234,9 @@ impl BindingStore {
         self.bindings.capacity()
     }
 
-    /// AoRs the arena and the table hold without reallocating or rehashing.
+    /// AoRs the arena holds without reallocating (the table grows on its own, see `with_reserved`).
     pub fn aor_capacity(&self) -> usize {
-        self.aors.capacity().min(self.table.capacity())
+        self.aors.capacity()
     }
 
     pub fn hash_aor(&self, aor: &[u8]) -> u64 {

@@ -85,10 +85,10 @@ pub struct RegistrarConfig {
     pub hash_seed: HashSeed,
     /// Digest realm per served domain (lower-case domain, realm); a domain not listed uses itself.
     pub realms: Vec<(String, String)>,
-    /// Reserve the binding, AoR and timer arenas and the AoR table for `max_bindings` up front. The
-    /// reservation is address space (pages are touched as bindings arrive), and it means a shard never
-    /// copies an arena or rehashes its table while it serves: growing a 100k-binding arena costs a
-    /// multi-megabyte copy plus fresh page faults in the middle of traffic. The server sets it; tests that
+    /// Reserve the binding, AoR and timer arenas for `max_bindings` up front. The reservation is address
+    /// space (pages are touched as bindings arrive), and it means a shard never copies an arena while it
+    /// serves: growing a 100k-binding arena costs a multi-megabyte copy plus fresh page faults in the
+    /// middle of traffic. The server sets it; tests that
     /// build thousands of registrars leave it off.
     pub reserve_arenas: bool,
 }
@@ -708,7 +708,8 @@ impl Registrar {
         self.store.len()
     }
 
-    /// Bindings the arenas, the AoR table and the timer table all hold without reallocating.
+    /// Bindings the binding, AoR and timer arenas all hold without reallocating (the AoR index grows by
+    /// doubling: see `BindingStore::with_reserved`).
     pub fn reserved_capacity(&self) -> usize {
         self.store
             .binding_capacity()
