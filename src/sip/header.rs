@@ -348,6 +348,19 @@ fn is_display_char(b: u8) -> bool {
     TOKEN[b as usize] || is_lws(b) || b >= 0x80
 }
 
+/// A name-addr without display name: `uri` and its header params `after` (checked here).
+#[inline]
+fn bare_name_addr<'a>(uri: &'a [u8], after: &'a [u8]) -> Result<NameAddr<'a>, HeaderError> {
+    validate_params(after)?;
+    Ok(NameAddr {
+        display: None,
+        uri,
+        params: Params {
+            raw: skip_lws(after),
+        },
+    })
+}
+
 /// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
@@ -359,14 +372,7 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
         if let [b'>', after @ ..] = &inner[n..] {
             let uri = &inner[..n];
             check_scheme(uri)?;
-            validate_params(after)?;
-            return Ok(NameAddr {
-                display: None,
-                uri,
-                params: Params {
-                    raw: skip_lws(after),
-                },
-            });
+            return bare_name_addr(uri, after);
         }
     }
     // Fast path: an addr-spec `sip:...` (any case) up to `;`, LWS or the end. ADDR_SPEC is URI_TEXT without
@@ -379,14 +385,7 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
                 after.first(),
                 None | Some(b';' | b' ' | b'\t' | b'\r' | b'\n')
             ) {
-                validate_params(after)?;
-                return Ok(NameAddr {
-                    display: None,
-                    uri,
-                    params: Params {
-                        raw: skip_lws(after),
-                    },
-                });
+                return bare_name_addr(uri, after);
             }
         }
     }
