@@ -30,7 +30,7 @@ use crate::sip::parse::{
     parse_message, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
     StartLineError,
 };
-use crate::sip::response::ResponseWriter;
+use crate::sip::response::{ResponseWriter, ViaFacts};
 use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, UriError};
 /// Wall-clock time supplied by the shell: milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,6 +172,8 @@ struct Exchange<'x, 'm> {
     msg: &'x Message<'m>,
     source: SocketAddr,
     now: Now,
+    /// The top via-parm's facts once validation has parsed it (the reply's Via needs them).
+    top_via: Option<ViaFacts<'m>>,
 }
 
 /// Option tags this registrar implements (RFC 3327 Path, RFC 5626 outbound).
@@ -299,7 +301,12 @@ impl Registrar {
                 return Outcome::Silent(Silence::Unanswerable);
             }
         };
-        let ex = Exchange { msg, source, now };
+        let ex = Exchange {
+            msg,
+            source,
+            now,
+            top_via: None,
+        };
         let (method, method_raw, uri) = match msg.start {
             StartLine::Response { .. } => return Outcome::Silent(Silence::Response),
             StartLine::Request {
@@ -332,6 +339,10 @@ impl Registrar {
                 tracing::debug!(%source, ?why, "malformed request");
                 return self.reply(400, ex, out);
             }
+        };
+        let ex = Exchange {
+            top_via: Some(basics.top_via),
+            ..ex
         };
         // RFC 3261 §8.2.1: method inspection first.
         match method {
@@ -411,7 +422,9 @@ impl Registrar {
         basics: &Basics<'_>,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let Exchange { msg, source, now } = ex;
+        let Exchange {
+            msg, source, now, ..
+        } = ex;
         // §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve.
         let to_uri = match parse_uri(basics.to.uri) {
             Ok(u) => u,
@@ -517,7 +530,9 @@ impl Registrar {
         to_user: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        let Exchange { msg, source, now } = ex;
+        let Exchange {
+            msg, source, now, ..
+        } = ex;
         let mut values: [&[u8]; MAX_AUTHORIZATIONS] = [b""; MAX_AUTHORIZATIONS];
         let mut n = 0;
         for v in msg.all(HeaderName::Authorization).take(MAX_AUTHORIZATIONS) {
@@ -556,7 +571,7 @@ impl Registrar {
             AuthDecision::Accept { .. } => None,
             AuthDecision::Challenge { stale } => {
                 let mut w = ResponseWriter::start(out, 401);
-                w.dialog_headers(msg, source, &to_tag);
+                w.dialog_headers(msg, source, &to_tag, ex.top_via);
                 auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
                 w.header(b"Date", self.date.get(now.unix_s()));
                 w.finish();
@@ -603,7 +618,16 @@ impl Registrar {
             }
             | StartLine::Response { .. } => Outcome::Silent(Silence::Unanswerable),
             _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
-            _ => self.reply(513, Exchange { msg, source, now }, out),
+            _ => self.reply(
+                513,
+                Exchange {
+                    msg,
+                    source,
+                    now,
+                    top_via: None,
+                },
+                out,
+            ),
         }
     }
 
@@ -661,7 +685,16 @@ impl Registrar {
             return Outcome::Silent(Silence::Ack);
         }
         let retry_after = self.cfg.retry_after_s;
-        let mut w = self.writer(503, Exchange { msg, source, now }, out);
+        let mut w = self.writer(
+            503,
+            Exchange {
+                msg,
+                source,
+                now,
+                top_via: None,
+            },
+            out,
+        );
         w.header_u64(b"Retry-After", u64::from(retry_after));
         w.finish();
         self.stats.replies_5xx += 1;

@@ -55,7 +55,9 @@ impl Registrar {
         rec: Option<bindings::AorIdx>,
         outbound: bool,
     ) {
-        let Exchange { msg, source, now } = ex;
+        let Exchange {
+            msg, source, now, ..
+        } = ex;
         let now_s = now.unix_s();
         let echo_path = msg
             .all(HeaderName::Supported)
@@ -63,7 +65,7 @@ impl Registrar {
         let to_tag = self.to_tag(msg);
         let date = self.date.get(now_s);
         let mut w = ResponseWriter::start(out, 200);
-        w.dialog_headers(msg, source, &to_tag);
+        w.dialog_headers(msg, source, &to_tag, ex.top_via);
         if let Some(rec) = rec {
             for (_, b) in self.store.bindings_of(rec) {
                 write_contact(w.buf(), b, now_s);
@@ -100,10 +102,12 @@ impl Registrar {
         ex: Exchange<'_, '_>,
         out: &'o mut Vec<u8>,
     ) -> ResponseWriter<'o> {
-        let Exchange { msg, source, now } = ex;
+        let Exchange {
+            msg, source, now, ..
+        } = ex;
         let to_tag = self.to_tag(msg);
         let mut w = ResponseWriter::start(out, status);
-        w.dialog_headers(msg, source, &to_tag);
+        w.dialog_headers(msg, source, &to_tag, ex.top_via);
         w.header(b"Date", self.date.get(now.unix_s()));
         if !self.cfg.server_name.is_empty() {
             w.header(b"Server", self.cfg.server_name.as_bytes());

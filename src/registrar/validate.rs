@@ -8,6 +8,7 @@ use crate::sip::header::{
     parse_cseq, parse_name_addr, parse_u32, parse_via, sole_element, split_list, NameAddr,
 };
 use crate::sip::parse::{HeaderName, Message};
+use crate::sip::response::ViaFacts;
 
 /// The headers every request carries, parsed.
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +16,8 @@ pub struct Basics<'a> {
     pub call_id: &'a [u8],
     pub cseq: u32,
     pub to: NameAddr<'a>,
+    /// The first via-parm's sent-by host and `received`, for the response's top Via.
+    pub top_via: ViaFacts<'a>,
 }
 
 /// Why a request is malformed (logged; the answer is 400).
@@ -48,7 +51,7 @@ pub fn validate<'a>(msg: &Message<'a>, method_raw: &[u8]) -> Result<Basics<'a>, 
     if msg.body_error.is_some() {
         return Err(Malformed::Body);
     }
-    validate_vias(msg)?;
+    let top_via = validate_vias(msg)?;
     let call_id = required(msg, HeaderName::CallId)?;
     let (cseq, cseq_method) = parse_cseq(required(msg, HeaderName::CSeq)?)
         .map_err(|_| Malformed::BadHeader(HeaderName::CSeq))?;
@@ -62,7 +65,12 @@ pub fn validate<'a>(msg: &Message<'a>, method_raw: &[u8]) -> Result<Basics<'a>, 
     if let Some(mf) = msg.first(HeaderName::MaxForwards) {
         parse_u32(mf).map_err(|_| Malformed::BadHeader(HeaderName::MaxForwards))?;
     }
-    Ok(Basics { call_id, cseq, to })
+    Ok(Basics {
+        call_id,
+        cseq,
+        to,
+        top_via,
+    })
 }
 
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
@@ -74,12 +82,15 @@ fn required<'a>(msg: &Message<'a>, name: HeaderName) -> Result<&'a [u8], Malform
 }
 
 /// Every via-parm must parse, with no empty list elements or empty parameters (RFC 4475 badinv01).
-fn validate_vias(msg: &Message<'_>) -> Result<(), Malformed> {
+/// Returns the first via-parm's facts.
+fn validate_vias<'a>(msg: &Message<'a>) -> Result<ViaFacts<'a>, Malformed> {
     let bad = Malformed::BadHeader(HeaderName::Via);
     let mut seen = 0usize;
+    let mut top = None;
     for value in msg.all(HeaderName::Via) {
         if let Some(element) = sole_element(value) {
-            parse_via(element).map_err(|_| bad)?;
+            let via = parse_via(element).map_err(|_| bad)?;
+            top.get_or_insert(ViaFacts::of(&via));
             seen += 1;
             continue;
         }
@@ -89,12 +100,13 @@ fn validate_vias(msg: &Message<'_>) -> Result<(), Malformed> {
                 return Err(bad);
             }
             // `parse_via` checks every parameter (an empty one, `;;` or `;=x`, is an error there).
-            parse_via(element).map_err(|_| bad)?;
+            let via = parse_via(element).map_err(|_| bad)?;
+            top.get_or_insert(ViaFacts::of(&via));
             seen += 1;
         }
     }
-    if seen == 0 {
-        return Err(Malformed::MissingHeader(HeaderName::Via));
+    match top {
+        Some(facts) if seen > 0 => Ok(facts),
+        _ => Err(Malformed::MissingHeader(HeaderName::Via)),
     }
-    Ok(())
 }

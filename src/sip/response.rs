@@ -60,10 +60,28 @@ fn write_status_line(out: &mut Vec<u8>, code: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What `received` depends on in the top via-parm, from a `parse_via` the caller already did (request
+/// validation parses every Via): the sent-by host and whether a `received` parameter is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViaFacts<'a> {
+    pub host: &'a [u8],
+    pub has_received: bool,
+}
+
+impl<'a> ViaFacts<'a> {
+    pub fn of(via: &super::header::Via<'a>) -> Self {
+        ViaFacts {
+            host: via.host,
+            has_received: via.params.get(b"received").is_some(),
+        }
+    }
+}
+
 /// The top Via line: the first via-parm gets `rport`'s value and `received` (RFC 3261 §18.2.1, RFC 3581);
-/// the rest of the line is copied verbatim.
+/// the rest of the line is copied verbatim. `known`: the first via-parm's facts when the caller parsed it
+/// already (it must be the `parse_via` of that via-parm), which saves parsing it again.
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
-fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr) {
+fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<ViaFacts<'_>>) {
     let scan = scan_top_via(value);
     let (top, rest) = value.split_at(scan.first_len);
     let mut ip_buf = [0u8; 48];
@@ -84,13 +102,13 @@ fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr) {
     // RFC 3261 §18.2.1: add received when sent-by is not the packet's source address; with rport the
     // received parameter is always added (RFC 3581 §4), so the Via needs no parsing then. A
     // client-supplied received is left alone.
+    let facts = || known.or_else(|| super::header::parse_via(top).ok().map(|v| ViaFacts::of(&v)));
     let needs_received = if rport_at.is_some() {
-        !scan.mentions_received
-            || super::header::parse_via(top).is_ok_and(|v| v.params.get(b"received").is_none())
+        !scan.mentions_received || facts().is_some_and(|v| !v.has_received)
     } else {
-        match super::header::parse_via(top) {
-            Ok(v) => v.params.get(b"received").is_none() && !sent_by_is(v.host, ip),
-            Err(_) => true,
+        match facts() {
+            Some(v) => !v.has_received && !sent_by_is(v.host, ip),
+            None => true,
         }
     };
     if needs_received {
@@ -227,11 +245,14 @@ impl<'o> ResponseWriter<'o> {
     /// Via (all, in order; the top one gets `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581), From, To
     /// (with `to_tag` appended when the request's To has none), Call-ID and CSeq copied from the request.
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    ///
+    /// `top_via`: the facts of the first via-parm when the caller has parsed it (see [`ViaFacts`]).
     pub fn dialog_headers(
         &mut self,
         msg: &Message<'_>,
         source: SocketAddr,
         to_tag: &[u8],
+        top_via_facts: Option<ViaFacts<'_>>,
     ) -> &mut Self {
         let top = msg.first(HeaderName::Via);
         let from = msg.first(HeaderName::From);
@@ -255,7 +276,7 @@ impl<'o> ResponseWriter<'o> {
         }
         let mut f = Filler::new(self.out, room);
         if let Some(via) = top {
-            top_via(&mut f, via, source);
+            top_via(&mut f, via, source, top_via_facts);
             if more_vias {
                 for via in msg.all(HeaderName::Via).skip(1) {
                     f.line(b"Via: ", via);
@@ -795,9 +816,13 @@ mod tests {
     }
 
     fn fast_top_via(value: &[u8], source: SocketAddr) -> Vec<u8> {
+        top_via_with(value, source, None)
+    }
+
+    fn top_via_with(value: &[u8], source: SocketAddr, known: Option<ViaFacts<'_>>) -> Vec<u8> {
         let mut out = b"prefix".to_vec();
         let mut f = Filler::new(&mut out, value.len() + DIALOG_FIXED_LEN);
-        top_via(&mut f, value, source);
+        top_via(&mut f, value, source, known);
         f.done();
         out.split_off(b"prefix".len())
     }
@@ -840,6 +865,34 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn top_via_with_known_facts_examples() {
+        let vias: [&[u8]; 4] = [
+            b"SIP/2.0/UDP 127.0.0.1:5100;branch=z9hG4bK-1-0",
+            b"SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx;received=192.0.2.9",
+            b"SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKx;rport",
+            b"SIP/2.0/TCP [2001:db8::1]:5061;branch=z9hG4bKy, SIP/2.0/UDP b.example;branch=z9hG4bKz",
+        ];
+        for via in vias {
+            let first = &via[..first_element_len(via)];
+            let known = ViaFacts::of(&super::super::header::parse_via(first).expect("valid via"));
+            for src in [
+                "127.0.0.1:5100",
+                "192.0.2.7:5060",
+                "10.0.0.1:9",
+                "[2001:db8::1]:5061",
+            ] {
+                let src: SocketAddr = src.parse().expect("addr");
+                assert_eq!(
+                    top_via_with(via, src, Some(known)),
+                    reference_top_via(via, src),
+                    "{}",
+                    String::from_utf8_lossy(via)
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn top_via_scan_matches_general_logic(v in via_text()) {
@@ -850,6 +903,17 @@ mod tests {
                 find_bare_param(&v, b"rport"),
                 reference_find_bare_param(&v, b"rport")
             );
+        }
+
+        /// With the facts request validation hands over (its `parse_via` of the first via-parm), the
+        /// line is the old writer's.
+        #[test]
+        fn top_via_with_known_facts_matches_parsing_here(v in via_text(), source in source_addr()) {
+            let first = &v[..first_element_len(&v)];
+            if let Ok(via) = super::super::header::parse_via(first) {
+                let known = ViaFacts::of(&via);
+                prop_assert_eq!(top_via_with(&v, source, Some(known)), reference_top_via(&v, source));
+            }
         }
 
         #[test]
