@@ -176,6 +176,18 @@ struct Exchange<'x, 'm> {
     top_via: Option<ViaFacts<'m>>,
 }
 
+impl<'x, 'm> Exchange<'x, 'm> {
+    /// A request not validated (yet): the reply parses its top Via itself.
+    fn unvalidated(msg: &'x Message<'m>, source: SocketAddr, now: Now) -> Self {
+        Exchange {
+            msg,
+            source,
+            now,
+            top_via: None,
+        }
+    }
+}
+
 /// Option tags this registrar implements (RFC 3327 Path, RFC 5626 outbound).
 const SUPPORTED: &[u8] = b"path, outbound";
 const ALLOW: &[u8] = b"REGISTER, OPTIONS";
@@ -301,12 +313,7 @@ impl Registrar {
                 return Outcome::Silent(Silence::Unanswerable);
             }
         };
-        let ex = Exchange {
-            msg,
-            source,
-            now,
-            top_via: None,
-        };
+        let ex = Exchange::unvalidated(msg, source, now);
         let (method, method_raw, uri) = match msg.start {
             StartLine::Response { .. } => return Outcome::Silent(Silence::Response),
             StartLine::Request {
@@ -618,16 +625,7 @@ impl Registrar {
             }
             | StartLine::Response { .. } => Outcome::Silent(Silence::Unanswerable),
             _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
-            _ => self.reply(
-                513,
-                Exchange {
-                    msg,
-                    source,
-                    now,
-                    top_via: None,
-                },
-                out,
-            ),
+            _ => self.reply(513, Exchange::unvalidated(msg, source, now), out),
         }
     }
 
@@ -685,16 +683,7 @@ impl Registrar {
             return Outcome::Silent(Silence::Ack);
         }
         let retry_after = self.cfg.retry_after_s;
-        let mut w = self.writer(
-            503,
-            Exchange {
-                msg,
-                source,
-                now,
-                top_via: None,
-            },
-            out,
-        );
+        let mut w = self.writer(503, Exchange::unvalidated(msg, source, now), out);
         w.header_u64(b"Retry-After", u64::from(retry_after));
         w.finish();
         self.stats.replies_5xx += 1;
