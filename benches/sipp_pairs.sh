@@ -10,10 +10,11 @@
 # ratios corereg/stub (the product target: corereg within 1.2x of the stub).
 #
 #   benches/sipp_pairs.sh [--rounds 8] [--rate 10000] [--burst 30000] [--port 5290] [--no-build]
+#                         [--bin-dir DIR]   (binaries from DIR instead of target/release, e.g. a PGO build)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/../shared/peers}"
-ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -21,11 +22,13 @@ while [[ $# -gt 0 ]]; do
     --burst) BURST="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bin-dir) BIN="$2"; BUILD=0; shift 2 ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
 [[ $BUILD == 1 ]] && (cd "$ROOT" && cargo build --release -p corereg -p corereg-loadgen)
+BIN="${BIN:-$ROOT/target/release}"
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/corereg-pairs.XXXXXX)"
@@ -37,9 +40,9 @@ cleanup() {
 trap cleanup EXIT
 
 STUB_PORT=$PORT REG_PORT=$((PORT + 1))
-"$ROOT/target/release/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
+"$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
 STUB_PID=$!; PIDS+=("$STUB_PID")
-"$ROOT/target/release/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 >"$WORK/corereg.log" 2>&1 &
+"$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 >"$WORK/corereg.log" 2>&1 &
 REG_PID=$!; PIDS+=("$REG_PID")
 sleep 0.5
 for p in "$STUB_PID" "$REG_PID"; do
@@ -48,7 +51,7 @@ done
 
 USERS=$((ROUNDS * BURST))
 echo "preloading corereg with $USERS users (corereg-loadgen)..."
-"$ROOT/target/release/corereg-loadgen" run --target "127.0.0.1:$REG_PORT" --users "$USERS" --count "$USERS" \
+"$BIN/corereg-loadgen" run --target "127.0.0.1:$REG_PORT" --users "$USERS" --count "$USERS" \
   --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
 jq -e '.failed + .timeouts == 0' "$WORK/preload.json" >/dev/null || { echo "preload had failures" >&2; exit 1; }
 
