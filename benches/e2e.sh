@@ -27,6 +27,7 @@
 #   benches/e2e.sh --target 127.0.0.1:5070 --pid "$KAMAILIO_PID" --rate 18000 --count 360000
 #   LOADGEN=/tmp/old-loadgen benches/e2e.sh --responder --no-build   (generator binary to measure;
 #                                 the responder stays target/release/corereg-loadgen)
+#   benches/e2e.sh --bin-dir target/pgo/release   (binaries of another build, e.g. scripts/build-pgo.sh)
 # Arguments after -- go to `corereg-loadgen run` (e.g. -- --tick-us 200 or -- --no-gso).
 set -euo pipefail
 
@@ -46,8 +47,9 @@ SIPP=0
 BUILD=1
 AUTH=0
 EXTRA=()
+BIN="$ROOT/target/release"
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -65,15 +67,16 @@ while [[ $# -gt 0 ]]; do
     --sipp) SIPP=1; shift ;;
     --auth) AUTH=1; shift ;;
     --no-build) BUILD=0; shift ;;
+    --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option $1" >&2; usage 1 ;;
   esac
 done
 
-RESPONDER="$ROOT/target/release/corereg-loadgen"
+RESPONDER="$BIN/corereg-loadgen"
 LOADGEN="${LOADGEN:-$RESPONDER}"
-COREREG="$ROOT/target/release/corereg"
+COREREG="$BIN/corereg"
 if [[ $BUILD == 1 ]]; then
   if [[ $MODE == corereg || $MODE == stub ]]; then
     (cd "$ROOT" && cargo build --release -p corereg -p corereg-loadgen)

@@ -22,7 +22,7 @@ while [[ $# -gt 0 ]]; do
     --burst) BURST="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    --bin-dir) BIN="$2"; BUILD=0; shift 2 ;;
+    --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
     -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac

@@ -5,9 +5,10 @@
 # "target CPU seconds per 100,000 REGISTERs" (the product target: corereg within 1.2x of the stub).
 #
 #   benches/vs_stub.sh [--rounds 3] [--rate 20000] [--count 300000] [--cores 1] [--port 5190]
+#                      [--bin-dir DIR]   (binaries of another build, e.g. target/pgo/release)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ROUNDS=3 RATE=20000 COUNT=300000 CORES=1 PORT=5190
+ROUNDS=3 RATE=20000 COUNT=300000 CORES=1 PORT=5190 BIN=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -15,12 +16,15 @@ while [[ $# -gt 0 ]]; do
     --count) COUNT="$2"; shift 2 ;;
     --cores) CORES="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
+    --bin-dir) BIN=(--bin-dir "$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
-cargo build --release -p corereg -p corereg-loadgen >/dev/null 2>&1 || cargo build --release -p corereg -p corereg-loadgen
+if [[ ${#BIN[@]} == 0 ]]; then
+  cargo build --release -p corereg -p corereg-loadgen >/dev/null 2>&1 || cargo build --release -p corereg -p corereg-loadgen
+fi
 run() { # mode-flag... ; prints the target's CPU s/100k
-  "$ROOT/benches/e2e.sh" --no-build --port "$PORT" --cores "$CORES" --rate "$RATE" --count "$COUNT" \
+  "$ROOT/benches/e2e.sh" --no-build "${BIN[@]}" --port "$PORT" --cores "$CORES" --rate "$RATE" --count "$COUNT" \
     --users 100000 "$@" | awk '$1 == "corereg-loadgen" { print $4, $2, $3, $6 }'
 }
 stub=() reg=()
