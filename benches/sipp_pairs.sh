@@ -11,10 +11,12 @@
 #
 #   benches/sipp_pairs.sh [--rounds 8] [--rate 10000] [--burst 30000] [--port 5290] [--no-build]
 #                         [--bin-dir DIR]   (binaries from DIR instead of target/release, e.g. a PGO build)
+#                         [--against DIR]   (A/B of two builds: the baseline is DIR/corereg, preloaded alike,
+#                                            instead of the stub; the ratio is then this build / that one)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/../shared/peers}"
-ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN=""
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -23,7 +25,8 @@ while [[ $# -gt 0 ]]; do
     --port) PORT="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --against) AGAINST="$(cd "$2" && pwd)"; shift 2 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -40,7 +43,11 @@ cleanup() {
 trap cleanup EXIT
 
 STUB_PORT=$PORT REG_PORT=$((PORT + 1))
-"$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
+if [[ -n "$AGAINST" ]]; then
+  "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 >"$WORK/stub.log" 2>&1 &
+else
+  "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
+fi
 STUB_PID=$!; PIDS+=("$STUB_PID")
 "$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 >"$WORK/corereg.log" 2>&1 &
 REG_PID=$!; PIDS+=("$REG_PID")
@@ -50,10 +57,14 @@ for p in "$STUB_PID" "$REG_PID"; do
 done
 
 USERS=$((ROUNDS * BURST))
-echo "preloading corereg with $USERS users (corereg-loadgen)..."
-"$BIN/corereg-loadgen" run --target "127.0.0.1:$REG_PORT" --users "$USERS" --count "$USERS" \
-  --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
-jq -e '.failed + .timeouts == 0' "$WORK/preload.json" >/dev/null || { echo "preload had failures" >&2; exit 1; }
+preload=("$REG_PORT")
+[[ -n "$AGAINST" ]] && preload+=("$STUB_PORT")
+for port in "${preload[@]}"; do
+  echo "preloading the registrar on port $port with $USERS users (corereg-loadgen)..."
+  "$BIN/corereg-loadgen" run --target "127.0.0.1:$port" --users "$USERS" --count "$USERS" \
+    --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
+  jq -e '.failed + .timeouts == 0' "$WORK/preload.json" >/dev/null || { echo "preload had failures" >&2; exit 1; }
+done
 
 # CPU nanoseconds of all threads of a process.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
@@ -74,7 +85,9 @@ burst() { # target-port pid round -> prints "cpu_us_per_register ok failed"
 }
 
 stub=() reg=() ratio=()
-printf '%-6s %22s %22s %8s\n' round "stub us/REGISTER" "corereg us/REGISTER" ratio
+BASE=stub
+[[ -n "$AGAINST" ]] && BASE=baseline
+printf '%-6s %22s %22s %8s\n' round "$BASE us/REGISTER" "corereg us/REGISTER" ratio
 for ((r = 1; r <= ROUNDS; r++)); do
   if ((r % 2)); then
     read -r s sok sf < <(burst "$STUB_PORT" "$STUB_PID" "$r")
@@ -90,5 +103,5 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ms=$(median "${stub[@]}") mr=$(median "${reg[@]}") mq=$(median "${ratio[@]}")
-echo "SIPp at $RATE/s, $BURST REGISTERs per burst, $ROUNDS rounds: median stub $ms us, corereg $mr us per REGISTER;" \
+echo "SIPp at $RATE/s, $BURST REGISTERs per burst, $ROUNDS rounds: median $BASE $ms us, corereg $mr us per REGISTER;" \
   "median of per-round ratios ${mq}x"

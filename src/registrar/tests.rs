@@ -134,7 +134,26 @@ fn parse_resp(out: &[u8]) -> Resp {
             (n.to_string(), v.to_string())
         })
         .collect();
-    Resp { status, headers }
+    let resp = Resp { status, headers };
+    // One response, whole: a refusal decided late leaves nothing of another response behind (no second
+    // status line, no single-valued header twice).
+    assert_eq!(
+        text.matches("SIP/2.0 ").count(),
+        1,
+        "one status line: {text:?}"
+    );
+    for single in [
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Date",
+        "Supported",
+        "Content-Length",
+    ] {
+        assert!(resp.all(single).len() <= 1, "{single} repeated: {text:?}");
+    }
+    resp
 }
 
 struct Harness {
