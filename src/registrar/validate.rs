@@ -90,7 +90,9 @@ fn validate_vias<'a>(msg: &Message<'a>) -> Result<ViaFacts<'a>, Malformed> {
     for value in msg.all(HeaderName::Via) {
         if let Some(element) = sole_element(value) {
             let via = parse_via(element).map_err(|_| bad)?;
-            top.get_or_insert(ViaFacts::of(&via));
+            if top.is_none() {
+                top = Some(ViaFacts::of_top(&via, element, value));
+            }
             seen += 1;
             continue;
         }
@@ -101,7 +103,9 @@ fn validate_vias<'a>(msg: &Message<'a>) -> Result<ViaFacts<'a>, Malformed> {
             }
             // `parse_via` checks every parameter (an empty one, `;;` or `;=x`, is an error there).
             let via = parse_via(element).map_err(|_| bad)?;
-            top.get_or_insert(ViaFacts::of(&via));
+            if top.is_none() {
+                top = Some(ViaFacts::of_top(&via, element, value));
+            }
             seen += 1;
         }
     }

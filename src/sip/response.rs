@@ -66,6 +66,9 @@ fn write_status_line(out: &mut Vec<u8>, code: u16) {
 pub struct ViaFacts<'a> {
     pub host: &'a [u8],
     pub has_received: bool,
+    /// When the facts come from the first element of the top Via value ([`ViaFacts::of_top`]): that value,
+    /// and where its first via-parm and a bare `rport` end, so that `top_via` needs no scan of its own.
+    layout: Option<(&'a [u8], TopViaScan)>,
 }
 
 impl<'a> ViaFacts<'a> {
@@ -73,7 +76,56 @@ impl<'a> ViaFacts<'a> {
         ViaFacts {
             host: via.host,
             has_received: via.params.get(b"received").is_some(),
+            layout: None,
         }
+    }
+
+    /// The facts of `via`, the parse of `element`: the first element of the top Via header value `value`
+    /// (both subslices of the datagram, as `Message` hands them out). One pass over the parameters finds
+    /// `received` and the first bare `rport` (what `find_bare_param` would).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    pub fn of_top(via: &super::header::Via<'a>, element: &'a [u8], value: &'a [u8]) -> Self {
+        let base = value.as_ptr() as usize;
+        let end_in_value = |s: &[u8]| {
+            (s.as_ptr() as usize)
+                .checked_sub(base)
+                .map(|at| at + s.len())
+                .filter(|&end| end <= value.len())
+        };
+        let mut has_received = false;
+        let mut rport_end = None;
+        let mut layout_known = true;
+        for (name, v) in via.params.iter() {
+            if name.eq_ignore_ascii_case(b"received") {
+                has_received = true;
+            } else if rport_end.is_none() && v.is_none() && name.eq_ignore_ascii_case(b"rport") {
+                rport_end = end_in_value(name);
+                layout_known &= rport_end.is_some();
+            }
+        }
+        let layout = match end_in_value(element) {
+            Some(first_len) if layout_known => Some((
+                value,
+                TopViaScan {
+                    first_len,
+                    rport_end,
+                    mentions_received: has_received,
+                },
+            )),
+            _ => None,
+        };
+        ViaFacts {
+            host: via.host,
+            has_received,
+            layout,
+        }
+    }
+
+    /// The scan of `value` this parse stands for, when it was the parse of `value`'s first element.
+    fn scan_of(self, value: &[u8]) -> Option<TopViaScan> {
+        self.layout
+            .filter(|(v, _)| std::ptr::eq(*v, value))
+            .map(|(_, scan)| scan)
     }
 }
 
@@ -82,7 +134,9 @@ impl<'a> ViaFacts<'a> {
 /// already (it must be the `parse_via` of that via-parm), which saves parsing it again.
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<ViaFacts<'_>>) {
-    let scan = scan_top_via(value);
+    let scan = known
+        .and_then(|k| k.scan_of(value))
+        .unwrap_or_else(|| scan_top_via(value));
     let (top, rest) = value.split_at(scan.first_len);
     let mut ip_buf = [0u8; 48];
     let ip = format_ip(source.ip(), &mut ip_buf);
@@ -856,6 +910,29 @@ mod tests {
         proptest::collection::vec(piece, 0..24).prop_map(|ps| ps.concat())
     }
 
+    /// Mostly valid Via values: a sent-protocol and host, then parameters, LWS and more via-parms.
+    fn valid_via_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&b";rport"[..]),
+            Just(&b";RPort"[..]),
+            Just(&b";rport=5"[..]),
+            Just(&b";branch=z9hG4bK1"[..]),
+            Just(&b";received=1.2.3.4"[..]),
+            Just(&b";x=\";rport\""[..]),
+            Just(&b";rportx"[..]),
+            Just(&b" "[..]),
+            Just(&b" ;v "[..]),
+            Just(&b", SIP/2.0/UDP h2;rport"[..]),
+        ];
+        let lead = prop_oneof![
+            Just(&b"SIP/2.0/UDP 192.0.2.7:5060"[..]),
+            Just(&b" SIP/2.0/TCP h.example"[..]),
+            Just(&b"SIP / 2.0 / UDP [2001:db8::1]"[..]),
+        ];
+        (lead, proptest::collection::vec(piece, 0..8))
+            .prop_map(|(l, ps)| [l.to_vec(), ps.concat()].concat())
+    }
+
     fn source_addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
             Just("192.0.2.7:5060".parse().expect("addr")),
@@ -863,6 +940,39 @@ mod tests {
             Just("[2001:db8::1]:65535".parse().expect("addr")),
             Just("[::ffff:1.2.3.4]:5061".parse().expect("addr")),
         ]
+    }
+
+    /// The first element of a Via value as request validation takes it, and its facts (None when that
+    /// element does not parse: validation refuses the request then).
+    fn validation_facts(v: &[u8]) -> Option<(&[u8], ViaFacts<'_>)> {
+        use super::super::header::{parse_via, sole_element, split_list};
+        let element = match sole_element(v) {
+            Some(e) => e,
+            None => split_list(v).next()?.ok()?,
+        };
+        let via = parse_via(element).ok()?;
+        Some((element, ViaFacts::of_top(&via, element, v)))
+    }
+
+    #[test]
+    fn facts_of_the_top_element_examples() {
+        let vias: [&[u8]; 5] = [
+            b"SIP/2.0/UDP 127.0.0.1:5100;branch=z9hG4bK-1-0",
+            b"SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx;received=192.0.2.9;rport",
+            b"SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKx;rport ",
+            b" SIP/2.0/TCP [2001:db8::1]:5061;rport;branch=z9hG4bKy , SIP/2.0/UDP b.example;rport",
+            b"SIP/2.0/UDP h;x=\";rport\";RPort;branch=z9hG4bKz",
+        ];
+        for via in vias {
+            let (_, known) = validation_facts(via).expect("valid via");
+            let (scan, layout) = (scan_top_via(via), known.scan_of(via).expect("layout"));
+            assert_eq!(
+                (layout.first_len, layout.rport_end),
+                (scan.first_len, scan.rport_end)
+            );
+            // Another value (a copy elsewhere) gets no borrowed layout.
+            assert_eq!(known.scan_of(&via.to_vec()), None);
+        }
     }
 
     #[test]
@@ -912,6 +1022,26 @@ mod tests {
             let first = &v[..first_element_len(&v)];
             if let Ok(via) = super::super::header::parse_via(first) {
                 let known = ViaFacts::of(&via);
+                prop_assert_eq!(top_via_with(&v, source, Some(known)), reference_top_via(&v, source));
+            }
+        }
+
+        /// The facts validation hands over (`of_top` of the first element it parses, as it finds it)
+        /// carry the scan `top_via` would do, and the line is the old writer's.
+        #[test]
+        fn facts_of_the_top_element_carry_the_scan(
+            v in prop_oneof![via_text(), valid_via_text()],
+            source in source_addr(),
+        ) {
+            if let Some((element, known)) = validation_facts(&v) {
+                let (scan, layout) = (scan_top_via(&v), known.scan_of(&v));
+                // `mentions_received` is the scan's prefilter (the text occurs); the parse knows exactly.
+                prop_assert_eq!(
+                    layout.map(|l| (l.first_len, l.rport_end)),
+                    Some((scan.first_len, scan.rport_end)),
+                    "element {:?}",
+                    element
+                );
                 prop_assert_eq!(top_via_with(&v, source, Some(known)), reference_top_via(&v, source));
             }
         }
