@@ -971,7 +971,8 @@ mod tests {
                 (scan.first_len, scan.rport_end)
             );
             // Another value (a copy elsewhere) gets no borrowed layout.
-            assert_eq!(known.scan_of(&via.to_vec()), None);
+            let copy = via.to_vec();
+            assert_eq!(known.scan_of(&copy), None);
         }
     }
 
