@@ -131,7 +131,8 @@ impl<'a> ViaFacts<'a> {
 
 /// The top Via line: the first via-parm gets `rport`'s value and `received` (RFC 3261 §18.2.1, RFC 3581);
 /// the rest of the line is copied verbatim. `known`: the first via-parm's facts when the caller parsed it
-/// already (it must be the `parse_via` of that via-parm), which saves parsing it again.
+/// already (it must be the `parse_via` of that via-parm), which saves parsing it again; facts from
+/// [`ViaFacts::of_top`] for this very value also save the scan for the via-parm's end and `rport`.
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<ViaFacts<'_>>) {
     let scan = known
