@@ -48,9 +48,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# `cargo ARGS...` with one more rustc flag, after the workspace's own (.cargo/config.toml, which --config
+# appends to). A RUSTFLAGS in the environment replaces the workspace's flags, so the flag then joins it.
+with_flag() {
+  local flag=$1
+  shift
+  if [[ -n "${RUSTFLAGS:-}" ]]; then
+    RUSTFLAGS="$RUSTFLAGS $flag" cargo "$@"
+  else
+    cargo --config "build.rustflags=['$flag']" "$@"
+  fi
+}
+
 echo "== 1/4 instrumented build"
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$WORK/raw" \
-  cargo build --release -p corereg -p corereg-loadgen --target-dir target/pgo-instrumented
+with_flag "-Cprofile-generate=$WORK/raw" build --release -p corereg -p corereg-loadgen --target-dir target/pgo-instrumented
 BIN=target/pgo-instrumented/release
 
 # Starts `corereg ARGS...` on 127.0.0.1:$PORT and waits until it answers (an OPTIONS round trip).
@@ -104,6 +115,5 @@ mkdir -p target/pgo
 cp "$WORK/corereg.profdata" target/pgo/corereg.profdata
 
 echo "== 4/4 optimised build"
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$ROOT/target/pgo/corereg.profdata" \
-  cargo build --release -p corereg -p corereg-loadgen --target-dir target/pgo
+with_flag "-Cprofile-use=$ROOT/target/pgo/corereg.profdata" build --release -p corereg -p corereg-loadgen --target-dir target/pgo
 echo "PGO binaries: target/pgo/release/corereg, target/pgo/release/corereg-loadgen"
