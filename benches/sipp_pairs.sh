@@ -13,10 +13,12 @@
 #                         [--bin-dir DIR]   (binaries from DIR instead of target/release, e.g. a PGO build)
 #                         [--against DIR]   (A/B of two builds: the baseline is DIR/corereg, preloaded alike,
 #                                            instead of the stub; the ratio is then this build / that one)
+#                         [--shuffle]       (each burst's users in random order instead of in the order the
+#                                            preload registered them: no neighbouring AoR data in cache)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/../shared/peers}"
-ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST=""
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -26,7 +28,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
     --against) AGAINST="$(cd "$2" && pwd)"; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --shuffle) SHUFFLE=1; shift ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -72,7 +75,9 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f
 burst() { # target-port pid round -> prints "cpu_us_per_register ok failed"
   local port=$1 pid=$2 round=$3
   local first=$(((round - 1) * BURST))
-  { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done; } >"$WORK/users.csv"
+  local order=cat
+  [[ $SHUFFLE == 1 ]] && order=shuf
+  { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done | $order; } >"$WORK/users.csv"
   local before after
   before=$(cpu_ns "$pid")
   sipp -sf "$PEERS/sipp-register.xml" -inf "$WORK/users.csv" "127.0.0.1:$port" -i 127.0.0.1 -p $((PORT + 10)) \
