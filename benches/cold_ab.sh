@@ -6,6 +6,9 @@
 # run cancels most of that noise. Runs alternate A, B, A, B...; per run this prints the stub's median cycles and
 # the ratios cold / stub and code-warmed / stub (see examples/cold_handle.rs), then the sorted cold / stub
 # ratios of each build and in how many pairs B's is lower. A change is real when B wins nearly every pair.
+# Caveat: the TSC ticks in steps of ~60 cycles here and the stub's median is only ~15 steps, so a build
+# change that also touches the stub's code (compiler flags) can move the ratio by a step's worth (~6%). For
+# such changes, also check the raw cold medians of adjacent runs and the ratio of means (not quantised).
 #
 #   cargo build --release --example cold_handle && cp target/release/examples/cold_handle /tmp/ch-a
 #   (change, rebuild) && cp target/release/examples/cold_handle /tmp/ch-b
@@ -20,11 +23,13 @@ for ((i = 0; i < PAIRS; i++)); do
     bin=$A
     [[ $x == B ]] && bin=$B
     "$bin" "$REQUESTS" 100 | awk -v x=$x '
-      /^  stub / { s = $3 } /core, cold / { c = $4 } /code warmed/ { w = $5 }
-      END { printf "%s stub %d cold/stub %.3f codewarm/stub %.3f\n", x, s, c / s, w / s }'
+      /^  stub / { s = $3; sm = $5 } /core, cold / { c = $4; cm = $6 } /code warmed/ { w = $5 }
+      END { printf "%s stub %d cold/stub %.3f codewarm/stub %.3f cold %d mean-ratio %.3f\n", x, s, c / s, w / s, c, cm / sm }'
   done
 done | tee "$runs"
 for x in A B; do
   echo "$x cold/stub sorted: $(awk -v x=$x '$1 == x { print $5 }' "$runs" | sort -g | tr '\n' ' ')"
 done
-echo "pairs where B's cold/stub is lower: $(paste - - <"$runs" | awk '$12 < $5' | wc -l) of $PAIRS"
+echo "pairs where B's cold/stub is lower: $(paste - - <"$runs" | awk '$16 < $5' | wc -l) of $PAIRS"
+echo "pairs where B's raw cold median is lower: $(paste - - <"$runs" | awk '$20 < $9' | wc -l) of $PAIRS"
+echo "pairs where B's ratio of means is lower: $(paste - - <"$runs" | awk '$22 < $11' | wc -l) of $PAIRS"

@@ -48,8 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# `cargo ARGS...` with one more rustc flag, after the workspace's own (.cargo/config.toml, which --config
-# appends to). A RUSTFLAGS in the environment replaces the workspace's flags, so the flag then joins it.
+# `cargo ARGS...` with one more rustc flag, after any that cargo config files set (--config appends to them).
+# A RUSTFLAGS in the environment replaces config flags, so the flag then joins it.
 with_flag() {
   local flag=$1
   shift
