@@ -30,6 +30,8 @@ done | tee "$runs"
 for x in A B; do
   echo "$x cold/stub sorted: $(awk -v x=$x '$1 == x { print $5 }' "$runs" | sort -g | tr '\n' ' ')"
 done
-echo "pairs where B's cold/stub is lower: $(paste - - <"$runs" | awk '$16 < $5' | wc -l) of $PAIRS"
-echo "pairs where B's raw cold median is lower: $(paste - - <"$runs" | awk '$20 < $9' | wc -l) of $PAIRS"
-echo "pairs where B's ratio of means is lower: $(paste - - <"$runs" | awk '$22 < $11' | wc -l) of $PAIRS"
+# Pairs in which B's value of field F (of A's line; B's line follows it, 11 fields on) is lower than A's.
+wins() { paste - - <"$runs" | awk -v f="$1" '$(f + 11) < $f' | wc -l; }
+echo "pairs where B's cold/stub is lower: $(wins 5) of $PAIRS"
+echo "pairs where B's raw cold median is lower: $(wins 9) of $PAIRS"
+echo "pairs where B's ratio of means is lower: $(wins 11) of $PAIRS"
