@@ -87,6 +87,24 @@ impl AorTable {
         prefetch_read(bucket);
     }
 
+    /// Calls `f` with every record stored under `hash`'s tag: the candidates [`Self::find`] compares, in
+    /// probe order. For starting their loads early; the caller checks which one is the key.
+    #[inline]
+    pub fn candidates(&self, hash: u64, mut f: impl FnMut(u32)) {
+        let tag = tag_of(hash);
+        let mut pos = self.home(tag);
+        loop {
+            let b = self.buckets[pos];
+            if b.rec == EMPTY {
+                return;
+            }
+            if b.tag == tag {
+                f(b.rec);
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
     /// The record of the key with `hash` for which `is_key(record)` holds.
     #[inline]
     pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
@@ -178,16 +196,23 @@ impl AorTable {
 
 /// Read-prefetch of the cache line holding `value`.
 #[inline(always)]
-pub fn prefetch_read<T>(value: &T) {
+pub fn prefetch_read<T: ?Sized>(value: &T) {
+    prefetch_ptr((value as *const T).cast::<u8>());
+}
+
+/// Read-prefetch of the cache line at `p`, which need not point to anything: a prefetch never faults, so
+/// an address computed without reading memory (an arena slot, see `arena.rs`) can be given.
+#[inline(always)]
+pub fn prefetch_ptr<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching has no architectural effect (it never faults and writes nothing); the pointer
-    // comes from a reference, so it is valid anyway. SSE is part of the x86_64 baseline.
+    // SAFETY: prefetching has no architectural effect: it never faults, reads nothing into the program and
+    // writes nothing, whatever the address. SSE is part of the x86_64 baseline.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = p;
 }
 
 #[cfg(test)]

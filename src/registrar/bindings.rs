@@ -16,10 +16,10 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
-use slab::Slab;
 use thiserror::Error;
 
 use super::aor_table::{prefetch_read, AorTable};
+use super::arena::Arena;
 
 /// Index of a binding in the arena; also its timer id in the expiry wheel.
 pub type BindingIdx = u32;
@@ -157,8 +157,8 @@ struct AorRecord {
 pub struct BindingStore {
     hasher: ahash::RandomState,
     table: AorTable,
-    aors: Slab<AorRecord>,
-    bindings: Slab<Binding>,
+    aors: Arena<AorRecord>,
+    bindings: Arena<Binding>,
     max_bindings: usize,
 }
 
@@ -194,8 +194,8 @@ impl BindingStore {
         BindingStore {
             hasher: seed.hasher(),
             table: AorTable::default(),
-            aors: Slab::new(),
-            bindings: Slab::new(),
+            aors: Arena::new(),
+            bindings: Arena::new(),
             // Indices double as timer ids in the expiry wheel, which caps them.
             max_bindings: max_bindings.min(super::wheel::MAX_TIMER_ID as usize),
         }
@@ -208,9 +208,9 @@ impl BindingStore {
     pub fn with_reserved(seed: HashSeed, max_bindings: usize) -> Self {
         let mut store = Self::new(seed, max_bindings);
         let n = store.max_bindings;
-        // Slab has no fallible constructor: probe the address space with one fallible reservation of the
+        // Vec has no fallible constructor: probe the address space with one fallible reservation of the
         // same total first, so a refusal is a warning rather than an abort.
-        // Per binding: a slab entry (the value plus the slab's tag) and an AoR slab entry.
+        // Per binding: an arena slot and an AoR arena slot (with room for a slot tag, should a value lack a niche).
         let per_binding = std::mem::size_of::<Binding>() + std::mem::size_of::<AorRecord>() + 16;
         let bytes = n.saturating_mul(per_binding);
         if Vec::<u8>::new().try_reserve_exact(bytes).is_err() {
@@ -224,8 +224,8 @@ impl BindingStore {
         // The table is not sized for `n`: half-empty it is dense, and a table sized for a million AoRs
         // that holds a hundred thousand spreads its lookups over 16 MB instead of 2, out of the caches.
         // It grows by doubling instead: a rehash of 8-byte buckets, without touching the records.
-        store.aors = Slab::with_capacity(n);
-        store.bindings = Slab::with_capacity(n);
+        store.aors = Arena::with_capacity(n);
+        store.bindings = Arena::with_capacity(n);
         store
     }
 
@@ -261,26 +261,53 @@ impl BindingStore {
         self.max_bindings
     }
 
-    /// Starts loading the table line where the lookup of `hash` begins (a hint; see [`AorTable`]).
+    /// An AoR lookup in steps, so that its dependent cache misses (table line, then AoR record, then the
+    /// record's name and first binding, then that binding's strings) overlap with parsing instead of
+    /// following one another inside [`Self::find_aor`]. Each step reads only what the previous one started
+    /// loading; the caller puts request work between them. All are hints: skipping any changes no result.
+    ///
+    /// Step 1: the table line where the lookup of `hash` begins.
     #[inline]
     pub fn prefetch_aor(&self, hash: u64) {
         self.table.prefetch(hash);
     }
 
+    /// Step 2: the records the table holds under `hash`'s tag (reads the table line of step 1).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    pub fn prefetch_records(&self, hash: u64) {
+        self.table
+            .candidates(hash, |rec| self.aors.prefetch(rec as usize));
+    }
+
+    /// Step 3: the name and first binding of each candidate record with the full hash (reads the records of
+    /// step 2). The binding's strings follow in [`Self::find_aor`], once the binding itself is in.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    pub fn prefetch_heads(&self, hash: u64) {
+        self.table.candidates(hash, |rec| {
+            if let Some(r) = self.aors.get(rec as usize) {
+                if r.hash == hash {
+                    prefetch_read::<[u8]>(&r.aor);
+                    self.bindings.prefetch(r.head as usize);
+                }
+            }
+        });
+    }
+
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn find_aor(&self, hash: u64, aor: &[u8]) -> Option<AorIdx> {
         let (aors, bindings) = (&self.aors, &self.bindings);
-        self.table.find(hash, |i| {
-            let Some(r) = aors.get(i as usize) else {
-                return false;
-            };
-            // Touch the AoR's first binding before comparing the name: the two loads then overlap
-            // instead of one waiting for the other (the caller reads that binding next).
-            if let Some(b) = bindings.get(r.head as usize) {
-                prefetch_read(b);
-            }
-            &*r.aor == aor
-        })
+        let found = self.table.find(hash, |i| {
+            aors.get(i as usize)
+                .is_some_and(|r| r.hash == hash && &*r.aor == aor)
+        })?;
+        // The caller reads the first binding's strings next (contact comparison, the 200's Contact list).
+        if let Some(b) = aors
+            .get(found as usize)
+            .and_then(|r| bindings.get(r.head as usize))
+        {
+            prefetch_read::<[u8]>(&b.strings);
+        }
+        Some(found)
     }
 
     pub fn aor_name(&self, aor: AorIdx) -> Option<&[u8]> {
@@ -398,7 +425,7 @@ impl BindingStore {
             let hash = record.hash;
             let removed = self.table.remove(hash, aor_idx as AorIdx);
             debug_assert!(removed, "AoR record missing from the table");
-            self.aors.remove(aor_idx);
+            let _ = self.aors.try_remove(aor_idx);
         }
         Some(b)
     }

@@ -9,6 +9,7 @@
 //! - `Now` is wall-clock time as milliseconds since the Unix epoch, supplied by the caller (tests use a fake).
 
 pub mod aor_table;
+mod arena;
 pub mod bindings;
 mod date;
 pub mod register;
@@ -25,13 +26,13 @@ use validate::{validate, Basics};
 use wheel::TimerWheel;
 
 use crate::auth::{AuthDecision, AuthRequest, Authenticator, MAX_AUTHORIZATIONS};
-use crate::sip::header::{has_option_tag, split_list};
+use crate::sip::header::{has_option_tag, split_list, NameAddr};
 use crate::sip::parse::{
     parse_message, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
     StartLineError,
 };
 use crate::sip::response::{ResponseWriter, ViaFacts};
-use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, UriError};
+use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, SipUri, UriError};
 /// Wall-clock time supplied by the shell: milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Now {
@@ -340,7 +341,17 @@ impl Registrar {
         if msg.count(HeaderName::Via) == 0 {
             return Outcome::Silent(Silence::Unanswerable);
         }
-        let basics = match validate(msg, method_raw) {
+        // A REGISTER's AoR is worked out as soon as validation has parsed To, and its lookup started (step 1
+        // of `BindingStore::prefetch_aor`); the result waits here until `register` checks it.
+        let is_register = method == Method::Register;
+        let mut aor = AorBuf::default();
+        let mut to_aor = None;
+        let validated = validate(msg, method_raw, |to| {
+            if is_register {
+                to_aor = Some(self.start_aor_lookup(to, &mut aor));
+            }
+        });
+        let basics = match validated {
             Ok(b) => b,
             Err(why) => {
                 tracing::debug!(%source, ?why, "malformed request");
@@ -371,7 +382,11 @@ impl Registrar {
                 if !self.serves(ruri.host) {
                     return self.reply(404, ex, out);
                 }
-                self.register(ex, &basics, out)
+                let Some(to_aor) = to_aor else {
+                    debug_assert!(false, "validation passed without parsing To");
+                    return self.reply(400, ex, out);
+                };
+                self.register(ex, &basics, to_aor, &aor, out)
             }
             _ => self.reply_allow(200, ex, out),
         }
@@ -422,31 +437,43 @@ impl Registrar {
         })
     }
 
+    /// §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve. Written into
+    /// `aor`; returns the To URI and the AoR's hash, or the status to refuse with (400 or 404). Starts the
+    /// AoR's lookup (step 1 of [`BindingStore::prefetch_aor`]): its table line is likely not cached.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    fn start_aor_lookup<'a>(
+        &self,
+        to: &NameAddr<'a>,
+        aor: &mut AorBuf,
+    ) -> Result<(SipUri<'a>, u64), u16> {
+        let to_uri = parse_uri(to.uri).map_err(|_| 400u16)?;
+        if !self.serves(to_uri.host) {
+            return Err(404);
+        }
+        canonical_aor(&to_uri, aor).map_err(|_| 400u16)?;
+        let hash = self.store.hash_aor(aor.as_bytes());
+        self.store.prefetch_aor(hash);
+        Ok((to_uri, hash))
+    }
+
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn register(
         &mut self,
         ex: Exchange<'_, '_>,
         basics: &Basics<'_>,
+        to_aor: Result<(SipUri<'_>, u64), u16>,
+        aor: &AorBuf,
         out: &mut Vec<u8>,
     ) -> Outcome {
         let Exchange {
             msg, source, now, ..
         } = ex;
-        // §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve.
-        let to_uri = match parse_uri(basics.to.uri) {
-            Ok(u) => u,
-            Err(_) => return self.reply(400, ex, out),
+        let (to_uri, aor_hash) = match to_aor {
+            Ok(found) => found,
+            Err(status) => return self.reply(status, ex, out),
         };
-        if !self.serves(to_uri.host) {
-            return self.reply(404, ex, out);
-        }
-        let mut aor = AorBuf::default();
-        if canonical_aor(&to_uri, &mut aor).is_err() {
-            return self.reply(400, ex, out);
-        }
-        let aor_hash = self.store.hash_aor(aor.as_bytes());
-        // The AoR's table line is likely not cached: start loading it now, the Contacts are parsed meanwhile.
-        self.store.prefetch_aor(aor_hash);
+        // Step 2 of the lookup: the table line has had validation's time to arrive.
+        self.store.prefetch_records(aor_hash);
         // Thread-per-core: everything above is stateless; the AoR's state (and its replay window) lives on
         // its owning shard, so the rest happens there.
         if let Some(owner) = self.partition.owner_elsewhere(aor_hash) {
@@ -469,6 +496,8 @@ impl Registrar {
         ) {
             return self.refuse(refusal, ex, out, aor.as_bytes());
         }
+        // Step 3: the records have had the Contacts' parsing to arrive.
+        self.store.prefetch_heads(aor_hash);
         let aor = aor.as_bytes();
         let now_s = now.unix_s();
         let mut state = State {
