@@ -32,6 +32,9 @@ impl<T> Default for Arena<T> {
 }
 
 impl<T> Arena<T> {
+    /// Bytes one slot takes (the memory figures depend on it).
+    pub const SLOT_BYTES: usize = std::mem::size_of::<Slot<T>>();
+
     pub fn new() -> Self {
         Arena {
             slots: Vec::new(),
