@@ -313,8 +313,9 @@ impl BindingStore {
             .candidates(hash, |rec| self.aors.prefetch(rec as usize));
     }
 
-    /// Step 3: the name and first binding of each candidate record with the full hash (reads the records of
-    /// step 2). The binding's strings follow in [`Self::find_aor`], once the binding itself is in.
+    /// Step 3: the first binding of each candidate record with the full hash, and its name when that lives on
+    /// the heap (reads the records of step 2). The binding's strings follow in [`Self::find_aor`], once the
+    /// binding itself is in.
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn prefetch_heads(&self, hash: u64) {
         self.table.candidates(hash, |rec| {
