@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use bindings::{BindingStore, HashSeed};
 use date::DateCache;
 use register::{Refusal, RegisterRequest, State};
-use validate::{validate, Basics};
+use validate::{validate, Basics, Progress};
 use wheel::TimerWheel;
 
 use crate::auth::{AuthDecision, AuthRequest, Authenticator, MAX_AUTHORIZATIONS};
@@ -342,14 +342,17 @@ impl Registrar {
             return Outcome::Silent(Silence::Unanswerable);
         }
         // A REGISTER's AoR is worked out as soon as validation has parsed To, and its lookup started (step 1
-        // of `BindingStore::prefetch_aor`); the result waits here until `register` checks it.
+        // of `BindingStore::prefetch_aor`); step 2 runs once the Vias are checked. The result waits here
+        // until `register` checks it.
         let is_register = method == Method::Register;
         let mut aor = AorBuf::default();
         let mut to_aor = None;
-        let validated = validate(msg, method_raw, |to| {
-            if is_register {
+        let validated = validate(msg, method_raw, |step| match (step, &to_aor) {
+            (Progress::To(to), _) if is_register => {
                 to_aor = Some(self.start_aor_lookup(to, &mut aor));
             }
+            (Progress::Vias, Some(Ok((_, hash)))) => self.store.prefetch_records(*hash),
+            _ => {}
         });
         let basics = match validated {
             Ok(b) => b,
@@ -472,8 +475,9 @@ impl Registrar {
             Ok(found) => found,
             Err(status) => return self.reply(status, ex, out),
         };
-        // Step 2 of the lookup: the table line has had validation's time to arrive.
-        self.store.prefetch_records(aor_hash);
+        // Step 3 of the lookup: the records (step 2, during validation) have had the rest of validation
+        // to arrive; the first binding gets the Contacts' parsing.
+        self.store.prefetch_heads(aor_hash);
         // Thread-per-core: everything above is stateless; the AoR's state (and its replay window) lives on
         // its owning shard, so the rest happens there.
         if let Some(owner) = self.partition.owner_elsewhere(aor_hash) {
@@ -496,8 +500,6 @@ impl Registrar {
         ) {
             return self.refuse(refusal, ex, out, aor.as_bytes());
         }
-        // Step 3: the records have had the Contacts' parsing to arrive.
-        self.store.prefetch_heads(aor_hash);
         let aor = aor.as_bytes();
         let now_s = now.unix_s();
         let mut state = State {

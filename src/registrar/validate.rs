@@ -40,14 +40,22 @@ const SINGLETONS: [HeaderName; 7] = [
     HeaderName::Expires,
 ];
 
-/// Validates `msg`. `on_to` sees the To header as soon as it is parsed, before the rest is checked: the
-/// registrar starts its AoR lookup there, so the lookup's memory loads overlap with the checks below. Errors
-/// are still reported in the order the checks are listed (Via, Call-ID, CSeq, From, To...).
+/// How far validation has got, for a caller that does its own work in step with it.
+pub enum Progress<'x, 'a> {
+    /// To is parsed (first, before the rest is checked).
+    To(&'x NameAddr<'a>),
+    /// Every Via is checked.
+    Vias,
+}
+
+/// Validates `msg`. `progress` hears when To is parsed and when the Vias are checked: the registrar runs the
+/// steps of its AoR lookup there, so that the lookup's memory loads overlap with the checks. Errors are
+/// still reported in the order the checks are listed (Via, Call-ID, CSeq, From, To...).
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn validate<'a>(
     msg: &Message<'a>,
     method_raw: &[u8],
-    on_to: impl FnOnce(&NameAddr<'a>),
+    mut progress: impl FnMut(Progress<'_, 'a>),
 ) -> Result<Basics<'a>, Malformed> {
     for name in SINGLETONS {
         if msg.count(name) > 1 {
@@ -60,9 +68,10 @@ pub fn validate<'a>(
     let to = required(msg, HeaderName::To)
         .and_then(|v| parse_name_addr(v).map_err(|_| Malformed::BadHeader(HeaderName::To)));
     if let Ok(to) = &to {
-        on_to(to);
+        progress(Progress::To(to));
     }
     let top_via = validate_vias(msg)?;
+    progress(Progress::Vias);
     let call_id = required(msg, HeaderName::CallId)?;
     let (cseq, cseq_method) = parse_cseq(required(msg, HeaderName::CSeq)?)
         .map_err(|_| Malformed::BadHeader(HeaderName::CSeq))?;
