@@ -475,14 +475,14 @@ impl Registrar {
             Ok(found) => found,
             Err(status) => return self.reply(status, ex, out),
         };
-        // Step 3 of the lookup: the records (step 2, during validation) have had the rest of validation
-        // to arrive; the first binding gets the Contacts' parsing.
-        self.store.prefetch_heads(aor_hash);
         // Thread-per-core: everything above is stateless; the AoR's state (and its replay window) lives on
         // its owning shard, so the rest happens there.
         if let Some(owner) = self.partition.owner_elsewhere(aor_hash) {
             return Outcome::HandOff { owner };
         }
+        // Step 3 of the lookup: the records (step 2, during validation) have had the rest of validation
+        // to arrive; the first binding gets the Contacts' parsing.
+        self.store.prefetch_heads(aor_hash);
         if self.auth.is_some() {
             let to_user = to_uri.user.unwrap_or(b"");
             let authenticated =
