@@ -87,39 +87,28 @@ impl AorTable {
         prefetch_read(bucket);
     }
 
-    /// Calls `f` with every record stored under `hash`'s tag: the candidates [`Self::find`] compares, in
-    /// probe order. For starting their loads early; the caller checks which one is the key.
+    /// The records stored under `hash`'s tag, in probe order: the candidates a lookup compares. Ends at the
+    /// probe run's empty bucket (and stays ended).
     #[inline]
-    pub fn candidates(&self, hash: u64, mut f: impl FnMut(u32)) {
+    pub fn candidates(&self, hash: u64) -> impl Iterator<Item = u32> + '_ {
         let tag = tag_of(hash);
         let mut pos = self.home(tag);
-        loop {
+        std::iter::from_fn(move || loop {
             let b = self.buckets[pos];
             if b.rec == EMPTY {
-                return;
-            }
-            if b.tag == tag {
-                f(b.rec);
+                return None;
             }
             pos = (pos + 1) & self.mask;
-        }
+            if b.tag == tag {
+                return Some(b.rec);
+            }
+        })
     }
 
     /// The record of the key with `hash` for which `is_key(record)` holds.
     #[inline]
     pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
-        let tag = tag_of(hash);
-        let mut pos = self.home(tag);
-        loop {
-            let b = self.buckets[pos];
-            if b.rec == EMPTY {
-                return None;
-            }
-            if b.tag == tag && is_key(b.rec) {
-                return Some(b.rec);
-            }
-            pos = (pos + 1) & self.mask;
-        }
+        self.candidates(hash).find(|&rec| is_key(rec))
     }
 
     /// Adds `rec` under `hash`; the caller knows the key is not in the table. Growing allocates; a table

@@ -309,8 +309,9 @@ impl BindingStore {
     /// Step 2: the records the table holds under `hash`'s tag (reads the table line of step 1).
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn prefetch_records(&self, hash: u64) {
-        self.table
-            .candidates(hash, |rec| self.aors.prefetch(rec as usize));
+        for rec in self.table.candidates(hash) {
+            self.aors.prefetch(rec as usize);
+        }
     }
 
     /// Step 3: the first binding of each candidate record with the full hash, and its name when that lives on
@@ -318,16 +319,15 @@ impl BindingStore {
     /// binding itself is in.
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn prefetch_heads(&self, hash: u64) {
-        self.table.candidates(hash, |rec| {
-            if let Some(r) = self.aors.get(rec as usize) {
-                if r.hash == hash {
-                    if let AorName::Heap(name) = &r.name {
-                        prefetch_read::<[u8]>(name);
-                    }
-                    self.bindings.prefetch(r.head as usize);
-                }
+        for rec in self.table.candidates(hash) {
+            let Some(r) = self.aors.get(rec as usize).filter(|r| r.hash == hash) else {
+                continue;
+            };
+            if let AorName::Heap(name) = &r.name {
+                prefetch_read::<[u8]>(name);
             }
-        });
+            self.bindings.prefetch(r.head as usize);
+        }
     }
 
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
