@@ -49,15 +49,28 @@ cleanup() {
 trap cleanup EXIT
 
 # `cargo ARGS...` with one more rustc flag, after any that cargo config files set (--config appends to them).
-# A RUSTFLAGS in the environment replaces config flags, so the flag then joins it.
+# A RUSTFLAGS in the environment replaces config flags, so the flag then joins it; it goes through
+# CARGO_ENCODED_RUSTFLAGS (separated by 0x1f), so a checkout path with spaces stays one flag.
 with_flag() {
   local flag=$1
   shift
-  if [[ -n "${RUSTFLAGS:-}" ]]; then
-    RUSTFLAGS="$RUSTFLAGS $flag" cargo "$@"
+  if [[ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]]; then
+    CARGO_ENCODED_RUSTFLAGS="$CARGO_ENCODED_RUSTFLAGS"$'\x1f'"$flag" cargo "$@"
+  elif [[ -n "${RUSTFLAGS:-}" ]]; then
+    local -a flags
+    read -r -a flags <<<"$RUSTFLAGS"
+    flags+=("$flag")
+    CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; echo "${flags[*]}")" RUSTFLAGS="" cargo "$@"
   else
-    cargo --config "build.rustflags=['$flag']" "$@"
+    cargo --config "build.rustflags=[$(toml_string "$flag")]" "$@"
   fi
+}
+
+# `s` as a TOML basic string: quoted, with `\` and `"` escaped (a path may hold `'`, spaces or quotes).
+toml_string() {
+  local s=${1//\\/\\\\}
+  s=${s//\"/\\\"}
+  printf '"%s"' "$s"
 }
 
 echo "== 1/4 instrumented build"
