@@ -7,7 +7,8 @@
 # for each round sends one SIPp burst to each target (order alternating per round), each burst to fresh
 # users. A target's CPU per burst is read from /proc/<pid>/task/*/schedstat (nanoseconds, so bursts of a
 # few seconds are measured exactly). Prints every burst, the medians and the median of the per-round
-# ratios corereg/stub (the product target: corereg within 1.2x of the stub).
+# ratios corereg/stub (the product target: corereg within 1.2x of the stub), with the ratios' quartiles and
+# the number of rounds within 1.2x. The stub's own cost shows how busy the host was: the ratio rises with it.
 #
 #   benches/sipp_pairs.sh [--rounds 8] [--rate 10000] [--burst 30000] [--port 5290] [--no-build]
 #                         [--bin-dir DIR]   (binaries from DIR instead of target/release, e.g. a PGO build)
@@ -29,7 +30,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
     --against) AGAINST="$(cd "$2" && pwd)"; shift 2 ;;
     --shuffle) SHUFFLE=1; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -108,5 +109,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ms=$(median "${stub[@]}") mr=$(median "${reg[@]}") mq=$(median "${ratio[@]}")
+# The spread of the per-round ratios: quartiles, and how many rounds met the product target (1.2x).
+quartiles=$(printf '%s\n' "${ratio[@]}" | sort -g | awk '{ v[NR] = $1 } END {
+  q1 = v[int((NR + 3) / 4)]; q3 = v[int((3 * NR + 3) / 4)]; printf "%s-%s", q1, q3 }')
+within=$(printf '%s\n' "${ratio[@]}" | awk '$1 <= 1.2 { n++ } END { print n + 0 }')
 echo "SIPp at $RATE/s, $BURST REGISTERs per burst, $ROUNDS rounds: median $BASE $ms us, corereg $mr us per REGISTER;" \
-  "median of per-round ratios ${mq}x"
+  "median of per-round ratios ${mq}x (quartiles ${quartiles}x; $within of $ROUNDS rounds at or under 1.2x)"
