@@ -60,7 +60,7 @@ with_flag() {
     local -a flags
     read -r -a flags <<<"$RUSTFLAGS"
     flags+=("$flag")
-    CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; echo "${flags[*]}")" RUSTFLAGS="" cargo "$@"
+    CARGO_ENCODED_RUSTFLAGS="$(IFS=$'\x1f'; printf '%s' "${flags[*]}")" RUSTFLAGS="" cargo "$@"
   else
     cargo --config "build.rustflags=[$(toml_string "$flag")]" "$@"
   fi
