@@ -75,14 +75,14 @@ impl<'a> ViaFacts<'a> {
     pub fn of(via: &super::header::Via<'a>) -> Self {
         ViaFacts {
             host: via.host,
-            has_received: via.params.get(b"received").is_some(),
+            has_received: via.has_received,
             layout: None,
         }
     }
 
     /// The facts of `via`, the parse of `element`: the first element of the top Via header value `value`
-    /// (both subslices of the datagram, as `Message` hands them out). One pass over the parameters finds
-    /// `received` and the first bare `rport` (what `find_bare_param` would).
+    /// (both subslices of the datagram, as `Message` hands them out). `parse_via` noted `received` and the
+    /// first bare `rport` (what `find_bare_param` would find) in its pass over the parameters.
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn of_top(via: &super::header::Via<'a>, element: &'a [u8], value: &'a [u8]) -> Self {
         let base = value.as_ptr() as usize;
@@ -92,32 +92,25 @@ impl<'a> ViaFacts<'a> {
                 .map(|at| at + s.len())
                 .filter(|&end| end <= value.len())
         };
-        let mut has_received = false;
-        let mut rport_end = None;
-        let mut layout_known = true;
-        for (name, v) in via.params.iter() {
-            if name.eq_ignore_ascii_case(b"received") {
-                has_received = true;
-            } else if rport_end.is_none() && v.is_none() && name.eq_ignore_ascii_case(b"rport") {
-                rport_end = end_in_value(name);
-                layout_known &= rport_end.is_some();
-            }
-        }
-        let layout = match end_in_value(element) {
-            Some(first_len) if layout_known => Some((
-                value,
-                TopViaScan {
-                    first_len,
-                    rport_end,
-                    mentions_received: has_received,
-                },
-            )),
+        let rport_end = via.bare_rport.map(end_in_value);
+        let layout = match (end_in_value(element), rport_end) {
+            (Some(first_len), None) => Some((value, first_len, None)),
+            (Some(first_len), Some(Some(end))) => Some((value, first_len, Some(end))),
             _ => None,
         };
         ViaFacts {
             host: via.host,
-            has_received,
-            layout,
+            has_received: via.has_received,
+            layout: layout.map(|(value, first_len, rport_end)| {
+                (
+                    value,
+                    TopViaScan {
+                        first_len,
+                        rport_end,
+                        mentions_received: via.has_received,
+                    },
+                )
+            }),
         }
     }
 
