@@ -4,6 +4,8 @@
 //! (values may contain folded CRLF+WS). Parameter names compare case-insensitively.
 
 use memchr::{memchr, memchr2, memchr3};
+
+use super::charclass::{Class, ADDR_SPEC, PARAM_CHAR, SCHEME, TOKEN, URI_TEXT};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
@@ -21,34 +23,7 @@ pub enum HeaderError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Character classes (256-entry tables, shared with `parse` and `uri`).
-
-/// Build a 256-entry membership table: ASCII letters and digits (when `alnum`) plus `extra`.
-pub(crate) const fn char_table(alnum: bool, extra: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    if alnum {
-        let mut c = 0;
-        while c < 256 {
-            let b = c as u8;
-            t[c] = b.is_ascii_alphanumeric();
-            c += 1;
-        }
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
-
-/// RFC 3261 §25.1 `token` characters.
-pub(crate) static TOKEN: [bool; 256] = char_table(true, b"-.!%*_+`'~");
-
-/// Characters of an unquoted parameter name or value. Deliberately a superset of both header `gen-value`
-/// (token / host) and URI `paramchar` (`[ ] / : & + $`, unreserved, `%`): every visible ASCII character
-/// except the ones that delimit parameters, lists, quoted strings and URIs.
-static PARAM_CHAR: [bool; 256] = char_table(true, b"-.!%*_+`'~[]/:&$()@{}|^#");
+// Character classes (`charclass`), LWS and spans.
 
 /// SP, HTAB, CR and LF as a bit set over bytes 0..=32.
 const LWS_BITS: u64 = 1 << b' ' | 1 << b'\t' | 1 << b'\r' | 1 << b'\n';
@@ -84,24 +59,24 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
 /// bytes).
 #[inline]
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
-pub(crate) fn span(s: &[u8], table: &[bool; 256]) -> usize {
+pub(crate) fn span(s: &[u8], class: Class) -> usize {
     let mut i = 0;
     while let Some(c) = s.get(i..i + 4) {
-        if !table[c[0] as usize] {
+        if !class.has(c[0]) {
             return i;
         }
-        if !table[c[1] as usize] {
+        if !class.has(c[1]) {
             return i + 1;
         }
-        if !table[c[2] as usize] {
+        if !class.has(c[2]) {
             return i + 2;
         }
-        if !table[c[3] as usize] {
+        if !class.has(c[3]) {
             return i + 3;
         }
         i += 4;
     }
-    while i < s.len() && table[s[i] as usize] {
+    while i < s.len() && class.has(s[i]) {
         i += 1;
     }
     i
@@ -145,13 +120,13 @@ fn next_param(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
     match s {
         [] => return Ok(None),
         [b';', rest @ ..] => {
-            let n = span(rest, &PARAM_CHAR);
+            let n = span(rest, PARAM_CHAR);
             if n > 0 {
                 let (name, after) = rest.split_at(n);
                 match after {
                     [] | [b';', ..] => return Ok(Some((name, None, after))),
                     [b'=', v @ ..] => {
-                        let m = span(v, &PARAM_CHAR);
+                        let m = span(v, PARAM_CHAR);
                         if m > 0 {
                             let (value, after) = v.split_at(m);
                             return Ok(Some((name, Some(value), after)));
@@ -176,7 +151,7 @@ fn next_param_general(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
         return Err(HeaderError::Malformed);
     }
     let s = skip_lws(s);
-    let n = span(s, &PARAM_CHAR);
+    let n = span(s, PARAM_CHAR);
     if n == 0 {
         return Err(HeaderError::Malformed);
     }
@@ -190,7 +165,7 @@ fn next_param_general(s: &[u8]) -> Result<Option<ParamStep<'_>>, HeaderError> {
         let q = quoted_len(v)?;
         return Ok(Some((name, Some(&v[1..q - 1]), &v[q..])));
     }
-    let n = span(v, &PARAM_CHAR);
+    let n = span(v, PARAM_CHAR);
     if n == 0 {
         return Err(HeaderError::Malformed);
     }
@@ -283,19 +258,7 @@ fn angle_uri(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     Ok((&s[1..gt], &s[gt + 1..]))
 }
 
-/// Characters of a URI in a header: visible ASCII except `<`, `>` and `"`, plus (for non-SIP schemes,
-/// e.g. IRIs) bytes >= 0x80. `parse_uri` checks sip:/sips: URIs precisely.
-static URI_TEXT: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0x21;
-    while c < 256 {
-        t[c] = !matches!(c as u8, 0x7f | b'<' | b'>' | b'"');
-        c += 1;
-    }
-    t
-};
-
-/// `span(s, &URI_TEXT)`, 16 bytes per step: URIs are the longest runs a REGISTER scans (From, To and
+/// `span(s, URI_TEXT)`, 16 bytes per step: URIs are the longest runs a REGISTER scans (From, To and
 /// Contact), and this class is simple enough for SSE2 (baseline on x86_64, so it inlines): a byte is in it
 /// when it is above 0x20 (unsigned, so bytes >= 0x80 are in) and none of DEL, `<`, `>`, `"`.
 #[inline]
@@ -325,14 +288,11 @@ fn span_uri_text(s: &[u8]) -> usize {
             }
             i += 16;
         }
-        i + span(&s[i..], &URI_TEXT)
+        i + span(&s[i..], URI_TEXT)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    span(s, &URI_TEXT)
+    span(s, URI_TEXT)
 }
-
-/// Scheme characters after the first letter (RFC 3986 `scheme`).
-static SCHEME: [bool; 256] = char_table(true, b"+-.");
 
 /// A URI as it may appear in a header: `scheme ":" ...` with no space, control or delimiter characters.
 fn check_uri_text(uri: &[u8]) -> Result<(), HeaderError> {
@@ -352,7 +312,7 @@ fn check_scheme(uri: &[u8]) -> Result<(), HeaderError> {
             return Ok(());
         }
     }
-    let scheme_len = span(uri, &SCHEME);
+    let scheme_len = span(uri, SCHEME);
     let scheme_ok =
         scheme_len > 0 && uri[0].is_ascii_alphabetic() && uri.get(scheme_len) == Some(&b':');
     if !scheme_ok {
@@ -365,7 +325,7 @@ fn check_scheme(uri: &[u8]) -> Result<(), HeaderError> {
 /// UTF-8 bytes, which real user agents send unquoted.
 #[inline]
 fn is_display_char(b: u8) -> bool {
-    TOKEN[b as usize] || is_lws(b) || b >= 0x80
+    TOKEN.has(b) || is_lws(b) || b >= 0x80
 }
 
 /// A name-addr without display name: `uri` and its header params `after` (checked here).
@@ -399,7 +359,7 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     // `;` `,` `?`, so one span both finds the end `parse_name_addr_general` would find and does its checks.
     if let [p0, p1, p2, b':', ..] = v {
         if (p0 | 0x20) == b's' && (p1 | 0x20) == b'i' && (p2 | 0x20) == b'p' {
-            let n = span(v, &ADDR_SPEC);
+            let n = span(v, ADDR_SPEC);
             let (uri, after) = v.split_at(n);
             if matches!(
                 after.first(),
@@ -411,15 +371,6 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     }
     parse_name_addr_general(v)
 }
-
-/// URI_TEXT without `;`, `,` and `?`: the bytes of an addr-spec URI outside angle brackets.
-static ADDR_SPEC: [bool; 256] = {
-    let mut t = URI_TEXT;
-    t[b';' as usize] = false;
-    t[b',' as usize] = false;
-    t[b'?' as usize] = false;
-    t
-};
 
 /// `parse_name_addr` for everything but `<uri>...` (`v` already trimmed).
 fn parse_name_addr_general(v: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
@@ -594,7 +545,7 @@ fn parse_cseq_general(v: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
     }
     let rest = &v[n..];
     let method = skip_lws(rest);
-    if method.len() == rest.len() || method.is_empty() || span(method, &TOKEN) != method.len() {
+    if method.len() == rest.len() || method.is_empty() || span(method, TOKEN) != method.len() {
         return Err(HeaderError::Malformed);
     }
     Ok((digits_to_u32(&v[..n])?, method))
@@ -669,7 +620,7 @@ impl<'a> Via<'a> {
 /// A non-empty token at the start of `s` and the text after it.
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn take_token(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
-    match span(s, &TOKEN) {
+    match span(s, TOKEN) {
         0 => Err(HeaderError::Malformed),
         n => Ok(s.split_at(n)),
     }
@@ -759,7 +710,7 @@ mod tests {
         ) {
             let mut s = vec![b'a'; prefix];
             s.extend_from_slice(&tail);
-            proptest::prop_assert_eq!(span_uri_text(&s), span(&s, &URI_TEXT));
+            proptest::prop_assert_eq!(span_uri_text(&s), span(&s, URI_TEXT));
         }
     }
 

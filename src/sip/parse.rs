@@ -16,7 +16,8 @@ use std::mem::MaybeUninit;
 use memchr::{memchr, memrchr};
 use thiserror::Error;
 
-use super::header::{is_lws, parse_u32, span, trim_lws, TOKEN};
+use super::charclass::TOKEN;
+use super::header::{is_lws, parse_u32, span, trim_lws};
 use super::uri::MAX_URI_BYTES;
 
 /// Limits applied while framing. Every one is explicit and configurable (see `config`).
@@ -596,7 +597,7 @@ fn word_has_space_or_ctl(x: u64) -> bool {
 #[inline(never)]
 fn request_line_general(line: &[u8]) -> StartLine<'_> {
     use StartLineError::*;
-    let m = span(line, &TOKEN);
+    let m = span(line, TOKEN);
     if m == 0 || line.get(m) != Some(&b' ') {
         return StartLine::Invalid(Malformed);
     }
@@ -750,7 +751,7 @@ impl<'a> Newlines<'a> {
 /// `field-name HCOLON` at the start of a line, HCOLON = *(SP/HTAB) ":" SWS: (name length, offset of the value).
 /// None when the line is not a header line.
 fn split_header_line(line: &[u8]) -> Option<(usize, usize)> {
-    let n = span(line, &TOKEN);
+    let n = span(line, TOKEN);
     let colon = n + line[n..]
         .iter()
         .take_while(|&&b| b == b' ' || b == b'\t')

@@ -2,7 +2,8 @@
 //!
 //! CONTRACT (used by the registrar; keep these names and meanings). Nothing here allocates.
 
-use super::header::{char_table, span, Params};
+use super::charclass::{Class, ALNUM, HNV, HOST_LABEL, IPV6, PARAM, PASSWORD, USER};
+use super::header::{span, Params};
 use arrayvec::ArrayVec;
 use memchr::memchr;
 use thiserror::Error;
@@ -43,15 +44,8 @@ pub struct SipUri<'a> {
     pub headers: &'a [u8],
 }
 
-// RFC 3261 §25.1 character classes (escapes `%HH` are handled separately).
-static USER: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,;?/");
-static PASSWORD: [bool; 256] = char_table(true, b"-_.!~*'()&=+$,");
-static PARAM: [bool; 256] = char_table(true, b"-_.!~*'()[]/:&+$");
-static HNV: [bool; 256] = char_table(true, b"-_.!~*'()[]/?:+$");
-static IPV6: [bool; 256] = char_table(false, b"0123456789abcdefABCDEF:.");
-
-/// `s` is 1*(`table` char / escaped). An invalid `%` sequence is BadEscape, any other stray byte Malformed.
-fn check_escaped(s: &[u8], table: &[bool; 256]) -> Result<(), UriError> {
+/// `s` is 1*(`class` char / escaped) (RFC 3261 §25.1 classes; escapes `%HH` are checked here). An invalid `%` sequence is BadEscape, any other stray byte Malformed.
+fn check_escaped(s: &[u8], class: Class) -> Result<(), UriError> {
     let mut i = 0;
     while i < s.len() {
         let b = s[i];
@@ -60,7 +54,7 @@ fn check_escaped(s: &[u8], table: &[bool; 256]) -> Result<(), UriError> {
                 (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
                 _ => return Err(UriError::BadEscape),
             }
-        } else if table[b as usize] {
+        } else if class.has(b) {
             i += 1;
         } else {
             return Err(UriError::Malformed);
@@ -68,30 +62,6 @@ fn check_escaped(s: &[u8], table: &[bool; 256]) -> Result<(), UriError> {
     }
     Ok(())
 }
-
-/// Hostname byte classes for `take_host`: 0 ends the host.
-const H_END: u8 = 0;
-const H_ALNUM: u8 = 1;
-const H_DASH: u8 = 2;
-const H_DOT: u8 = 3;
-static HOST_CLASS: [u8; 256] = {
-    let mut t = [H_END; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = if b.is_ascii_alphanumeric() {
-            H_ALNUM
-        } else if b == b'-' {
-            H_DASH
-        } else if b == b'.' {
-            H_DOT
-        } else {
-            H_END
-        };
-        c += 1;
-    }
-    t
-};
 
 /// Host (`[IPv6]`, IPv4 or hostname) at the start of `s`, and the text after it. Used by Via too.
 ///
@@ -104,7 +74,7 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
     if s.first() == Some(&b'[') {
         let close = memchr(b']', s)?;
         let inside = &s[1..close];
-        if inside.is_empty() || span(inside, &IPV6) != inside.len() || !inside.contains(&b':') {
+        if inside.is_empty() || span(inside, IPV6) != inside.len() || !inside.contains(&b':') {
             return None;
         }
         return Some(s.split_at(close + 1));
@@ -115,12 +85,13 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
     // or `.` (an empty label or one starting with `-`).
     let mut n = 0;
     loop {
-        match s.get(n).map_or(H_END, |&b| HOST_CLASS[b as usize]) {
-            H_ALNUM => n += 1,
-            H_END if n > 0 => return Some(s.split_at(n)),
+        match s.get(n) {
+            Some(&b) if ALNUM.has(b) => n += 1,
+            Some(b'-' | b'.') => return None,
+            _ if n > 0 => return Some(s.split_at(n)),
             _ => return None,
         }
-        while s.get(n).is_some_and(|&b| HOST_LABEL[b as usize]) {
+        while s.get(n).is_some_and(|&b| HOST_LABEL.has(b)) {
             n += 1;
         }
         if s[n - 1] == b'-' {
@@ -132,9 +103,6 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
         }
     }
 }
-
-/// Alphanumerics and `-`: the bytes after the first of a hostname label.
-static HOST_LABEL: [bool; 256] = char_table(true, b"-");
 
 /// The decimal digits at the start of `s` as a port, and the text after them: the same as
 /// `port_from_digits` on the whole leading digit run, in one pass. None without a digit, with more than 5,
@@ -206,7 +174,7 @@ fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
     };
     // USER has neither `@`, `:` nor `%`: the run stops at the `@` of a plain user, or there is no `@` at all
     // (else: password, escapes or an error, left to the general path).
-    let u = span(rest, &USER);
+    let u = span(rest, USER);
     let (user, rest) = match rest.get(u) {
         Some(b'@') if u > 0 => (Some(&rest[..u]), &rest[u + 1..]),
         Some(b'@') => return None,
@@ -226,14 +194,14 @@ fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
     let mut i = 0;
     while params.get(i) == Some(&b';') {
         i += 1;
-        let n = span(&params[i..], &PARAM);
+        let n = span(&params[i..], PARAM);
         if n == 0 {
             return None;
         }
         i += n;
         if params.get(i) == Some(&b'=') {
             i += 1;
-            let n = span(&params[i..], &PARAM);
+            let n = span(&params[i..], PARAM);
             if n == 0 {
                 return None;
             }
@@ -289,9 +257,9 @@ fn parse_uri_general(text: &[u8]) -> Result<SipUri<'_>, UriError> {
             if user.is_empty() {
                 return Err(UriError::Malformed);
             }
-            check_escaped(user, &USER)?;
+            check_escaped(user, USER)?;
             if let Some(p) = password {
-                check_escaped(p, &PASSWORD)?;
+                check_escaped(p, PASSWORD)?;
             }
             (Some(user), password, &rest[at + 1..])
         }
@@ -326,9 +294,9 @@ fn parse_uri_general(text: &[u8]) -> Result<SipUri<'_>, UriError> {
             if name.is_empty() || value == Some(&[][..]) {
                 return Err(UriError::Malformed);
             }
-            check_escaped(name, &PARAM)?;
+            check_escaped(name, PARAM)?;
             if let Some(v) = value {
-                check_escaped(v, &PARAM)?;
+                check_escaped(v, PARAM)?;
             }
         }
     }
@@ -338,8 +306,8 @@ fn parse_uri_general(text: &[u8]) -> Result<SipUri<'_>, UriError> {
             if e == 0 {
                 return Err(UriError::Malformed);
             }
-            check_escaped(&h[..e], &HNV)?;
-            check_escaped(&h[e + 1..], &HNV)?;
+            check_escaped(&h[..e], HNV)?;
+            check_escaped(&h[e + 1..], HNV)?;
         }
     }
     Ok(SipUri {
@@ -830,14 +798,15 @@ mod tests {
         assert_eq!(aor(&longest).len(), MAX_URI_BYTES);
     }
 
-    static HOSTNAME: [bool; 256] = char_table(true, b"-.");
-
     /// The single-pass `take_host` against the original span + split formulation.
     fn take_host_reference(s: &[u8]) -> Option<(&[u8], &[u8])> {
         if s.first() == Some(&b'[') {
             return take_host(s);
         }
-        let n = span(s, &HOSTNAME);
+        let n = s
+            .iter()
+            .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            .count();
         let host = &s[..n];
         let labels = host
             .strip_suffix(b".")
