@@ -358,22 +358,23 @@ fn header_name(raw: &[u8]) -> HeaderName {
 }
 
 /// A known header name followed directly by `: ` (colon, one SP), matched against the first 16 bytes of a
-/// line as two little-endian words: `(word | case) & len == pattern`, where `case` has 0x20 only at letter
-/// positions (so a letter matches in either case and every other byte, `-`, `:` and SP included, matches
-/// exactly) and `len` keeps the `name: ` bytes (at most 16: `content-length: `).
+/// line as two little-endian words: `word | case == pattern`, where `case` has 0x20 at letter positions (so a
+/// letter matches in either case and every other byte, `-`, `:` and SP included, matches exactly) and 0xff
+/// past the `name: ` bytes (at most 16: `content-length: `), where `pattern` is 0xff too, so whatever the
+/// line holds there matches.
+///
+/// 32 bytes, aligned: two entries per cache line, so the ten names of a typical REGISTER (the first ten
+/// entries) take five lines to fetch when a REGISTER starts with cold caches. The name and its length
+/// are in [`KNOWN_NAMES`], one line for all.
+#[repr(align(32))]
 struct KnownName {
     pattern: [u64; 2],
     case: [u64; 2],
-    len_mask: [u64; 2],
-    /// Length of the name without the colon.
-    name_len: usize,
-    name: HeaderName,
 }
 
-const fn known(lower: &[u8], name: HeaderName) -> KnownName {
-    let mut pattern = [0u64; 2];
-    let mut case = [0u64; 2];
-    let mut len_mask = [0u64; 2];
+const fn known(lower: &[u8]) -> KnownName {
+    let mut pattern = [u64::MAX; 2];
+    let mut case = [u64::MAX; 2];
     let mut i = 0;
     while i < lower.len() + 2 {
         let b = if i == lower.len() {
@@ -384,55 +385,71 @@ const fn known(lower: &[u8], name: HeaderName) -> KnownName {
             lower[i]
         };
         let shift = (i % 8) * 8;
+        pattern[i / 8] &= !(0xff << shift);
         pattern[i / 8] |= (b as u64) << shift;
+        case[i / 8] &= !(0xff << shift);
         if b.is_ascii_lowercase() {
             case[i / 8] |= 0x20 << shift;
         }
-        len_mask[i / 8] |= 0xff << shift;
         i += 1;
     }
-    KnownName {
-        pattern,
-        case,
-        len_mask,
-        name_len: lower.len(),
-        name,
-    }
+    KnownName { pattern, case }
 }
 
 impl KnownName {
     #[inline(always)]
     fn matches(&self, w: [u64; 2]) -> bool {
-        ((w[0] | self.case[0]) & self.len_mask[0]) == self.pattern[0]
-            && ((w[1] | self.case[1]) & self.len_mask[1]) == self.pattern[1]
+        (w[0] | self.case[0]) == self.pattern[0] && (w[1] | self.case[1]) == self.pattern[1]
     }
 }
 
-/// The known names; the last entry matches nothing (empty hash buckets point at it).
-static KNOWN: [KnownName; 16] = [
-    known(b"via", HeaderName::Via),
-    known(b"from", HeaderName::From),
-    known(b"to", HeaderName::To),
-    known(b"call-id", HeaderName::CallId),
-    known(b"cseq", HeaderName::CSeq),
-    known(b"contact", HeaderName::Contact),
-    known(b"content-length", HeaderName::ContentLength),
-    known(b"expires", HeaderName::Expires),
-    known(b"max-forwards", HeaderName::MaxForwards),
-    known(b"user-agent", HeaderName::UserAgent),
-    known(b"authorization", HeaderName::Authorization),
-    known(b"supported", HeaderName::Supported),
-    known(b"require", HeaderName::Require),
-    known(b"path", HeaderName::Path),
-    known(b"proxy-require", HeaderName::ProxyRequire),
-    KnownName {
-        pattern: [u64::MAX; 2],
-        case: [0; 2],
-        len_mask: [0; 2], // (w | 0) & 0 == 0 != u64::MAX
-        name_len: 0,
-        name: HeaderName::Other,
-    },
+/// The known names, lower case, most common first; the entry after them matches nothing (empty hash
+/// buckets point at it).
+const KNOWN_LIST: [(&[u8], HeaderName); 15] = [
+    (b"via", HeaderName::Via),
+    (b"from", HeaderName::From),
+    (b"to", HeaderName::To),
+    (b"call-id", HeaderName::CallId),
+    (b"cseq", HeaderName::CSeq),
+    (b"contact", HeaderName::Contact),
+    (b"content-length", HeaderName::ContentLength),
+    (b"expires", HeaderName::Expires),
+    (b"max-forwards", HeaderName::MaxForwards),
+    (b"user-agent", HeaderName::UserAgent),
+    (b"authorization", HeaderName::Authorization),
+    (b"supported", HeaderName::Supported),
+    (b"require", HeaderName::Require),
+    (b"path", HeaderName::Path),
+    (b"proxy-require", HeaderName::ProxyRequire),
 ];
+
+/// `KNOWN_LIST`'s patterns; the entries after them match nothing: `word | 1` has bit 0 set, their
+/// pattern does not.
+static KNOWN: [KnownName; 16] = {
+    let mut k = [const {
+        KnownName {
+            pattern: [0; 2],
+            case: [1; 2],
+        }
+    }; 16];
+    let mut i = 0;
+    while i < KNOWN_LIST.len() {
+        k[i] = known(KNOWN_LIST[i].0);
+        i += 1;
+    }
+    k
+};
+
+/// `KNOWN_LIST`'s names and their lengths, by `KNOWN` index.
+static KNOWN_NAMES: [(u8, HeaderName); 16] = {
+    let mut n = [(0, HeaderName::Other); 16];
+    let mut i = 0;
+    while i < KNOWN_LIST.len() {
+        n[i] = (KNOWN_LIST[i].0.len() as u8, KNOWN_LIST[i].1);
+        i += 1;
+    }
+    n
+};
 const NO_KNOWN: u8 = 15;
 
 /// Multiplier of the hash of a line's first 4 bytes (case-folded): `(x * HASH_MUL) >> 28`, a bucket in
@@ -464,6 +481,7 @@ const fn known_buckets() -> [[u8; 2]; 16] {
     let mut i = 0;
     while i < NO_KNOWN as usize {
         let k = &KNOWN[i];
+        let name_len = KNOWN_LIST[i].0.len();
         let first4 = (k.pattern[0] & 0xffff_ffff) as u32;
         let h = ((first4 | 0x2020_2020).wrapping_mul(HASH_MUL) >> 28) as usize;
         let alt = ((k.pattern[0] >> 32) as u8 >> 2 & 1) as usize;
@@ -473,8 +491,9 @@ const fn known_buckets() -> [[u8; 2]; 16] {
             // A second name in this bucket: it must differ from the first at byte 4.
             let first = &KNOWN[buckets[h][0] as usize];
             let first_alt = ((first.pattern[0] >> 32) as u8 >> 2 & 1) as usize;
-            assert!(buckets[h][0] == buckets[h][1] && first_alt != alt && k.name_len >= 4);
-            assert!(first.name_len >= 4);
+            let first_len = KNOWN_LIST[buckets[h][0] as usize].0.len();
+            assert!(buckets[h][0] == buckets[h][1] && first_alt != alt && name_len >= 4);
+            assert!(first_len >= 4);
             buckets[h][alt] = i as u8;
         }
         i += 1;
@@ -496,8 +515,11 @@ fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
         u64::from_le_bytes(hi.try_into().ok()?),
     ];
     let candidates = &BUCKETS[known_bucket(w[0] as u32)];
-    let k = &KNOWN[usize::from(candidates[known_alternative(line16[4])]) & 15];
-    k.matches(w).then_some((k.name_len, k.name))
+    let i = usize::from(candidates[known_alternative(line16[4])]) & 15;
+    KNOWN[i].matches(w).then(|| {
+        let (len, name) = KNOWN_NAMES[i];
+        (usize::from(len), name)
+    })
 }
 
 /// Methods are case-sensitive (RFC 3261 §7.1).
@@ -1592,13 +1614,16 @@ NewFangledHeader:   newfangled value\r\n continued newfangled value\r\nSubject:\
         assert!(known_header(b"Call-ID: x......").is_some());
         assert!(known_header(b"Call\rID: x......").is_none());
         assert!(known_header(b"To\x1a.............").is_none());
+        // The unused entries match nothing, whatever the bytes.
+        for fill in [0u64, 0x2020_2020_2020_2020, u64::MAX - 1, u64::MAX] {
+            assert!(known_header(&[fill as u8; 16]).is_none());
+            assert!(!KNOWN[usize::from(NO_KNOWN)].matches([fill; 2]));
+        }
         // Every known name, in any case, is found by the hash dispatch.
-        for k in &KNOWN[..usize::from(NO_KNOWN)] {
-            let lower: Vec<u8> = (0..k.name_len)
-                .map(|i| (k.pattern[i / 8] >> ((i % 8) * 8)) as u8)
-                .collect();
+        assert_eq!(KNOWN_LIST.len(), usize::from(NO_KNOWN));
+        for (lower, _) in KNOWN_LIST {
             for variant in [
-                lower.clone(),
+                lower.to_vec(),
                 lower.to_ascii_uppercase(),
                 lower
                     .iter()
