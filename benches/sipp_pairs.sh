@@ -16,10 +16,12 @@
 #                                            instead of the stub; the ratio is then this build / that one)
 #                         [--shuffle]       (each burst's users in random order instead of in the order the
 #                                            preload registered them: no neighbouring AoR data in cache)
+#                         [--sipp-cpu N]    (SIPp pinned to CPU N, e.g. off the targets' CPU, as a remote
+#                                            load generator would be; default: wherever the scheduler puts it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/../shared/peers}"
-ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -30,12 +32,15 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
     --against) AGAINST="$(cd "$2" && pwd)"; shift 2 ;;
     --shuffle) SHUFFLE=1; shift ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --sipp-cpu) SIPP_CPU="$2"; shift 2 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
 [[ $BUILD == 1 ]] && (cd "$ROOT" && cargo build --release -p corereg -p corereg-loadgen)
 BIN="${BIN:-$ROOT/target/release}"
+PIN=""
+[[ -n "$SIPP_CPU" ]] && PIN="taskset -c $SIPP_CPU"
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/corereg-pairs.XXXXXX)"
@@ -81,7 +86,7 @@ burst() { # target-port pid round -> prints "cpu_us_per_register ok failed"
   { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done | $order; } >"$WORK/users.csv"
   local before after
   before=$(cpu_ns "$pid")
-  sipp -sf "$PEERS/sipp-register.xml" -inf "$WORK/users.csv" "127.0.0.1:$port" -i 127.0.0.1 -p $((PORT + 10)) \
+  $PIN sipp -sf "$PEERS/sipp-register.xml" -inf "$WORK/users.csv" "127.0.0.1:$port" -i 127.0.0.1 -p $((PORT + 10)) \
     -m "$BURST" -nostdin -buff_size 4194304 -r "$RATE" -rp 1000 >"$WORK/sipp.out" 2>&1 || true
   after=$(cpu_ns "$pid")
   local ok fail
