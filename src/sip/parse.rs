@@ -365,7 +365,7 @@ fn header_name(raw: &[u8]) -> HeaderName {
 ///
 /// 32 bytes, aligned: two entries per cache line, so the ten names of a typical REGISTER (the first ten
 /// entries) take five lines to fetch when a REGISTER starts with cold caches. The name and its length
-/// are in [`KNOWN_NAMES`], one line for all.
+/// are in [`KNOWN_NAMES`] (see [`KNOWN_TABLE`]).
 #[repr(align(32))]
 struct KnownName {
     pattern: [u64; 2],
@@ -425,7 +425,7 @@ const KNOWN_LIST: [(&[u8], HeaderName); 15] = [
 
 /// `KNOWN_LIST`'s patterns; the entries after them match nothing: `word | 1` has bit 0 set, their
 /// pattern does not.
-static KNOWN: [KnownName; 16] = {
+const KNOWN: [KnownName; 16] = {
     let mut k = [const {
         KnownName {
             pattern: [0; 2],
@@ -441,7 +441,7 @@ static KNOWN: [KnownName; 16] = {
 };
 
 /// `KNOWN_LIST`'s names and their lengths, by `KNOWN` index.
-static KNOWN_NAMES: [(u8, HeaderName); 16] = {
+const KNOWN_NAMES: [(u8, HeaderName); 16] = {
     let mut n = [(0, HeaderName::Other); 16];
     let mut i = 0;
     while i < KNOWN_LIST.len() {
@@ -474,7 +474,23 @@ fn known_alternative(byte4: u8) -> usize {
 
 /// Hash buckets: `KNOWN` indices of the candidates, `[alternative]`. Built at compile time; a collision
 /// that byte 4 cannot resolve aborts the build.
-static BUCKETS: [[u8; 2]; 16] = known_buckets();
+const BUCKETS: [[u8; 2]; 16] = known_buckets();
+
+/// What `known_header` reads, in one static aligned to a cache line: the patterns (eight lines, the
+/// common names in the first five), then the names and the hash buckets together in the ninth. Separate
+/// statics land wherever the linker puts them, and a 32-byte one can straddle two lines.
+#[repr(C, align(64))]
+struct KnownTable {
+    entries: [KnownName; 16],
+    names: [(u8, HeaderName); 16],
+    buckets: [[u8; 2]; 16],
+}
+
+static KNOWN_TABLE: KnownTable = KnownTable {
+    entries: KNOWN,
+    names: KNOWN_NAMES,
+    buckets: BUCKETS,
+};
 
 const fn known_buckets() -> [[u8; 2]; 16] {
     let mut buckets = [[NO_KNOWN; 2]; 16];
@@ -514,10 +530,11 @@ fn known_header(line16: &[u8; 16]) -> Option<(usize, HeaderName)> {
         u64::from_le_bytes(lo.try_into().ok()?),
         u64::from_le_bytes(hi.try_into().ok()?),
     ];
-    let candidates = &BUCKETS[known_bucket(w[0] as u32)];
+    let t = &KNOWN_TABLE;
+    let candidates = &t.buckets[known_bucket(w[0] as u32)];
     let i = usize::from(candidates[known_alternative(line16[4])]) & 15;
-    KNOWN[i].matches(w).then(|| {
-        let (len, name) = KNOWN_NAMES[i];
+    t.entries[i].matches(w).then(|| {
+        let (len, name) = t.names[i];
         (usize::from(len), name)
     })
 }
