@@ -6,6 +6,7 @@ use super::{bindings, Exchange, Outcome, Registrar, ALLOW, SUPPORTED};
 use crate::sip::header::has_option_tag;
 use crate::sip::parse::{HeaderName, Message};
 use crate::sip::response::ResponseWriter;
+use crate::sip::simd::opaque;
 
 impl Registrar {
     /// Cold: the error answers are rare, and a call to a cold function marks its branch unlikely, so the
@@ -164,14 +165,18 @@ fn hex16(h: u64) -> [u8; 16] {
 }
 
 /// The 8 hex digits of `x`, most significant first.
+///
+/// `opaque` keeps the two calls of `to_tag` scalar: as two identical chains of word operations they were
+/// merged into SSE code whose constants came from three scattered lines of the constant pool, fetched by
+/// every REGISTER that starts with cold caches (see `sip::simd`).
 #[inline(always)]
 fn hex8(x: u32) -> [u8; 8] {
     const ONES: u64 = 0x0101_0101_0101_0101;
     let x = u64::from(x);
     // Nibble i of x (from the least significant) into byte i of v.
     let mut v = ((x & 0xffff_0000) << 16) | (x & 0xffff);
-    v = ((v & 0x0000_ff00_0000_ff00) << 8) | (v & 0x0000_00ff_0000_00ff);
-    v = ((v & 0x00f0_00f0_00f0_00f0) << 4) | (v & 0x000f_000f_000f_000f);
+    v = opaque(((v & 0x0000_ff00_0000_ff00) << 8) | (v & 0x0000_00ff_0000_00ff));
+    v = opaque(((v & 0x00f0_00f0_00f0_00f0) << 4) | (v & 0x000f_000f_000f_000f));
     // 1 in each byte whose nibble is 10 or more (nibble + 6 carries into bit 4); no byte overflows.
     let letters = ((v + 6 * ONES) >> 4) & ONES;
     (v + u64::from(b'0') * ONES + letters * 39).to_be_bytes()

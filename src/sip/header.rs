@@ -265,18 +265,18 @@ fn angle_uri(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
 fn span_uri_text(s: &[u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
+        use super::simd::splat;
         use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
-            _mm_or_si128, _mm_set1_epi8,
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
         };
         let mut i = 0;
         while let Some(block) = s.get(i..i + 16) {
             // SAFETY: SSE2 is part of the x86_64 baseline; `block` is 16 readable bytes (unaligned load).
             let outside = unsafe {
                 let x = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-                let is = |c: u8| _mm_cmpeq_epi8(x, _mm_set1_epi8(c as i8));
+                let is = |c: u8| _mm_cmpeq_epi8(x, splat(c));
                 // max(x, 0x21) == x  <=>  x >= 0x21 (unsigned): the complement is a control byte or SP.
-                let visible = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(0x21)), x);
+                let visible = _mm_cmpeq_epi8(_mm_max_epu8(x, splat(0x21)), x);
                 let excluded = _mm_or_si128(
                     _mm_or_si128(is(0x7f), is(b'<')),
                     _mm_or_si128(is(b'>'), is(b'"')),

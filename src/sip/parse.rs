@@ -708,14 +708,12 @@ fn newline_mask(buf: &[u8], from: usize) -> u64 {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn lf_mask64(block: &[u8; 64]) -> u64 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
     let p = block.as_ptr().cast::<__m128i>();
     // SAFETY: SSE2 is part of the x86_64 baseline; each unaligned load reads bytes 16k..16k+16 of the
     // 64-byte `block`, in bounds.
     unsafe {
-        let lf = _mm_set1_epi8(b'\n' as i8);
+        let lf = super::simd::splat(b'\n');
         let m = |k: usize| -> u64 {
             u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(p.add(k)), lf)) as u16)
         };

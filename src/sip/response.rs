@@ -641,8 +641,9 @@ struct ViaMasks {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn via_masks(block: &[u8; 64]) -> ViaMasks {
+    use super::simd::splat;
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
     };
     let p = block.as_ptr().cast::<__m128i>();
     let mut m = ViaMasks {
@@ -653,7 +654,6 @@ fn via_masks(block: &[u8; 64]) -> ViaMasks {
     // SAFETY: SSE2 is part of the x86_64 baseline; each unaligned load reads bytes 16k..16k+16 of the
     // 64-byte `block`, in bounds.
     unsafe {
-        let splat = |b: u8| _mm_set1_epi8(b as i8);
         let (comma, quote, angle, semi) = (splat(b','), splat(b'"'), splat(b'<'), splat(b';'));
         let (case, v) = (splat(0x20), splat(b'v'));
         for k in 0..4 {
@@ -750,12 +750,12 @@ fn block_mask(text: &[u8], at: usize, set: [u8; 3]) -> u32 {
 #[inline]
 fn eq_mask16(block: &[u8; 16], set: [u8; 3]) -> u32 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
     };
     // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned load reads the 16 bytes of `block`.
     unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-        let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+        let eq = |b: u8| _mm_cmpeq_epi8(v, super::simd::splat(b));
         let any = _mm_or_si128(_mm_or_si128(eq(set[0]), eq(set[1])), eq(set[2]));
         _mm_movemask_epi8(any) as u32 & 0xffff
     }
