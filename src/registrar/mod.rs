@@ -32,6 +32,7 @@ use crate::sip::parse::{
     StartLineError,
 };
 use crate::sip::response::{ResponseWriter, ViaFacts};
+use crate::sip::simd::eq_ignore_case;
 use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, SipUri, UriError};
 /// Wall-clock time supplied by the shell: milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -403,7 +404,7 @@ impl Registrar {
                 .cfg
                 .domains
                 .iter()
-                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+                .any(|d| eq_ignore_case(d.as_bytes(), host))
     }
 
     /// §10.3 step 2 / §8.2.2.3: 420 listing every Require tag we do not implement.

@@ -3,6 +3,7 @@
 
 use super::register::Refusal;
 use super::{bindings, Exchange, Outcome, Registrar, ALLOW, SUPPORTED};
+use crate::sip::decimal::Decimal;
 use crate::sip::header::has_option_tag;
 use crate::sip::parse::{HeaderName, Message};
 use crate::sip::response::ResponseWriter;
@@ -185,11 +186,10 @@ fn hex8(x: u32) -> [u8; 8] {
 /// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
-    let mut num = itoa::Buffer::new();
     buf.extend_from_slice(b"Contact: <");
     buf.extend_from_slice(b.contact());
     buf.extend_from_slice(b">;expires=");
-    buf.extend_from_slice(num.format(b.expires_at_s.saturating_sub(now_s)).as_bytes());
+    buf.extend_from_slice(Decimal::new(b.expires_at_s.saturating_sub(now_s)).as_bytes());
     if let Some(q) = b.q {
         buf.extend_from_slice(b";q=");
         write_qvalue(buf, q);
@@ -201,7 +201,7 @@ fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
     }
     if let Some(reg_id) = b.reg_id {
         buf.extend_from_slice(b";reg-id=");
-        buf.extend_from_slice(num.format(reg_id.get()).as_bytes());
+        buf.extend_from_slice(Decimal::new(u64::from(reg_id.get())).as_bytes());
     }
     buf.extend_from_slice(b"\r\n");
 }

@@ -6,6 +6,7 @@
 use memchr::{memchr, memchr2, memchr3};
 
 use super::charclass::{Class, ADDR_SPEC, PARAM_CHAR, SCHEME, TOKEN, URI_TEXT};
+use super::simd::{eq_ignore_case, eq_literal};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
@@ -188,12 +189,9 @@ struct ParamFacts<'a> {
 fn validate_params(mut s: &[u8]) -> Result<ParamFacts<'_>, HeaderError> {
     let mut facts = ParamFacts::default();
     while let Some((name, value, rest)) = next_param(s)? {
-        if name.eq_ignore_ascii_case(b"received") {
+        if eq_literal(name, b"received") {
             facts.has_received = true;
-        } else if value.is_none()
-            && facts.bare_rport.is_none()
-            && name.eq_ignore_ascii_case(b"rport")
-        {
+        } else if value.is_none() && facts.bare_rport.is_none() && eq_literal(name, b"rport") {
             facts.bare_rport = Some(name);
         }
         s = rest;
@@ -206,7 +204,7 @@ impl<'a> Params<'a> {
     /// inside the quoted string left as they are), `Some(None)` for a bare `name`, `None` when absent.
     pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
         self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| eq_ignore_case(n, name))
             .map(|(_, v)| v)
     }
     /// Every parameter, in order, as (name, value) with the same value rules as `get`.
@@ -692,7 +690,7 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
 pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
     split_list(list_value)
         .flatten()
-        .any(|t| t.eq_ignore_ascii_case(tag))
+        .any(|t| eq_ignore_case(t, tag))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use super::decimal::Decimal;
 use super::header::{is_lws, skip_lws, split_list};
 use super::parse::{HeaderName, Message};
 
@@ -53,8 +54,7 @@ status_table! {
 /// The status line for any code, built piece by piece (codes outside the table).
 fn write_status_line(out: &mut Vec<u8>, code: u16) {
     out.extend_from_slice(b"SIP/2.0 ");
-    let mut num = itoa::Buffer::new();
-    out.extend_from_slice(num.format(code).as_bytes());
+    out.extend_from_slice(Decimal::new(u64::from(code)).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason(code).as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -141,8 +141,7 @@ fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<V
             let (before, after) = top.split_at(end);
             f.put_value(before);
             f.put(b"=");
-            let mut num = itoa::Buffer::new();
-            f.put_value(num.format(source.port()).as_bytes());
+            f.put_value(Decimal::new(u64::from(source.port())).as_bytes());
             f.put_value(after);
         }
         None => f.put_value(top),
@@ -363,8 +362,7 @@ impl<'o> ResponseWriter<'o> {
     }
 
     pub fn header_u64(&mut self, name: &[u8], value: u64) -> &mut Self {
-        let mut num = itoa::Buffer::new();
-        self.header(name, num.format(value).as_bytes())
+        self.header(name, Decimal::new(value).as_bytes())
     }
 
     /// Raw bytes (e.g. a header line assembled elsewhere, ending in CRLF).
@@ -465,7 +463,7 @@ fn sent_by_is(host: &[u8], ip: &[u8]) -> bool {
         .strip_prefix(b"[")
         .and_then(|h| h.strip_suffix(b"]"))
         .unwrap_or(host);
-    host.eq_ignore_ascii_case(ip)
+    super::simd::eq_ignore_case(host, ip)
 }
 
 /// Offset just past a parameter `;name` that has no value (outside quoted strings), e.g. `;rport`.
@@ -505,7 +503,7 @@ fn bare_param_at(text: &[u8], start: usize, name: &[u8]) -> Option<usize> {
         return None;
     }
     let end = j.checked_add(name.len())?;
-    if !text.get(j..end)?.eq_ignore_ascii_case(name) {
+    if !super::simd::eq_ignore_case(text.get(j..end)?, name) {
         return None;
     }
     let mut k = end;
@@ -540,7 +538,7 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8], probe: usize) -> bool {
         let found = at
             .checked_sub(probe)
             .and_then(|start| haystack.get(start..start + needle.len()))
-            .is_some_and(|w| w.eq_ignore_ascii_case(needle));
+            .is_some_and(|w| super::simd::eq_ignore_case(w, needle));
         if found {
             return true;
         }
