@@ -32,9 +32,9 @@ impl Decimal {
         let x = u64::from(n);
         let hi = x / 10_000;
         let four = hi | (x - hi * 10_000) << 32; // 32-bit lanes: digits 0-3, 4-7 (each < 10^4)
-        let hundreds = (four * 10_486 >> 20) & 0x0000_007f_0000_007f; // v / 100 for v < 10^4
+        let hundreds = ((four * 10_486) >> 20) & 0x0000_007f_0000_007f; // v / 100 for v < 10^4
         let two = hundreds | (four - hundreds * 100) << 16; // 16-bit lanes: pairs (each < 100)
-        let tens = (two * 103 >> 10) & 0x000f_000f_000f_000f; // v / 10 for v < 100
+        let tens = ((two * 103) >> 10) & 0x000f_000f_000f_000f; // v / 10 for v < 100
         let one = tens | (two - tens * 10) << 8; // 8-bit lanes: the digits, most significant first
         let leading_zeros = ((one.trailing_zeros() / 8) as usize).min(7);
         let mut buf = [0; 20];
