@@ -31,7 +31,7 @@ use crate::sip::parse::{
     parse_message, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
     StartLineError,
 };
-use crate::sip::response::{ResponseWriter, ViaFacts};
+use crate::sip::response::{DialogFacts, ResponseWriter};
 use crate::sip::simd::eq_ignore_case;
 use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, SipUri, UriError};
 /// Wall-clock time supplied by the shell: milliseconds since the Unix epoch.
@@ -174,8 +174,8 @@ struct Exchange<'x, 'm> {
     msg: &'x Message<'m>,
     source: SocketAddr,
     now: Now,
-    /// The top via-parm's facts once validation has parsed it (the reply's Via needs them).
-    top_via: Option<ViaFacts<'m>>,
+    /// What validation learnt for the reply's dialog headers (top Via, To's tag), once it has run.
+    dialog: Option<DialogFacts<'m>>,
 }
 
 impl<'x, 'm> Exchange<'x, 'm> {
@@ -185,7 +185,7 @@ impl<'x, 'm> Exchange<'x, 'm> {
             msg,
             source,
             now,
-            top_via: None,
+            dialog: None,
         }
     }
 }
@@ -363,7 +363,7 @@ impl Registrar {
             }
         };
         let ex = Exchange {
-            top_via: Some(basics.top_via),
+            dialog: Some(basics.dialog),
             ..ex
         };
         // RFC 3261 §8.2.1: method inspection first.
@@ -610,7 +610,7 @@ impl Registrar {
             AuthDecision::Accept { .. } => None,
             AuthDecision::Challenge { stale } => {
                 let mut w = ResponseWriter::start(out, 401);
-                w.dialog_headers(msg, source, &to_tag, ex.top_via);
+                w.dialog_headers(msg, source, &to_tag, ex.dialog);
                 auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
                 w.header(b"Date", self.date.get(now.unix_s()));
                 w.finish();

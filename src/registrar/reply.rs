@@ -67,7 +67,7 @@ impl Registrar {
         let to_tag = self.to_tag(msg);
         let date = self.date.get(now_s);
         let mut w = ResponseWriter::start(out, 200);
-        w.dialog_headers(msg, source, &to_tag, ex.top_via);
+        w.dialog_headers(msg, source, &to_tag, ex.dialog);
         if let Some(rec) = rec {
             for (_, b) in self.store.bindings_of(rec) {
                 write_contact(w.buf(), b, now_s);
@@ -109,7 +109,7 @@ impl Registrar {
         } = ex;
         let to_tag = self.to_tag(msg);
         let mut w = ResponseWriter::start(out, status);
-        w.dialog_headers(msg, source, &to_tag, ex.top_via);
+        w.dialog_headers(msg, source, &to_tag, ex.dialog);
         w.header(b"Date", self.date.get(now.unix_s()));
         if !self.cfg.server_name.is_empty() {
             w.header(b"Server", self.cfg.server_name.as_bytes());

@@ -60,6 +60,14 @@ fn write_status_line(out: &mut Vec<u8>, code: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What request validation learnt that the dialog headers of the reply need: the top via-parm's facts,
+/// and whether To has a tag already (then the reply adds none).
+#[derive(Clone, Copy, Debug)]
+pub struct DialogFacts<'a> {
+    pub top_via: ViaFacts<'a>,
+    pub to_has_tag: bool,
+}
+
 /// What `received` depends on in the top via-parm, from a `parse_via` the caller already did (request
 /// validation parses every Via): the sent-by host and whether a `received` parameter is there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,7 +307,7 @@ impl<'o> ResponseWriter<'o> {
         msg: &Message<'_>,
         source: SocketAddr,
         to_tag: &[u8],
-        top_via_facts: Option<ViaFacts<'_>>,
+        known: Option<DialogFacts<'_>>,
     ) -> &mut Self {
         let top = msg.first(HeaderName::Via);
         let from = msg.first(HeaderName::From);
@@ -323,7 +331,7 @@ impl<'o> ResponseWriter<'o> {
         }
         let mut f = Filler::new(self.out, room);
         if let Some(via) = top {
-            top_via(&mut f, via, source, top_via_facts);
+            top_via(&mut f, via, source, known.map(|k| k.top_via));
             if more_vias {
                 for via in msg.all(HeaderName::Via).skip(1) {
                     f.line(b"Via: ", via);
@@ -336,7 +344,8 @@ impl<'o> ResponseWriter<'o> {
         if let Some(to) = to {
             f.put(b"To: ");
             f.put_value(to);
-            if !to_tag.is_empty() && !has_tag_param(to) {
+            let tagged = known.map_or_else(|| has_tag_param(to), |k| k.to_has_tag);
+            if !to_tag.is_empty() && !tagged {
                 f.put(b";tag=");
                 f.put_value(to_tag);
             }
