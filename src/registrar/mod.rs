@@ -31,8 +31,7 @@ use crate::sip::parse::{
     parse_message, FramingError, HeaderName, Message, Method, ParseLimits, StartLine,
     StartLineError,
 };
-use crate::sip::response::{DialogFacts, ResponseWriter};
-use crate::sip::simd::eq_ignore_case;
+use crate::sip::response::{ResponseWriter, ViaFacts};
 use crate::sip::uri::{canonical_aor, parse_uri, AorBuf, SipUri, UriError};
 /// Wall-clock time supplied by the shell: milliseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -174,8 +173,8 @@ struct Exchange<'x, 'm> {
     msg: &'x Message<'m>,
     source: SocketAddr,
     now: Now,
-    /// What validation learnt for the reply's dialog headers (top Via, To's tag), once it has run.
-    dialog: Option<DialogFacts<'m>>,
+    /// The top via-parm's facts once validation has parsed it (the reply's Via needs them).
+    top_via: Option<ViaFacts<'m>>,
 }
 
 impl<'x, 'm> Exchange<'x, 'm> {
@@ -185,7 +184,7 @@ impl<'x, 'm> Exchange<'x, 'm> {
             msg,
             source,
             now,
-            dialog: None,
+            top_via: None,
         }
     }
 }
@@ -363,7 +362,7 @@ impl Registrar {
             }
         };
         let ex = Exchange {
-            dialog: Some(basics.dialog),
+            top_via: Some(basics.top_via),
             ..ex
         };
         // RFC 3261 §8.2.1: method inspection first.
@@ -404,7 +403,7 @@ impl Registrar {
                 .cfg
                 .domains
                 .iter()
-                .any(|d| eq_ignore_case(d.as_bytes(), host))
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
     }
 
     /// §10.3 step 2 / §8.2.2.3: 420 listing every Require tag we do not implement.
@@ -610,7 +609,7 @@ impl Registrar {
             AuthDecision::Accept { .. } => None,
             AuthDecision::Challenge { stale } => {
                 let mut w = ResponseWriter::start(out, 401);
-                w.dialog_headers(msg, source, &to_tag, ex.dialog);
+                w.dialog_headers(msg, source, &to_tag, ex.top_via);
                 auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
                 w.header(b"Date", self.date.get(now.unix_s()));
                 w.finish();

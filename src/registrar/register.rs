@@ -15,7 +15,6 @@ use super::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::header::{
     parse_contact, parse_qvalue, parse_u32, sole_element, split_list, ContactValue, HeaderError,
 };
-use crate::sip::simd::{eq_ignore_case, eq_literal, opaque};
 use crate::sip::uri::{parse_uri, uri_eq};
 
 /// Static capacity of a plan: the most Contacts one REGISTER may carry (config may lower it).
@@ -186,15 +185,15 @@ fn req_contact<'a>(
     let mut instance: &[u8] = b"";
     let mut reg_id = None;
     for (name, value) in na.params.iter() {
-        if eq_literal(name, b"expires") && expires.is_none() {
+        if name.eq_ignore_ascii_case(b"expires") && expires.is_none() {
             let v = value.ok_or(Refusal::BadRequest("bad expires parameter"))?;
             expires = Some(parse_expires(v).ok_or(Refusal::BadRequest("bad expires parameter"))?);
-        } else if eq_literal(name, b"q") && q.is_none() {
+        } else if name.eq_ignore_ascii_case(b"q") && q.is_none() {
             let v = value.ok_or(Refusal::BadRequest("bad q"))?;
             q = Some(parse_qvalue(v).map_err(|_| Refusal::BadRequest("bad q"))?);
-        } else if eq_literal(name, b"+sip.instance") && instance.is_empty() {
+        } else if name.eq_ignore_ascii_case(b"+sip.instance") && instance.is_empty() {
             instance = value.unwrap_or(b"");
-        } else if eq_literal(name, b"reg-id") && reg_id.is_none() {
+        } else if name.eq_ignore_ascii_case(b"reg-id") && reg_id.is_none() {
             let v = value.ok_or(Refusal::BadRequest("bad reg-id"))?;
             let n = parse_u32(v).map_err(|_| Refusal::BadRequest("bad reg-id"))?;
             reg_id = Some(NonZeroU32::new(n).ok_or(Refusal::BadRequest("bad reg-id"))?);
@@ -331,10 +330,7 @@ pub fn apply(
                 (Action::Insert, None) => same_contact(prev, c),
                 _ => false,
             };
-            // `opaque` keeps this loop scalar: vectorised, it loaded its constants from the constant pool
-            // (two cache lines) before the outer loop, for every REGISTER, though a REGISTER with one
-            // Contact never runs it (see `sip::simd`).
-            if opaque(u64::from(same)) != 0 {
+            if same {
                 *action = Action::Nothing;
             }
         }
@@ -541,7 +537,7 @@ fn surely_different(a: &[u8], b: &[u8]) -> bool {
         (!p.windows(2).any(|w| w == b":0")).then_some(p)
     }
     match (prefix(a), prefix(b)) {
-        (Some(pa), Some(pb)) => !eq_ignore_case(pa, pb),
+        (Some(pa), Some(pb)) => !pa.eq_ignore_ascii_case(pb),
         _ => false,
     }
 }

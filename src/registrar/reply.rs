@@ -3,7 +3,6 @@
 
 use super::register::Refusal;
 use super::{bindings, Exchange, Outcome, Registrar, ALLOW, SUPPORTED};
-use crate::sip::decimal::Decimal;
 use crate::sip::header::has_option_tag;
 use crate::sip::parse::{HeaderName, Message};
 use crate::sip::response::ResponseWriter;
@@ -67,7 +66,7 @@ impl Registrar {
         let to_tag = self.to_tag(msg);
         let date = self.date.get(now_s);
         let mut w = ResponseWriter::start(out, 200);
-        w.dialog_headers(msg, source, &to_tag, ex.dialog);
+        w.dialog_headers(msg, source, &to_tag, ex.top_via);
         if let Some(rec) = rec {
             for (_, b) in self.store.bindings_of(rec) {
                 write_contact(w.buf(), b, now_s);
@@ -109,7 +108,7 @@ impl Registrar {
         } = ex;
         let to_tag = self.to_tag(msg);
         let mut w = ResponseWriter::start(out, status);
-        w.dialog_headers(msg, source, &to_tag, ex.dialog);
+        w.dialog_headers(msg, source, &to_tag, ex.top_via);
         w.header(b"Date", self.date.get(now.unix_s()));
         if !self.cfg.server_name.is_empty() {
             w.header(b"Server", self.cfg.server_name.as_bytes());
@@ -186,10 +185,11 @@ fn hex8(x: u32) -> [u8; 8] {
 /// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
+    let mut num = itoa::Buffer::new();
     buf.extend_from_slice(b"Contact: <");
     buf.extend_from_slice(b.contact());
     buf.extend_from_slice(b">;expires=");
-    buf.extend_from_slice(Decimal::new(b.expires_at_s.saturating_sub(now_s)).as_bytes());
+    buf.extend_from_slice(num.format(b.expires_at_s.saturating_sub(now_s)).as_bytes());
     if let Some(q) = b.q {
         buf.extend_from_slice(b";q=");
         write_qvalue(buf, q);
@@ -201,7 +201,7 @@ fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
     }
     if let Some(reg_id) = b.reg_id {
         buf.extend_from_slice(b";reg-id=");
-        buf.extend_from_slice(Decimal::new(u64::from(reg_id.get())).as_bytes());
+        buf.extend_from_slice(num.format(reg_id.get()).as_bytes());
     }
     buf.extend_from_slice(b"\r\n");
 }

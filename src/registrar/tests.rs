@@ -269,50 +269,6 @@ fn ok_carries_date_to_tag_supported_and_annotated_via() {
     assert!(via.contains(";received=192.0.2.10"), "{via}");
 }
 
-/// A To that carries a tag already keeps it and gets no second one, whether the reply comes after validation
-/// (the 200: validation noted the tag) or before it (a 400 for a bad Via: the writer looks for itself).
-#[test]
-fn a_to_tag_already_there_is_kept_alone() {
-    let mut h = Harness::new();
-    let good =
-        String::from_utf8(Req::register("alice").contact("<sip:alice@host>").bytes()).unwrap();
-    for tag in [";tag=abc", ";TAG=abc", " ; Tag = abc"] {
-        let tagged = good.replace(
-            "To: <sip:alice@example.com>\r\n",
-            &format!("To: <sip:alice@example.com>{tag}\r\n"),
-        );
-        assert_ne!(tagged, good);
-        let ok = h.send_raw(tagged.as_bytes());
-        assert_eq!(ok.status, 200);
-        assert_eq!(
-            ok.get("To"),
-            Some(format!("<sip:alice@example.com>{tag}").as_str())
-        );
-        let bad_via = tagged.replace(
-            "Via: SIP/2.0/UDP 192.0.2.10:5062;",
-            "Via: SIP/2.0/UDP 192.0.2.10:5062;;,",
-        );
-        let refused = h.send_raw(bad_via.as_bytes());
-        assert_eq!(refused.status, 400);
-        assert_eq!(
-            refused.get("To"),
-            Some(format!("<sip:alice@example.com>{tag}").as_str())
-        );
-    }
-    // A parameter that only starts with "tag" is not a tag: the reply adds one.
-    let tagx = good.replace(
-        "To: <sip:alice@example.com>\r\n",
-        "To: <sip:alice@example.com>;tagx=1\r\n",
-    );
-    let r = h.send_raw(tagx.as_bytes());
-    assert!(
-        r.get("To")
-            .is_some_and(|t| t.starts_with("<sip:alice@example.com>;tagx=1;tag=")),
-        "{:?}",
-        r.get("To")
-    );
-}
-
 #[test]
 fn same_to_tag_for_retransmissions() {
     let mut h = Harness::new();

@@ -8,15 +8,15 @@ use crate::sip::header::{
     parse_cseq, parse_name_addr, parse_u32, parse_via, sole_element, split_list, NameAddr,
 };
 use crate::sip::parse::{HeaderName, Message};
-use crate::sip::response::{DialogFacts, ViaFacts};
+use crate::sip::response::ViaFacts;
 
 /// The headers every request carries, parsed.
 #[derive(Clone, Copy, Debug)]
 pub struct Basics<'a> {
     pub call_id: &'a [u8],
     pub cseq: u32,
-    /// The first via-parm's sent-by host and `received`, and whether To has a tag: for the reply.
-    pub dialog: DialogFacts<'a>,
+    /// The first via-parm's sent-by host and `received`, for the response's top Via.
+    pub top_via: ViaFacts<'a>,
 }
 
 /// Why a request is malformed (logged; the answer is 400).
@@ -80,17 +80,14 @@ pub fn validate<'a>(
     }
     parse_name_addr(required(msg, HeaderName::From)?)
         .map_err(|_| Malformed::BadHeader(HeaderName::From))?;
-    let to = to?;
+    to?;
     if let Some(mf) = msg.first(HeaderName::MaxForwards) {
         parse_u32(mf).map_err(|_| Malformed::BadHeader(HeaderName::MaxForwards))?;
     }
     Ok(Basics {
         call_id,
         cseq,
-        dialog: DialogFacts {
-            top_via,
-            to_has_tag: to.has_tag,
-        },
+        top_via,
     })
 }
 

@@ -6,7 +6,6 @@
 use memchr::{memchr, memchr2, memchr3};
 
 use super::charclass::{Class, ADDR_SPEC, PARAM_CHAR, SCHEME, TOKEN, URI_TEXT};
-use super::simd::{eq_ignore_case, eq_literal};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
@@ -180,8 +179,6 @@ struct ParamFacts<'a> {
     has_received: bool,
     /// The name of the first `rport` parameter without a value.
     bare_rport: Option<&'a [u8]>,
-    /// A `tag` parameter is present (From, To).
-    has_tag: bool,
 }
 
 /// Check that `s` is exactly `*(LWS ";" LWS param)` followed by optional LWS. One loop for every
@@ -191,11 +188,12 @@ struct ParamFacts<'a> {
 fn validate_params(mut s: &[u8]) -> Result<ParamFacts<'_>, HeaderError> {
     let mut facts = ParamFacts::default();
     while let Some((name, value, rest)) = next_param(s)? {
-        if eq_literal(name, b"tag") {
-            facts.has_tag = true;
-        } else if eq_literal(name, b"received") {
+        if name.eq_ignore_ascii_case(b"received") {
             facts.has_received = true;
-        } else if value.is_none() && facts.bare_rport.is_none() && eq_literal(name, b"rport") {
+        } else if value.is_none()
+            && facts.bare_rport.is_none()
+            && name.eq_ignore_ascii_case(b"rport")
+        {
             facts.bare_rport = Some(name);
         }
         s = rest;
@@ -208,7 +206,7 @@ impl<'a> Params<'a> {
     /// inside the quoted string left as they are), `Some(None)` for a bare `name`, `None` when absent.
     pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
         self.iter()
-            .find(|(n, _)| eq_ignore_case(n, name))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
     /// Every parameter, in order, as (name, value) with the same value rules as `get`.
@@ -251,8 +249,6 @@ pub struct NameAddr<'a> {
     pub uri: &'a [u8],
     /// Header parameters after the URI (`;tag=..`, `;expires=..`, `;q=..`, ...).
     pub params: Params<'a>,
-    /// `params` has a `tag` (noted while they were checked; the same as `params.get(b"tag").is_some()`).
-    pub has_tag: bool,
 }
 
 /// `s` starts with `<`: the URI inside and the text after `>`.
@@ -335,14 +331,13 @@ fn is_display_char(b: u8) -> bool {
 /// A name-addr without display name: `uri` and its header params `after` (checked here).
 #[inline]
 fn bare_name_addr<'a>(uri: &'a [u8], after: &'a [u8]) -> Result<NameAddr<'a>, HeaderError> {
-    let facts = validate_params(after)?;
+    validate_params(after)?;
     Ok(NameAddr {
         display: None,
         uri,
         params: Params {
             raw: skip_lws(after),
         },
-        has_tag: facts.has_tag,
     })
 }
 
@@ -411,14 +406,13 @@ fn parse_name_addr_general(v: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
         }
     };
     check_uri_text(uri)?;
-    let facts = validate_params(after)?;
+    validate_params(after)?;
     Ok(NameAddr {
         display,
         uri,
         params: Params {
             raw: skip_lws(after),
         },
-        has_tag: facts.has_tag,
     })
 }
 
@@ -683,7 +677,6 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let ParamFacts {
         has_received,
         bare_rport,
-        ..
     } = validate_params(s)?;
     Ok(Via {
         transport,
@@ -699,7 +692,7 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
 pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
     split_list(list_value)
         .flatten()
-        .any(|t| eq_ignore_case(t, tag))
+        .any(|t| t.eq_ignore_ascii_case(tag))
 }
 
 #[cfg(test)]
@@ -833,9 +826,6 @@ mod tests {
         assert!(none.has_received && none.bare_rport.is_none());
         let neither = validate_params(b";receivedx;rports").unwrap();
         assert!(!neither.has_received && neither.bare_rport.is_none());
-        assert!(parse_name_addr(b"<sip:a@b>;x=1;TAG=2").unwrap().has_tag);
-        assert!(parse_name_addr(b"\"A\" <sip:a@b> ;tag").unwrap().has_tag);
-        assert!(!parse_name_addr(b"sip:a@b;tags=1;xtag").unwrap().has_tag);
         let via = parse_via(b"SIP/2.0/UDP h;rport;received=1.2.3.4").unwrap();
         assert!(via.has_received);
         assert_eq!(via.bare_rport, Some(&b"rport"[..]));

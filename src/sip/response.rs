@@ -6,7 +6,6 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use super::decimal::Decimal;
 use super::header::{is_lws, skip_lws, split_list};
 use super::parse::{HeaderName, Message};
 
@@ -54,18 +53,11 @@ status_table! {
 /// The status line for any code, built piece by piece (codes outside the table).
 fn write_status_line(out: &mut Vec<u8>, code: u16) {
     out.extend_from_slice(b"SIP/2.0 ");
-    out.extend_from_slice(Decimal::new(u64::from(code)).as_bytes());
+    let mut num = itoa::Buffer::new();
+    out.extend_from_slice(num.format(code).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason(code).as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// What request validation learnt that the dialog headers of the reply need: the top via-parm's facts,
-/// and whether To has a tag already (then the reply adds none).
-#[derive(Clone, Copy, Debug)]
-pub struct DialogFacts<'a> {
-    pub top_via: ViaFacts<'a>,
-    pub to_has_tag: bool,
 }
 
 /// What `received` depends on in the top via-parm, from a `parse_via` the caller already did (request
@@ -149,7 +141,8 @@ fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<V
             let (before, after) = top.split_at(end);
             f.put_value(before);
             f.put(b"=");
-            f.put_value(Decimal::new(u64::from(source.port())).as_bytes());
+            let mut num = itoa::Buffer::new();
+            f.put_value(num.format(source.port()).as_bytes());
             f.put_value(after);
         }
         None => f.put_value(top),
@@ -307,7 +300,7 @@ impl<'o> ResponseWriter<'o> {
         msg: &Message<'_>,
         source: SocketAddr,
         to_tag: &[u8],
-        known: Option<DialogFacts<'_>>,
+        top_via_facts: Option<ViaFacts<'_>>,
     ) -> &mut Self {
         let top = msg.first(HeaderName::Via);
         let from = msg.first(HeaderName::From);
@@ -331,7 +324,7 @@ impl<'o> ResponseWriter<'o> {
         }
         let mut f = Filler::new(self.out, room);
         if let Some(via) = top {
-            top_via(&mut f, via, source, known.map(|k| k.top_via));
+            top_via(&mut f, via, source, top_via_facts);
             if more_vias {
                 for via in msg.all(HeaderName::Via).skip(1) {
                     f.line(b"Via: ", via);
@@ -344,8 +337,7 @@ impl<'o> ResponseWriter<'o> {
         if let Some(to) = to {
             f.put(b"To: ");
             f.put_value(to);
-            let tagged = known.map_or_else(|| has_tag_param(to), |k| k.to_has_tag);
-            if !to_tag.is_empty() && !tagged {
+            if !to_tag.is_empty() && !has_tag_param(to) {
                 f.put(b";tag=");
                 f.put_value(to_tag);
             }
@@ -371,7 +363,8 @@ impl<'o> ResponseWriter<'o> {
     }
 
     pub fn header_u64(&mut self, name: &[u8], value: u64) -> &mut Self {
-        self.header(name, Decimal::new(value).as_bytes())
+        let mut num = itoa::Buffer::new();
+        self.header(name, num.format(value).as_bytes())
     }
 
     /// Raw bytes (e.g. a header line assembled elsewhere, ending in CRLF).
@@ -472,7 +465,7 @@ fn sent_by_is(host: &[u8], ip: &[u8]) -> bool {
         .strip_prefix(b"[")
         .and_then(|h| h.strip_suffix(b"]"))
         .unwrap_or(host);
-    super::simd::eq_ignore_case(host, ip)
+    host.eq_ignore_ascii_case(ip)
 }
 
 /// Offset just past a parameter `;name` that has no value (outside quoted strings), e.g. `;rport`.
@@ -512,7 +505,7 @@ fn bare_param_at(text: &[u8], start: usize, name: &[u8]) -> Option<usize> {
         return None;
     }
     let end = j.checked_add(name.len())?;
-    if !super::simd::eq_ignore_case(text.get(j..end)?, name) {
+    if !text.get(j..end)?.eq_ignore_ascii_case(name) {
         return None;
     }
     let mut k = end;
@@ -547,7 +540,7 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8], probe: usize) -> bool {
         let found = at
             .checked_sub(probe)
             .and_then(|start| haystack.get(start..start + needle.len()))
-            .is_some_and(|w| super::simd::eq_ignore_case(w, needle));
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle));
         if found {
             return true;
         }

@@ -3,9 +3,7 @@
 //! CONTRACT (used by the registrar; keep these names and meanings). Nothing here allocates.
 
 use super::charclass::{Class, ALNUM, HNV, HOST_LABEL, IPV6, PARAM, PASSWORD, USER};
-use super::decimal::Decimal;
 use super::header::{span, Params};
-use super::simd::{eq_ignore_case, make_lowercase};
 use arrayvec::ArrayVec;
 use memchr::memchr;
 use thiserror::Error;
@@ -350,7 +348,11 @@ fn hex(b: &u8) -> Option<u8> {
 fn eq_unescaped(a: &[u8], b: &[u8], fold: bool) -> bool {
     if memchr(b'%', a).is_none() && memchr(b'%', b).is_none() {
         // Nothing to unescape: a plain comparison.
-        return if fold { eq_ignore_case(a, b) } else { a == b };
+        return if fold {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        };
     }
     let f = move |c: u8| if fold { c.to_ascii_lowercase() } else { c };
     unescaped(a).map(f).eq(unescaped(b).map(f))
@@ -403,7 +405,7 @@ pub fn uri_eq(a: &SipUri<'_>, b: &SipUri<'_>) -> bool {
     if a.scheme != b.scheme
         || !opt_eq(a.user, b.user, false)
         || !opt_eq(a.password, b.password, false)
-        || !eq_ignore_case(a.host, b.host)
+        || !a.host.eq_ignore_ascii_case(b.host)
         || a.port != b.port
     {
         return false;
@@ -479,8 +481,8 @@ fn write_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
         Scheme::Sip => b"sip:",
         Scheme::Sips => b"sips:",
     };
-    let digits = uri.port.map(|p| Decimal::new(u64::from(p)));
-    let port = digits.as_ref().map_or(&b""[..], Decimal::as_bytes);
+    let mut digits = itoa::Buffer::new();
+    let port = uri.port.map_or(&b""[..], |p| digits.format(p).as_bytes());
     let len = scheme.len()
         + uri.user.map_or(0, |u| u.len() + 1)
         + uri.host.len()
@@ -507,7 +509,7 @@ fn write_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
     out.buf
         .try_extend_from_slice(uri.host)
         .map_err(|_| UriError::TooLong)?;
-    make_lowercase(&mut out.buf[host_at..]);
+    out.buf[host_at..].make_ascii_lowercase();
     if uri.port.is_some() {
         out.buf
             .try_extend_from_slice(b":")
@@ -531,7 +533,8 @@ fn write_aor_unescaping(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriErr
     out.extend(uri.host.iter().map(u8::to_ascii_lowercase))?;
     if let Some(port) = uri.port {
         out.push(b':')?;
-        out.extend(Decimal::new(u64::from(port)).as_bytes().iter().copied())?;
+        let mut digits = itoa::Buffer::new();
+        out.extend(digits.format(port).bytes())?;
     }
     Ok(())
 }
