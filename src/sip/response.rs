@@ -92,25 +92,25 @@ impl<'a> ViaFacts<'a> {
                 .map(|at| at + s.len())
                 .filter(|&end| end <= value.len())
         };
-        let rport_end = via.bare_rport.map(end_in_value);
-        let layout = match (end_in_value(element), rport_end) {
-            (Some(first_len), None) => Some((value, first_len, None)),
-            (Some(first_len), Some(Some(end))) => Some((value, first_len, Some(end))),
-            _ => None,
+        // No layout when the element, or a bare rport, is not a subslice of `value` (top_via then scans).
+        let rport_end = match via.bare_rport {
+            Some(name) => end_in_value(name).map(Some),
+            None => Some(None),
         };
+        let layout = end_in_value(element)
+            .zip(rport_end)
+            .map(|(first_len, rport_end)| {
+                let scan = TopViaScan {
+                    first_len,
+                    rport_end,
+                    mentions_received: via.has_received,
+                };
+                (value, scan)
+            });
         ViaFacts {
             host: via.host,
             has_received: via.has_received,
-            layout: layout.map(|(value, first_len, rport_end)| {
-                (
-                    value,
-                    TopViaScan {
-                        first_len,
-                        rport_end,
-                        mentions_received: via.has_received,
-                    },
-                )
-            }),
+            layout,
         }
     }
 
