@@ -29,6 +29,7 @@
 #                                 the responder stays target/release/corereg-loadgen)
 #   benches/e2e.sh --bin-dir target/pgo/release   (binaries of another build, e.g. scripts/build-pgo.sh)
 # Arguments after -- go to `corereg-loadgen run` (e.g. -- --tick-us 200 or -- --no-gso).
+# COREREG_ARGS="..." in the environment: more flags for corereg (e.g. COREREG_ARGS="--recv-batch 1").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -104,6 +105,9 @@ case "$MODE" in
       { echo "username,realm,password"; for ((n = 0; n < USERS; n++)); do echo "u$n,example.com,pw-u$n"; done; } >"$WORK/users.csv"
       args+=(--auth required --credentials "$WORK/users.csv")
     fi
+    # COREREG_ARGS: more corereg flags, split on spaces (e.g. COREREG_ARGS="--recv-batch 1").
+    read -r -a more <<<"${COREREG_ARGS:-}"
+    args+=("${more[@]}")
     "$COREREG" "${args[@]}" >"$WORK/target.log" 2>&1 &
     STARTED_PID=$!; TARGET_PID=$STARTED_PID; TARGET="127.0.0.1:$PORT" ;;
   responder)

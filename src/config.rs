@@ -41,6 +41,8 @@ pub mod defaults {
     /// Requests one shard may have queued for another before the sender answers 503: about a millisecond of
     /// a busy shard's work, so a short stall is absorbed but a stuck owner is noticed quickly.
     pub const HANDOFF_QUEUE: usize = 1024;
+    /// Datagrams a shard takes from its socket per `recvmmsg` when they queue up (and replies per `sendmmsg`).
+    pub const RECV_BATCH: usize = 32;
     /// Digest nonce lifetime: long enough for a phone to answer its challenge and re-use the nonce for a
     /// few refreshes, short enough that a captured nonce soon goes stale.
     pub const NONCE_TTL_S: u64 = 300;
@@ -149,6 +151,13 @@ pub struct Args {
     /// when an owner's queue is full the receiving shard answers 503 with Retry-After. [default: 1024]
     #[arg(long, value_name = "N")]
     pub handoff_queue: Option<usize>,
+
+    /// When datagrams queue up on a shard's socket, take up to N per system call (`recvmmsg`) and send their
+    /// replies with one `sendmmsg`; 1 turns batching off. A shard that waited for its datagram never
+    /// batches, so this changes nothing at low rates. Costs N x (--max-datagram + 1) bytes per shard.
+    /// [default: 32]
+    #[arg(long, value_name = "N")]
+    pub recv_batch: Option<usize>,
 
     /// Digest authentication of REGISTER (RFC 7616): `off`, or `required` (every REGISTER must carry valid
     /// credentials; needs --credentials). [default: off]
@@ -329,6 +338,9 @@ pub const MAX_CPU: usize = 1024;
 /// Largest `--handoff-queue`: each queue is allocated up front, and N shards have N * (N - 1) of them.
 pub const MAX_HANDOFF_QUEUE: usize = 1 << 20;
 
+/// Largest `--recv-batch`: `recvmmsg` takes at most UIO_MAXIOV (1024) messages per call.
+pub const MAX_RECV_BATCH: usize = 1024;
+
 /// The TOML file: same names as the flags, all optional. Unknown keys are an error (a typo must not be ignored).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -354,6 +366,7 @@ pub struct FileConfig {
     /// `cpu-list = "0-3,6"` or `cpu-list = [0, 1, 2, 3, 6]`.
     pub cpu_list: Option<CpuListValue>,
     pub handoff_queue: Option<usize>,
+    pub recv_batch: Option<usize>,
     pub auth: Option<AuthMode>,
     pub credentials: Option<PathBuf>,
     /// `realm = ["example.com=Example", ...]` (or `realms`), the flag's DOMAIN=REALM form.
@@ -422,6 +435,7 @@ pub struct Config {
     /// `--cpu-list` as given, in order (empty: not given).
     pub cpu_list: Vec<usize>,
     pub handoff_queue: usize,
+    pub recv_batch: usize,
     pub socket_buffer_bytes: usize,
     pub auth: AuthSettings,
 }
@@ -487,6 +501,7 @@ impl Default for Config {
             cores: None,
             cpu_list: Vec::new(),
             handoff_queue: defaults::HANDOFF_QUEUE,
+            recv_batch: defaults::RECV_BATCH,
             socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
             auth: AuthSettings::default(),
         }
@@ -630,6 +645,7 @@ impl Config {
                 .handoff_queue
                 .or(file.handoff_queue)
                 .unwrap_or(d.handoff_queue),
+            recv_batch: args.recv_batch.or(file.recv_batch).unwrap_or(d.recv_batch),
             socket_buffer_bytes: d.socket_buffer_bytes,
             auth,
         };
@@ -713,6 +729,12 @@ impl Config {
             return invalid(format!(
                 "--handoff-queue must be in 1..={MAX_HANDOFF_QUEUE}, got {}",
                 self.handoff_queue
+            ));
+        }
+        if !(1..=MAX_RECV_BATCH).contains(&self.recv_batch) {
+            return invalid(format!(
+                "--recv-batch must be in 1..={MAX_RECV_BATCH}, got {}",
+                self.recv_batch
             ));
         }
         self.validate_auth()
@@ -988,6 +1010,8 @@ mod tests {
             &["--cores", "0"][..],
             &["--cores", "2", "--cpu-list", "0-2"][..],
             &["--handoff-queue", "0"][..],
+            &["--recv-batch", "0"][..],
+            &["--recv-batch", "1025"][..],
         ] {
             assert!(
                 Config::merge(args(argv), FileConfig::default()).is_err(),
@@ -1049,6 +1073,17 @@ mod tests {
         assert_eq!(configs[0].hash_seed.0, configs[1].hash_seed.0);
         assert!(configs.iter().all(|r| r.max_bindings == 501));
         assert_eq!(c.handoff_queue, defaults::HANDOFF_QUEUE);
+        assert_eq!(c.recv_batch, defaults::RECV_BATCH);
+    }
+
+    #[test]
+    fn recv_batch_comes_from_the_flag_then_the_file() {
+        let file = FileConfig::parse("recv-batch = 4").unwrap();
+        let c = Config::merge(args(&[]), file).unwrap();
+        assert_eq!(c.recv_batch, 4);
+        let file = FileConfig::parse("recv-batch = 4").unwrap();
+        let c = Config::merge(args(&["--recv-batch", "1"]), file).unwrap();
+        assert_eq!(c.recv_batch, 1);
     }
 
     #[test]

@@ -293,7 +293,10 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
             cpu: Some(*cpu),
             socket,
             mode,
-            max_datagram_bytes: config.max_datagram_bytes,
+            recv: shard::udp::RecvConfig {
+                max_datagram_bytes: config.max_datagram_bytes,
+                batch: config.recv_batch,
+            },
             links: links.get_mut(id).and_then(Option::take),
             auth: auth.as_ref().map(|a| ShardAuth {
                 authenticator: Authenticator::new(
@@ -413,7 +416,7 @@ fn log_startup(
     tracing::info!(
         "corereg {} listening on udp {bound} mode={mode} shards={} shard-cpus={map} handoff-queue={} \
          domains={domains} expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} max-bindings={} \
-         max-datagram={}B max-headers={} max-line={}B retry-after={}s {auth}",
+         max-datagram={}B recv-batch={} max-headers={} max-line={}B retry-after={}s {auth}",
         env!("CARGO_PKG_VERSION"),
         cpus.len(),
         config.handoff_queue,
@@ -424,6 +427,7 @@ fn log_startup(
         config.over_limit.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
         config.max_bindings,
         config.max_datagram_bytes,
+        config.recv_batch,
         config.max_headers,
         config.max_line_bytes,
         config.retry_after_s,
@@ -438,7 +442,8 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
             // One line per shard, parsed by the multi-shard tests ("shard N stopped:", "bindings=N").
             Ok(r) => tracing::info!(
                 "shard {} stopped: cpu={} datagrams_in={} handed_off={} from_peers={} overloaded_503={} \
-                 peer_closed_503={} replies_out={} send_errors={} oversized={} bindings={} registrar={:?} auth={:?}",
+                 peer_closed_503={} replies_out={} send_errors={} oversized={} batched_in={} recv_batches={} \
+                 bindings={} registrar={:?} auth={:?}",
                 r.id,
                 r.cpu.map_or_else(|| "-".to_string(), |c| c.to_string()),
                 r.datagrams_in,
@@ -449,6 +454,8 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
                 r.replies_out,
                 r.send_errors,
                 r.oversized,
+                r.batched_in,
+                r.recv_batches,
                 r.bindings,
                 r.registrar,
                 r.auth

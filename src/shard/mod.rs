@@ -20,6 +20,7 @@
 //! returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
 //! waits on a dead shard.
 
+pub mod batch;
 pub mod handoff;
 pub mod reload;
 pub mod stub;
@@ -88,8 +89,8 @@ pub struct ShardSpec {
     /// Bound by [`bind_udp`]; moved into the shard, which converts it to a glommio socket.
     pub socket: Socket,
     pub mode: Mode,
-    /// Receive buffer size is this + 1, so that a longer datagram shows up as `len > max` to the core.
-    pub max_datagram_bytes: usize,
+    /// Datagram size limit and receive batching.
+    pub recv: udp::RecvConfig,
     /// This shard's ends of the handoff mesh ([`handoff::mesh`]); None with one shard or the stub.
     pub links: Option<handoff::Links>,
     /// Digest authentication (`--auth required`): this shard's own authenticator (all shards' share the
@@ -115,6 +116,10 @@ pub struct ShardReport {
     pub replies_out: u64,
     pub send_errors: u64,
     pub oversized: u64,
+    /// Of `datagrams_in`, those taken by `recvmmsg` from a queue that had built up (see [`batch`]).
+    pub batched_in: u64,
+    /// `recvmmsg` calls that returned datagrams.
+    pub recv_batches: u64,
     /// Requests received here and handed to their owning shard.
     pub handed_off: u64,
     /// Requests other shards handed to this one (it owns their AoR).
@@ -266,7 +271,7 @@ async fn serve(
         cpu,
         socket,
         mode,
-        max_datagram_bytes,
+        recv,
         links,
         auth,
     } = spec;
@@ -294,7 +299,7 @@ async fn serve(
                 socket,
                 registrar.clone(),
                 links.unwrap_or_default(),
-                max_datagram_bytes,
+                recv,
                 counters.clone(),
                 events,
             );
@@ -319,8 +324,8 @@ async fn serve(
             // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));
-            let recv = udp::recv_loop(id, socket, core, max_datagram_bytes, counters.clone());
-            run_until_stopped(&stop, recv).await?;
+            let body = udp::recv_loop(id, socket, core, recv, counters.clone());
+            run_until_stopped(&stop, body).await?;
             counters.borrow().clone()
         }
     };
@@ -335,7 +340,7 @@ async fn serve_registrar(
     socket: Rc<glommio::net::UdpSocket>,
     registrar: Rc<RefCell<Registrar>>,
     links: handoff::Links,
-    max_datagram_bytes: usize,
+    recv: udp::RecvConfig,
     counters: Rc<RefCell<ShardReport>>,
     events: mpsc::Sender<Event>,
 ) -> Result<(), ShardError> {
@@ -364,17 +369,10 @@ async fn serve_registrar(
             peers: senders,
             counters: counters.clone(),
         };
-        udp::recv_loop(
-            id,
-            socket,
-            Rc::new(RefCell::new(router)),
-            max_datagram_bytes,
-            counters,
-        )
-        .await
+        udp::recv_loop(id, socket, Rc::new(RefCell::new(router)), recv, counters).await
     } else {
         // One shard owns everything: skip the owner lookup (a parse) altogether.
-        udp::recv_loop(id, socket, registrar, max_datagram_bytes, counters).await
+        udp::recv_loop(id, socket, registrar, recv, counters).await
     };
     drop((expiry, inbound));
     result

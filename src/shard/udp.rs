@@ -1,11 +1,21 @@
 //! The receive loop: one datagram in, at most one reply out, to the datagram's source.
+//!
+//! Datagrams are received one at a time through glommio (which waits on io_uring when the socket is empty).
+//! When one arrives without waiting, others are likely queued behind it: the loop then drains the socket
+//! with `recvmmsg`, a batch per system call, and sends the batch's replies with one `sendmmsg`
+//! ([`super::batch`]), until the queue is empty. A shard that keeps up (the usual case at moderate rates)
+//! waits for every datagram and never batches, so batching costs it nothing.
 
 use std::cell::RefCell;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::pin;
 use std::rc::Rc;
 
 use glommio::net::UdpSocket;
 
+use super::batch::{RecvBatch, SendBatch};
 use super::{now, ShardError, ShardReport};
 use crate::registrar::{Now, Outcome, Registrar};
 
@@ -52,6 +62,15 @@ const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 100;
 /// Typical response size; the buffer grows (once) if a core writes more.
 pub const REPLY_CAPACITY: usize = 2048;
 
+/// How a shard receives: the datagram size limit and the batch size (`--max-datagram`, `--recv-batch`).
+#[derive(Clone, Copy, Debug)]
+pub struct RecvConfig {
+    /// Receive buffers hold this + 1 bytes, so that a longer datagram shows up as `len > max` to the core.
+    pub max_datagram_bytes: usize,
+    /// Datagrams per `recvmmsg` when they queue up; 1: never batch.
+    pub batch: usize,
+}
+
 /// Receives forever; returns only on a persistent socket error. Runs until its task is cancelled.
 ///
 /// The receive buffer holds `max_datagram_bytes + 1` bytes: the kernel truncates a longer datagram to the
@@ -60,14 +79,32 @@ pub async fn recv_loop<H: DatagramHandler>(
     shard: usize,
     socket: Rc<UdpSocket>,
     core: Rc<RefCell<H>>,
-    max_datagram_bytes: usize,
+    cfg: RecvConfig,
     counters: Rc<RefCell<ShardReport>>,
 ) -> Result<(), ShardError> {
+    let max_datagram_bytes = cfg.max_datagram_bytes;
     let mut buf = vec![0u8; max_datagram_bytes + 1];
     let mut out = Vec::with_capacity(REPLY_CAPACITY);
+    let mut batches = (cfg.batch > 1).then(|| {
+        (
+            RecvBatch::new(cfg.batch, max_datagram_bytes + 1),
+            SendBatch::new(cfg.batch, REPLY_CAPACITY),
+        )
+    });
     let mut consecutive_errors = 0u32;
     loop {
-        let (len, source) = match socket.recv_from(&mut buf).await {
+        // Whether the receive had to wait: if it did not, the socket had a datagram queued already.
+        let mut waited = false;
+        let received = {
+            let mut recv = pin!(socket.recv_from(&mut buf));
+            poll_fn(|cx| {
+                let polled = recv.as_mut().poll(cx);
+                waited |= polled.is_pending();
+                polled
+            })
+            .await
+        };
+        let (len, source) = match received {
             Ok(received) => {
                 consecutive_errors = 0;
                 received
@@ -100,10 +137,102 @@ pub async fn recv_loop<H: DatagramHandler>(
         let reply = core
             .borrow_mut()
             .on_datagram(datagram, source, now(), &mut out);
-        if !reply {
-            continue;
+        if reply {
+            send_reply(shard, &socket, &out, source, &counters).await;
         }
-        send_reply(shard, &socket, &out, source, &counters).await;
+        if let Some((inbox, outbox)) = batches.as_mut().filter(|_| !waited) {
+            drain(
+                shard, &socket, &core, cfg, inbox, outbox, &mut out, &counters,
+            )
+            .await;
+        }
+    }
+}
+
+/// Takes the datagrams queued on the socket, a batch per `recvmmsg`, and answers each batch with one
+/// `sendmmsg`, until a batch comes back short of full (the queue was empty at that moment: the caller's
+/// waiting receive takes over). A receive error ends the drain (the caller's receive reports it).
+#[allow(clippy::too_many_arguments)]
+async fn drain<H: DatagramHandler>(
+    shard: usize,
+    socket: &UdpSocket,
+    core: &RefCell<H>,
+    cfg: RecvConfig,
+    inbox: &mut RecvBatch,
+    outbox: &mut SendBatch,
+    out: &mut Vec<u8>,
+    counters: &RefCell<ShardReport>,
+) {
+    let fd = socket.as_raw_fd();
+    loop {
+        let n = match inbox.recv(fd) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(shard, "recvmmsg failed: {e}");
+                return;
+            }
+        };
+        {
+            let mut c = counters.borrow_mut();
+            c.datagrams_in += n as u64;
+            c.batched_in += n as u64;
+            c.recv_batches += 1;
+        }
+        outbox.clear();
+        let now = now();
+        for received in (0..n).filter_map(|i| inbox.get(i)) {
+            if received.datagram.len() > cfg.max_datagram_bytes {
+                counters.borrow_mut().oversized += 1;
+            }
+            // A UDP/IP socket only receives from IPv4/IPv6 sources; anything else has nowhere to be answered.
+            let Some(source) = received.source else {
+                continue;
+            };
+            if core
+                .borrow_mut()
+                .on_datagram(received.datagram, source, now, out)
+            {
+                outbox.push(out, source);
+            }
+        }
+        send_batch(shard, socket, outbox, counters).await;
+        glommio::executor().yield_if_needed().await;
+        if n < inbox.capacity() {
+            return;
+        }
+    }
+}
+
+/// Sends a batch's replies with `sendmmsg`. A full send buffer (nothing taken) falls back to glommio's send
+/// for the next reply, which waits for room; a reply the kernel refuses is counted and skipped, like
+/// [`send_reply`]'s.
+async fn send_batch(
+    shard: usize,
+    socket: &UdpSocket,
+    outbox: &mut SendBatch,
+    counters: &RefCell<ShardReport>,
+) {
+    let fd = socket.as_raw_fd();
+    let mut sent = 0;
+    while sent < outbox.len() {
+        match outbox.send_from(fd, sent) {
+            Ok(0) => {
+                if let Some((reply, to)) = outbox.get(sent) {
+                    send_reply(shard, socket, reply, to, counters).await;
+                }
+                sent += 1;
+            }
+            Ok(k) => {
+                counters.borrow_mut().replies_out += k as u64;
+                sent += k;
+            }
+            Err(e) => {
+                counters.borrow_mut().send_errors += 1;
+                tracing::debug!(shard, "sendmmsg failed for a reply: {e}");
+                sent += 1;
+            }
+        }
     }
 }
 
