@@ -8,7 +8,8 @@
 //! mutable state. Tasks of a registrar shard (they share the registrar through `Rc<RefCell<_>>`, never
 //! borrowed across an `.await`):
 //! - [`udp::recv_loop`]: receive a datagram; apply it when this shard owns it (or nobody does), else hand it
-//!   to its owner ([`handoff::Router`]); send the reply back to its source;
+//!   to its owner ([`handoff::Router`]); send the reply back to its source. When datagrams have queued up,
+//!   drain them a batch at a time ([`batch`]: `recvmmsg`, and `sendmmsg` for the replies);
 //! - [`handoff::inbound_loop`], one per peer: apply the requests the peer handed over, reply from this socket;
 //! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches;
 //! - [`reload::credentials_loop`] (with `--auth required`): pick up credentials reloaded on SIGHUP.
