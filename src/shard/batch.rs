@@ -80,16 +80,10 @@ impl RecvBatch {
             .zip(self.addrs.iter_mut())
             .enumerate()
         {
-            iov.iov_base = self.bufs[i * self.slot_bytes..].as_mut_ptr().cast();
-            iov.iov_len = self.slot_bytes;
-            hdr.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
+            let buf = self.bufs[i * self.slot_bytes..].as_mut_ptr().cast();
+            let name = (addr as *mut libc::sockaddr_storage).cast();
+            let name_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            point(hdr, iov, (buf, self.slot_bytes), (name, name_len));
         }
         // SAFETY: `hdrs` holds `n` initialised headers whose buffers are valid for writes of the given sizes.
         let got = unsafe {
@@ -201,16 +195,9 @@ impl SendBatch {
             let i = from + k;
             let start = i.checked_sub(1).map_or(0, |p| self.replies[p].0);
             let (end, to) = &self.replies[i];
-            iov.iov_base = self.bytes[start..].as_ptr() as *mut libc::c_void;
-            iov.iov_len = end - start;
-            hdr.msg_hdr.msg_name = to.as_ptr() as *mut libc::c_void;
-            hdr.msg_hdr.msg_namelen = to.len();
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
+            let buf = self.bytes[start..].as_ptr() as *mut libc::c_void;
+            let name = to.as_ptr() as *mut libc::c_void;
+            point(hdr, iov, (buf, end - start), (name, to.len()));
         }
         // SAFETY: the first `n` headers point at live bytes and addresses of this batch; the kernel only
         // reads them.
@@ -237,6 +224,26 @@ impl SendBatch {
         self.bytes.clear();
         self.replies.clear();
     }
+}
+
+/// Points one message header at one buffer (`iov` describes it) and one socket address, with no control
+/// data and cleared flags and length.
+fn point(
+    hdr: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    (buf, len): (*mut libc::c_void, usize),
+    (name, name_len): (*mut libc::c_void, libc::socklen_t),
+) {
+    iov.iov_base = buf;
+    iov.iov_len = len;
+    hdr.msg_hdr.msg_name = name;
+    hdr.msg_hdr.msg_namelen = name_len;
+    hdr.msg_hdr.msg_iov = iov;
+    hdr.msg_hdr.msg_iovlen = 1;
+    hdr.msg_hdr.msg_control = std::ptr::null_mut();
+    hdr.msg_hdr.msg_controllen = 0;
+    hdr.msg_hdr.msg_flags = 0;
+    hdr.msg_len = 0;
 }
 
 #[cfg(test)]
