@@ -93,6 +93,7 @@ pub async fn recv_loop<H: DatagramHandler>(
             SendBatch::new(cfg.batch, REPLY_CAPACITY),
         )
     });
+    let mut backoff = DrainBackoff::default();
     let mut consecutive_errors = 0u32;
     loop {
         // Whether the receive had to wait: if it did not, the socket had a datagram queued already.
@@ -143,17 +144,54 @@ pub async fn recv_loop<H: DatagramHandler>(
             send_reply(shard, &socket, &out, source, &counters).await;
         }
         if let Some((inbox, outbox)) = batches.as_mut().filter(|_| !waited) {
-            drain(
-                shard, &socket, &core, cfg, inbox, outbox, &mut out, &counters,
-            )
-            .await;
+            if backoff.should_try() {
+                let drained = drain(
+                    shard, &socket, &core, cfg, inbox, outbox, &mut out, &counters,
+                )
+                .await;
+                backoff.drained(drained);
+            }
         }
+    }
+}
+
+/// Longest run of non-waiting receives [`DrainBackoff`] lets pass without a drain.
+const MAX_DRAIN_SKIP: u32 = 16;
+
+/// Whether a receive that did not wait is followed by a drain. At once while drains find datagrams; after
+/// one that found none, the next 1, then 2, 4, ... up to [`MAX_DRAIN_SKIP`] such receives go without, so
+/// that traffic whose datagrams arrive one at a time (each just after the previous one was taken) rarely
+/// pays an empty `recvmmsg`. A drain that finds datagrams resets it.
+#[derive(Debug, Default)]
+struct DrainBackoff {
+    skip: u32,
+    left: u32,
+}
+
+impl DrainBackoff {
+    fn should_try(&mut self) -> bool {
+        if self.left > 0 {
+            self.left -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// After a drain that took `datagrams` from the socket.
+    fn drained(&mut self, datagrams: usize) {
+        if datagrams > 0 {
+            self.skip = 0;
+        } else {
+            self.skip = (self.skip * 2).clamp(1, MAX_DRAIN_SKIP);
+        }
+        self.left = self.skip;
     }
 }
 
 /// Takes the datagrams queued on the socket, a batch per `recvmmsg`, and answers each batch with one
 /// `sendmmsg`, until a batch comes back short of full (the queue was empty at that moment: the caller's
-/// waiting receive takes over). A receive error ends the drain (the caller's receive reports it).
+/// waiting receive takes over). A receive error ends the drain (the caller's receive reports it). Returns
+/// how many datagrams it took.
 #[allow(clippy::too_many_arguments)]
 async fn drain<H: DatagramHandler>(
     shard: usize,
@@ -164,17 +202,19 @@ async fn drain<H: DatagramHandler>(
     outbox: &mut SendBatch,
     out: &mut Vec<u8>,
     counters: &RefCell<ShardReport>,
-) {
+) -> usize {
     let fd = socket.as_raw_fd();
+    let mut taken = 0;
     loop {
         let n = match inbox.recv(fd) {
-            Ok(0) => return,
+            Ok(0) => return taken,
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(shard, "recvmmsg failed: {e}");
-                return;
+                return taken;
             }
         };
+        taken += n;
         {
             let mut c = counters.borrow_mut();
             c.datagrams_in += n as u64;
@@ -201,7 +241,7 @@ async fn drain<H: DatagramHandler>(
         send_batch(shard, socket, outbox, counters).await;
         glommio::executor().yield_if_needed().await;
         if n < inbox.capacity() {
-            return;
+            return taken;
         }
     }
 }
@@ -253,5 +293,43 @@ pub async fn send_reply(
             counters.borrow_mut().send_errors += 1;
             tracing::debug!(shard, %to, "send_to failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drains_go_on_while_they_find_datagrams() {
+        let mut b = DrainBackoff::default();
+        for _ in 0..5 {
+            assert!(b.should_try());
+            b.drained(3);
+        }
+    }
+
+    #[test]
+    fn empty_drains_back_off_doubling_up_to_the_cap_and_a_find_resets() {
+        let mut b = DrainBackoff::default();
+        // An empty drain, then the receives that go without one until the next attempt.
+        let mut skipped_after_empty = || {
+            b.drained(0);
+            let mut n = 0;
+            while !b.should_try() {
+                n += 1;
+            }
+            n
+        };
+        let skipped: Vec<u32> = (0..7).map(|_| skipped_after_empty()).collect();
+        assert_eq!(skipped, [1, 2, 4, 8, 16, 16, 16]);
+        b.drained(5);
+        assert!(
+            b.should_try(),
+            "a drain that found datagrams resets the back-off"
+        );
+        b.drained(0);
+        assert!(!b.should_try(), "and the next empty one starts again at 1");
+        assert!(b.should_try());
     }
 }
