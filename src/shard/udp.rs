@@ -143,12 +143,9 @@ pub async fn recv_loop<H: DatagramHandler>(
         if reply {
             send_reply(shard, &socket, &out, source, &counters).await;
         }
-        if let Some((inbox, outbox)) = batches.as_mut().filter(|_| !waited) {
+        if let Some(batch) = batches.as_mut().filter(|_| !waited) {
             if backoff.should_try() {
-                let drained = drain(
-                    shard, &socket, &core, cfg, inbox, outbox, &mut out, &counters,
-                )
-                .await;
+                let drained = drain(shard, &socket, &core, cfg, batch, &mut out, &counters).await;
                 backoff.drained(drained);
             }
         }
@@ -192,14 +189,12 @@ impl DrainBackoff {
 /// `sendmmsg`, until a batch comes back short of full (the queue was empty at that moment: the caller's
 /// waiting receive takes over). A receive error ends the drain (the caller's receive reports it). Returns
 /// how many datagrams it took.
-#[allow(clippy::too_many_arguments)]
 async fn drain<H: DatagramHandler>(
     shard: usize,
     socket: &UdpSocket,
     core: &RefCell<H>,
     cfg: RecvConfig,
-    inbox: &mut RecvBatch,
-    outbox: &mut SendBatch,
+    (inbox, outbox): &mut (RecvBatch, SendBatch),
     out: &mut Vec<u8>,
     counters: &RefCell<ShardReport>,
 ) -> usize {
