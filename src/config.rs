@@ -1076,6 +1076,24 @@ mod tests {
         assert_eq!(c.recv_batch, defaults::RECV_BATCH);
     }
 
+    /// The example file in README.md ("Configuration file") is valid and sets every key it shows.
+    #[test]
+    fn the_readme_example_file_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("    # corereg.toml")
+            .expect("README has the example file");
+        let example: String = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{}\n", &l[4..]))
+            .collect();
+        let file = FileConfig::parse(&example).expect("the README example parses");
+        assert_eq!(file.recv_batch, Some(32));
+        assert_eq!(file.handoff_queue, Some(1024));
+        assert!(file.credentials.is_some());
+    }
+
     #[test]
     fn recv_batch_comes_from_the_flag_then_the_file() {
         let file = FileConfig::parse("recv-batch = 4").unwrap();
