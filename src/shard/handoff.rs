@@ -95,14 +95,16 @@ impl Links {
             senders: Vec::with_capacity(senders.len()),
             receivers: Vec::with_capacity(receivers.len()),
         };
-        for task in senders {
+        for (to, task) in senders.into_iter().enumerate() {
             connected.senders.push(match task {
                 Some(task) => Some(task.await),
                 None => None,
             });
+            tracing::trace!(to, "handoff sender connected");
         }
         for (peer, task) in receivers {
             connected.receivers.push((peer, task.await));
+            tracing::trace!(peer, "handoff receiver connected");
         }
         connected
     }

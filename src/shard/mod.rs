@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
@@ -45,6 +45,15 @@ use crate::registrar::{Now, Registrar, RegistrarConfig, Stats};
 /// How long a busy shard runs its tasks before it polls the reactor: the reactor is what wakes a shard's
 /// handoff loops when a peer queued requests while the shard was busy (glommio only rings a *sleeping*
 /// peer), so this bounds the added latency of a handoff under sustained load. glommio's default is 100 ms.
+///
+/// It is the latency of the shard's *serving* task queue (`Latency::Matters`), which every serving task
+/// runs in, not the executor's own preempt timer: glommio preempts at this period whenever that queue has
+/// work. The executor keeps glommio's default timer because glommio 0.9.0 can park an executor for good
+/// with its first task still runnable: if the preempt timer expires between being armed and the first
+/// task queue run (the thread descheduled for that long), the executor parks, and at start-up no timer
+/// exists yet to wake it. With a 1 ms timer a busy machine hit that in about 1 start in 200 (the shard never
+/// reported ready). Fixed upstream in glommio/glommio#53; once serving, the shard's own timers (the stop
+/// poll, expiry) bound such a stall to [`STOP_POLL`].
 pub const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
 /// How often a shard checks its stop flag: bounds shutdown latency, costs one timer wake-up per period.
@@ -252,7 +261,6 @@ fn run(
     };
     let executor = LocalExecutorBuilder::new(placement)
         .name(&format!("shard{id}"))
-        .preempt_timer(PREEMPT_AFTER)
         .make()
         .map_err(|e| ShardError::Executor {
             shard: id,
@@ -276,6 +284,7 @@ async fn serve(
         links,
         auth,
     } = spec;
+    tracing::debug!(shard = id, "executor running");
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
     let counters = Rc::new(RefCell::new(ShardReport {
         id,
@@ -308,7 +317,7 @@ async fn serve(
             let reload = feed.map(|feed| {
                 glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed))
             });
-            let served = run_until_stopped(&stop, body).await;
+            let served = run_until_stopped(id, &stop, body).await;
             drop(reload);
             served?;
             let mut report = counters.borrow().clone();
@@ -326,7 +335,7 @@ async fn serve(
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));
             let body = udp::recv_loop(id, socket, core, recv, counters.clone());
-            run_until_stopped(&stop, body).await?;
+            run_until_stopped(id, &stop, body).await?;
             counters.borrow().clone()
         }
     };
@@ -346,7 +355,9 @@ async fn serve_registrar(
     events: mpsc::Sender<Event>,
 ) -> Result<(), ShardError> {
     // Ready only once every peer is connected: from then on any shard can hand any request to its owner.
+    tracing::debug!(shard = id, "connecting the handoff mesh");
     let handoff::Connected { senders, receivers } = links.connect().await;
+    tracing::debug!(shard = id, "handoff mesh connected");
     let _ = events.send(Event::Ready(id));
     let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone()));
     let inbound: Vec<_> = receivers
@@ -382,17 +393,31 @@ async fn serve_registrar(
 /// Runs `recv` until a stop is requested (then cancels it) or until it ends by itself (a fatal socket error).
 /// The stop flag is polled rather than signalled: it is written by a plain thread, and a glommio executor
 /// can only be woken from outside by a channel; one timer wake-up per [`STOP_POLL`] costs nothing.
-async fn run_until_stopped<F>(stop: &Stop, recv: F) -> Result<(), ShardError>
+///
+/// `recv` runs in the shard's serving task queue (see [`PREEMPT_AFTER`]), and so do the tasks it spawns.
+async fn run_until_stopped<F>(id: usize, stop: &Stop, recv: F) -> Result<(), ShardError>
 where
     F: std::future::Future<Output = Result<(), ShardError>> + 'static,
 {
     let ended: Rc<RefCell<Option<Result<(), ShardError>>>> = Rc::default();
+    let serving = glommio::executor().create_task_queue(
+        Shares::default(),
+        Latency::Matters(PREEMPT_AFTER),
+        "serving",
+    );
     let task = {
         let ended = ended.clone();
-        glommio::spawn_local(async move {
-            let result = recv.await;
-            *ended.borrow_mut() = Some(result);
-        })
+        glommio::spawn_local_into(
+            async move {
+                let result = recv.await;
+                *ended.borrow_mut() = Some(result);
+            },
+            serving,
+        )
+        .map_err(|e| ShardError::Executor {
+            shard: id,
+            message: format!("cannot spawn the serving task: {e}"),
+        })?
     };
     loop {
         if let Some(result) = ended.borrow_mut().take() {
