@@ -51,9 +51,10 @@ use crate::registrar::{Now, Registrar, RegistrarConfig, Stats};
 /// work. The executor keeps glommio's default timer because glommio 0.9.0 can park an executor for good
 /// with its first task still runnable: if the preempt timer expires between being armed and the first
 /// task queue run (the thread descheduled for that long), the executor parks, and at start-up no timer
-/// exists yet to wake it. With a 1 ms timer a busy machine hit that in about 1 start in 200 (the shard never
-/// reported ready). Fixed upstream in glommio/glommio#53; once serving, the shard's own timers (the stop
-/// poll, expiry) bound such a stall to [`STOP_POLL`].
+/// exists yet to wake it. With a 1 ms timer, concurrent start-ups on a busy machine hit that in about 1 start
+/// in 200-600 (the shard never reported ready; `scripts/start-stress.sh`). Fixed upstream in
+/// glommio/glommio#53. Once serving, the shard's own timers (the stop poll, expiry) bound such a stall
+/// to [`STOP_POLL`].
 pub const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
 /// How often a shard checks its stop flag: bounds shutdown latency, costs one timer wake-up per period.
