@@ -12,9 +12,7 @@ use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::{
-    shard_stop_lines, unique, usable_cores, Client, Req, Response, Server, ShardStopLine,
-};
+use common::{stop, unique, usable_cores, Client, Req, Response, Server, ShardStopLine};
 
 /// Shards for these tests: every usable CPU, at most 4; None (skip) on a single-CPU machine, where
 /// `--cores 2` is refused by design.
@@ -61,31 +59,6 @@ fn register_from(client: &Client, user: &str, call_id: &str, cseq: u32) -> Req {
 
 fn uris(resp: &Response) -> BTreeSet<String> {
     resp.contacts().into_iter().map(|(uri, _)| uri).collect()
-}
-
-/// SIGTERM, a clean exit, and one stop line per shard (read once the log pipes delivered them).
-fn stop(mut server: Server, shards: usize) -> Vec<ShardStopLine> {
-    let status = server
-        .terminate(Duration::from_secs(5))
-        .expect("every shard stops within 5 s of SIGTERM");
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        server.log_text()
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lines = shard_stop_lines(&server.log_text());
-        if lines.len() == shards {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expected {shards} shard stop lines; log:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn sum(lines: &[ShardStopLine], key: &str) -> u64 {

@@ -6,32 +6,13 @@ mod common;
 
 use std::collections::HashSet;
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{shard_stop_lines, Client, Req, Response, Server, ShardStopLine};
+use common::{stop, Client, Req, Response, Server, ShardStopLine};
 
 /// Small enough for any socket buffer (the server asks for 4 MiB; capped at the default 208 KiB rmem_max, which
 /// the kernel doubles, it still holds it), large enough that the shard falls behind and drains.
 const BURST: usize = 200;
-
-fn stop(mut server: Server) -> ShardStopLine {
-    let status = server
-        .terminate(Duration::from_secs(5))
-        .expect("stops within 5 s of SIGTERM");
-    assert!(status.success(), "exit {status:?}:\n{}", server.log_text());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(line) = shard_stop_lines(&server.log_text()).into_iter().next() {
-            return line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no stop line:\n{}",
-            server.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Sends `BURST` REGISTERs of distinct users (with a too-long datagram and a garbage line among them) from
 /// two client sockets as fast as it can, reading the answers on other threads so that no client buffer
@@ -110,7 +91,7 @@ fn burst(batch: &str) -> (usize, ShardStopLine) {
         bad_total += bad;
     }
     assert_eq!(bad_total, 1, "the broken To is answered 400 once");
-    (answered_total, stop(server))
+    (answered_total, stop(server, 1).remove(0))
 }
 
 #[test]

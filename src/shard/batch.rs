@@ -95,14 +95,7 @@ impl RecvBatch {
                 std::ptr::null_mut(),
             )
         };
-        if got < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(0),
-                _ => Err(e),
-            };
-        }
-        self.filled = (got as usize).min(n);
+        self.filled = nonblocking(got)?.min(n);
         Ok(self.filled)
     }
 
@@ -209,20 +202,25 @@ impl SendBatch {
                 libc::MSG_DONTWAIT,
             )
         };
-        if sent < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(0),
-                _ => Err(e),
-            };
-        }
-        Ok((sent as usize).min(n))
+        Ok(nonblocking(sent)?.min(n))
     }
 
     /// Forgets every queued reply (keeps the buffers).
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.replies.clear();
+    }
+}
+
+/// A non-blocking `recvmmsg`/`sendmmsg` result: the message count, 0 for EAGAIN, else the error.
+fn nonblocking(ret: libc::c_int) -> io::Result<usize> {
+    if ret >= 0 {
+        return Ok(ret as usize);
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Ok(0),
+        _ => Err(e),
     }
 }
 

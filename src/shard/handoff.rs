@@ -97,10 +97,13 @@ impl Links {
         };
         for (to, task) in senders.into_iter().enumerate() {
             connected.senders.push(match task {
-                Some(task) => Some(task.await),
+                Some(task) => {
+                    let sender = task.await;
+                    tracing::trace!(to, "handoff sender connected");
+                    Some(sender)
+                }
                 None => None,
             });
-            tracing::trace!(to, "handoff sender connected");
         }
         for (peer, task) in receivers {
             connected.receivers.push((peer, task.await));

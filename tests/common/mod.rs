@@ -557,3 +557,28 @@ pub fn loadgen_binary() -> std::path::PathBuf {
     assert!(bin.exists(), "{} not found after building", bin.display());
     bin
 }
+
+/// SIGTERM, a clean exit, and one stop line per shard (read once the log pipes delivered them).
+pub fn stop(mut server: Server, shards: usize) -> Vec<ShardStopLine> {
+    let status = server
+        .terminate(Duration::from_secs(5))
+        .expect("every shard stops within 5 s of SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        server.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = shard_stop_lines(&server.log_text());
+        if lines.len() == shards {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {shards} shard stop lines; log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
