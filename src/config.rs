@@ -189,9 +189,9 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     pub auth_cooldown: Option<u64>,
 
-    /// Digest challenges offered, in order: `sha-256,md5` (RFC 8760: strongest first), `md5,sha-256`, or one
-    /// of them alone. UAs that read only the first challenge (SIPp 3.6, some phones) need MD5 first.
-    /// [default: sha-256,md5]
+    /// Digest challenges offered, in order: `md5`, `sha-256,md5` (RFC 8760: strongest first), `md5,sha-256`
+    /// or `sha-256`. Many deployed UAs (sipsak, baresip, SIPp) fail on a 401 that carries any SHA-256
+    /// challenge, so MD5 alone is the default. [default: md5]
     #[arg(long, value_name = "LIST", value_parser = parse_algorithms)]
     pub auth_algorithms: Option<AlgorithmList>,
 
@@ -405,7 +405,7 @@ impl Default for AuthSettings {
             max_failures: defaults::AUTH_MAX_FAILURES,
             failure_window_s: defaults::AUTH_FAILURE_WINDOW_S,
             cooldown_s: defaults::AUTH_COOLDOWN_S,
-            algorithms: AlgorithmList(vec![Algorithm::Sha256, Algorithm::Md5]),
+            algorithms: AlgorithmList(vec![Algorithm::Md5]),
             nonce_key_file: None,
         }
     }

@@ -58,9 +58,9 @@ pub struct AuthConfig {
     pub replay_capacity: usize,
     /// Brute-force limits (`--auth-max-failures` is `guard.max_failures`).
     pub guard: GuardConfig,
-    /// Challenges offered, in order (`--auth-algorithms`). RFC 8760 wants the strongest first, but some
-    /// UAs (SIPp 3.6 among them) read only the first challenge: an operator with such phones offers MD5
-    /// first or alone. Never empty: `AuthConfig::with_algorithms` refuses that.
+    /// Challenges offered, in order (`--auth-algorithms`). MD5 alone by default: sipsak, baresip and SIPp
+    /// fail on a 401 that carries a SHA-256 challenge, first or not. RFC 8760 wants the strongest first
+    /// where SHA-256 is offered. Never empty: `AuthConfig::with_algorithms` refuses that.
     pub challenge_algorithms: [Option<Algorithm>; 2],
 }
 
@@ -84,7 +84,7 @@ impl Default for AuthConfig {
             bind_nonce_to_source: false,
             replay_capacity: replay::DEFAULT_CAPACITY,
             guard: GuardConfig::default(),
-            challenge_algorithms: [Some(Algorithm::Sha256), Some(Algorithm::Md5)],
+            challenge_algorithms: [Some(Algorithm::Md5), None],
         }
     }
 }
@@ -364,8 +364,8 @@ impl Authenticator {
         }
     }
 
-    /// Appends the `WWW-Authenticate` header lines of a 401: one per configured algorithm, by default
-    /// SHA-256 first then MD5 (RFC 8760 §2.4: clients use the first they support), sharing one nonce.
+    /// Appends the `WWW-Authenticate` header lines of a 401: one per configured algorithm, in the configured
+    /// order (RFC 8760 §2.4: clients use the first they support), sharing one nonce.
     pub fn write_challenges(
         &mut self,
         realm: &[u8],

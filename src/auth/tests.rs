@@ -26,8 +26,10 @@ fn store(alice_password: &str) -> Arc<CredentialStore> {
     Arc::new(CredentialStore::from_toml_str(&text, None).unwrap())
 }
 
+/// Both challenges, SHA-256 first, so that both digests are exercised.
 fn config() -> AuthConfig {
     AuthConfig {
+        challenge_algorithms: [Some(Algorithm::Sha256), Some(Algorithm::Md5)],
         guard: GuardConfig {
             max_failures: 3,
             window_s: 60,
@@ -610,9 +612,16 @@ fn challenge_order_follows_the_configured_algorithms() {
         String::from_utf8(out).expect("utf8")
     };
     let default = lines(AuthConfig::default());
-    let sha = default.find("algorithm=SHA-256").expect("sha-256 offered");
-    let md5 = default.find("algorithm=MD5").expect("md5 offered");
-    assert!(sha < md5, "SHA-256 first by default:\n{default}");
+    assert_eq!(default.matches("WWW-Authenticate").count(), 1, "{default}");
+    assert!(default.contains("algorithm=MD5"), "MD5 alone by default:\n{default}");
+    let both = lines(
+        AuthConfig::default()
+            .with_algorithms(&[Algorithm::Sha256, Algorithm::Md5])
+            .expect("valid"),
+    );
+    let sha = both.find("algorithm=SHA-256").expect("sha-256 offered");
+    let md5 = both.find("algorithm=MD5").expect("md5 offered");
+    assert!(sha < md5, "SHA-256 first when configured so:\n{both}");
     let md5_only = lines(
         AuthConfig::default()
             .with_algorithms(&[Algorithm::Md5])

@@ -1036,7 +1036,11 @@ password = "builder"
         let key = NonceKey::generate().expect("key");
         // The replay window re-challenges nonces issued in the second it started (they could come from a
         // previous process sharing the key); start it a second before the test's clock.
-        let auth = Authenticator::new(AuthConfig::default(), key, Arc::new(creds), T0 - 1);
+        // Both challenges, SHA-256 first, so that both digests are exercised.
+        let config = AuthConfig::default()
+            .with_algorithms(&[Algorithm::Sha256, Algorithm::Md5])
+            .expect("two algorithms");
+        let auth = Authenticator::new(config, key, Arc::new(creds), T0 - 1);
         h.reg.set_authenticator(Some(auth));
         h
     }
