@@ -54,6 +54,8 @@ pub struct BindingData<'a> {
     pub instance: &'a [u8],
     pub user_agent: &'a [u8],
     pub cseq: u32,
+    /// The request's transaction key ([`BindingStore::transaction_key`]).
+    pub txn: TxnKey,
     pub expires_at_s: u64,
     pub q: Option<u16>,
     pub reg_id: Option<NonZeroU32>,
@@ -61,12 +63,20 @@ pub struct BindingData<'a> {
     pub now_s: u64,
 }
 
+/// A short keyed hash of what makes a REGISTER one transaction rather than another with the same Call-ID and
+/// CSeq: its top via-parm (the branch with it) and its Authorization values. A retransmission has the same
+/// key (and comes from the same source); a new transaction that reuses the CSeq has another.
+pub type TxnKey = u32;
+
 /// One stored binding.
 pub struct Binding {
     strings: Box<[u8]>,
     /// End offsets of the first FIELDS-1 strings; the last one ends at `strings.len()`.
     ends: [u16; FIELDS - 1],
     pub cseq: u32,
+    /// Transaction key of the REGISTER that last set this binding: with `source`, tells its retransmission
+    /// (answered again) from a new transaction reusing its CSeq (refused, §10.3 step 7).
+    pub txn: TxnKey,
     /// Absolute Unix second at which the binding is expired (`now_s >= expires_at_s`).
     pub expires_at_s: u64,
     /// When the binding was created or last refreshed (Unix seconds): "oldest" for eviction.
@@ -277,6 +287,23 @@ impl BindingStore {
         self.hasher.hash_one(aor)
     }
 
+    /// The [`TxnKey`] of a request with this top via-parm and these Authorization values. Keyed with the
+    /// process's secret seed, so a client cannot aim at another request's key.
+    pub fn transaction_key<'v>(
+        &self,
+        top_via_parm: &[u8],
+        authorizations: impl Iterator<Item = &'v [u8]>,
+    ) -> TxnKey {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.hasher.build_hasher();
+        h.write(top_via_parm);
+        for a in authorizations {
+            h.write_usize(a.len());
+            h.write(a);
+        }
+        (h.finish() >> 32) as TxnKey
+    }
+
     /// Live bindings.
     pub fn len(&self) -> usize {
         self.bindings.len()
@@ -389,6 +416,7 @@ impl BindingStore {
             strings,
             ends,
             cseq: d.cseq,
+            txn: d.txn,
             expires_at_s: d.expires_at_s,
             updated_at_s: d.now_s,
             q: d.q,
@@ -425,6 +453,7 @@ impl BindingStore {
             b.ends = ends;
         }
         b.cseq = d.cseq;
+        b.txn = d.txn;
         b.expires_at_s = d.expires_at_s;
         b.updated_at_s = d.now_s;
         b.q = d.q;
@@ -502,6 +531,7 @@ mod tests {
             instance: b"",
             user_agent: b"ua",
             cseq,
+            txn: 0,
             expires_at_s: 100,
             q: None,
             reg_id: None,
@@ -603,6 +633,12 @@ mod tests {
             0,
             "a refused insert leaves no AoR record behind"
         );
+    }
+
+    #[test]
+    fn a_binding_slot_stays_96_bytes() {
+        // Memory per binding is a product figure: the transaction key fits beside the CSeq.
+        assert_eq!(Arena::<Binding>::SLOT_BYTES, 96);
     }
 
     #[test]

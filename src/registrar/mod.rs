@@ -19,7 +19,7 @@ pub mod wheel;
 
 use std::net::SocketAddr;
 
-use bindings::{BindingStore, HashSeed};
+use bindings::{BindingStore, HashSeed, TxnKey};
 use date::DateCache;
 use register::{Refusal, RegisterRequest, State};
 use validate::{validate, Basics, Progress};
@@ -483,10 +483,13 @@ impl Registrar {
         // Step 3 of the lookup: the records (step 2, during validation) have had the rest of validation
         // to arrive; the first binding gets the Contacts' parsing.
         self.store.prefetch_heads(aor_hash);
+        let txn = self
+            .store
+            .transaction_key(basics.top_via_parm, msg.all(HeaderName::Authorization));
         if self.auth.is_some() {
             let to_user = to_uri.user.unwrap_or(b"");
             let authenticated =
-                self.authenticate(ex, basics, aor.as_bytes(), to_uri.host, to_user, out);
+                self.authenticate(ex, basics, txn, aor.as_bytes(), to_uri.host, to_user, out);
             if let Some(outcome) = authenticated {
                 return outcome;
             }
@@ -521,6 +524,7 @@ impl Registrar {
             aor_hash,
             call_id: basics.call_id,
             cseq: basics.cseq,
+            txn,
             path: &self.path,
             user_agent: msg.first(HeaderName::UserAgent).unwrap_or(b""),
             source,
@@ -563,6 +567,7 @@ impl Registrar {
         &mut self,
         ex: Exchange<'_, '_>,
         basics: &Basics<'_>,
+        txn: TxnKey,
         aor: &[u8],
         host: &[u8],
         to_user: &[u8],

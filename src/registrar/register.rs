@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 
 use arrayvec::ArrayVec;
 
-use super::bindings::{AorIdx, BindingData, BindingIdx, BindingStore};
+use super::bindings::{AorIdx, BindingData, BindingIdx, BindingStore, TxnKey};
 use super::wheel::TimerWheel;
 use super::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::header::{
@@ -32,6 +32,8 @@ pub struct RegisterRequest<'a> {
     pub aor_hash: u64,
     pub call_id: &'a [u8],
     pub cseq: u32,
+    /// The request's transaction key ([`BindingStore::transaction_key`]).
+    pub txn: TxnKey,
     pub path: &'a [u8],
     pub user_agent: &'a [u8],
     pub source: SocketAddr,
@@ -85,9 +87,10 @@ pub enum Refusal {
     BadRequest(&'static str),
     /// 423 with Min-Expires.
     IntervalTooBrief,
-    /// 400: same Call-ID with a lower CSeq (out of order: abort).
+    /// 400: same Call-ID with a CSeq that is not higher, from another transaction (§10.3 step 7: abort).
     OutOfOrder,
-    /// Same Call-ID and the same CSeq: a retransmission; nothing changes, the current bindings are sent.
+    /// Same Call-ID and CSeq, same transaction key and source: a retransmission of the request that set the
+    /// binding; nothing changes, the current bindings are sent.
     Retransmission,
     /// 403: over max contacts (policy reject403, or eviction could not make room).
     TooManyContacts403,
@@ -434,6 +437,7 @@ fn binding_data<'a>(req: &RegisterRequest<'a>, c: &ReqContact<'a>) -> BindingDat
         instance: c.instance,
         user_agent: req.user_agent,
         cseq: req.cseq,
+        txn: req.txn,
         expires_at_s: req.now_s.saturating_add(u64::from(c.expires_s)),
         q: c.q,
         reg_id: c.reg_id,
@@ -469,7 +473,8 @@ impl CseqVerdict {
     }
 }
 
-/// Step 7's Call-ID/CSeq rule for one existing binding.
+/// Step 7's Call-ID/CSeq rule for one existing binding. An equal CSeq is the same request only when it is
+/// the same transaction from the same source; otherwise it is a CSeq that is not higher.
 fn check_cseq(
     store: &BindingStore,
     idx: BindingIdx,
@@ -481,12 +486,12 @@ fn check_cseq(
     if b.call_id() != req.call_id {
         return Ok(());
     }
-    if req.cseq < b.cseq {
-        Err(Refusal::OutOfOrder)
-    } else if req.cseq == b.cseq {
+    if req.cseq > b.cseq {
+        Ok(())
+    } else if req.cseq == b.cseq && b.txn == req.txn && b.source == req.source {
         Err(Refusal::Retransmission)
     } else {
-        Ok(())
+        Err(Refusal::OutOfOrder)
     }
 }
 

@@ -14,6 +14,8 @@ struct Req {
     to: String,
     call_id: String,
     cseq: u32,
+    /// Top Via branch; by default one per Call-ID and CSeq (what a retransmission repeats).
+    branch: Option<String>,
     headers: Vec<String>,
 }
 
@@ -25,8 +27,13 @@ impl Req {
             to: format!("<sip:{user}@example.com>"),
             call_id: format!("cid-{user}"),
             cseq: 1,
+            branch: None,
             headers: Vec::new(),
         }
+    }
+    fn branch(mut self, b: &str) -> Self {
+        self.branch = Some(b.into());
+        self
     }
     fn method(mut self, m: &'static str) -> Self {
         self.method = m;
@@ -52,8 +59,12 @@ impl Req {
         self.h(&format!("Contact: {c}"))
     }
     fn bytes(&self) -> Vec<u8> {
+        let branch = self
+            .branch
+            .clone()
+            .unwrap_or_else(|| format!("z9hG4bK-{}-{}", self.call_id, self.cseq));
         let mut s = format!(
-            "{m} {r} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-{c}-{n};rport\r\n\
+            "{m} {r} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=ft1\r\nTo: {to}\r\nCall-ID: {c}\r\n\
              CSeq: {n} {m}\r\n",
             m = self.method,
@@ -177,9 +188,15 @@ impl Harness {
         self.send_raw(&r.bytes())
     }
     fn send_raw(&mut self, bytes: &[u8]) -> Resp {
+        self.send_raw_from(bytes, src())
+    }
+    fn send_from(&mut self, r: &Req, source: SocketAddr) -> Resp {
+        self.send_raw_from(&r.bytes(), source)
+    }
+    fn send_raw_from(&mut self, bytes: &[u8], source: SocketAddr) -> Resp {
         match self
             .reg
-            .handle(bytes, src(), Now::from_secs(self.now_s), &mut self.out)
+            .handle(bytes, source, Now::from_secs(self.now_s), &mut self.out)
         {
             Outcome::Reply { status, .. } => {
                 let r = parse_resp(&self.out);
@@ -426,6 +443,41 @@ fn contact_expires_param_beats_expires_header() {
             .h("Expires: 300"),
     );
     assert_eq!(r.contacts(), vec![c("sip:a@1", 120), c("sip:a@2", 300)]);
+}
+
+/// §10.3 step 7: an equal CSeq is only the same request when it is the same transaction (top-Via branch)
+/// from the same source; a new transaction reusing the CSeq fails like a lower one and changes nothing.
+#[test]
+fn equal_cseq_in_a_new_transaction_is_refused() {
+    let mut h = Harness::new();
+    let first = Req::register("alice")
+        .cseq(10)
+        .branch("z9hG4bK-first")
+        .contact("<sip:a@1>")
+        .h("Expires: 600");
+    assert_eq!(h.send(&first).status, 200);
+    h.now_s += 10;
+    // The same request again (its 200 was lost): answered from state.
+    let again = h.send(&first);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.contacts(), vec![c("sip:a@1", 590)]);
+    // Same Call-ID and CSeq, another branch: a new transaction with a CSeq that is not higher.
+    let other_branch = Req::register("alice")
+        .cseq(10)
+        .branch("z9hG4bK-second")
+        .contact("<sip:a@1>")
+        .h("Expires: 100");
+    assert_eq!(h.send(&other_branch).status, 400);
+    // The same bytes from another address are not a retransmission either.
+    let elsewhere: SocketAddr = "198.51.100.7:5060".parse().expect("addr");
+    assert_eq!(h.send_from(&first, elsewhere).status, 400);
+    let c_all = Req::register("alice")
+        .cseq(10)
+        .branch("z9hG4bK-third")
+        .contact("*")
+        .h("Expires: 0");
+    assert_eq!(h.send(&c_all).status, 400, "Contact: * is held to step 7 too");
+    assert_eq!(h.fetch("alice"), vec![c("sip:a@1", 590)], "nothing changed");
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub struct Basics<'a> {
     pub cseq: u32,
     /// The first via-parm's sent-by host and `received`, for the response's top Via.
     pub top_via: ViaFacts<'a>,
+    /// The first via-parm as sent (its branch with it): part of the request's transaction key.
+    pub top_via_parm: &'a [u8],
 }
 
 /// Why a request is malformed (logged; the answer is 400).
@@ -70,7 +72,7 @@ pub fn validate<'a>(
     if let Ok(to) = &to {
         progress(Progress::To(to));
     }
-    let top_via = validate_vias(msg)?;
+    let (top_via, top_via_parm) = validate_vias(msg)?;
     progress(Progress::Vias);
     let call_id = required(msg, HeaderName::CallId)?;
     let (cseq, cseq_method) = parse_cseq(required(msg, HeaderName::CSeq)?)
@@ -88,6 +90,7 @@ pub fn validate<'a>(
         call_id,
         cseq,
         top_via,
+        top_via_parm,
     })
 }
 
@@ -100,8 +103,8 @@ fn required<'a>(msg: &Message<'a>, name: HeaderName) -> Result<&'a [u8], Malform
 }
 
 /// Every via-parm must parse, with no empty list elements or empty parameters (RFC 4475 badinv01).
-/// Returns the first via-parm's facts.
-fn validate_vias<'a>(msg: &Message<'a>) -> Result<ViaFacts<'a>, Malformed> {
+/// Returns the first via-parm's facts and text.
+fn validate_vias<'a>(msg: &Message<'a>) -> Result<(ViaFacts<'a>, &'a [u8]), Malformed> {
     let bad = Malformed::BadHeader(HeaderName::Via);
     let mut seen = 0usize;
     let mut top = None;
@@ -109,7 +112,7 @@ fn validate_vias<'a>(msg: &Message<'a>) -> Result<ViaFacts<'a>, Malformed> {
         if let Some(element) = sole_element(value) {
             let via = parse_via(element).map_err(|_| bad)?;
             if top.is_none() {
-                top = Some(ViaFacts::of_top(&via, element, value));
+                top = Some((ViaFacts::of_top(&via, element, value), element));
             }
             seen += 1;
             continue;
@@ -122,7 +125,7 @@ fn validate_vias<'a>(msg: &Message<'a>) -> Result<ViaFacts<'a>, Malformed> {
             // `parse_via` checks every parameter (an empty one, `;;` or `;=x`, is an error there).
             let via = parse_via(element).map_err(|_| bad)?;
             if top.is_none() {
-                top = Some(ViaFacts::of_top(&via, element, value));
+                top = Some((ViaFacts::of_top(&via, element, value), element));
             }
             seen += 1;
         }
