@@ -532,6 +532,49 @@ fn replayed_authorization_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A REGISTER carrying any Authorization header and the Call-ID and CSeq of a live binding, sent from another
+/// socket, must not be answered from state: it is verified like any other and gets 401, disclosing nothing.
+#[test]
+fn junk_authorization_with_a_live_call_id_and_cseq_discloses_nothing() {
+    let dir = workdir("junk-auth");
+    let credentials = dir.join("users.csv");
+    write(
+        &credentials,
+        &users_csv(&[("dave".into(), "d4ve".into())]),
+    );
+    let server = start_auth_server(&credentials, &[]);
+    let victim = server.client();
+    let req = Req::register(&victim, "dave", DOMAIN).contact("<sip:dave@192.0.2.4>");
+    let (r, accepted) = register_with(&victim, &req, "dave", "d4ve");
+    assert_eq!(r.status, 200, "{}", r.raw);
+    // A second device registered later: the attacker would see it too.
+    register_ok(&server, "dave", "d4ve");
+
+    let attacker = server.client();
+    let mut forged = Req::register(&attacker, "dave", DOMAIN).header("Authorization: x");
+    forged.call_id = accepted.call_id.clone();
+    forged.cseq = accepted.cseq;
+    for (what, forged) in [
+        ("another socket", forged.clone()),
+        ("the accepted request's branch", {
+            let mut f = forged.clone();
+            f.via = format!("SIP/2.0/UDP {};branch={}", attacker.local, accepted.branch());
+            f
+        }),
+    ] {
+        let r = attacker.request(&forged.build());
+        assert_eq!(r.status, 401, "junk Authorization from {what}:\n{}", r.raw);
+        assert!(r.contacts().is_empty(), "contacts disclosed:\n{}", r.raw);
+    }
+    // The accepted request itself, replayed from the attacker's socket: verified, refused as a replay.
+    let r = attacker.request(&accepted.build());
+    assert_eq!(r.status, 401, "{}", r.raw);
+    assert!(r.contacts().is_empty(), "contacts disclosed:\n{}", r.raw);
+    // The victim's own retransmission still gets its 200.
+    assert_eq!(victim.request(&accepted.build()).status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Polls the server log for `needle` (bounded).
 fn wait_for_log(server: &Server, needle: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;

@@ -585,7 +585,10 @@ impl Registrar {
         let aor_hash = self.store.hash_aor(aor);
         // A retransmission of a REGISTER that was already accepted carries an Authorization whose nonce
         // count is now used: the server transaction would resend its 200, so do that (no state changes).
-        if n > 0 && self.is_retransmission(aor_hash, aor, basics, now) {
+        // Only the same request qualifies: same Call-ID, CSeq, top via-parm and Authorization values (the
+        // transaction key) from the same source, so the 200 goes back to whoever sent the accepted one.
+        // Anything else is verified first.
+        if n > 0 && self.is_retransmission(aor_hash, aor, basics, txn, source, now) {
             let rec = self.store.find_aor(aor_hash, aor);
             self.write_ok(ex, out, rec, false);
             return Some(Outcome::Reply {
@@ -630,13 +633,26 @@ impl Registrar {
         }
     }
 
-    /// Same Call-ID and CSeq as a live binding of this AoR: the request was already applied.
-    fn is_retransmission(&self, aor_hash: u64, aor: &[u8], basics: &Basics<'_>, now: Now) -> bool {
+    /// A live binding of this AoR was set by this very request (same Call-ID, CSeq and transaction key,
+    /// from the same source): it was already applied.
+    fn is_retransmission(
+        &self,
+        aor_hash: u64,
+        aor: &[u8],
+        basics: &Basics<'_>,
+        txn: TxnKey,
+        source: SocketAddr,
+        now: Now,
+    ) -> bool {
         let Some(rec) = self.store.find_aor(aor_hash, aor) else {
             return false;
         };
         self.store.bindings_of(rec).any(|(_, b)| {
-            b.call_id() == basics.call_id && b.cseq == basics.cseq && b.expires_at_s > now.unix_s()
+            b.txn == txn
+                && b.cseq == basics.cseq
+                && b.source == source
+                && b.call_id() == basics.call_id
+                && b.expires_at_s > now.unix_s()
         })
     }
 

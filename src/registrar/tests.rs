@@ -102,6 +102,10 @@ impl Resp {
             .map(|(_, v)| v.as_str())
             .collect()
     }
+    /// The Contact header values, whatever their form.
+    fn contacts_or_none(&self) -> Vec<&str> {
+        self.all("Contact")
+    }
     /// (uri, expires) of every Contact, sorted by uri.
     fn contacts(&self) -> Vec<(String, u64)> {
         let mut v: Vec<_> = self
@@ -1231,6 +1235,41 @@ password = "builder"
             200
         );
         assert_eq!(h.reg.binding_count(), 0);
+    }
+
+    /// Any Authorization with the Call-ID and CSeq of a live binding used to be answered 200 with the AoR's
+    /// contacts before the digest was checked. Only the same request from the same source is answered from
+    /// state now; everything else is verified.
+    #[test]
+    fn a_junk_authorization_with_a_live_call_id_and_cseq_is_challenged() {
+        let mut h = harness();
+        let r = h.send(&Req::register("alice").contact("<sip:a@1>"));
+        let (_, nonce, opaque, _) = challenges(&r)[1].clone();
+        let creds = authorization("alice", "wonderland", Algorithm::Md5, &nonce, &opaque, 1);
+        let accepted = Req::register("alice")
+            .cseq(2)
+            .contact("<sip:a@1>")
+            .h(&creds);
+        assert_eq!(h.send(&accepted).status, 200);
+        let attacker: SocketAddr = "203.0.113.66:5060".parse().expect("addr");
+        for junk in ["Authorization: x", "Authorization: Digest username=\"alice\""] {
+            // Another source, and the victim's own address with another branch.
+            let forged = Req::register("alice").cseq(2).h(junk);
+            let r = h.send_from(&forged, attacker);
+            assert_eq!(r.status, 401, "{junk} from elsewhere");
+            assert!(r.contacts_or_none().is_empty(), "no contact disclosed");
+            let r = h.send(&forged.branch("z9hG4bK-forged"));
+            assert_eq!(r.status, 401, "{junk} in a new transaction");
+            assert!(r.contacts_or_none().is_empty(), "no contact disclosed");
+        }
+        // The captured credentials themselves, replayed from elsewhere in the same transaction: verified,
+        // and refused as a replay (their nonce count is used).
+        let r = h.send_from(&accepted, attacker);
+        assert_eq!(r.status, 401);
+        assert!(r.contacts_or_none().is_empty());
+        // The true retransmission still gets its 200.
+        assert_eq!(h.send(&accepted).status, 200);
+        assert_eq!(h.reg.binding_count(), 1);
     }
 
     #[test]
