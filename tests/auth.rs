@@ -451,6 +451,37 @@ fn repeated_failures_put_the_user_in_a_cool_down() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Wrong answers in alice's name from one address put alice in a cool-down at that address only: her own
+/// phone, at another address, registers with the right password meanwhile.
+#[test]
+fn failures_from_one_address_never_lock_out_the_right_password_from_another() {
+    let dir = workdir("guard-scope");
+    let credentials = dir.join("users.csv");
+    write(
+        &credentials,
+        &users_csv(&[("alice".into(), "wonderland".into())]),
+    );
+    let server = start_auth_server(
+        &credentials,
+        &["--auth-max-failures", "3", "--auth-cooldown", "60"],
+    );
+    let attacker = Client::at(server.addr, "127.0.0.2");
+    let req = Req::register(&attacker, "alice", DOMAIN).contact("<sip:x@192.0.2.66>");
+    for attempt in 0..3 {
+        let (r, _) = register_with(&attacker, &req.next(), "alice", &format!("guess{attempt}"));
+        assert_eq!(r.status, 401, "{}", r.raw);
+    }
+    // The attacker's address is now in a cool-down, for alice too.
+    let r = attacker.request(&req.next().build());
+    assert_eq!(r.status, 403, "{}", r.raw);
+    // Alice's phone at another address registers.
+    let phone = Client::at(server.addr, "127.0.0.3");
+    let mine = Req::register(&phone, "alice", DOMAIN).contact("<sip:alice@192.0.2.1>");
+    let (r, _) = register_with(&phone, &mine, "alice", "wonderland");
+    assert_eq!(r.status, 200, "{}\nlog:\n{}", r.raw, server.log_text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn expired_nonce_gets_stale_and_the_retry_succeeds() {
     let dir = workdir("stale");

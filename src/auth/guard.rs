@@ -1,8 +1,12 @@
-//! Brute-force limiter: too many failed authentications for one user or from one source address
-//! within a window put that user or address in a cool-down, during which requests get 403 without
-//! any digest work.
+//! Brute-force limiter: too many failed authentications for one user from one source address, or from one
+//! source address whatever the users, within a window put that user at that address, or that address, in a
+//! cool-down, during which its requests get 403 without any digest work.
 //!
-//! Memory is fixed: two set-associative tables (users, addresses) of small counters, keyed by a
+//! A user's failures are counted per source address: wrong answers sent from one address never lock out the
+//! right password sent from another (anyone could otherwise keep a user locked out by sending a few wrong
+//! answers in its name). An address that guesses at many users trips the address table.
+//!
+//! Memory is fixed: two set-associative tables (user at address, address) of small counters, keyed by a
 //! seeded hash. Eviction prefers idle entries and never drops a cool-down while an idle entry exists.
 //! The tables are per shard: a user is counted on the shard owning its AoRs (all of them for the
 //! usual one-AoR user), but an address spreading attempts over AoRs of every shard gets up to
@@ -18,13 +22,14 @@ pub const MAX_CAPACITY: usize = 1 << 20;
 /// Limits for [`Guard`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuardConfig {
-    /// Failures tolerated within `window_s`; the next attempt is refused. 0 disables the guard.
+    /// Failures tolerated within `window_s` per user at one address, and per address; the next attempt is
+    /// refused. 0 disables the guard.
     pub max_failures: u32,
     /// Length of the counting window, from the first failure in it.
     pub window_s: u64,
     /// How long a tripped user or address is refused.
     pub cooldown_s: u64,
-    /// Entries per table (users and addresses each), rounded up to a power of two.
+    /// Entries per table (users at addresses, and addresses), rounded up to a power of two.
     pub capacity: usize,
 }
 
@@ -191,9 +196,11 @@ impl Guard {
         self.stats
     }
 
-    fn user_tag(&self, realm: &[u8], username: &[u8]) -> u64 {
+    fn user_tag(&self, realm: &[u8], username: &[u8], source: IpAddr) -> u64 {
         // Length-prefixed so (realm "ab", user "c") and (realm "a", user "bc") differ.
-        self.hasher.hash_one((realm, username)).max(1)
+        self.hasher
+            .hash_one((realm, username, source.to_canonical()))
+            .max(1)
     }
 
     fn source_tag(&self, source: IpAddr) -> u64 {
@@ -212,11 +219,19 @@ impl Guard {
         blocked
     }
 
-    /// Whether the user is in a cool-down (counted as a refusal if so).
+    /// Whether the user is in a cool-down at `source` (counted as a refusal if so).
     #[must_use]
-    pub fn user_blocked(&mut self, realm: &[u8], username: &[u8], now_s: u64) -> bool {
-        let blocked =
-            self.enabled() && self.users.is_blocked(self.user_tag(realm, username), now_s);
+    pub fn user_blocked(
+        &mut self,
+        realm: &[u8],
+        username: &[u8],
+        source: IpAddr,
+        now_s: u64,
+    ) -> bool {
+        let blocked = self.enabled()
+            && self
+                .users
+                .is_blocked(self.user_tag(realm, username, source), now_s);
         self.stats.refused += u64::from(blocked);
         blocked
     }
@@ -233,7 +248,10 @@ impl Guard {
             return false;
         }
         self.stats.failures += 1;
-        let (user_tag, source_tag) = (self.user_tag(realm, username), self.source_tag(source));
+        let (user_tag, source_tag) = (
+            self.user_tag(realm, username, source),
+            self.source_tag(source),
+        );
         let user = self
             .users
             .fail(user_tag, now_s, &self.config, &mut self.stats.evictions);
@@ -245,11 +263,11 @@ impl Guard {
         user || src
     }
 
-    /// Forgets the user's failures after a success. The source's are kept: one good client behind
-    /// an address must not wipe an attacker's count at the same address.
-    pub fn record_success(&mut self, realm: &[u8], username: &[u8]) {
+    /// Forgets the user's failures at `source` after a success. The address's own are kept: one good
+    /// client behind an address must not wipe an attacker's count at the same address.
+    pub fn record_success(&mut self, realm: &[u8], username: &[u8], source: IpAddr) {
         if self.enabled() {
-            let tag = self.user_tag(realm, username);
+            let tag = self.user_tag(realm, username, source);
             self.users.clear(tag);
         }
     }
@@ -276,25 +294,33 @@ mod tests {
     }
 
     #[test]
-    fn user_trips_after_max_failures_and_recovers() {
+    fn user_trips_at_one_address_and_recovers() {
         let mut g = guard(3);
-        for i in 0..2 {
-            // Different sources: only the user counter reaches the limit.
-            assert!(!g.record_failure(R, b"alice", ip(&format!("192.0.2.{i}")), T0));
-            assert!(!g.user_blocked(R, b"alice", T0));
+        let at = ip("192.0.2.9");
+        for _ in 0..2 {
+            assert!(!g.record_failure(R, b"alice", at, T0));
+            assert!(!g.user_blocked(R, b"alice", at, T0));
         }
-        assert!(g.record_failure(R, b"alice", ip("192.0.2.9"), T0 + 1));
-        assert!(g.user_blocked(R, b"alice", T0 + 1));
-        assert!(g.user_blocked(R, b"alice", T0 + 300));
-        assert!(!g.user_blocked(R, b"alice", T0 + 301), "cool-down over");
-        assert!(!g.user_blocked(R, b"bob", T0 + 1));
-        assert!(!g.user_blocked(b"other", b"alice", T0 + 1));
-        assert!(!g.source_blocked(ip("192.0.2.0"), T0 + 1));
+        assert!(g.record_failure(R, b"alice", at, T0 + 1));
+        assert!(g.user_blocked(R, b"alice", at, T0 + 1));
+        assert!(g.user_blocked(R, b"alice", at, T0 + 300));
+        assert!(!g.user_blocked(R, b"alice", at, T0 + 301), "cool-down over");
+        // Another address, user or realm is not affected.
+        assert!(!g.user_blocked(R, b"alice", ip("192.0.2.10"), T0 + 1));
+        assert!(!g.user_blocked(R, b"bob", at, T0 + 1));
+        assert!(!g.user_blocked(b"other", b"alice", at, T0 + 1));
         let s = g.stats();
-        assert_eq!(
-            (s.failures, s.users_blocked, s.sources_blocked, s.refused),
-            (3, 1, 0, 2)
-        );
+        assert_eq!((s.failures, s.users_blocked, s.refused), (3, 1, 2));
+    }
+
+    #[test]
+    fn failures_from_many_addresses_never_lock_a_user_out_elsewhere() {
+        let mut g = guard(3);
+        for i in 0..100u8 {
+            g.record_failure(R, b"alice", IpAddr::from([198, 51, 100, i]), T0);
+        }
+        assert!(!g.user_blocked(R, b"alice", ip("192.0.2.1"), T0 + 1));
+        assert_eq!(g.stats().users_blocked, 0);
     }
 
     #[test]
@@ -308,7 +334,7 @@ mod tests {
         // The IPv4-mapped form is the same source.
         assert!(g.source_blocked(ip("::ffff:198.51.100.7"), T0 + 10));
         assert!(!g.source_blocked(ip("198.51.100.8"), T0 + 10));
-        assert!(!g.user_blocked(R, b"a", T0 + 10));
+        assert!(!g.user_blocked(R, b"a", src, T0 + 10));
     }
 
     #[test]
@@ -318,12 +344,21 @@ mod tests {
         g.record_failure(R, b"alice", src, T0);
         g.record_failure(R, b"alice", src, T0 + 1);
         // Window (60 s from the first failure) over: counting restarts.
-        assert!(!g.record_failure(R, b"alice", ip("192.0.2.2"), T0 + 60));
-        assert!(!g.record_failure(R, b"alice", ip("192.0.2.3"), T0 + 61));
-        g.record_success(R, b"alice");
-        assert!(!g.record_failure(R, b"alice", ip("192.0.2.4"), T0 + 62));
-        assert!(!g.record_failure(R, b"alice", ip("192.0.2.5"), T0 + 62));
-        assert!(g.record_failure(R, b"alice", ip("192.0.2.6"), T0 + 62));
+        assert!(!g.record_failure(R, b"alice", src, T0 + 60));
+        assert!(!g.record_failure(R, b"alice", src, T0 + 61));
+        // A success clears the user's count at that address (the address's own count stays, so use the
+        // user at a second address to see it).
+        let other = ip("192.0.2.2");
+        g.record_failure(R, b"alice", other, T0 + 61);
+        g.record_failure(R, b"alice", other, T0 + 61);
+        g.record_success(R, b"alice", other);
+        g.record_failure(R, b"alice", other, T0 + 62);
+        g.record_failure(R, b"alice", other, T0 + 62);
+        assert!(
+            !g.user_blocked(R, b"alice", other, T0 + 62),
+            "two failures since the success"
+        );
+        assert!(g.source_blocked(other, T0 + 62), "the address counts all four");
     }
 
     #[test]
@@ -332,7 +367,9 @@ mod tests {
         for _ in 0..100 {
             assert!(!g.record_failure(R, b"a", ip("192.0.2.1"), T0));
         }
-        assert!(!g.user_blocked(R, b"a", T0) && !g.source_blocked(ip("192.0.2.1"), T0));
+        assert!(
+            !g.user_blocked(R, b"a", ip("192.0.2.1"), T0) && !g.source_blocked(ip("192.0.2.1"), T0)
+        );
     }
 
     #[test]
@@ -354,7 +391,7 @@ mod tests {
         }
         assert!(g.stats().evictions > 0);
         assert!(
-            g.user_blocked(R, b"victim", T0 + 2),
+            g.user_blocked(R, b"victim", attacker, T0 + 2),
             "cool-down survived the spray"
         );
         assert!(g.source_blocked(attacker, T0 + 2));

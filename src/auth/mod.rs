@@ -9,7 +9,7 @@
 //!   sharing the key;
 //! - [`replay`]: fixed-capacity window of the last nonce-count accepted per nonce;
 //! - [`credentials`]: the users file (TOML or CSV; the formats are documented there);
-//! - [`guard`]: brute-force cool-downs per user and per source address.
+//! - [`guard`]: brute-force cool-downs per user at a source address, and per source address.
 //!
 //! # Decision order in [`Authenticator::check`]
 //!
@@ -18,10 +18,11 @@
 //! 3. Nonce not ours (bad MAC, unknown key, from the future, other AoR), opaque mismatch, no
 //!    `qop=auth`/`nc`/`cnonce`, digest `uri` not the Request-URI: 401, nothing recorded — a flood of
 //!    forged credentials creates no state.
-//! 4. User in cool-down: 403.
-//! 5. Unknown user or wrong response: a failure for the user and the source, then 401 (the
-//!    attempt that reaches `max_failures` still gets 401; the next ones get 403 until the cool-down
-//!    ends). No HA1 for the client's algorithm: 401, not a failure.
+//! 4. User in cool-down at this source address: 403. Failures sent from other addresses never count
+//!    here, so nobody can lock a user out of an address they do not use.
+//! 5. Unknown user or wrong response: a failure for the user at the source, and for the source, then
+//!    401 (the attempt that reaches `max_failures` still gets 401; the next ones get 403 until the
+//!    cool-down ends). No HA1 for the client's algorithm: 401, not a failure.
 //! 6. Right response but stale nonce: 401 with `stale=true` (the UA retries without asking the user).
 //! 7. Nonce-count not above the last accepted one for that nonce (a replay), or unknown to a full
 //!    window: 401 with `stale=true` (a fresh nonce costs a legitimate UA one round trip).
@@ -308,7 +309,10 @@ impl Authenticator {
         // Step 4.
         let mut user_buf = [0u8; MAX_VALUE_LEN];
         let username = creds.username.unescape(&mut user_buf);
-        if self.guard.user_blocked(req.realm, username, now_s) {
+        if self
+            .guard
+            .user_blocked(req.realm, username, req.source, now_s)
+        {
             self.stats.forbidden_cooldown += 1;
             return AuthDecision::Forbidden(ForbiddenReason::TooManyFailures);
         }
@@ -351,7 +355,7 @@ impl Authenticator {
                 return challenge(true);
             }
         }
-        self.guard.record_success(req.realm, username);
+        self.guard.record_success(req.realm, username, req.source);
 
         // Step 8: the AoR is the user's own, or allow-listed for it (third-party registration).
         if username != req.to_user && !entry.allows_aor(req.aor) {

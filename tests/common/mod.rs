@@ -125,7 +125,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: SocketAddr) -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client");
+        Client::at(server, "127.0.0.1")
+    }
+
+    /// A client on an ephemeral port of loopback address `ip` (the whole 127.0.0.0/8 is loopback).
+    pub fn at(server: SocketAddr, ip: &str) -> Client {
+        let socket = UdpSocket::bind((ip, 0)).expect("bind client");
         let local = socket.local_addr().expect("client addr");
         Client {
             socket,
