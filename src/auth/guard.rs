@@ -358,7 +358,10 @@ mod tests {
             !g.user_blocked(R, b"alice", other, T0 + 62),
             "two failures since the success"
         );
-        assert!(g.source_blocked(other, T0 + 62), "the address counts all four");
+        assert!(
+            g.source_blocked(other, T0 + 62),
+            "the address counts all four"
+        );
     }
 
     #[test]

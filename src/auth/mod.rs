@@ -42,7 +42,7 @@ use credentials::CredentialStore;
 use digest::{Algorithm, DigestCredentials, MAX_VALUE_LEN};
 use guard::{Guard, GuardConfig, GuardStats};
 use nonce::{NonceCheck, NonceKey, NonceKeys};
-use replay::{ReplayStats, ReplayVerdict, ReplayWindow};
+use replay::{Issuer, ReplayStats, ReplayVerdict, ReplayWindow};
 
 /// Most `Authorization` header values examined per request (the rest are ignored): bounds the
 /// parsing work an attacker can force with one datagram.
@@ -165,8 +165,11 @@ pub struct Authenticator {
     credentials: Arc<CredentialStore>,
     replay: ReplayWindow,
     guard: Guard,
-    /// Uniquifies nonces issued in the same second for the same AoR.
+    /// Uniquifies nonces issued in the same second for the same AoR: the counter of the last nonce issued.
     nonce_counter: u64,
+    /// The counter before the first nonce this authenticator issued: a nonce whose counter lies in
+    /// `counter_start + 1 ..= nonce_counter` is its own, which the replay window orders exactly.
+    counter_start: u64,
     stats: AuthStats,
 }
 
@@ -194,6 +197,7 @@ impl Authenticator {
             replay: ReplayWindow::new(config.replay_capacity, now_s),
             guard: Guard::new(config.guard),
             nonce_counter,
+            counter_start: nonce_counter,
             stats: AuthStats::default(),
         }
     }
@@ -227,6 +231,17 @@ impl Authenticator {
     #[must_use]
     pub fn replay_stats(&self) -> ReplayStats {
         self.replay.stats()
+    }
+
+    /// Who issued the nonce with this counter, for the replay window.
+    fn issuer(&self, counter: u64) -> Issuer {
+        let seq = counter.wrapping_sub(self.counter_start);
+        let issued = self.nonce_counter.wrapping_sub(self.counter_start);
+        if seq >= 1 && seq <= issued {
+            Issuer::Own { seq }
+        } else {
+            Issuer::Foreign
+        }
     }
 
     fn nonce_source(&self, source: IpAddr) -> Option<IpAddr> {
@@ -281,12 +296,11 @@ impl Authenticator {
             self.nonce_source(req.source),
             self.config.nonce_ttl_s,
         );
-        let issued_s = match (nonce_check, key) {
-            (NonceCheck::Fresh { issued_s } | NonceCheck::Stale { issued_s }, Some(key))
-                if creds.opaque.map_or(true, |o| o.raw() == key.opaque()) =>
-            {
-                issued_s
-            }
+        let (issued_s, counter) = match (nonce_check, key) {
+            (
+                NonceCheck::Fresh { issued_s, counter } | NonceCheck::Stale { issued_s, counter },
+                Some(key),
+            ) if creds.opaque.map_or(true, |o| o.raw() == key.opaque()) => (issued_s, counter),
             _ => {
                 self.stats.invalid_nonce += 1;
                 return challenge(false);
@@ -344,7 +358,8 @@ impl Authenticator {
         }
 
         // Step 7.
-        match self.replay.accept(creds.nonce.raw(), issued_s, nc) {
+        let issuer = self.issuer(counter);
+        match self.replay.accept(creds.nonce.raw(), issued_s, issuer, nc) {
             ReplayVerdict::Accepted => {}
             ReplayVerdict::Replayed => {
                 self.stats.replayed += 1;

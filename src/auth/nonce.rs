@@ -121,9 +121,9 @@ pub enum NonceInvalid {
 #[must_use]
 pub enum NonceCheck {
     /// Ours, for this realm and AoR, within its time to live.
-    Fresh { issued_s: u64 },
+    Fresh { issued_s: u64, counter: u64 },
     /// Ours, but older than the TTL: challenge again with `stale=true`.
-    Stale { issued_s: u64 },
+    Stale { issued_s: u64, counter: u64 },
     /// Not a valid nonce of ours.
     Invalid(NonceInvalid),
 }
@@ -320,13 +320,16 @@ impl NonceKey {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&raw[..8]);
         let issued_s = u64::from_be_bytes(ts);
+        let mut c = [0u8; 8];
+        c.copy_from_slice(&raw[9..17]);
+        let counter = u64::from_be_bytes(c);
         if issued_s > now_s.saturating_add(MAX_CLOCK_SKEW_S) {
             return NonceCheck::Invalid(NonceInvalid::Future);
         }
         if now_s.saturating_sub(issued_s) > ttl_s {
-            NonceCheck::Stale { issued_s }
+            NonceCheck::Stale { issued_s, counter }
         } else {
-            NonceCheck::Fresh { issued_s }
+            NonceCheck::Fresh { issued_s, counter }
         }
     }
 }
@@ -432,14 +435,21 @@ mod tests {
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'));
         let check = |now| k.check(n.as_bytes(), now, REALM, AOR, None, TTL);
-        assert_eq!(check(T0), NonceCheck::Fresh { issued_s: T0 });
-        assert_eq!(check(T0 + TTL), NonceCheck::Fresh { issued_s: T0 });
-        assert_eq!(check(T0 + TTL + 1), NonceCheck::Stale { issued_s: T0 });
-        // A clock slightly behind the issuer is tolerated; far behind means forged.
+        let fresh = NonceCheck::Fresh {
+            issued_s: T0,
+            counter: 7,
+        };
+        assert_eq!(check(T0), fresh);
+        assert_eq!(check(T0 + TTL), fresh);
         assert_eq!(
-            check(T0 - MAX_CLOCK_SKEW_S),
-            NonceCheck::Fresh { issued_s: T0 }
+            check(T0 + TTL + 1),
+            NonceCheck::Stale {
+                issued_s: T0,
+                counter: 7
+            }
         );
+        // A clock slightly behind the issuer is tolerated; far behind means forged.
+        assert_eq!(check(T0 - MAX_CLOCK_SKEW_S), fresh);
         assert_eq!(
             check(T0 - MAX_CLOCK_SKEW_S - 1),
             NonceCheck::Invalid(NonceInvalid::Future)
@@ -463,13 +473,19 @@ mod tests {
         let bad = NonceCheck::Invalid(NonceInvalid::BadMac);
         assert_eq!(
             k.check(n.as_bytes(), T0, REALM, AOR, Some(ip), TTL),
-            NonceCheck::Fresh { issued_s: T0 }
+            NonceCheck::Fresh {
+                issued_s: T0,
+                counter: 1
+            }
         );
         // IPv4-mapped IPv6 is the same source.
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(
             k.check(n.as_bytes(), T0, REALM, AOR, Some(mapped), TTL),
-            NonceCheck::Fresh { issued_s: T0 }
+            NonceCheck::Fresh {
+                issued_s: T0,
+                counter: 1
+            }
         );
         assert_eq!(k.check(n.as_bytes(), T0, REALM, AOR, None, TTL), bad);
         assert_eq!(
@@ -548,7 +564,13 @@ mod tests {
         keys.rotate(b.clone());
         assert_eq!(keys.current().key_id(), b.key_id());
         let (r, used) = keys.check(n.as_bytes(), T0, REALM, AOR, None, TTL);
-        assert_eq!(r, NonceCheck::Fresh { issued_s: T0 });
+        assert_eq!(
+            r,
+            NonceCheck::Fresh {
+                issued_s: T0,
+                counter: 1
+            }
+        );
         assert_eq!(used.map(NonceKey::key_id), Some(a.key_id()));
         keys.rotate(key(3));
         assert!(matches!(

@@ -580,6 +580,31 @@ fn nonce_bound_to_source_when_configured() {
     assert_eq!(alice(&mut a, &h, src(1), T0), ACCEPT);
 }
 
+/// Right after a (re)start every phone comes back at once: a challenge issued in the second the
+/// authenticator started is answered and accepted, the first time.
+#[test]
+fn own_nonce_from_the_start_up_second_is_accepted_at_once() {
+    let mut b = Authenticator::new(
+        config(),
+        NonceKey::from_bytes(&[7; 32]).unwrap(),
+        store("secret"),
+        T0,
+    );
+    let ch = challenge(&mut b, ALICE_AOR, src(1), T0);
+    let h = authorization(Algorithm::Md5, "alice", "secret", &ch, 1);
+    assert_eq!(alice(&mut b, &h, src(1), T0), ACCEPT);
+    assert_eq!(b.stats().replay_forgotten, 0);
+    // The same nonce presented to another shard's authenticator (same key) is not its own: re-challenged.
+    let mut c = Authenticator::new(
+        config(),
+        NonceKey::from_bytes(&[7; 32]).unwrap(),
+        store("secret"),
+        T0,
+    );
+    let h2 = authorization(Algorithm::Md5, "alice", "secret", &ch, 2);
+    assert_eq!(alice(&mut c, &h2, src(1), T0), STALE);
+}
+
 #[test]
 fn nonce_from_before_start_is_rechallenged_once() {
     // A process restarted with the same key file does not know which nonce-counts were used.
@@ -624,7 +649,10 @@ fn challenge_order_follows_the_configured_algorithms() {
     };
     let default = lines(AuthConfig::default());
     assert_eq!(default.matches("WWW-Authenticate").count(), 1, "{default}");
-    assert!(default.contains("algorithm=MD5"), "MD5 alone by default:\n{default}");
+    assert!(
+        default.contains("algorithm=MD5"),
+        "MD5 alone by default:\n{default}"
+    );
     let both = lines(
         AuthConfig::default()
             .with_algorithms(&[Algorithm::Sha256, Algorithm::Md5])

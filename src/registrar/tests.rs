@@ -480,7 +480,11 @@ fn equal_cseq_in_a_new_transaction_is_refused() {
         .branch("z9hG4bK-third")
         .contact("*")
         .h("Expires: 0");
-    assert_eq!(h.send(&c_all).status, 400, "Contact: * is held to step 7 too");
+    assert_eq!(
+        h.send(&c_all).status,
+        400,
+        "Contact: * is held to step 7 too"
+    );
     assert_eq!(h.fetch("alice"), vec![c("sip:a@1", 590)], "nothing changed");
 }
 
@@ -1252,7 +1256,10 @@ password = "builder"
             .h(&creds);
         assert_eq!(h.send(&accepted).status, 200);
         let attacker: SocketAddr = "203.0.113.66:5060".parse().expect("addr");
-        for junk in ["Authorization: x", "Authorization: Digest username=\"alice\""] {
+        for junk in [
+            "Authorization: x",
+            "Authorization: Digest username=\"alice\"",
+        ] {
             // Another source, and the victim's own address with another branch.
             let forged = Req::register("alice").cseq(2).h(junk);
             let r = h.send_from(&forged, attacker);
