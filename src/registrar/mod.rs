@@ -503,6 +503,15 @@ impl Registrar {
         ) {
             return self.refuse(refusal, ex, out, aor.as_bytes());
         }
+        if contacts.any_outbound() && !first_hop_supports_outbound(msg) {
+            if msg
+                .all(HeaderName::Supported)
+                .any(|v| has_option_tag(v, b"outbound"))
+            {
+                return self.refuse(Refusal::FirstHopLacksOutbound, ex, out, aor.as_bytes());
+            }
+            contacts.ignore_reg_ids();
+        }
         let aor = aor.as_bytes();
         let now_s = now.unix_s();
         let mut state = State {
@@ -795,6 +804,28 @@ impl Registrar {
     pub fn store(&self) -> &BindingStore {
         &self.store
     }
+}
+
+/// RFC 5626 §6: outbound processing applies when the registrar is the first hop (one via-parm), or when the
+/// first Path URI carries `ob` (the edge proxy supports outbound and keeps the flow).
+fn first_hop_supports_outbound(msg: &Message<'_>) -> bool {
+    let via_parms = msg
+        .all(HeaderName::Via)
+        .flat_map(split_list)
+        .take(2)
+        .count();
+    if via_parms <= 1 {
+        return true;
+    }
+    let first_path = msg
+        .all(HeaderName::Path)
+        .flat_map(split_list)
+        .next()
+        .and_then(Result::ok);
+    first_path
+        .and_then(|p| crate::sip::header::parse_name_addr(p).ok())
+        .and_then(|na| parse_uri(na.uri).ok())
+        .is_some_and(|uri| uri.params.get(b"ob").is_some())
 }
 
 /// The digest realm for a served domain: the configured one, else the lower-cased host itself.

@@ -78,6 +78,17 @@ impl<'a> Contacts<'a> {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty() && !self.star
     }
+    /// Some Contact asks for an outbound (RFC 5626) binding.
+    pub fn any_outbound(&self) -> bool {
+        self.items.iter().any(ReqContact::is_outbound)
+    }
+    /// Treat the registration as a plain one: every Contact is matched by URI (RFC 5626 §6, a first hop
+    /// without outbound support).
+    pub fn ignore_reg_ids(&mut self) {
+        for c in &mut self.items {
+            c.reg_id = None;
+        }
+    }
 }
 
 /// Why a REGISTER is refused; maps to one status code.
@@ -98,6 +109,9 @@ pub enum Refusal {
     TooManyContacts503,
     /// 503: the shard's binding table is full.
     StoreFull,
+    /// 439: an outbound registration (reg-id, and `Supported: outbound`) through a first hop that does not
+    /// support outbound (RFC 5626 §6).
+    FirstHopLacksOutbound,
 }
 
 /// One Contact element into `contacts` (a named function rather than a closure, so that it can sit with

@@ -678,6 +678,53 @@ fn outbound_instance_and_reg_id_replace_the_binding_even_with_a_new_uri() {
     assert_eq!(r.contacts().len(), 2);
 }
 
+/// RFC 5626 §6: through an edge proxy (a second via-parm) whose Path URI lacks `ob`, outbound processing does
+/// not apply: 439 when the UA requires it (`Supported: outbound` with reg-id), else a plain registration.
+#[test]
+fn outbound_through_a_first_hop_without_ob() {
+    let inst = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"";
+    let ua_via = "Via: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bK-ua";
+    let outbound = |user: &str, path: &str, cseq: u32, host: &str| {
+        Req::register(user)
+            .cseq(cseq)
+            .h(ua_via)
+            .h(path)
+            .contact(&format!("<sip:a@{host}>;{inst};reg-id=1"))
+    };
+    let mut h = Harness::new();
+    let no_ob = "Path: <sip:edge.example.com;lr>";
+    let r = h.send(&outbound("alice", no_ob, 1, "192.0.2.1").h("Supported: outbound"));
+    assert_eq!(r.status, 439);
+    assert_eq!(h.reg.binding_count(), 0);
+
+    // Without Supported: outbound the reg-id is ignored: bound by URI, no Require: outbound.
+    let r = h.send(&outbound("bob", no_ob, 1, "192.0.2.1"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.get("Require"), None);
+    assert!(
+        r.get("Contact").is_some_and(|c| !c.contains("reg-id")),
+        "{r:?}"
+    );
+    let r = h.send(&outbound("bob", no_ob, 2, "192.0.2.2"));
+    assert_eq!(r.contacts().len(), 2, "a new URI is a new binding");
+
+    // A first hop that supports outbound (ob in the first Path URI): outbound processing.
+    let ob = "Path: <sip:edge.example.com;lr;ob>, <sip:core.example.com;lr>";
+    let r = h.send(&outbound("carol", ob, 1, "192.0.2.1").h("Supported: outbound"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.get("Require"), Some("outbound"));
+    let r = h.send(&outbound("carol", ob, 2, "192.0.2.2"));
+    assert_eq!(
+        r.contacts(),
+        vec![c("sip:a@192.0.2.2", 3600)],
+        "replaced by instance and reg-id"
+    );
+    // Only the first Path URI counts.
+    let late_ob = "Path: <sip:core.example.com;lr>, <sip:edge.example.com;lr;ob>";
+    let r = h.send(&outbound("dave", late_ob, 1, "192.0.2.1").h("Supported: outbound"));
+    assert_eq!(r.status, 439);
+}
+
 #[test]
 fn reg_id_without_instance_is_ignored() {
     let mut h = Harness::new();

@@ -43,6 +43,7 @@ status_table! {
     416 => "Unsupported URI Scheme",
     420 => "Bad Extension",
     423 => "Interval Too Brief",
+    439 => "First Hop Lacks Outbound Support",
     500 => "Server Internal Error",
     501 => "Not Implemented",
     503 => "Service Unavailable",
