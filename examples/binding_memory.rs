@@ -1,6 +1,8 @@
 //! Resident bytes per binding at scale: registers N AoRs (one 60-byte contact, 40-byte Call-ID each)
 //! into one registrar and reports RSS growth per binding next to the string bytes stored.
-//! `cargo run --release --example binding_memory -- 1000000 [reserved]`
+//! `cargo run --release --example binding_memory -- 1000000 [reserved] [worst]`
+//! `worst`: every binding as large as the default `max_binding_bytes` allows (a padded Path), the most
+//! memory an attacker can make each binding take.
 
 use std::net::SocketAddr;
 
@@ -26,9 +28,14 @@ fn main() {
         .unwrap_or(1_000_000);
     let source: SocketAddr = "192.0.2.7:5060".parse().expect("addr");
     // `reserved` as the second argument: the arenas reserved for n bindings up front, as the server does.
-    let reserve_arenas = std::env::args().nth(2).as_deref() == Some("reserved");
+    let reserve_arenas = std::env::args().skip(2).any(|a| a == "reserved");
+    let worst = std::env::args().skip(2).any(|a| a == "worst");
     let cfg = RegistrarConfig {
         max_bindings: n as usize,
+        parse: corereg::sip::parse::ParseLimits {
+            max_line_bytes: 4096,
+            ..Default::default()
+        },
         reserve_arenas,
         ..RegistrarConfig::default()
     };
@@ -42,13 +49,22 @@ fn main() {
         // Contact URI: exactly 60 bytes; Call-ID: exactly 40 bytes.
         let contact = format!("sip:user{u:010}@198.51.100.77:50600;transport=udp;ob;x=12");
         let contact = &contact[..60];
+        let mut path = String::new();
+        if worst {
+            // Everything the binding stores: AoR, Call-ID (40), contact (60), Path: pad the Path to the limit.
+            let aor_len = format!("sip:user{u}@example.com").len();
+            let limit = RegistrarConfig::default().max_binding_bytes;
+            let head = "<sip:edge.example.net;lr;pad=";
+            let pad = limit - aor_len - 40 - 60 - head.len() - 1;
+            path = format!("Path: {head}{}>\r\n", "p".repeat(pad));
+        }
         let call_id = format!("{u:010}-8f2c6e1a9b7d4c3e5f60718293a4b5c6");
         let call_id = &call_id[..40];
         msg.extend_from_slice(
             format!(
                 "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.77:50600;branch=z9hG4bK{u}\r\n\
                  From: <sip:user{u}@example.com>;tag=1\r\nTo: <sip:user{u}@example.com>\r\nCall-ID: {call_id}\r\n\
-                 CSeq: 1 REGISTER\r\nContact: <{contact}>\r\nContent-Length: 0\r\n\r\n"
+                 CSeq: 1 REGISTER\r\nContact: <{contact}>\r\n{path}Content-Length: 0\r\n\r\n"
             )
             .as_bytes(),
         );

@@ -14,7 +14,9 @@ use thiserror::Error;
 use crate::auth::digest::Algorithm;
 use crate::auth::guard::GuardConfig;
 use crate::auth::AuthConfig;
-use crate::registrar::register::{MAX_CONTACTS_PER_AOR, MAX_CONTACTS_PER_REQUEST};
+use crate::registrar::register::{
+    MAX_BINDING_BYTES, MAX_CONTACTS_PER_AOR, MAX_CONTACTS_PER_REQUEST,
+};
 use crate::registrar::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::parse::{ParseLimits, MAX_HEADERS};
 
@@ -29,6 +31,9 @@ pub mod defaults {
     pub const MAX_EXPIRES_S: u32 = 86400;
     pub const MAX_CONTACTS: usize = 10;
     pub const MAX_CONTACTS_PER_REQUEST: usize = 32;
+    /// Fits a phone with RFC 8599 push parameters (a ~200-byte token), an instance id, a long User-Agent
+    /// and four Path hops, with room to spare; a normal binding stores ~150.
+    pub const MAX_BINDING_BYTES: usize = 2048;
     pub const OVER_LIMIT: OverLimitPolicy = OverLimitPolicy::Reject503;
     pub const MAX_BINDINGS: usize = 1_000_000;
     pub const MAX_DATAGRAM_BYTES: usize = 8192;
@@ -103,6 +108,11 @@ pub struct Args {
     /// Contacts one REGISTER may carry; more get 400. [default: 32]
     #[arg(long, value_name = "N")]
     pub max_contacts_per_request: Option<usize>,
+
+    /// Bytes one binding may store: its contact URI, Call-ID, Path, +sip.instance, User-Agent and AoR. A
+    /// REGISTER that would store more gets 413. [default: 2048]
+    #[arg(long, value_name = "BYTES")]
+    pub max_binding_bytes: Option<usize>,
 
     /// What happens when a REGISTER would exceed --max-contacts. [default: reject503]
     #[arg(long, value_enum, value_name = "POLICY")]
@@ -354,6 +364,7 @@ pub struct FileConfig {
     pub max_expires: Option<u32>,
     pub max_contacts: Option<usize>,
     pub max_contacts_per_request: Option<usize>,
+    pub max_binding_bytes: Option<usize>,
     pub over_limit: Option<OverLimitPolicy>,
     pub max_bindings: Option<usize>,
     pub max_datagram: Option<usize>,
@@ -422,6 +433,7 @@ pub struct Config {
     pub max_expires_s: u32,
     pub max_contacts: usize,
     pub max_contacts_per_request: usize,
+    pub max_binding_bytes: usize,
     pub over_limit: OverLimitPolicy,
     pub max_bindings: usize,
     pub max_datagram_bytes: usize,
@@ -490,6 +502,7 @@ impl Default for Config {
             max_expires_s: defaults::MAX_EXPIRES_S,
             max_contacts: defaults::MAX_CONTACTS,
             max_contacts_per_request: defaults::MAX_CONTACTS_PER_REQUEST,
+            max_binding_bytes: defaults::MAX_BINDING_BYTES,
             over_limit: defaults::OVER_LIMIT,
             max_bindings: defaults::MAX_BINDINGS,
             max_datagram_bytes: defaults::MAX_DATAGRAM_BYTES,
@@ -618,6 +631,10 @@ impl Config {
                 .max_contacts_per_request
                 .or(file.max_contacts_per_request)
                 .unwrap_or(d.max_contacts_per_request),
+            max_binding_bytes: args
+                .max_binding_bytes
+                .or(file.max_binding_bytes)
+                .unwrap_or(d.max_binding_bytes),
             over_limit: args.over_limit.or(file.over_limit).unwrap_or(d.over_limit),
             max_bindings: args
                 .max_bindings
@@ -669,6 +686,7 @@ impl Config {
         for (name, value) in [
             ("--max-contacts", self.max_contacts),
             ("--max-contacts-per-request", self.max_contacts_per_request),
+            ("--max-binding-bytes", self.max_binding_bytes),
             ("--max-bindings", self.max_bindings),
             ("--max-datagram", self.max_datagram_bytes),
             ("--max-headers", self.max_headers),
@@ -685,6 +703,11 @@ impl Config {
                 "--max-contacts-per-request",
                 self.max_contacts_per_request,
                 MAX_CONTACTS_PER_REQUEST,
+            ),
+            (
+                "--max-binding-bytes",
+                self.max_binding_bytes,
+                MAX_BINDING_BYTES,
             ),
         ] {
             if value > cap {
@@ -897,6 +920,7 @@ impl Config {
             max_expires_s: self.max_expires_s,
             max_contacts_per_aor: self.max_contacts,
             max_contacts_per_request: self.max_contacts_per_request,
+            max_binding_bytes: self.max_binding_bytes,
             over_limit: self.over_limit,
             max_bindings: self.max_bindings,
             retry_after_s: self.retry_after_s,
@@ -1319,5 +1343,22 @@ mod contact_limit_tests {
         assert!(parse(&["--max-contacts-per-request", "0"]).is_err());
         assert!(parse(&["--max-contacts", "257"]).is_err());
         assert!(parse(&["--max-contacts", "256"]).is_ok());
+    }
+
+    #[test]
+    fn binding_bytes_limit_reaches_the_registrar_and_is_bounded() {
+        assert_eq!(
+            parse(&[])
+                .expect("defaults")
+                .registrar_config()
+                .max_binding_bytes,
+            defaults::MAX_BINDING_BYTES
+        );
+        let c = parse(&["--max-binding-bytes", "512"]).expect("valid");
+        assert_eq!(c.registrar_config().max_binding_bytes, 512);
+        let e = parse(&["--max-binding-bytes", "0"]).expect_err("zero");
+        assert!(e.to_string().contains("--max-binding-bytes"), "{e}");
+        let e = parse(&["--max-binding-bytes", "65536"]).expect_err("over the core's limit");
+        assert!(e.to_string().contains("--max-binding-bytes"), "{e}");
     }
 }

@@ -74,6 +74,9 @@ pub struct RegistrarConfig {
     pub max_contacts_per_aor: usize,
     /// Contacts accepted in one REGISTER (at most `register::MAX_CONTACTS_PER_REQUEST`).
     pub max_contacts_per_request: usize,
+    /// Bytes one binding may store (contact URI, Call-ID, Path, instance, User-Agent, and its AoR's name):
+    /// bounds memory per binding whatever the requests (at most `register::MAX_BINDING_BYTES`).
+    pub max_binding_bytes: usize,
     pub over_limit: OverLimitPolicy,
     /// Bindings this registrar (shard) may hold in all; over it new bindings get 503.
     pub max_bindings: usize,
@@ -103,6 +106,7 @@ impl Default for RegistrarConfig {
             max_expires_s: 86400,
             max_contacts_per_aor: 10,
             max_contacts_per_request: 32,
+            max_binding_bytes: 2048,
             over_limit: OverLimitPolicy::Reject503,
             max_bindings: 1_000_000,
             retry_after_s: 5,
@@ -528,6 +532,13 @@ impl Registrar {
             }
             self.path.extend_from_slice(p);
         }
+        let user_agent = msg.first(HeaderName::UserAgent).unwrap_or(b"");
+        let shared_bytes = aor.len() + basics.call_id.len() + self.path.len() + user_agent.len();
+        if contacts.as_slice().iter().any(|c| {
+            c.expires_s > 0 && shared_bytes + c.stored_bytes() > self.cfg.max_binding_bytes
+        }) {
+            return self.refuse(Refusal::BindingTooLarge, ex, out, aor);
+        }
         let req = RegisterRequest {
             aor,
             aor_hash,
@@ -535,7 +546,7 @@ impl Registrar {
             cseq: basics.cseq,
             txn,
             path: &self.path,
-            user_agent: msg.first(HeaderName::UserAgent).unwrap_or(b""),
+            user_agent,
             source,
             now_s,
         };

@@ -21,6 +21,8 @@ use crate::sip::uri::{parse_uri, uri_eq};
 pub const MAX_CONTACTS_PER_REQUEST: usize = 64;
 /// Static capacity for the bindings of one AoR considered at once (config may lower it).
 pub const MAX_CONTACTS_PER_AOR: usize = 256;
+/// Largest `max_binding_bytes`: a binding's strings are addressed with 16-bit offsets.
+pub const MAX_BINDING_BYTES: usize = u16::MAX as usize;
 
 /// Binding indices of one AoR, on the stack and not initialised until pushed.
 type Idxs = ArrayVec<BindingIdx, MAX_CONTACTS_PER_AOR>;
@@ -58,6 +60,10 @@ pub struct ReqContact<'a> {
 impl<'a> ReqContact<'a> {
     fn is_outbound(&self) -> bool {
         self.reg_id.is_some()
+    }
+    /// Bytes of this Contact a binding stores (its URI and instance).
+    pub fn stored_bytes(&self) -> usize {
+        self.uri_text.len() + self.instance.len()
     }
 }
 
@@ -109,6 +115,8 @@ pub enum Refusal {
     TooManyContacts503,
     /// 503: the shard's binding table is full.
     StoreFull,
+    /// 413: a binding would store more than `max_binding_bytes`.
+    BindingTooLarge,
     /// 439: an outbound registration (reg-id, and `Supported: outbound`) through a first hop that does not
     /// support outbound (RFC 5626 §6).
     FirstHopLacksOutbound,

@@ -28,6 +28,7 @@ impl Registrar {
             Refusal::TooManyContacts403 => 403,
             Refusal::TooManyContacts503 | Refusal::StoreFull => 503,
             Refusal::FirstHopLacksOutbound => 439,
+            Refusal::BindingTooLarge => 413,
         };
         let min_expires = self.cfg.min_expires_s;
         let retry_after = self.cfg.retry_after_s;

@@ -725,6 +725,75 @@ fn outbound_through_a_first_hop_without_ob() {
     assert_eq!(r.status, 439);
 }
 
+/// Memory per binding is bounded: a REGISTER whose binding would store more than `max_binding_bytes`
+/// (contact URI, Call-ID, Path, instance, User-Agent, AoR) gets 413 and changes nothing; a real phone with
+/// push parameters behind four Path hops fits the default.
+#[test]
+fn binding_bytes_are_bounded() {
+    // Header lines long enough that the binding limit, not the line limit, is what refuses.
+    let mut h = Harness::with(RegistrarConfig {
+        parse: ParseLimits {
+            max_line_bytes: 8000,
+            ..ParseLimits::default()
+        },
+        ..RegistrarConfig::default()
+    });
+    let limit = h.reg.config().max_binding_bytes;
+    assert_eq!(limit, 2048);
+    // An iOS phone with RFC 8599 push parameters, an instance id, four Path hops, a long User-Agent.
+    let token = "a".repeat(64);
+    let push = format!(
+        "<sip:alice@192.0.2.10:52011;transport=tls;pn-provider=apns.dev;pn-prid={token}:remote&{token}:voip;\
+         pn-param=ABCD1234.org.example.phone.remote&voip;pn-silent=1;pn-timeout=0>;\
+         +sip.instance=\"<urn:uuid:0d1f3a44-7b1e-4c6f-9a55-3c9e6f1b2a77>\""
+    );
+    let path = "Path: <sip:edge1.access.example.net:5060;transport=udp;lr;ob>, \
+                <sip:sbc2.access.example.net:5060;transport=udp;lr>, \
+                <sip:core3.example.net:5060;transport=udp;lr>, <sip:core4.example.net:5060;lr>";
+    let phone = |ua: &str| {
+        Req::register("alice")
+            .contact(&push)
+            .h(path)
+            .h(&format!("User-Agent: {ua}"))
+    };
+    let ua = "ExamplePhone/5.1.0 (iPhone14,2; iOS 17.1) ExampleSDK/5.3.12 (belle-sip/5.3.12)";
+    assert_eq!(h.send(&phone(ua)).status, 200);
+    // Padding in a Path over the limit: 413, nothing stored. (A contact URI over 512 bytes is already a
+    // 400: it is parsed, and URIs are bounded.)
+    let pad = "x".repeat(limit);
+    let r = h.send(
+        &Req::register("bob")
+            .contact("<sip:bob@192.0.2.1>")
+            .h(&format!("Path: <sip:edge.example.net;lr;pad={pad}>")),
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(h.reg.binding_count(), 1);
+    // The same bytes spread over the other stored fields count as well.
+    let half = "y".repeat(limit / 2);
+    let r = h.send(
+        &Req::register("bob")
+            .cseq(2)
+            .call_id(&half)
+            .contact("<sip:bob@192.0.2.1>")
+            .h(&format!("User-Agent: {half}")),
+    );
+    assert_eq!(r.status, 413);
+    // A refresh of alice that would grow her binding over the limit is refused; her binding stays.
+    let r = h.send(&phone(&pad).cseq(2));
+    assert_eq!(r.status, 413);
+    assert_eq!(h.reg.binding_count(), 1);
+    // Removing a binding stores nothing: a removal is never refused for its size.
+    let r = h.send(
+        &Req::register("alice")
+            .cseq(3)
+            .contact(&format!("{push};expires=0"))
+            .h(path)
+            .h(&format!("User-Agent: {pad}")),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(h.reg.binding_count(), 0);
+}
+
 #[test]
 fn reg_id_without_instance_is_ignored() {
     let mut h = Harness::new();
