@@ -539,6 +539,20 @@ impl FileConfig {
 }
 
 impl Config {
+    /// The start-up warning for a registrar anyone can write to: authentication off on an address other
+    /// than loopback. None when authentication is on or only this host can reach it.
+    pub fn open_registration_warning(&self) -> Option<String> {
+        if self.auth.mode != AuthMode::Off || self.listen.ip().is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "--auth is off and corereg listens on {}, which is not a loopback address: anyone who reaches it \
+             can bind any address-of-record to any contact. Use --auth required with --credentials, or a \
+             loopback --listen behind an authenticating proxy",
+            self.listen
+        ))
+    }
+
     /// Reads `--config` (when given), merges and validates.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
         let file = match &args.config {
@@ -1343,6 +1357,26 @@ mod contact_limit_tests {
         assert!(parse(&["--max-contacts-per-request", "0"]).is_err());
         assert!(parse(&["--max-contacts", "257"]).is_err());
         assert!(parse(&["--max-contacts", "256"]).is_ok());
+    }
+
+    #[test]
+    fn open_registration_warns_off_loopback_only() {
+        let warn = parse(&[]).expect("defaults").open_registration_warning();
+        assert!(warn.is_some_and(|w| w.contains("0.0.0.0:5060") && w.contains("--auth")));
+        for listen in ["127.0.0.1:5060", "[::1]:5060"] {
+            let c = parse(&["--listen", listen]).expect("valid");
+            assert_eq!(c.open_registration_warning(), None, "{listen}");
+        }
+        let c = parse(&[
+            "--listen",
+            "192.0.2.1:5060",
+            "--auth",
+            "required",
+            "--credentials",
+            "u.csv",
+        ])
+        .expect("valid");
+        assert_eq!(c.open_registration_warning(), None);
     }
 
     #[test]

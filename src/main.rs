@@ -68,6 +68,9 @@ fn main() -> ExitCode {
     if config.auth.mode == AuthMode::Off && config.auth.credentials.is_some() {
         tracing::warn!("--credentials is given but --auth is off: REGISTERs are NOT authenticated");
     }
+    if let Some(warning) = config.open_registration_warning() {
+        tracing::warn!("{warning}");
+    }
     match run(config, cpus, auth) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

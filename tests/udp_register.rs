@@ -370,3 +370,16 @@ fn stateless_stub_answers_every_request_with_a_bare_200() {
         .expect_silence(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x\r\n\r\n")
         .is_ok());
 }
+
+/// Authentication off on an address other than loopback: the start-up log says, once, that anyone can bind
+/// any AoR. On loopback it says nothing.
+#[test]
+fn auth_off_off_loopback_warns_once_at_start_up() {
+    let needle = "anyone who reaches it can bind any address-of-record";
+    let open = Server::start_at("0.0.0.0:0", &[]);
+    let log = open.log_text();
+    assert_eq!(log.matches(needle).count(), 1, "{log}");
+    assert!(log.contains("WARN"), "{log}");
+    let closed = Server::start(&[]);
+    assert!(!closed.log_text().contains(needle), "{}", closed.log_text());
+}

@@ -26,8 +26,13 @@ pub struct Server {
 impl Server {
     /// Starts `corereg --listen 127.0.0.1:0 <args>` and waits for its "listening on udp ADDR" line.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_at("127.0.0.1:0", args)
+    }
+
+    /// Starts `corereg --listen LISTEN <args>` and waits for its "listening on udp ADDR" line.
+    pub fn start_at(listen: &str, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_corereg"))
-            .args(["--listen", "127.0.0.1:0", "--log", "info"])
+            .args(["--listen", listen, "--log", "info"])
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
