@@ -638,8 +638,9 @@ impl Registrar {
             AuthDecision::Challenge { stale } => {
                 let mut w = ResponseWriter::start(out, 401);
                 w.dialog_headers(msg, source, &to_tag, ex.top_via);
+                // No Date or Server: a 401 goes to whatever address the request claims, so it carries
+                // only what the UA needs to answer (see "Size of a challenge" in the README).
                 auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
-                w.header(b"Date", self.date.get(now.unix_s()));
                 w.finish();
                 Some(Outcome::Reply {
                     status: 401,

@@ -1395,6 +1395,32 @@ password = "builder"
         assert_eq!(h.reg.binding_count(), 1);
     }
 
+    /// A 401 goes to whatever address a request claims: with the default single challenge it stays within
+    /// 2.6 times the smallest REGISTER that draws it (compact headers; 366 B for 143 B), no Date, no Server.
+    #[test]
+    fn a_challenge_stays_small() {
+        let mut h = Harness::new();
+        let creds = CredentialStore::from_toml_str(USERS, None).expect("credentials");
+        let key = NonceKey::generate().expect("key");
+        let auth = Authenticator::new(AuthConfig::default(), key, Arc::new(creds), T0 - 1);
+        h.reg.set_authenticator(Some(auth));
+        let tiny = b"REGISTER sip:example.com SIP/2.0\r\nv:SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                     f:<sip:a@example.com>;tag=1\r\nt:<sip:a@example.com>\r\ni:1\r\nCSeq:1 REGISTER\r\n\r\n";
+        let r = h.send_raw(tiny);
+        assert_eq!(r.status, 401);
+        assert!(
+            r.get("Date").is_none() && r.get("Server").is_none(),
+            "{r:?}"
+        );
+        let factor = h.out.len() as f64 / tiny.len() as f64;
+        assert!(
+            factor <= 2.6,
+            "401 of {} B for {} B: {factor:.2}x",
+            h.out.len(),
+            tiny.len()
+        );
+    }
+
     #[test]
     fn expired_nonce_gets_stale_then_the_retry_succeeds() {
         let mut h = harness();
