@@ -613,7 +613,10 @@ fn challenge_order_follows_the_configured_algorithms() {
     };
     let default = lines(AuthConfig::default());
     assert_eq!(default.matches("WWW-Authenticate").count(), 1, "{default}");
-    assert!(default.contains("algorithm=MD5"), "MD5 alone by default:\n{default}");
+    assert!(
+        default.contains("algorithm=MD5"),
+        "MD5 alone by default:\n{default}"
+    );
     let both = lines(
         AuthConfig::default()
             .with_algorithms(&[Algorithm::Sha256, Algorithm::Md5])
