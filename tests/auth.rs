@@ -150,6 +150,40 @@ fn sipp_md5_registers_every_user_of_a_csv_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// SIPp 3.6 answers the first challenge of a 401 only, and MD5 ones only: it registers when MD5 is offered
+/// first and gives up when SHA-256 is (the README's client compatibility table).
+#[test]
+fn sipp_registers_when_md5_is_offered_first_and_gives_up_when_sha256_is() {
+    require_sipp();
+    for (algorithms, registers) in [("md5,sha-256", true), ("sha-256,md5", false)] {
+        let dir = workdir("auth-sipp-order");
+        let users = vec![("o1".to_string(), "pw-o1".to_string())];
+        let credentials = dir.join("users.csv");
+        write_file(&credentials, &users_csv(&users));
+        let server = start_auth_server(&credentials, &["--auth-algorithms", algorithms]);
+        let (ok, report) = run_sipp(server.addr, &users, &dir);
+        assert_eq!(
+            ok,
+            registers,
+            "sipp against --auth-algorithms {algorithms}\n{report}\n--- corereg log\n{}",
+            server.log_text()
+        );
+        if !registers {
+            assert!(
+                report.contains("authentication must use MD5"),
+                "sipp should refuse the SHA-256 challenge:\n{report}"
+            );
+        }
+        let contacts = fetch(&server, "o1", "pw-o1");
+        assert_eq!(
+            contacts.len(),
+            usize::from(registers),
+            "{algorithms}: {contacts:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn wrong_password_gets_401_and_binds_nothing() {
     require_sipp();
