@@ -484,6 +484,21 @@ pub fn assert_still_serving(server: &Server, context: &str) {
     );
 }
 
+/// The contacts bound to `user@domain` on a server without `--auth required`: a REGISTER without Contact.
+/// (With authentication: `digest::fetch`.)
+pub fn fetch_unauthenticated(server: &Server, domain: &str, user: &str) -> Vec<String> {
+    let client = server.client();
+    let r = client.request(&Req::register(&client, user, domain).build());
+    assert_eq!(
+        r.status,
+        200,
+        "fetch of {user}@{domain}'s bindings:\n{}\nlog:\n{}",
+        r.raw,
+        server.log_text()
+    );
+    r.contacts().into_iter().map(|(uri, _)| uri).collect()
+}
+
 /// Path of the RFC 4475 corpus (`shared/` sits beside the repository, in CI and in development).
 pub fn rfc4475_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475"))
