@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, including the process-level ones (real binary over loopback UDP) and the
-# SIPp interop scenarios. Installs SIPp (Debian package sip-tester) first when it is missing and we are root.
+# interop tests with real SIP clients. Installs the clients first when one is missing and we are root:
+# SIPp (Debian package sip-tester), sipsak (sipsak) and baresip (baresip-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v sipp >/dev/null 2>&1; then
+# program:package for each client the tests run.
+missing=()
+for pair in sipp:sip-tester sipsak:sipsak baresip:baresip-core; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ]; then
         apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y sip-tester
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
     else
-        echo "sipp is missing: run 'sudo apt-get update && sudo apt-get install -y sip-tester' (the SIPp tests fail without it)" >&2
+        echo "missing SIP clients: run 'sudo apt-get update && sudo apt-get install -y ${missing[*]}'" \
+            "(the interop tests fail without them)" >&2
     fi
 fi
 

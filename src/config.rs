@@ -200,8 +200,8 @@ pub struct Args {
     pub auth_cooldown: Option<u64>,
 
     /// Digest challenges offered, in order: `md5`, `sha-256,md5` (RFC 8760: strongest first), `md5,sha-256`
-    /// or `sha-256`. Many deployed UAs (sipsak, baresip, SIPp) fail on a 401 that carries any SHA-256
-    /// challenge, so MD5 alone is the default. [default: md5]
+    /// or `sha-256`. Deployed UAs fail on SHA-256: baresip on a 401 that carries any SHA-256 challenge,
+    /// sipsak and SIPp when it comes first; so MD5 alone is the default. [default: md5]
     #[arg(long, value_name = "LIST", value_parser = parse_algorithms)]
     pub auth_algorithms: Option<AlgorithmList>,
 

@@ -3,27 +3,16 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::Server;
+use common::{files_report, free_udp_port, require_program, workdir, KillOnDrop, Server};
 
 /// Calls per scenario (each call uses its own AoR: user name + call number).
 const CALLS: &str = "5";
 /// Wall-clock bound for one SIPp run (SIPp's own -timeout is shorter, this is the backstop).
 const RUN_LIMIT: Duration = Duration::from_secs(40);
-
-/// Kills SIPp when the test ends early (panic or timeout).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,39 +20,16 @@ fn scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn sipp_binary() -> &'static str {
-    match Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(_) => "sipp",
-        Err(e) => panic!(
-            "SIPp is required for the interop tests but `sipp` cannot be run ({e}). Install it: \
-             `apt-get update && apt-get install -y sip-tester` (scripts/test.sh does this when run as root)"
-        ),
-    }
-}
-
-/// A currently free UDP port on loopback for SIPp's own socket (SIPp would otherwise try 5060 and up).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn run_scenario(file: &str, server_args: &[&str]) {
-    let sipp = sipp_binary();
+    require_program("sipp", &["-v"], "sip-tester");
     let server = Server::start(server_args);
-    let workdir = std::env::temp_dir().join(format!(
-        "corereg-sipp-{}-{}",
-        std::process::id(),
-        common::unique()
-    ));
-    std::fs::create_dir_all(&workdir).expect("sipp work dir");
-    let child = Command::new(sipp)
+    let workdir = workdir("sipp");
+    let child = Command::new("sipp")
         .current_dir(&workdir)
         .arg("-sf")
         .arg(scenario(file))
         .arg(server.addr.to_string())
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
         .args([
             "-m",
             CALLS,
@@ -87,34 +53,9 @@ fn run_scenario(file: &str, server_args: &[&str]) {
         .stderr(std::fs::File::create(workdir.join("sipp.stderr")).expect("stderr file"))
         .spawn()
         .expect("spawn sipp");
-    let mut guard = Guard(child);
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("wait sipp") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{file}: sipp still running after {RUN_LIMIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = KillOnDrop(child).wait_within(&format!("{file}: sipp"), RUN_LIMIT);
     if !status.success() {
-        let mut report = String::new();
-        if let Ok(entries) = std::fs::read_dir(&workdir) {
-            for entry in entries.flatten() {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let tail: String = text
-                    .chars()
-                    .rev()
-                    .take(4000)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                report += &format!("\n--- {} (tail)\n{tail}", entry.path().display());
-            }
-        }
+        let report = files_report(&workdir, |_| true, 4000);
         panic!(
             "{file}: sipp exited with {status:?} (a call failed or timed out)\n{report}\n\
              --- corereg log\n{}",

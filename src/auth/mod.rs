@@ -59,9 +59,10 @@ pub struct AuthConfig {
     pub replay_capacity: usize,
     /// Brute-force limits (`--auth-max-failures` is `guard.max_failures`).
     pub guard: GuardConfig,
-    /// Challenges offered, in order (`--auth-algorithms`). MD5 alone by default: sipsak, baresip and SIPp
-    /// fail on a 401 that carries a SHA-256 challenge, first or not. RFC 8760 wants the strongest first
-    /// where SHA-256 is offered. Never empty: `AuthConfig::with_algorithms` refuses that.
+    /// Challenges offered, in order (`--auth-algorithms`). MD5 alone by default: baresip fails on a 401 that
+    /// carries a SHA-256 challenge, first or not, and sipsak and SIPp answer only the first challenge, MD5
+    /// only. RFC 8760 wants the strongest first where SHA-256 is offered. Never empty:
+    /// `AuthConfig::with_algorithms` refuses that.
     pub challenge_algorithms: [Option<Algorithm>; 2],
 }
 

@@ -2,9 +2,12 @@
 //! talk to it over UDP with timeouts, and read its responses.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use std::io::{BufRead, BufReader};
+pub mod digest;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,10 +55,13 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = parse_listening(&line) {
+                    // Logged before the start-up address is handed over, so a test that reads the log as
+                    // soon as `start` returns sees the start-up line.
+                    let addr = parse_listening(&line);
+                    log.lock().expect("log lock").push(line);
+                    if let Some(addr) = addr {
                         let _ = addr_tx.send(addr);
                     }
-                    log.lock().expect("log lock").push(line);
                 }
             });
         }
@@ -491,6 +497,21 @@ pub fn assert_still_serving(server: &Server, context: &str) {
     );
 }
 
+/// The contacts bound to `user@domain` on a server without `--auth required`: a REGISTER without Contact.
+/// (With authentication: `digest::fetch`.)
+pub fn fetch_unauthenticated(server: &Server, domain: &str, user: &str) -> Vec<String> {
+    let client = server.client();
+    let r = client.request(&Req::register(&client, user, domain).build());
+    assert_eq!(
+        r.status,
+        200,
+        "fetch of {user}@{domain}'s bindings:\n{}\nlog:\n{}",
+        r.raw,
+        server.log_text()
+    );
+    r.contacts().into_iter().map(|(uri, _)| uri).collect()
+}
+
 /// Path of the RFC 4475 corpus (`shared/` sits beside the repository, in CI and in development).
 pub fn rfc4475_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475"))
@@ -591,4 +612,108 @@ pub fn stop(mut server: Server, shards: usize) -> Vec<ShardStopLine> {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// External programs (SIPp, sipsak, baresip, the loadgen) and their files.
+
+/// A child process killed (and reaped) when the test ends, even by panicking.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl KillOnDrop {
+    /// Waits up to `limit` for the exit status; panics naming `what` when it is still running then.
+    pub fn wait_within(&mut self, what: &str, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM (the way an operator stops a client).
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on the pid of our own child, which is not reaped before this guard drops.
+        let rc = unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM {}", self.0.id());
+    }
+}
+
+/// Panics unless `program` can be run (`program probe...`, output discarded), naming the Debian package
+/// that provides it: the interop tests never skip silently.
+pub fn require_program(program: &str, probe: &[&str], package: &str) {
+    if let Err(e) = Command::new(program)
+        .args(probe)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        panic!(
+            "`{program}` is required for the interop tests but cannot be run ({e}). Install it: \
+             `apt-get update && apt-get install -y {package}` (scripts/test.sh does this when run as root)"
+        );
+    }
+}
+
+/// A fresh directory for one test's files: `<tmp>/corereg-<name>-<pid>-<n>`.
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "corereg-{name}-{}-{}",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::create_dir_all(&dir).expect("work dir");
+    dir
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    let mut f = std::fs::File::create(path).expect("create file");
+    f.write_all(text.as_bytes()).expect("write file");
+}
+
+/// A currently free UDP port on loopback, for programs that cannot bind port 0 themselves.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The last `max` characters of `text`.
+pub fn tail(text: &str, max: usize) -> String {
+    let skip = text.chars().count().saturating_sub(max);
+    text.chars().skip(skip).collect()
+}
+
+/// The tail of every file in `dir` whose name `keep` accepts, for failure reports.
+pub fn files_report(dir: &Path, keep: impl Fn(&str) -> bool, max: usize) -> String {
+    let mut report = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return report;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        if keep(&name) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            report += &format!("\n--- {} (tail)\n{}", path.display(), tail(&text, max));
+        }
+    }
+    report
 }
