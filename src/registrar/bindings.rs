@@ -496,6 +496,90 @@ impl BindingStore {
         Some(b)
     }
 
+    /// Every live binding, in arena order (inspection: tests, the fuzz harness, reports).
+    pub fn iter(&self) -> impl Iterator<Item = (BindingIdx, &Binding)> + '_ {
+        self.bindings.iter().map(|(i, b)| (i as BindingIdx, b))
+    }
+
+    /// Every AoR record (each has at least one binding), in arena order.
+    pub fn aors(&self) -> impl Iterator<Item = AorIdx> + '_ {
+        self.aors.iter().map(|(i, _)| i as AorIdx)
+    }
+
+    /// Checks the table's structure: every AoR record is found under its own name's hash, its list links
+    /// exactly `count` (> 0) bindings that all point back to it, and the lists together hold every live
+    /// binding. O(bindings + AoRs): for tests and the fuzz harness (`Registrar::check_invariants`).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.table.len() != self.aors.len() {
+            return Err(format!(
+                "binding store: {} table entries for {} AoR records",
+                self.table.len(),
+                self.aors.len()
+            ));
+        }
+        let mut linked = 0usize;
+        for (rec_idx, rec) in self.aors.iter() {
+            let name = rec.name.as_bytes();
+            let shown = || String::from_utf8_lossy(name).into_owned();
+            if rec.hash != self.hash_aor(name) {
+                return Err(format!("binding store: AoR {:?} has a stale hash", shown()));
+            }
+            if self.find_aor(rec.hash, name) != Some(rec_idx as AorIdx) {
+                return Err(format!(
+                    "binding store: AoR {:?} (record {rec_idx}) not found by name",
+                    shown()
+                ));
+            }
+            if rec.count == 0 {
+                return Err(format!(
+                    "binding store: AoR {:?} kept without bindings",
+                    shown()
+                ));
+            }
+            let mut cur = rec.head;
+            for n in 0..rec.count {
+                let Some(b) = self.bindings.get(cur as usize) else {
+                    return Err(format!(
+                        "binding store: AoR {:?} counts {} bindings, its list ends after {n}",
+                        shown(),
+                        rec.count
+                    ));
+                };
+                if b.aor as usize != rec_idx {
+                    return Err(format!(
+                        "binding store: binding {cur} in the list of AoR {:?} belongs to record {}",
+                        shown(),
+                        b.aor
+                    ));
+                }
+                cur = b.next;
+            }
+            if cur != NIL {
+                return Err(format!(
+                    "binding store: AoR {:?} has more bindings linked than its count {}",
+                    shown(),
+                    rec.count
+                ));
+            }
+            linked += rec.count as usize;
+        }
+        if linked != self.bindings.len() {
+            return Err(format!(
+                "binding store: {linked} bindings linked from AoRs, {} live",
+                self.bindings.len()
+            ));
+        }
+        if self.bindings.len() > self.max_bindings {
+            return Err(format!(
+                "binding store: {} bindings over the limit {}",
+                self.bindings.len(),
+                self.max_bindings
+            ));
+        }
+        Ok(())
+    }
+
     /// Heap-independent estimate used by the memory report: bytes of strings held (AoRs and bindings).
     pub fn string_bytes(&self) -> usize {
         let b: usize = self.bindings.iter().map(|(_, b)| b.string_bytes()).sum();

@@ -12,6 +12,7 @@ pub mod aor_table;
 mod arena;
 pub mod bindings;
 mod date;
+mod invariants;
 pub mod register;
 mod reply;
 mod validate;

@@ -70,8 +70,12 @@ impl Registrar {
         let mut w = ResponseWriter::start(out, 200);
         w.dialog_headers(msg, source, &to_tag, ex.top_via);
         if let Some(rec) = rec {
+            // Current bindings only: one expired but not yet swept may still be stored (the paths that
+            // answer from state without `register::purge_expired`, e.g. an authenticated retransmission).
             for (_, b) in self.store.bindings_of(rec) {
-                write_contact(w.buf(), b, now_s);
+                if b.expires_at_s > now_s {
+                    write_contact(w.buf(), b, now_s);
+                }
             }
         }
         if echo_path {

@@ -149,11 +149,6 @@ impl Occupancy {
         debug_assert!(self.words[w] != 0);
         Some(w * 64 + self.words[w].trailing_zeros() as usize)
     }
-
-    #[cfg(test)]
-    fn contains(&self, slot: usize) -> bool {
-        self.words[slot / 64] & (1 << (slot % 64)) != 0
-    }
 }
 
 /// Whether `at_s` is strictly before the best event so far (`Option::is_none_or` needs Rust 1.82).
@@ -559,73 +554,140 @@ impl TimerWheel {
         }
     }
 
-    /// Walks every list and checks links, counts, bitsets, placement and the cursor (tests only).
-    #[cfg(test)]
-    fn check_invariants(&self) {
-        assert!(self.cur_s <= self.now_s + 1);
+    /// Walks every list and checks links, counts, bitsets, placement and the cursor: for tests and the fuzz
+    /// harness (`Registrar::check_invariants`), never on the request path. The lists are found from their
+    /// heads' nodes (O(ids)); the head table and the bitsets are then compared whole with what was found,
+    /// so a check costs little more than a few block compares when few timers are armed.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("timer wheel: {}", what()))
+            }
+        }
+        ensure(self.cur_s <= self.now_s + 1, || {
+            format!("cursor {} beyond clock {} + 1", self.cur_s, self.now_s)
+        })?;
+        let mut heads = vec![NIL; LISTS];
+        let mut occupied = [Occupancy::EMPTY, Occupancy::EMPTY];
         let mut seen = 0usize;
-        for list in 0..LISTS as u32 {
+        let mut unarmed = 0usize;
+        for (head, node) in self.nodes.iter().enumerate() {
+            if node.prev == UNARMED {
+                unarmed += 1;
+                continue;
+            }
+            if node.prev & HEAD_BIT == 0 {
+                continue;
+            }
+            let list = node.prev & !HEAD_BIT;
+            ensure((list as usize) < LISTS, || {
+                format!("id {head} heads the unknown list {list}")
+            })?;
+            heads[list as usize] = head as u32;
+            if list < L1_BASE {
+                occupied[0].set((list - L0_BASE) as usize);
+            } else if list < OVERFLOW {
+                occupied[1].set((list - L1_BASE) as usize);
+            }
             let mut prev = HEAD_BIT | list;
-            let mut id = self.heads[list as usize];
+            let mut id = head as u32;
             let mut min_s = u64::MAX;
             while id != NIL {
-                let node = self.nodes[id as usize];
-                assert_eq!(node.prev, prev, "broken back link at id {id}");
-                assert_eq!(self.list_placement(node.deadline_s, list), list, "id {id}");
+                ensure(seen < self.armed, || {
+                    format!("more linked ids than the {} armed (a cycle?)", self.armed)
+                })?;
+                let Some(node) = self.nodes.get(id as usize).copied() else {
+                    return Err(format!("timer wheel: list {list} links unknown id {id}"));
+                };
+                ensure(node.prev == prev, || format!("broken back link at id {id}"))?;
+                let placed = self.list_placement(node.deadline_s, list)?;
+                ensure(placed == list, || {
+                    format!(
+                        "id {id} (deadline {}) sits in list {list}, belongs in {placed}",
+                        node.deadline_s
+                    )
+                })?;
                 min_s = min_s.min(node.deadline_s);
                 seen += 1;
                 prev = id;
                 id = node.next;
             }
-            let non_empty = self.heads[list as usize] != NIL;
-            match list {
-                DUE => assert!(self.due_min_s <= min_s),
-                OVERFLOW => assert!(self.overflow_min_s <= min_s),
-                RESCAN => assert!(self.rescan_min_s <= min_s),
-                _ if list < L1_BASE => {
-                    assert_eq!(self.occupied[0].contains(list as usize), non_empty)
-                }
-                _ => assert_eq!(
-                    self.occupied[1].contains((list - L1_BASE) as usize),
-                    non_empty
-                ),
-            }
+            let bound = match list {
+                DUE => self.due_min_s,
+                OVERFLOW => self.overflow_min_s,
+                RESCAN => self.rescan_min_s,
+                _ => 0,
+            };
+            ensure(bound <= min_s, || {
+                format!("list {list}: lower bound {bound} above its earliest deadline {min_s}")
+            })?;
         }
-        assert_eq!(seen, self.armed);
-        let unarmed = self.nodes.iter().filter(|n| n.prev == UNARMED).count();
-        assert_eq!(unarmed + self.armed, self.nodes.len());
-        for level in &self.occupied {
-            for (w, word) in level.words.iter().enumerate() {
-                assert_eq!(*word != 0, level.summary & (1 << w) != 0);
-            }
+        ensure(seen == self.armed, || {
+            format!("{seen} linked ids, {} counted armed", self.armed)
+        })?;
+        ensure(unarmed + self.armed == self.nodes.len(), || {
+            format!(
+                "{unarmed} unarmed + {} armed != {} ids",
+                self.armed,
+                self.nodes.len()
+            )
+        })?;
+        // Whole-table compares: a head or an occupancy bit that no list accounts for is an error.
+        ensure(heads[..] == self.heads[..], || {
+            let list = (0..LISTS).find(|&l| heads[l] != self.heads[l]).unwrap_or(0);
+            format!(
+                "list {list} has head {}, its nodes say {}",
+                self.heads[list], heads[list]
+            )
+        })?;
+        for (level, (want, got)) in occupied.iter().zip(&self.occupied).enumerate() {
+            ensure(
+                want.words == got.words && want.summary == got.summary,
+                || format!("level-{level} occupancy bits disagree with the lists"),
+            )?;
         }
+        Ok(())
     }
 
-    /// Whether a timer with `deadline_s` may legitimately sit in `list` (tests only): a level-0 or
-    /// level-1 timer must be in the cursor's rotation at or after it; level-1 slot timers may also be
-    /// in the current slot when the cascade is pending at the cursor.
-    #[cfg(test)]
-    fn list_placement(&self, deadline_s: u64, list: u32) -> u32 {
+    /// Whether a timer with `deadline_s` may legitimately sit in `list`: a level-0 or level-1 timer must be
+    /// in the cursor's rotation at or after it; level-1 slot timers may also be in the current slot when
+    /// the cascade is pending at the cursor. Returns the list it belongs in.
+    fn list_placement(&self, deadline_s: u64, list: u32) -> Result<u32, String> {
+        let misplaced = |why: &str| {
+            Err(format!(
+                "timer wheel: deadline {deadline_s} in list {list}: {why} (cursor {}, clock {})",
+                self.cur_s, self.now_s
+            ))
+        };
         match list {
-            DUE => {
-                assert!(deadline_s <= self.now_s);
-                DUE
-            }
-            OVERFLOW | RESCAN => {
-                assert!(deadline_s >= self.cur_s);
-                list
-            }
+            DUE if deadline_s > self.now_s => misplaced("due but in the future"),
+            DUE => Ok(DUE),
+            OVERFLOW | RESCAN if deadline_s < self.cur_s => misplaced("behind the cursor"),
+            OVERFLOW | RESCAN => Ok(list),
             _ if list < L1_BASE => {
-                assert!(deadline_s >= self.cur_s);
-                assert_eq!(deadline_s >> LEVEL_BITS, self.cur_s >> LEVEL_BITS);
-                L0_BASE + (deadline_s & SLOT_MASK) as u32
+                if deadline_s < self.cur_s {
+                    return misplaced("behind the cursor");
+                }
+                if deadline_s >> LEVEL_BITS != self.cur_s >> LEVEL_BITS {
+                    return misplaced("outside the cursor's level-0 rotation");
+                }
+                Ok(L0_BASE + (deadline_s & SLOT_MASK) as u32)
             }
             _ => {
-                assert!(deadline_s >= self.cur_s);
-                assert_eq!(deadline_s >> SPAN_BITS, self.cur_s >> SPAN_BITS);
+                if deadline_s < self.cur_s {
+                    return misplaced("behind the cursor");
+                }
+                if deadline_s >> SPAN_BITS != self.cur_s >> SPAN_BITS {
+                    return misplaced("outside the cursor's level-1 rotation");
+                }
                 let start_s = (deadline_s >> LEVEL_BITS) << LEVEL_BITS;
-                assert!(start_s >= self.cur_s, "level-1 timer behind the cursor");
-                L1_BASE + ((deadline_s >> LEVEL_BITS) & SLOT_MASK) as u32
+                if start_s < self.cur_s {
+                    return misplaced("level-1 timer behind the cursor");
+                }
+                Ok(L1_BASE + ((deadline_s >> LEVEL_BITS) & SLOT_MASK) as u32)
             }
         }
     }
@@ -642,7 +704,7 @@ mod tests {
         let mut out = Vec::new();
         let more = wheel.advance(now_s, &mut out, usize::MAX);
         assert!(!more);
-        wheel.check_invariants();
+        wheel.check_invariants().expect("wheel invariants");
         out.sort_unstable();
         out
     }
@@ -654,7 +716,7 @@ mod tests {
             let before = out.len();
             let more = wheel.advance(now_s, &mut out, max);
             assert!(out.len() - before <= max);
-            wheel.check_invariants();
+            wheel.check_invariants().expect("wheel invariants");
             if !more {
                 out.sort_unstable();
                 return out;
@@ -860,7 +922,7 @@ mod tests {
             let more = wheel.advance(5_010, &mut out, 100);
             calls += 1;
             assert!(out.len() - before <= 100);
-            wheel.check_invariants();
+            wheel.check_invariants().expect("wheel invariants");
             if !more {
                 break;
             }
@@ -1040,7 +1102,7 @@ mod tests {
                         }
                     }
                 }
-                wheel.check_invariants();
+                wheel.check_invariants().expect("wheel invariants");
                 prop_assert_eq!(wheel.len(), model.len());
                 let earliest = model.values().min().copied();
                 match (wheel.next_deadline(), earliest) {
