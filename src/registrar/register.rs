@@ -399,8 +399,13 @@ pub fn apply(
         return Err(Refusal::StoreFull);
     }
 
-    // Apply: nothing below can fail for a request that reached this point.
-    for &idx in &evict {
+    // Apply: nothing below can fail for a request that reached this point. Evictions and removals
+    // first: the capacity check above counted them, so the inserts must find their room free.
+    let removed = actions.iter().filter_map(|a| match *a {
+        Action::Remove(idx) => Some(idx),
+        _ => None,
+    });
+    for idx in evict.iter().copied().chain(removed) {
         st.wheel.cancel(idx);
         st.store.remove(idx);
     }
@@ -409,11 +414,7 @@ pub fn apply(
         outbound |= c.is_outbound() && *a != Action::Nothing;
         let data = binding_data(req, c);
         match *a {
-            Action::Nothing => {}
-            Action::Remove(idx) => {
-                st.wheel.cancel(idx);
-                st.store.remove(idx);
-            }
+            Action::Nothing | Action::Remove(_) => {}
             Action::Update(idx) => {
                 let armed_no_later_than = st.store.get(idx).map(|b| b.expires_at_s);
                 if st.store.update(idx, &data).is_ok() {

@@ -1597,7 +1597,6 @@ mod fuzz_regressions {
     /// assertion in `register::apply`; in release builds the phone gets a 200 without its new binding).
     /// Applying removals and evictions before inserts fixes it.
     #[test]
-    #[ignore = "known bug: register::apply inserts before it removes (fix pending in register.rs)"]
     fn a_full_table_takes_a_contact_that_replaces_a_removed_one_in_the_same_request() {
         let mut h = Harness::with(RegistrarConfig {
             max_bindings: 1,
