@@ -368,10 +368,12 @@ mod tests {
     }
 
     /// Many clients answering their challenges out of order, far more nonces than the window holds, all
-    /// in one second: none is re-challenged, because a nonce is forgotten only when a newer one was
-    /// evicted from its bucket.
+    /// in one second: almost none is re-challenged, because a nonce is forgotten only when a newer one
+    /// was evicted from its bucket. That takes a bucket filling up with nonces issued after it while
+    /// it is pending: with 2,000 in flight in a 65,536-entry window it happens about once in 4 million
+    /// answers (0.15 per run, 2 at worst over 40 runs); the bound leaves room for the random hash.
     #[test]
-    fn a_busy_second_re_challenges_nobody() {
+    fn a_busy_second_re_challenges_almost_nobody() {
         let mut w = ReplayWindow::new(DEFAULT_CAPACITY, T0);
         let in_flight = 2_000u64;
         let total = 10 * DEFAULT_CAPACITY as u64;
@@ -387,13 +389,17 @@ mod tests {
             let i = (x % pending.len() as u64) as usize;
             let seq = pending.swap_remove(i);
             let v = w.accept(&seq.to_le_bytes(), T0, Issuer::Own { seq }, 1);
-            assert_eq!(v, ReplayVerdict::Accepted, "seq {seq}");
+            assert_ne!(v, ReplayVerdict::Replayed, "seq {seq}");
             answered += 1;
             pending.push(next);
             next += 1;
         }
         assert!(w.stats().evictions > total / 2);
-        assert_eq!(w.stats().forgotten, 0);
+        assert!(
+            w.stats().forgotten <= total / 100_000,
+            "{} of {total} re-challenged",
+            w.stats().forgotten
+        );
     }
 
     #[test]
