@@ -33,7 +33,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PEERS="${PEERS:-$ROOT/../shared/peers}"
+PEERS="${PEERS:-$ROOT/benches/peers}"
 PORT=5090
 CORES=""
 USERS=100000

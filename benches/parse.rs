@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 use corereg::sip::parse::{parse_message_into, HeaderName, ParseLimits};
 use corereg::sip::uri::{canonical_aor, parse_uri, AorBuf};
 
-/// The SIPp scenario's REGISTER (shared/peers/sipp-register.xml): 10 headers, ~400 bytes.
+/// The SIPp scenario's REGISTER (benches/peers/sipp-register.xml): 10 headers, ~400 bytes.
 const SIPP: &[u8] = b"REGISTER sip:192.0.2.10:5060 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.20:5061;branch=z9hG4bK-24189-1-0\r\n\
 Max-Forwards: 70\r\n\

@@ -20,7 +20,7 @@
 #                                            load generator would be; default: wherever the scheduler puts it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PEERS="${PEERS:-$ROOT/../shared/peers}"
+PEERS="${PEERS:-$ROOT/benches/peers}"
 ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU=""
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -4,7 +4,7 @@
 Seeds come from the repository: the REGISTERs of the tests (src/registrar/tests.rs' `Req`,
 tests/support/sample_register.rs), the users files of src/auth/credentials.rs' tests and of the README,
 the configuration files of src/config.rs' tests and of the README, and the RFC 4475 torture messages of
-../shared/rfc4475/ (copied byte for byte). Run it from anywhere; it replaces the seed files it writes and
+tests/data/rfc4475/ (copied byte for byte). Run it from anywhere; it replaces the seed files it writes and
 leaves any other file alone.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 FUZZ = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(FUZZ)
-RFC4475 = os.path.join(REPO, "..", "shared", "rfc4475")
+RFC4475 = os.path.join(REPO, "tests", "data", "rfc4475")
 CORPUS = os.path.join(FUZZ, "corpus")
 
 

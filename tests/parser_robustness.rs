@@ -1,4 +1,4 @@
-//! The parser against hostile input: the 50 RFC 4475 torture messages (`../shared/rfc4475/`) and
+//! The parser against hostile input: the 50 RFC 4475 torture messages (`tests/data/rfc4475/`) and
 //! property tests with random bytes and mutated REGISTERs. Nothing may panic; valid messages must frame.
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use corereg::sip::uri::{
 };
 use proptest::prelude::*;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rfc4475");
 
 struct Torture {
     name: String,

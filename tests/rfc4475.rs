@@ -1,6 +1,6 @@
 //! The RFC 4475 torture messages, sent as exact bytes to the real binary.
 //!
-//! Expected answers come from `../shared/rfc4475/MANIFEST.tsv` and RFC 3261 (§8.2 for non-REGISTER methods: a
+//! Expected answers come from `tests/data/rfc4475/MANIFEST.tsv` and RFC 3261 (§8.2 for non-REGISTER methods: a
 //! registrar accepts OPTIONS, answers other known methods 405 and unknown ones 501; §10.3 for REGISTER).
 //! Where the manifest allows a liberal reading, either answer is accepted. Responses are never answered.
 

@@ -512,9 +512,9 @@ pub fn fetch_unauthenticated(server: &Server, domain: &str, user: &str) -> Vec<S
     r.contacts().into_iter().map(|(uri, _)| uri).collect()
 }
 
-/// Path of the RFC 4475 corpus (`shared/` sits beside the repository, in CI and in development).
+/// Path of the RFC 4475 corpus, vendored in `tests/data/rfc4475/` (see its README for the origin).
 pub fn rfc4475_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/rfc4475"))
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rfc4475"))
 }
 
 /// CPUs this test process may use (the affinity mask): `corereg --cores N` accepts at most this many.
