@@ -2,7 +2,7 @@
 //!
 //! It copies the Via, From, To, Call-ID and CSeq lines (long or compact names) by a quick line scan and
 //! does nothing else: no parsing beyond line starts, no registrar, no state. Run under the same I/O shell
-//! as the registrar, it measures the floor the registrar's own work is added to (see DESIGN.md, "The shell").
+//! as the registrar, it measures the floor the registrar's own work is added to (see ARCHITECTURE.md, "The shell").
 
 use std::net::SocketAddr;
 
