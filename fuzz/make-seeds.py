@@ -2,7 +2,7 @@
 """Writes the seed corpora of the fuzz targets into fuzz/corpus/<target>/ (see README.md).
 
 Seeds come from the repository: the REGISTERs of the tests (src/registrar/tests.rs' `Req`,
-tests/support/sample_register.rs), the users files of src/auth/credentials.rs' tests and of the README,
+tests/support/sample_register.rs), the users files of src/auth/credentials.rs' tests and of docs/authentication.md,
 the configuration files of src/config.rs' tests and of the README, and the RFC 4475 torture messages of
 tests/data/rfc4475/ (copied byte for byte). Run it from anywhere; it replaces the seed files it writes and
 leaves any other file alone.
@@ -175,7 +175,7 @@ def sha(s):
 
 
 USERS_FILES = {
-    # README "Users file".
+    # docs/authentication.md, "Users file".
     "readme.toml": (0, """# Realm for entries that do not name one (optional).
 default_realm = "example.com"
 

@@ -4,7 +4,7 @@
 # A REGISTER at a moderate rate runs with cold caches (the shard sleeps between datagrams), so its cost is
 # mostly code and data lines fetched from further away. With a profile of real traffic, LLVM lays the taken
 # blocks of the request path out contiguously and moves the rest aside: fewer code lines per REGISTER and
-# fewer instructions. Measured side by side, see README.md ("Benchmarks") and tuning/README.md ("Profile-guided build").
+# fewer instructions. Measured side by side, see README.md ("Performance") and tuning/README.md ("Profile-guided build").
 #
 #   1. builds instrumented binaries (target/pgo-instrumented/);
 #   2. trains them over loopback with corereg-loadgen, on the paths a registrar runs in service:

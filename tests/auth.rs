@@ -149,7 +149,7 @@ fn sipp_md5_registers_every_user_of_a_csv_file() {
 }
 
 /// SIPp 3.6 answers the first challenge of a 401 only, and MD5 ones only: it registers when MD5 is offered
-/// first and gives up when SHA-256 is (the README's client compatibility table).
+/// first and gives up when SHA-256 is (the client compatibility table in docs/authentication.md).
 #[test]
 fn sipp_registers_when_md5_is_offered_first_and_gives_up_when_sha256_is() {
     require_sipp();

@@ -4,8 +4,8 @@
 //! authenticated REGISTER without Contact (a fetch) lists the client's contact, or nothing when the client
 //! had to fail.
 //!
-//! These tests pin the cells of the README's client compatibility table for both clients under the three
-//! challenge orders `--auth-algorithms md5` (the default), `sha-256,md5` and `md5,sha-256`; SIPp's row is
+//! These tests pin the cells of the client compatibility table (docs/authentication.md) for both
+//! clients under the three challenge orders `--auth-algorithms md5` (the default), `sha-256,md5` and `md5,sha-256`; SIPp's row is
 //! pinned in tests/auth.rs. A missing client fails the test with the package to install; nothing is
 //! skipped.
 
