@@ -1,4 +1,8 @@
 //! corereg-loadgen: SIP REGISTER load generator (and a minimal responder to measure it against).
+//!
+//! No `unsafe` here: batched UDP I/O and its system calls live in the `corereg-udp` crate.
+
+#![forbid(unsafe_code)]
 
 mod capacity;
 mod digest;

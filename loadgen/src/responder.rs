@@ -6,9 +6,10 @@
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::digest::{self, Algorithm, Params};
-use crate::net::{self, Batch};
+use crate::net;
 use crate::passwords;
 use crate::sip::{self, Writer};
 
@@ -64,24 +65,21 @@ fn serve_socket(
     stats: &ResponderStats,
     stop: &AtomicBool,
 ) {
-    let mut recv = Batch::new(cfg.batch);
-    let mut send = Batch::new(cfg.batch);
+    let mut recv = net::recv_batch(cfg.batch);
+    let mut send = net::send_batch(cfg.batch);
     let mut nonce_counter: u64 = (thread as u64) << 48;
     while !stop.load(Ordering::Relaxed) {
-        let n = recv.recv(sock, true);
+        let n = recv.recv(sock).unwrap_or(0);
         if n == 0 {
-            net::wait_readable(sock, 100_000_000);
+            corereg_udp::wait_readable(sock, Duration::from_millis(100));
             continue;
         }
         stats.requests.fetch_add(n as u64, Ordering::Relaxed);
-        for i in 0..n {
-            let Some((data, from)) = recv.get(i) else {
-                continue;
-            };
+        for received in recv.iter() {
             nonce_counter += 1;
             let mut outcome = Outcome::Ignored;
-            send.push_with(Some(from), |buf| {
-                let (len, o) = answer(cfg, data, nonce_counter, buf)?;
+            send.push_with(received.source, |buf| {
+                let (len, o) = answer(cfg, received.datagram, nonce_counter, buf)?;
                 outcome = o;
                 Some(len)
             });
@@ -93,7 +91,7 @@ fn serve_socket(
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        send.send_all(sock, true);
+        send.send_all(sock);
     }
 }
 

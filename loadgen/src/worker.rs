@@ -7,12 +7,13 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use corereg_udp::{RecvBatch, SendBatch};
 use hdrhistogram::Histogram;
 
 use crate::digest::{self, Challenge};
-use crate::net::{self, Batch};
+use crate::net;
 use crate::passwords::Passwords;
 use crate::report::{new_histogram, Counters, Interval};
 use crate::scenario::{next_action, Mix, Scenario, UserView};
@@ -106,8 +107,8 @@ pub struct Worker {
     users: Vec<User>,
     cursor: usize,
     timers: Timers,
-    send: Batch,
-    recv: Batch,
+    send: SendBatch,
+    recv: RecvBatch,
     started: u64,
     in_flight: usize,
     rng: u64,
@@ -126,17 +127,14 @@ pub struct Worker {
 impl Worker {
     pub fn new(cfg: Arc<RunConfig>, share: Share, clock: Instant) -> std::io::Result<Worker> {
         let socket = net::bind_udp(SocketAddr::new(cfg.local_ip.into(), 0), false)?;
-        net::connect(&socket, cfg.target)?;
+        corereg_udp::connect(&socket, cfg.target)?;
         let local_port = socket.local_addr()?.port();
         let users = (0..share.users).map(|_| User::default()).collect();
-        let mut send = Batch::new(cfg.batch);
+        let mut send = net::send_batch(cfg.batch);
         let mut gso_unsupported = None;
         if cfg.gso {
-            match net::gso_supported(&socket) {
-                Ok(()) => send.set_path(net::SendPath::Gso {
-                    max_segment: net::gso_max_segment(&socket),
-                    max_segments: net::GSO_MAX_SEGMENTS,
-                }),
+            match net::gso_path(&socket) {
+                Ok(path) => send.set_path(path),
                 Err(e) => gso_unsupported = Some(format!("UDP GSO unsupported ({e})")),
             }
         }
@@ -147,7 +145,7 @@ impl Worker {
             cursor: 0,
             timers: Timers::new(cfg.timers),
             send,
-            recv: Batch::new(cfg.batch),
+            recv: net::recv_batch(cfg.batch),
             started: 0,
             in_flight: 0,
             rng: 0x9e37_79b9_7f4a_7c15 ^ ((share.index as u64 + 1) << 32) ^ cfg.run_id as u64,
@@ -256,7 +254,7 @@ impl Worker {
                 self.cfg.tick_ns.min(MAX_WAIT_NS),
             ));
         } else if wait > 0 {
-            net::wait_readable(&self.socket, wait);
+            corereg_udp::wait_readable(&self.socket, Duration::from_nanos(wait));
         }
     }
 
@@ -414,28 +412,27 @@ impl Worker {
     }
 
     fn flush(&mut self) {
-        if self.send.len() > 0 {
-            let (sent, dropped) = self.send.send_all(&self.socket, false);
-            self.counters.datagrams_sent += sent as u64;
-            self.counters.send_drops += dropped as u64;
+        if !self.send.is_empty() {
+            let out = self.send.send_all(&self.socket);
+            self.counters.datagrams_sent += out.sent as u64;
+            self.counters.send_drops += out.dropped as u64;
         }
     }
 
     fn receive(&mut self) -> bool {
         let mut any = false;
         loop {
-            let n = self.recv.recv(&self.socket, false);
+            // Nothing queued (EAGAIN), or an ICMP error from the target: nothing to read.
+            let n = self.recv.recv(&self.socket).unwrap_or(0);
             if n == 0 {
                 break;
             }
             any = true;
             let now = self.now_ns();
             // Take the batch out so responses can borrow it while `self` is mutated.
-            let batch = std::mem::replace(&mut self.recv, Batch::empty());
-            for i in 0..n {
-                if let Some((data, _)) = batch.get(i) {
-                    self.on_datagram(data, now);
-                }
+            let batch = std::mem::take(&mut self.recv);
+            for received in batch.iter() {
+                self.on_datagram(received.datagram, now);
             }
             self.recv = batch;
             if n < self.recv.capacity() {

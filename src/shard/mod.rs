@@ -9,7 +9,7 @@
 //! borrowed across an `.await`):
 //! - [`udp::recv_loop`]: receive a datagram; apply it when this shard owns it (or nobody does), else hand it
 //!   to its owner ([`handoff::Router`]); send the reply back to its source. When datagrams have queued up,
-//!   drain them a batch at a time ([`batch`]: `recvmmsg`, and `sendmmsg` for the replies);
+//!   drain them a batch at a time ([`corereg_udp`]: `recvmmsg`, and `sendmmsg` for the replies);
 //! - [`handoff::inbound_loop`], one per peer: apply the requests the peer handed over, reply from this socket;
 //! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches;
 //! - [`reload::credentials_loop`] (with `--auth required`): pick up credentials reloaded on SIGHUP.
@@ -21,7 +21,6 @@
 //! returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
 //! waits on a dead shard.
 
-pub mod batch;
 pub mod handoff;
 pub mod reload;
 pub mod stub;
@@ -127,7 +126,7 @@ pub struct ShardReport {
     pub replies_out: u64,
     pub send_errors: u64,
     pub oversized: u64,
-    /// Of `datagrams_in`, those taken by `recvmmsg` from a queue that had built up (see [`batch`]).
+    /// Of `datagrams_in`, those taken by `recvmmsg` from a queue that had built up (see [`udp`]).
     pub batched_in: u64,
     /// `recvmmsg` calls that returned datagrams.
     pub recv_batches: u64,

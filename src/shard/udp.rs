@@ -3,7 +3,7 @@
 //! Datagrams are received one at a time through glommio (which waits on io_uring when the socket is empty).
 //! When one arrives without waiting, others are likely queued behind it: the loop then drains the socket
 //! with `recvmmsg`, a batch per system call, and sends the batch's replies with one `sendmmsg`
-//! ([`super::batch`]), until the queue is empty. A receive that had to wait does not try, so a shard that
+//! ([`corereg_udp`]'s batches, on the glommio socket's fd), until the queue is empty. A receive that had to wait does not try, so a shard that
 //! keeps up with evenly spaced datagrams runs as without batching; one that did not wait pays one
 //! `recvmmsg`, which may find nothing. Clumped arrivals (clients that send on timer ticks, as SIPp does)
 //! are batched even at moderate rates; see README.md, "Batched receive".
@@ -11,13 +11,12 @@
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
 
+use corereg_udp::{RecvBatch, SendBatch};
 use glommio::net::UdpSocket;
 
-use super::batch::{RecvBatch, SendBatch};
 use super::{now, ShardError, ShardReport};
 use crate::registrar::{Now, Outcome, Registrar};
 
@@ -198,10 +197,9 @@ async fn drain<H: DatagramHandler>(
     out: &mut Vec<u8>,
     counters: &RefCell<ShardReport>,
 ) -> usize {
-    let fd = socket.as_raw_fd();
     let mut taken = 0;
     loop {
-        let n = match inbox.recv(fd) {
+        let n = match inbox.recv(socket) {
             Ok(0) => return taken,
             Ok(n) => n,
             Err(e) => {
@@ -218,7 +216,7 @@ async fn drain<H: DatagramHandler>(
         }
         outbox.clear();
         let now = now();
-        for received in (0..n).filter_map(|i| inbox.get(i)) {
+        for received in inbox.iter() {
             if received.datagram.len() > cfg.max_datagram_bytes {
                 counters.borrow_mut().oversized += 1;
             }
@@ -230,7 +228,9 @@ async fn drain<H: DatagramHandler>(
                 .borrow_mut()
                 .on_datagram(received.datagram, source, now, out)
             {
-                outbox.push(out, source);
+                // The outbox holds as many replies as the inbox datagrams: it cannot be full here.
+                let queued = outbox.push(out, Some(source));
+                debug_assert!(queued);
             }
         }
         send_batch(shard, socket, outbox, counters).await;
@@ -250,12 +250,11 @@ async fn send_batch(
     outbox: &mut SendBatch,
     counters: &RefCell<ShardReport>,
 ) {
-    let fd = socket.as_raw_fd();
     let mut sent = 0;
     while sent < outbox.len() {
-        match outbox.send_from(fd, sent) {
+        match outbox.send_from(socket, sent) {
             Ok(0) => {
-                if let Some((reply, to)) = outbox.get(sent) {
+                if let Some((reply, Some(to))) = outbox.get(sent) {
                     send_reply(shard, socket, reply, to, counters).await;
                 }
                 sent += 1;
