@@ -10,8 +10,8 @@
 //!   (connected socket). [`SendBatch::send_from`] hands them to the kernel with one non-blocking
 //!   `sendmmsg` and lets the caller decide about the rest; [`SendBatch::send_all`] sends everything,
 //!   counting what the kernel refuses, and can use UDP generic segmentation offload ([`SendPath::Gso`]).
-//! - [`socket`]: bind (SO_REUSEPORT, buffer sizes), connect, the GSO probes, and a nanosecond
-//!   `wait_readable`.
+//! - Socket helpers: [`bind_udp`] (SO_REUSEPORT, buffer sizes), [`connect`], the GSO probes
+//!   [`gso_supported`] and [`gso_max_segment`], and a nanosecond [`wait_readable`].
 //!
 //! Both batch types take any socket as `&impl AsRawFd` (std's or glommio's). They are written on
 //! `libc` directly because no maintained crate offers `recvmmsg`/`sendmmsg` over caller-owned, reused
@@ -22,7 +22,7 @@
 
 mod recv;
 mod send;
-pub mod socket;
+mod socket;
 mod sys;
 
 pub use recv::{Received, RecvBatch};
