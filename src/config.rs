@@ -224,7 +224,8 @@ pub enum Command {
         /// Print a ready-to-paste `[[user]]` entry of users.toml.
         #[arg(long, conflicts_with = "csv")]
         toml: bool,
-        /// Print a ready-to-paste line of users.csv (header `username,realm,password,ha1_md5,ha1_sha256,aors`).
+        /// Print a users.csv: the header `username,realm,password,ha1_md5,ha1_sha256,aors` and the user's line
+        /// (to add the user to an existing file, append the second line).
         #[arg(long)]
         csv: bool,
     },

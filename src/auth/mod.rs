@@ -133,9 +133,11 @@ pub enum AuthDecision<'a> {
     Forbidden(ForbiddenReason),
 }
 
-/// Counters, for metrics (one set per shard; sum them).
+/// Counters, for metrics (one set per shard; sum them: each request is checked on one shard only, the one
+/// owning its AoR).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuthStats {
+    /// REGISTERs whose credentials were accepted.
     pub accepted: u64,
     /// 401 because no usable credentials for our realm were sent (the normal first round trip).
     pub no_credentials: u64,
@@ -145,17 +147,64 @@ pub struct AuthStats {
     pub invalid_nonce: u64,
     /// Parsed, but without qop=auth, nc, cnonce, or with a uri that is not the Request-URI.
     pub unsupported: u64,
+    /// A failure: the username is not in the users file for the realm.
     pub unknown_user: u64,
+    /// A failure: wrong digest response (wrong password).
     pub bad_response: u64,
     /// The user has no HA1 for the algorithm the UA chose.
     pub no_ha1_for_algorithm: u64,
+    /// Right response with a nonce older than `--nonce-ttl`: 401 with `stale=true`.
     pub stale: u64,
+    /// Nonce-count not above the last one accepted for the nonce: 401 with `stale=true`.
     pub replayed: u64,
     /// Nonce unknown to a full replay window (re-challenged to be safe).
     pub replay_forgotten: u64,
+    /// 403: authenticated, but the user may not register this AoR.
     pub forbidden_not_owner: u64,
+    /// 403: the user at this source address, or the address, is in a brute-force cool-down.
     pub forbidden_cooldown: u64,
+    /// 401 responses carrying a challenge (one per response, whatever the number of algorithms offered).
     pub challenges_written: u64,
+}
+
+impl AuthStats {
+    /// Every counter with its name, in declaration order (for `key=value` logs).
+    #[must_use]
+    pub fn counters(&self) -> [(&'static str, u64); 14] {
+        // Destructured without `..`: a new counter does not compile until it is listed here.
+        let AuthStats {
+            accepted,
+            no_credentials,
+            malformed,
+            invalid_nonce,
+            unsupported,
+            unknown_user,
+            bad_response,
+            no_ha1_for_algorithm,
+            stale,
+            replayed,
+            replay_forgotten,
+            forbidden_not_owner,
+            forbidden_cooldown,
+            challenges_written,
+        } = *self;
+        [
+            ("accepted", accepted),
+            ("no_credentials", no_credentials),
+            ("malformed", malformed),
+            ("invalid_nonce", invalid_nonce),
+            ("unsupported", unsupported),
+            ("unknown_user", unknown_user),
+            ("bad_response", bad_response),
+            ("no_ha1_for_algorithm", no_ha1_for_algorithm),
+            ("stale", stale),
+            ("replayed", replayed),
+            ("replay_forgotten", replay_forgotten),
+            ("forbidden_not_owner", forbidden_not_owner),
+            ("forbidden_cooldown", forbidden_cooldown),
+            ("challenges_written", challenges_written),
+        ]
+    }
 }
 
 /// Per-shard authentication state: keys, credentials, replay window, brute-force guard.

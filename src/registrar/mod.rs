@@ -164,12 +164,43 @@ impl Partition {
 /// Counters (per registrar / shard).
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// Calls of [`Registrar::handle`]. In a partitioned registrar a request handed to its owner is counted
+    /// by both: once by the shard that received it and once by the owner.
     pub requests: u64,
+    /// REGISTERs applied (bindings added, refreshed, removed or fetched): 200 OK.
     pub registers_ok: u64,
+    /// 4xx responses written.
     pub replies_4xx: u64,
+    /// 5xx responses written, including the 503s of [`Registrar::reject_overloaded`].
     pub replies_5xx: u64,
+    /// Datagrams answered with nothing: responses, ACKs, and what cannot be answered.
     pub dropped: u64,
+    /// Bindings removed because they expired.
     pub expired: u64,
+}
+
+impl Stats {
+    /// Every counter with its name, in declaration order (for `key=value` logs).
+    #[must_use]
+    pub fn counters(&self) -> [(&'static str, u64); 6] {
+        // Destructured without `..`: a new counter does not compile until it is listed here.
+        let Stats {
+            requests,
+            registers_ok,
+            replies_4xx,
+            replies_5xx,
+            dropped,
+            expired,
+        } = *self;
+        [
+            ("requests", requests),
+            ("registers_ok", registers_ok),
+            ("replies_4xx", replies_4xx),
+            ("replies_5xx", replies_5xx),
+            ("dropped", dropped),
+            ("expired", expired),
+        ]
+    }
 }
 
 /// One request being answered: the parsed message, where it came from, and when.
