@@ -41,7 +41,7 @@ use std::sync::Arc;
 use credentials::CredentialStore;
 use digest::{Algorithm, DigestCredentials, MAX_VALUE_LEN};
 use guard::{Guard, GuardConfig, GuardStats};
-use nonce::{NonceCheck, NonceKey, NonceKeys};
+use nonce::{NonceCheck, NonceKey};
 use replay::{Issuer, ReplayStats, ReplayVerdict, ReplayWindow};
 
 /// Most `Authorization` header values examined per request (the rest are ignored): bounds the
@@ -207,11 +207,12 @@ impl AuthStats {
     }
 }
 
-/// Per-shard authentication state: keys, credentials, replay window, brute-force guard.
+/// Per-shard authentication state: nonce key, credentials, replay window, brute-force guard.
 #[derive(Debug)]
 pub struct Authenticator {
     config: AuthConfig,
-    keys: NonceKeys,
+    /// Issues and verifies the nonces; the same key on every shard (and in processes sharing a key file).
+    key: NonceKey,
     credentials: Arc<CredentialStore>,
     replay: ReplayWindow,
     guard: Guard,
@@ -242,7 +243,7 @@ impl Authenticator {
         };
         Self {
             config,
-            keys: NonceKeys::new(key),
+            key,
             credentials,
             replay: ReplayWindow::new(config.replay_capacity, now_s),
             guard: Guard::new(config.guard),
@@ -255,12 +256,6 @@ impl Authenticator {
     /// Replaces the credentials (SIGHUP reload). Bindings, nonces and counters are unaffected.
     pub fn set_credentials(&mut self, credentials: Arc<CredentialStore>) {
         self.credentials = credentials;
-    }
-
-    /// Starts issuing nonces with `key`; nonces from the current key stay valid until the next
-    /// rotation.
-    pub fn rotate_key(&mut self, key: NonceKey) {
-        self.keys.rotate(key);
     }
 
     #[must_use]
@@ -338,7 +333,7 @@ impl Authenticator {
         let challenge = |stale| AuthDecision::Challenge { stale };
 
         // Step 3: is it our nonce, for this realm and AoR? Nothing is recorded on failure.
-        let (nonce_check, key) = self.keys.check(
+        let nonce_check = self.key.check(
             creds.nonce.raw(),
             now_s,
             req.realm,
@@ -346,11 +341,12 @@ impl Authenticator {
             self.nonce_source(req.source),
             self.config.nonce_ttl_s,
         );
-        let (issued_s, counter) = match (nonce_check, key) {
-            (
-                NonceCheck::Fresh { issued_s, counter } | NonceCheck::Stale { issued_s, counter },
-                Some(key),
-            ) if creds.opaque.map_or(true, |o| o.raw() == key.opaque()) => (issued_s, counter),
+        let (issued_s, counter) = match nonce_check {
+            NonceCheck::Fresh { issued_s, counter } | NonceCheck::Stale { issued_s, counter }
+                if creds.opaque.map_or(true, |o| o.raw() == self.key.opaque()) =>
+            {
+                (issued_s, counter)
+            }
             _ => {
                 self.stats.invalid_nonce += 1;
                 return challenge(false);
@@ -445,7 +441,7 @@ impl Authenticator {
         out: &mut Vec<u8>,
     ) {
         self.nonce_counter = self.nonce_counter.wrapping_add(1);
-        let key = self.keys.current();
+        let key = &self.key;
         let nonce = key.issue(
             now_s,
             realm,

@@ -1,12 +1,19 @@
-//! The registrar: a pure, synchronous RFC 3261 §10.3 state machine.
+//! The registrar: a pure, synchronous RFC 3261 §10.3 state machine. It does no I/O, reads no clock and
+//! starts no thread: the caller brings the datagrams and the time.
 //!
-//! CONTRACT (used by the shell; keep these names and meanings):
-//! - `Registrar::new(RegistrarConfig, now)`; `handle(datagram, source, now, out) -> Outcome` writes the
-//!   response (if any) into `out` (cleared first) and returns what happened; no I/O, no clock, no threads.
-//! - `next_timeout()` is the Unix second at which `handle_timeout` must next be called (None: nothing armed);
-//!   `handle_timeout(now)` expires due bindings in bounded batches and returns true when more are due
-//!   (call again after yielding).
-//! - `Now` is wall-clock time as milliseconds since the Unix epoch, supplied by the caller (tests use a fake).
+//! # Use
+//! - [`Registrar::new`] takes a [`RegistrarConfig`] and the current time. [`Registrar::handle`] takes one
+//!   datagram, its source address and the time, writes the response (if any) into `out`, which it clears
+//!   first, and returns the [`Outcome`]: a reply to send, nothing to send, or the shard to hand it to.
+//! - Expiry: [`Registrar::next_timeout`] is the Unix second at which [`Registrar::handle_timeout`] is next
+//!   due (None: no binding to expire). `handle_timeout(now)` removes due bindings in bounded batches and
+//!   returns true while more are due: yield to other work, then call it again.
+//! - Several shards: build each shard's registrar from clones of one config (they then share the AoR hash
+//!   seed) and call [`Registrar::set_partition`]. A REGISTER for an AoR another shard owns then comes back
+//!   as [`Outcome::HandOff`] with nothing changed, for the caller to pass to the owner's `handle`;
+//!   [`Registrar::reject_overloaded`] answers 503 when the owner cannot take it.
+//! - Authentication: [`Registrar::set_authenticator`] makes every REGISTER need digest credentials.
+//! - [`Now`] is wall-clock time in milliseconds since the Unix epoch (tests pass a fake clock).
 
 pub mod aor_table;
 mod arena;
@@ -732,32 +739,6 @@ impl Registrar {
             _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
             _ => self.reply(513, Exchange::unvalidated(msg, source, now), out),
         }
-    }
-
-    /// The shard that owns this datagram's AoR, out of `shards`: Some(owner) for a REGISTER whose To names
-    /// an AoR, None for everything else (answered by whichever shard received it). The same hash as the
-    /// binding table's, with the process-wide seed, so every shard routes a given AoR to the same owner.
-    /// Costs one parse; the owner parses again (cheaper than carrying borrowed offsets across executors).
-    pub fn owner_shard(&self, datagram: &[u8], shards: usize) -> Option<usize> {
-        if shards <= 1 {
-            return None;
-        }
-        let parsed = parse_message(datagram, &self.cfg.parse);
-        let msg = parsed.as_ref().ok()?;
-        if !matches!(
-            msg.start,
-            StartLine::Request {
-                method: Method::Register,
-                ..
-            }
-        ) {
-            return None;
-        }
-        let to = crate::sip::header::parse_name_addr(msg.first(HeaderName::To)?).ok()?;
-        let uri = parse_uri(to.uri).ok()?;
-        let mut aor = AorBuf::default();
-        canonical_aor(&uri, &mut aor).ok()?;
-        Some((self.store.hash_aor(aor.as_bytes()) % shards as u64) as usize)
     }
 
     /// Answer 503 with Retry-After without touching any state: used by a receiving shard when the owner's
