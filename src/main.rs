@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use corereg::auth::credentials::{self, CredentialStore};
@@ -432,7 +432,7 @@ fn log_startup(
         config.default_expires_s,
         config.max_expires_s,
         config.max_contacts,
-        config.over_limit.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+        config.over_limit,
         config.max_bindings,
         config.max_datagram_bytes,
         config.recv_batch,

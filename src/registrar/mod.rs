@@ -72,6 +72,17 @@ pub enum OverLimitPolicy {
     EvictOldest,
 }
 
+/// The name of the flag's value (`reject503`).
+impl std::fmt::Display for OverLimitPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OverLimitPolicy::Reject403 => "reject403",
+            OverLimitPolicy::Reject503 => "reject503",
+            OverLimitPolicy::EvictOldest => "evict-oldest",
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RegistrarConfig {
     /// Domains served (lower-case); empty = every domain (§10.3 step 1).
