@@ -253,7 +253,7 @@ settings! {
     #[arg(value_enum, value_name = "MODE")]
     auth: AuthMode = defaults::AUTH, flag: Option<AuthMode>;
 
-    /// Users file, `.toml` or `.csv` (formats in the README); re-read on SIGHUP.
+    /// Users file, `.toml` or `.csv` (formats in docs/authentication.md); re-read on SIGHUP.
     #[arg(value_name = "FILE")]
     credentials: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some;
 

@@ -689,7 +689,7 @@ impl Registrar {
                 let mut w = ResponseWriter::start(out, 401);
                 w.dialog_headers(msg, source, &to_tag, ex.top_via);
                 // No Date or Server: a 401 goes to whatever address the request claims, so it carries
-                // only what the UA needs to answer (see "Size of a challenge" in the README).
+                // only what the UA needs to answer (see "Size of a challenge" in docs/authentication.md).
                 auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
                 w.finish();
                 Some(Outcome::Reply {
