@@ -221,13 +221,8 @@ aors = ["sip:desk@other.org", "sip:*@pbx.other.org"]
 def readme_config():
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
-    start = readme.index("    # corereg.toml")
-    lines = []
-    for line in readme[start:].splitlines():
-        if not line.startswith("    "):
-            break
-        lines.append(line[4:])
-    return "\n".join(lines) + "\n"
+    start = readme.index("```toml\n# corereg.toml") + len("```toml\n")
+    return readme[start:readme.index("```", start)]
 
 
 CONFIG_FILES = {

@@ -1,9 +1,13 @@
 //! Flags and TOML configuration.
 //!
-//! Every setting exists both as a command-line flag ([`Args`]) and as a kebab-case key in the TOML file given by
-//! `--config FILE` ([`FileConfig`]). Precedence: command line, then file, then the defaults below. The merged,
-//! validated result is a [`Config`]; [`Config::registrar_config`] hands the core its part.
+//! Every setting is declared once, in the `settings!` list below: its name (the `--flag` and the kebab-case
+//! key of the TOML file given by `--config FILE`), its type, its default and its help. From that list come
+//! [`Settings`], which the file deserialises into and whose `Default` holds every default, and the flags of
+//! [`Args`], each an `Option` that [`Args::overlay`] lays over the settings when given, with the default in
+//! its help. Precedence: command line, then file, then defaults. [`Config`] is the validated result in the
+//! shapes the server uses; [`Config::registrar_config`] hands the core its part.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +26,7 @@ use crate::sip::parse::{ParseLimits, MAX_HEADERS};
 
 /// Defaults, in one place so the help text, the README and the code agree.
 pub mod defaults {
+    use super::AuthMode;
     use crate::registrar::OverLimitPolicy;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -48,6 +53,7 @@ pub mod defaults {
     pub const HANDOFF_QUEUE: usize = 1024;
     /// Datagrams a shard takes from its socket per `recvmmsg` when they queue up (and replies per `sendmmsg`).
     pub const RECV_BATCH: usize = 32;
+    pub const AUTH: AuthMode = AuthMode::Off;
     /// Digest nonce lifetime: long enough for a phone to answer its challenge and re-use the nonce for a
     /// few refreshes, short enough that a captured nonce soon goes stale.
     pub const NONCE_TTL_S: u64 = 300;
@@ -55,6 +61,8 @@ pub mod defaults {
     pub const AUTH_MAX_FAILURES: u32 = 10;
     pub const AUTH_FAILURE_WINDOW_S: u64 = 60;
     pub const AUTH_COOLDOWN_S: u64 = 300;
+    /// MD5 alone: deployed phones fail on SHA-256 challenges (see `--auth-algorithms`).
+    pub const AUTH_ALGORITHMS: &str = "md5";
 }
 
 /// Longest `--nonce-ttl`, `--auth-failure-window` and `--auth-cooldown` accepted: a day. Longer values are
@@ -64,151 +72,296 @@ pub const MAX_AUTH_SECONDS: u64 = 86_400;
 /// Largest UDP payload that can exist (IPv4: 65535 - 20 - 8); a larger `--max-datagram` would be meaningless.
 const MAX_UDP_PAYLOAD_BYTES: usize = 65_507;
 
-/// Command-line flags. Every field is optional so that the merge can tell "not given" from "given the default".
-#[derive(Debug, Default, Parser)]
-#[command(
-    name = "corereg",
-    version,
-    about = "Carrier-grade SIP registrar (UDP)",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Args {
-    /// A helper command instead of running the registrar.
-    #[command(subcommand)]
-    pub command: Option<Command>,
+/// Declares the settings: for each, its documentation (also the flag's help), any serde attributes (aliases
+/// of its TOML key), its flag's clap attributes, then `name: Type = default, flag: FlagType`, where the name
+/// is both the flag and the TOML key (kebab-case) and the flag's type is an `Option` (`bool` for a switch,
+/// which can only switch on). Optional: `via: f` converts a given flag value into the setting's type, and
+/// `shown: "text"` is the default shown in the help when the default value cannot say it (None, empty).
+///
+/// It generates [`Settings`] with its `Default`, [`Args`] (the command line) and [`Args::overlay`].
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $(#[serde($($serde:tt)+)])?
+        #[arg($($arg:tt)*)]
+        $name:ident: $ty:ty = $default:expr,
+        flag: $flag:ty $(, via: $via:expr)? $(, shown: $shown:expr)?;
+    )+) => {
+        /// Every setting, named like its flag: the TOML file given by `--config` deserialises into it (a key
+        /// it does not give keeps its default; an unknown key is an error, so a typo is not ignored), then
+        /// [`Args::overlay`] lays the flags given over it, and [`Config::merge`] validates the result.
+        #[derive(Clone, Debug, PartialEq, Deserialize)]
+        #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Settings {
+            $(
+                $(#[doc = $doc])+
+                $(#[serde($($serde)+)])?
+                pub $name: $ty,
+            )+
+        }
 
-    /// TOML configuration file (kebab-case keys named like the flags); flags given here override it.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+        /// Every default, for the help text too (`[default: ...]`).
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings {
+                    $($name: $default,)+
+                }
+            }
+        }
 
-    /// UDP address to listen on; port 0 binds an ephemeral port (logged at start-up). [default: 0.0.0.0:5060]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+        /// The command line: a helper command, or `--config` and the settings' flags, each None (false for a
+        /// switch) unless given.
+        #[derive(Debug, Default, Parser)]
+        #[command(
+            name = "corereg",
+            version,
+            about = "Carrier-grade SIP registrar (UDP)",
+            args_conflicts_with_subcommands = true
+        )]
+        pub struct Args {
+            /// A helper command instead of running the registrar.
+            #[command(subcommand)]
+            pub command: Option<Command>,
 
-    /// Domain served (repeatable); requests for other domains get 404. None: every domain is served.
-    #[arg(long = "domain", value_name = "DOMAIN")]
-    pub domains: Vec<String>,
+            /// TOML configuration file (kebab-case keys named like the flags); flags given here override it.
+            #[arg(long, value_name = "FILE")]
+            pub config: Option<PathBuf>,
 
-    /// Expiry granted when the REGISTER gives none, in seconds. [default: 3600]
-    #[arg(long, value_name = "S")]
-    pub default_expires: Option<u32>,
+            $(
+                #[arg(
+                    long,
+                    help = help_text(
+                        &[$($doc),+],
+                        None::<&str>$(.or(Some($shown)))?,
+                        <$ty as ShowDefault>::show(&$default),
+                    ),
+                    $($arg)*
+                )]
+                pub $name: $flag,
+            )+
+        }
 
-    /// Shortest expiry accepted (shorter non-zero ones get 423 with Min-Expires), in seconds. [default: 60]
-    #[arg(long, value_name = "S")]
-    pub min_expires: Option<u32>,
+        impl Args {
+            /// Lays the flags given over `settings` (the file's, or the defaults): the one step that makes the
+            /// command line win.
+            pub fn overlay(self, settings: &mut Settings) {
+                $(
+                    if let Some(value) = Given::given(self.$name) {
+                        $(let value = $via(value);)?
+                        settings.$name = value;
+                    }
+                )+
+            }
+        }
+    };
+}
 
-    /// Longest expiry granted (longer ones are shortened), in seconds. [default: 86400]
-    #[arg(long, value_name = "S")]
-    pub max_expires: Option<u32>,
+settings! {
+    /// UDP address to listen on; port 0 binds an ephemeral port (logged at start-up).
+    #[arg(value_name = "ADDR")]
+    listen: SocketAddr = defaults::LISTEN, flag: Option<SocketAddr>;
 
-    /// Contacts one address-of-record may hold. [default: 10]
-    #[arg(long, value_name = "N")]
-    pub max_contacts: Option<usize>,
+    /// Domain served (repeatable; in the file `domain = ["a.example", "b.example"]`, or `domains`); requests
+    /// for other domains get 404. None: every domain is served.
+    #[serde(alias = "domains")]
+    #[arg(value_name = "DOMAIN")]
+    domain: Vec<String> = Vec::new(), flag: Option<Vec<String>>;
 
-    /// Contacts one REGISTER may carry; more get 400. [default: 32]
-    #[arg(long, value_name = "N")]
-    pub max_contacts_per_request: Option<usize>,
+    /// Expiry granted when the REGISTER gives none, in seconds.
+    #[arg(value_name = "S")]
+    default_expires: u32 = defaults::DEFAULT_EXPIRES_S, flag: Option<u32>;
+
+    /// Shortest expiry accepted (shorter non-zero ones get 423 with Min-Expires), in seconds.
+    #[arg(value_name = "S")]
+    min_expires: u32 = defaults::MIN_EXPIRES_S, flag: Option<u32>;
+
+    /// Longest expiry granted (longer ones are shortened), in seconds.
+    #[arg(value_name = "S")]
+    max_expires: u32 = defaults::MAX_EXPIRES_S, flag: Option<u32>;
+
+    /// Contacts one address-of-record may hold.
+    #[arg(value_name = "N")]
+    max_contacts: usize = defaults::MAX_CONTACTS, flag: Option<usize>;
+
+    /// Contacts one REGISTER may carry; more get 400.
+    #[arg(value_name = "N")]
+    max_contacts_per_request: usize = defaults::MAX_CONTACTS_PER_REQUEST, flag: Option<usize>;
 
     /// Bytes one binding may store: its contact URI, Call-ID, Path, +sip.instance, User-Agent and AoR. A
-    /// REGISTER that would store more gets 413. [default: 2048]
-    #[arg(long, value_name = "BYTES")]
-    pub max_binding_bytes: Option<usize>,
+    /// REGISTER that would store more gets 413.
+    #[arg(value_name = "BYTES")]
+    max_binding_bytes: usize = defaults::MAX_BINDING_BYTES, flag: Option<usize>;
 
-    /// What happens when a REGISTER would exceed --max-contacts. [default: reject503]
-    #[arg(long, value_enum, value_name = "POLICY")]
-    pub over_limit: Option<OverLimitPolicy>,
+    /// What happens when a REGISTER would exceed --max-contacts.
+    #[arg(value_enum, value_name = "POLICY")]
+    over_limit: OverLimitPolicy = defaults::OVER_LIMIT, flag: Option<OverLimitPolicy>;
 
-    /// Bindings held in all; beyond it new bindings get 503. [default: 1000000]
-    #[arg(long, value_name = "N")]
-    pub max_bindings: Option<usize>,
+    /// Bindings held in all; beyond it new bindings get 503.
+    #[arg(value_name = "N")]
+    max_bindings: usize = defaults::MAX_BINDINGS, flag: Option<usize>;
 
-    /// Largest datagram accepted, in bytes; larger ones are refused. [default: 8192]
-    #[arg(long, value_name = "BYTES")]
-    pub max_datagram: Option<usize>,
+    /// Largest datagram accepted, in bytes; larger ones are refused.
+    #[arg(value_name = "BYTES")]
+    max_datagram: usize = defaults::MAX_DATAGRAM_BYTES, flag: Option<usize>;
 
-    /// Most header lines accepted in one message. [default: 64]
-    #[arg(long, value_name = "N")]
-    pub max_headers: Option<usize>,
+    /// Most header lines accepted in one message.
+    #[arg(value_name = "N")]
+    max_headers: usize = defaults::MAX_HEADERS, flag: Option<usize>;
 
-    /// Longest header line accepted, in bytes. [default: 2048]
-    #[arg(long, value_name = "BYTES")]
-    pub max_line: Option<usize>,
+    /// Longest header line accepted, in bytes.
+    #[arg(value_name = "BYTES")]
+    max_line: usize = defaults::MAX_LINE_BYTES, flag: Option<usize>;
 
-    /// Seconds sent in Retry-After with 503 responses. [default: 5]
-    #[arg(long, value_name = "S")]
-    pub retry_after: Option<u32>,
+    /// Seconds sent in Retry-After with 503 responses.
+    #[arg(value_name = "S")]
+    retry_after: u32 = defaults::RETRY_AFTER_S, flag: Option<u32>;
 
-    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "corereg=debug"); RUST_LOG overrides it. [default: info]
-    #[arg(long, value_name = "FILTER")]
-    pub log: Option<String>,
+    /// Log filter (tracing EnvFilter syntax, e.g. "info" or "corereg=debug"); RUST_LOG overrides it.
+    #[arg(value_name = "FILTER")]
+    log: String = defaults::LOG.to_string(), flag: Option<String>;
 
     /// BENCHMARK ONLY: answer every request with a bare 200 OK (Via/From/To/Call-ID/CSeq copied), no registrar
     /// logic. Measures the I/O floor of this shell.
-    #[arg(long)]
-    pub stateless_stub: bool,
+    #[arg()]
+    stateless_stub: bool = false, flag: bool;
 
     /// Shards to run, one pinned executor each, on the first N CPUs this process may use (or on the CPUs of
-    /// --cpu-list, which must then list exactly N). [default: every CPU this process may use]
-    #[arg(long, value_name = "N")]
-    pub cores: Option<usize>,
+    /// --cpu-list, which must then list exactly N).
+    #[arg(value_name = "N")]
+    cores: Option<usize> = None, flag: Option<usize>, via: Some,
+        shown: "every CPU this process may use";
 
-    /// Exact CPUs to pin the shards to, one shard per CPU: a list of CPUs and ranges such as "0-3,6". Every CPU
-    /// must be online and allowed to this process. [default: the first --cores CPUs]
-    #[arg(long, value_name = "CPUS", value_parser = CpuList::parse)]
-    pub cpu_list: Option<CpuList>,
+    /// Exact CPUs to pin the shards to, one shard per CPU: a list of CPUs and ranges such as "0-3,6" (in the
+    /// file also an array, [0, 1, 2, 3, 6]). Every CPU must be online and allowed to this process.
+    #[arg(value_name = "CPUS", value_parser = CpuList::parse)]
+    cpu_list: Option<CpuListValue> = None, flag: Option<CpuList>, via: CpuListValue::given,
+        shown: "the first --cores CPUs";
 
     /// Capacity of each bounded queue between two shards (requests handed to the shard owning their AoR);
-    /// when an owner's queue is full the receiving shard answers 503 with Retry-After. [default: 1024]
-    #[arg(long, value_name = "N")]
-    pub handoff_queue: Option<usize>,
+    /// when an owner's queue is full the receiving shard answers 503 with Retry-After.
+    #[arg(value_name = "N")]
+    handoff_queue: usize = defaults::HANDOFF_QUEUE, flag: Option<usize>;
 
     /// When datagrams queue up on a shard's socket, take up to N per system call (`recvmmsg`) and send their
     /// replies with one `sendmmsg`; 1 turns batching off. A shard that waited for its datagram never
     /// batches, so this changes nothing at low rates. Costs N x (--max-datagram + 1) bytes per shard.
-    /// [default: 32]
-    #[arg(long, value_name = "N")]
-    pub recv_batch: Option<usize>,
+    #[arg(value_name = "N")]
+    recv_batch: usize = defaults::RECV_BATCH, flag: Option<usize>;
 
     /// Digest authentication of REGISTER (RFC 7616): `off`, or `required` (every REGISTER must carry valid
-    /// credentials; needs --credentials). [default: off]
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub auth: Option<AuthMode>,
+    /// credentials; needs --credentials).
+    #[arg(value_enum, value_name = "MODE")]
+    auth: AuthMode = defaults::AUTH, flag: Option<AuthMode>;
 
-    /// Users file, `.toml` or `.csv` (formats in the README); re-read on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    pub credentials: Option<PathBuf>,
+    /// Users file, `.toml` or `.csv` (formats in docs/authentication.md); re-read on SIGHUP.
+    #[arg(value_name = "FILE")]
+    credentials: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some;
 
-    /// Digest realm of a served domain, as DOMAIN=REALM (repeatable). Domains not listed use themselves.
-    #[arg(long = "realm", value_name = "DOMAIN=REALM", value_parser = RealmMapping::parse)]
-    pub realms: Vec<RealmMapping>,
+    /// Digest realm of a served domain, as DOMAIN=REALM (repeatable; in the file `realm = ["a=b"]`, or
+    /// `realms`). Domains not listed use themselves.
+    #[serde(alias = "realms")]
+    #[arg(value_name = "DOMAIN=REALM", value_parser = RealmMapping::parse)]
+    realm: Vec<String> = Vec::new(), flag: Option<Vec<RealmMapping>>, via: RealmMapping::texts;
 
-    /// Seconds a nonce stays fresh; older ones get a new challenge with stale=true. [default: 300]
-    #[arg(long, value_name = "S")]
-    pub nonce_ttl: Option<u64>,
+    /// Seconds a nonce stays fresh; older ones get a new challenge with stale=true.
+    #[arg(value_name = "S")]
+    nonce_ttl: u64 = defaults::NONCE_TTL_S, flag: Option<u64>;
 
     /// Failed authentications per user (and per source address) tolerated within --auth-failure-window; the
-    /// next attempts get 403 for --auth-cooldown. 0 disables the limit. [default: 10]
-    #[arg(long, value_name = "N")]
-    pub auth_max_failures: Option<u32>,
+    /// next attempts get 403 for --auth-cooldown. 0 disables the limit.
+    #[arg(value_name = "N")]
+    auth_max_failures: u32 = defaults::AUTH_MAX_FAILURES, flag: Option<u32>;
 
-    /// Window over which failures are counted, in seconds. [default: 60]
-    #[arg(long, value_name = "S")]
-    pub auth_failure_window: Option<u64>,
+    /// Window over which failures are counted, in seconds.
+    #[arg(value_name = "S")]
+    auth_failure_window: u64 = defaults::AUTH_FAILURE_WINDOW_S, flag: Option<u64>;
 
-    /// How long a user or address that exceeded --auth-max-failures is refused, in seconds. [default: 300]
-    #[arg(long, value_name = "S")]
-    pub auth_cooldown: Option<u64>,
+    /// How long a user or address that exceeded --auth-max-failures is refused, in seconds.
+    #[arg(value_name = "S")]
+    auth_cooldown: u64 = defaults::AUTH_COOLDOWN_S, flag: Option<u64>;
 
     /// Digest challenges offered, in order: `md5`, `sha-256,md5` (RFC 8760: strongest first), `md5,sha-256`
     /// or `sha-256`. Deployed UAs fail on SHA-256: baresip on a 401 that carries any SHA-256 challenge,
-    /// sipsak and SIPp when it comes first; so MD5 alone is the default. [default: md5]
-    #[arg(long, value_name = "LIST", value_parser = parse_algorithms)]
-    pub auth_algorithms: Option<AlgorithmList>,
+    /// sipsak and SIPp when it comes first; so MD5 alone is the default.
+    #[arg(value_name = "LIST", value_parser = parse_algorithms)]
+    auth_algorithms: String = defaults::AUTH_ALGORITHMS.to_string(), flag: Option<AlgorithmList>,
+        via: AlgorithmList::text;
 
     /// File holding the nonce key in hex (`corereg gen-nonce-key > FILE`): processes sharing it accept each
-    /// other's nonces. [default: a random key per process, shared by its shards]
-    #[arg(long, value_name = "FILE")]
-    pub nonce_key_file: Option<PathBuf>,
+    /// other's nonces.
+    #[arg(value_name = "FILE")]
+    nonce_key_file: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some,
+        shown: "a random key per process, shared by its shards";
+}
+
+/// The TOML file's contents: the file deserialises straight into [`Settings`].
+pub type FileConfig = Settings;
+
+/// A flag's value when it was given on the command line.
+trait Given {
+    type Value;
+    fn given(self) -> Option<Self::Value>;
+}
+
+impl<T> Given for Option<T> {
+    type Value = T;
+    fn given(self) -> Option<T> {
+        self
+    }
+}
+
+/// A switch (`--stateless-stub`) only switches on: absent, the file's value stands.
+impl Given for bool {
+    type Value = bool;
+    fn given(self) -> Option<bool> {
+        self.then_some(true)
+    }
+}
+
+/// How a default reads in the help (`[default: ...]`); None: said by the flag's `shown` text, or nothing to
+/// say (an empty list, a switch).
+trait ShowDefault {
+    fn show(&self) -> Option<String>;
+}
+
+macro_rules! show_default {
+    (display: $($t:ty),+) => {
+        $(impl ShowDefault for $t {
+            fn show(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        })+
+    };
+    (none: $($t:ty),+) => {
+        $(impl<T> ShowDefault for $t {
+            fn show(&self) -> Option<String> {
+                None
+            }
+        })+
+    };
+}
+
+show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode);
+show_default!(none: Option<T>, Vec<T>);
+
+impl ShowDefault for bool {
+    fn show(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A flag's help: its documentation on one line, then the default (`shown` when given, else the value's).
+fn help_text(doc: &[&str], shown: Option<&str>, value: Option<String>) -> String {
+    let mut text = doc
+        .iter()
+        .map(|line| line.trim())
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(default) = shown.map(str::to_string).or(value) {
+        text += &format!(" [default: {default}]");
+    }
+    text
 }
 
 /// Helper commands (`corereg <command>`); without one, corereg runs the registrar.
@@ -224,7 +377,8 @@ pub enum Command {
         /// Print a ready-to-paste `[[user]]` entry of users.toml.
         #[arg(long, conflicts_with = "csv")]
         toml: bool,
-        /// Print a ready-to-paste line of users.csv (header `username,realm,password,ha1_md5,ha1_sha256,aors`).
+        /// Print a users.csv: the header `username,realm,password,ha1_md5,ha1_sha256,aors` and the user's line
+        /// (to add the user to an existing file, append the second line).
         #[arg(long)]
         csv: bool,
     },
@@ -248,6 +402,12 @@ impl AuthMode {
             AuthMode::Off => "off",
             AuthMode::Required => "required",
         }
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -287,6 +447,17 @@ impl RealmMapping {
             realm: realm.to_string(),
         })
     }
+
+    /// `--realm` flags as the setting holds them (DOMAIN=REALM texts, parsed again with the file's).
+    fn texts(mappings: Vec<RealmMapping>) -> Vec<String> {
+        mappings.iter().map(RealmMapping::to_string).collect()
+    }
+}
+
+impl fmt::Display for RealmMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.domain, self.realm)
+    }
 }
 
 /// A parsed `--cpu-list` (a newtype: clap would take a bare `Vec` for a repeated flag).
@@ -299,12 +470,32 @@ impl CpuList {
     }
 }
 
-/// The TOML form of `cpu-list`: the flag's string ("0-3,6") or an array of CPU numbers.
-#[derive(Debug, Deserialize)]
+/// The `cpu-list` setting: the flag's string ("0-3,6") or, in the file, an array of CPU numbers. Parsed and
+/// checked by [`Config::merge`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum CpuListValue {
     Text(String),
     Cpus(Vec<usize>),
+}
+
+impl CpuListValue {
+    /// A `--cpu-list` flag as the setting holds it.
+    fn given(list: CpuList) -> Option<Self> {
+        Some(CpuListValue::Cpus(list.0))
+    }
+
+    /// The CPUs, in order, under the rules of [`parse_cpu_list`].
+    fn cpus(&self) -> Result<Vec<usize>, String> {
+        match self {
+            CpuListValue::Text(text) => parse_cpu_list(text),
+            // Same rules as the text: render and re-parse rather than duplicate them.
+            CpuListValue::Cpus(cpus) => {
+                let text = cpus.iter().map(usize::to_string).collect::<Vec<_>>();
+                parse_cpu_list(&text.join(","))
+            }
+        }
+    }
 }
 
 /// Parses "0-3,6" into [0, 1, 2, 3, 6]: comma-separated CPUs and inclusive ranges, no duplicates, in the
@@ -351,48 +542,7 @@ pub const MAX_HANDOFF_QUEUE: usize = 1 << 20;
 /// Largest `--recv-batch`: `recvmmsg` takes at most UIO_MAXIOV (1024) messages per call.
 pub const MAX_RECV_BATCH: usize = 1024;
 
-/// The TOML file: same names as the flags, all optional. Unknown keys are an error (a typo must not be ignored).
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    /// `domain = ["a.example", "b.example"]` (or `domains`).
-    #[serde(alias = "domains")]
-    pub domain: Option<Vec<String>>,
-    pub default_expires: Option<u32>,
-    pub min_expires: Option<u32>,
-    pub max_expires: Option<u32>,
-    pub max_contacts: Option<usize>,
-    pub max_contacts_per_request: Option<usize>,
-    pub max_binding_bytes: Option<usize>,
-    pub over_limit: Option<OverLimitPolicy>,
-    pub max_bindings: Option<usize>,
-    pub max_datagram: Option<usize>,
-    pub max_headers: Option<usize>,
-    pub max_line: Option<usize>,
-    pub retry_after: Option<u32>,
-    pub log: Option<String>,
-    pub stateless_stub: Option<bool>,
-    pub cores: Option<usize>,
-    /// `cpu-list = "0-3,6"` or `cpu-list = [0, 1, 2, 3, 6]`.
-    pub cpu_list: Option<CpuListValue>,
-    pub handoff_queue: Option<usize>,
-    pub recv_batch: Option<usize>,
-    pub auth: Option<AuthMode>,
-    pub credentials: Option<PathBuf>,
-    /// `realm = ["example.com=Example", ...]` (or `realms`), the flag's DOMAIN=REALM form.
-    #[serde(alias = "realms")]
-    pub realm: Option<Vec<String>>,
-    pub nonce_ttl: Option<u64>,
-    pub auth_max_failures: Option<u32>,
-    pub auth_failure_window: Option<u64>,
-    pub auth_cooldown: Option<u64>,
-    /// `auth-algorithms = "md5,sha-256"`
-    pub auth_algorithms: Option<String>,
-    pub nonce_key_file: Option<PathBuf>,
-}
-
-/// Digest authentication settings (`--auth` and friends), merged.
+/// Digest authentication settings (`--auth` and friends), validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthSettings {
     pub mode: AuthMode,
@@ -406,23 +556,8 @@ pub struct AuthSettings {
     pub nonce_key_file: Option<PathBuf>,
 }
 
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            mode: AuthMode::Off,
-            credentials: None,
-            realms: Vec::new(),
-            nonce_ttl_s: defaults::NONCE_TTL_S,
-            max_failures: defaults::AUTH_MAX_FAILURES,
-            failure_window_s: defaults::AUTH_FAILURE_WINDOW_S,
-            cooldown_s: defaults::AUTH_COOLDOWN_S,
-            algorithms: AlgorithmList(vec![Algorithm::Md5]),
-            nonce_key_file: None,
-        }
-    }
-}
-
-/// The merged, validated configuration.
+/// The validated configuration, in the shapes the server uses: lists parsed, domains lower-cased, units
+/// in the names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -448,6 +583,7 @@ pub struct Config {
     pub cpu_list: Vec<usize>,
     pub handoff_queue: usize,
     pub recv_batch: usize,
+    /// Not a setting: [`defaults::SOCKET_BUFFER_BYTES`].
     pub socket_buffer_bytes: usize,
     pub auth: AuthSettings,
 }
@@ -492,36 +628,14 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
     parts.join(",")
 }
 
+/// The defaults, unvalidated (they are valid: see the tests).
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            listen: defaults::LISTEN,
-            domains: Vec::new(),
-            default_expires_s: defaults::DEFAULT_EXPIRES_S,
-            min_expires_s: defaults::MIN_EXPIRES_S,
-            max_expires_s: defaults::MAX_EXPIRES_S,
-            max_contacts: defaults::MAX_CONTACTS,
-            max_contacts_per_request: defaults::MAX_CONTACTS_PER_REQUEST,
-            max_binding_bytes: defaults::MAX_BINDING_BYTES,
-            over_limit: defaults::OVER_LIMIT,
-            max_bindings: defaults::MAX_BINDINGS,
-            max_datagram_bytes: defaults::MAX_DATAGRAM_BYTES,
-            max_headers: defaults::MAX_HEADERS,
-            max_line_bytes: defaults::MAX_LINE_BYTES,
-            retry_after_s: defaults::RETRY_AFTER_S,
-            log: defaults::LOG.to_string(),
-            stateless_stub: false,
-            cores: None,
-            cpu_list: Vec::new(),
-            handoff_queue: defaults::HANDOFF_QUEUE,
-            recv_batch: defaults::RECV_BATCH,
-            socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
-            auth: AuthSettings::default(),
-        }
+        Config::from_settings(Settings::default()).expect("the default settings convert")
     }
 }
 
-impl FileConfig {
+impl Settings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -533,6 +647,7 @@ impl FileConfig {
         })
     }
 
+    /// The TOML text of a configuration file; its errors name the line.
     pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
@@ -556,132 +671,103 @@ impl Config {
     /// Reads `--config` (when given), merges and validates.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
         let file = match &args.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
+            Some(path) => Settings::load(path)?,
+            None => Settings::default(),
         };
         Self::merge(args, file)
     }
 
-    /// Command line beats file beats defaults; then validation.
-    pub fn merge(args: Args, file: FileConfig) -> Result<Self, ConfigError> {
-        let d = Config::default();
-        let domains = if !args.domains.is_empty() {
-            args.domains
-        } else {
-            file.domain.unwrap_or_default()
-        };
-        let cpu_list = match (args.cpu_list, file.cpu_list) {
-            (Some(CpuList(cpus)), _) => cpus,
-            (None, Some(CpuListValue::Text(text))) => {
-                parse_cpu_list(&text).map_err(|e| ConfigError::Invalid(format!("cpu-list: {e}")))?
-            }
-            (None, Some(CpuListValue::Cpus(cpus))) => {
-                // Same rules as the flag: render and re-parse rather than duplicate them.
-                let text = cpus.iter().map(usize::to_string).collect::<Vec<_>>();
-                parse_cpu_list(&text.join(","))
-                    .map_err(|e| ConfigError::Invalid(format!("cpu-list: {e}")))?
-            }
-            (None, None) => Vec::new(),
-        };
-        let realms = if !args.realms.is_empty() {
-            args.realms
-        } else {
-            file.realm
-                .unwrap_or_default()
-                .iter()
-                .map(|text| RealmMapping::parse(text))
-                .collect::<Result<_, _>>()
-                .map_err(|e| ConfigError::Invalid(format!("realm: {e}")))?
-        };
-        let da = AuthSettings::default();
-        let auth = AuthSettings {
-            mode: args.auth.or(file.auth).unwrap_or(da.mode),
-            credentials: args.credentials.or(file.credentials),
-            realms,
-            nonce_ttl_s: args.nonce_ttl.or(file.nonce_ttl).unwrap_or(da.nonce_ttl_s),
-            max_failures: args
-                .auth_max_failures
-                .or(file.auth_max_failures)
-                .unwrap_or(da.max_failures),
-            failure_window_s: args
-                .auth_failure_window
-                .or(file.auth_failure_window)
-                .unwrap_or(da.failure_window_s),
-            cooldown_s: args
-                .auth_cooldown
-                .or(file.auth_cooldown)
-                .unwrap_or(da.cooldown_s),
-            algorithms: match (args.auth_algorithms, file.auth_algorithms) {
-                (Some(list), _) => list,
-                (None, Some(text)) => parse_algorithms(&text)
-                    .map_err(|e| ConfigError::Invalid(format!("auth-algorithms: {e}")))?,
-                (None, None) => da.algorithms,
-            },
-            nonce_key_file: args.nonce_key_file.or(file.nonce_key_file),
-        };
-        let config = Config {
-            listen: args.listen.or(file.listen).unwrap_or(d.listen),
-            domains: domains
-                .into_iter()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect(),
-            default_expires_s: args
-                .default_expires
-                .or(file.default_expires)
-                .unwrap_or(d.default_expires_s),
-            min_expires_s: args
-                .min_expires
-                .or(file.min_expires)
-                .unwrap_or(d.min_expires_s),
-            max_expires_s: args
-                .max_expires
-                .or(file.max_expires)
-                .unwrap_or(d.max_expires_s),
-            max_contacts: args
-                .max_contacts
-                .or(file.max_contacts)
-                .unwrap_or(d.max_contacts),
-            max_contacts_per_request: args
-                .max_contacts_per_request
-                .or(file.max_contacts_per_request)
-                .unwrap_or(d.max_contacts_per_request),
-            max_binding_bytes: args
-                .max_binding_bytes
-                .or(file.max_binding_bytes)
-                .unwrap_or(d.max_binding_bytes),
-            over_limit: args.over_limit.or(file.over_limit).unwrap_or(d.over_limit),
-            max_bindings: args
-                .max_bindings
-                .or(file.max_bindings)
-                .unwrap_or(d.max_bindings),
-            max_datagram_bytes: args
-                .max_datagram
-                .or(file.max_datagram)
-                .unwrap_or(d.max_datagram_bytes),
-            max_headers: args
-                .max_headers
-                .or(file.max_headers)
-                .unwrap_or(d.max_headers),
-            max_line_bytes: args.max_line.or(file.max_line).unwrap_or(d.max_line_bytes),
-            retry_after_s: args
-                .retry_after
-                .or(file.retry_after)
-                .unwrap_or(d.retry_after_s),
-            log: args.log.or(file.log).unwrap_or(d.log),
-            // A flag can only switch the stub on; the file may too.
-            stateless_stub: args.stateless_stub || file.stateless_stub.unwrap_or(false),
-            cores: args.cores.or(file.cores),
-            cpu_list,
-            handoff_queue: args
-                .handoff_queue
-                .or(file.handoff_queue)
-                .unwrap_or(d.handoff_queue),
-            recv_batch: args.recv_batch.or(file.recv_batch).unwrap_or(d.recv_batch),
-            socket_buffer_bytes: d.socket_buffer_bytes,
-            auth,
-        };
+    /// The flags given overlay the file's settings (or the defaults); then validation.
+    pub fn merge(args: Args, file: Settings) -> Result<Self, ConfigError> {
+        let mut settings = file;
+        args.overlay(&mut settings);
+        let config = Self::from_settings(settings)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parses the lists of `settings` (CPUs, realms, algorithms) and names the values by their units;
+    /// does not validate.
+    fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        // Without `..`: a new setting does not compile until it is given its place here.
+        let Settings {
+            listen,
+            domain,
+            default_expires,
+            min_expires,
+            max_expires,
+            max_contacts,
+            max_contacts_per_request,
+            max_binding_bytes,
+            over_limit,
+            max_bindings,
+            max_datagram,
+            max_headers,
+            max_line,
+            retry_after,
+            log,
+            stateless_stub,
+            cores,
+            cpu_list,
+            handoff_queue,
+            recv_batch,
+            auth,
+            credentials,
+            realm,
+            nonce_ttl,
+            auth_max_failures,
+            auth_failure_window,
+            auth_cooldown,
+            auth_algorithms,
+            nonce_key_file,
+        } = settings;
+        let invalid =
+            |key: &'static str| move |e: String| ConfigError::Invalid(format!("{key}: {e}"));
+        Ok(Config {
+            listen,
+            domains: domain
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect(),
+            default_expires_s: default_expires,
+            min_expires_s: min_expires,
+            max_expires_s: max_expires,
+            max_contacts,
+            max_contacts_per_request,
+            max_binding_bytes,
+            over_limit,
+            max_bindings,
+            max_datagram_bytes: max_datagram,
+            max_headers,
+            max_line_bytes: max_line,
+            retry_after_s: retry_after,
+            log,
+            stateless_stub,
+            cores,
+            cpu_list: match cpu_list {
+                Some(list) => list.cpus().map_err(invalid("cpu-list"))?,
+                None => Vec::new(),
+            },
+            handoff_queue,
+            recv_batch,
+            socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
+            auth: AuthSettings {
+                mode: auth,
+                credentials,
+                realms: realm
+                    .iter()
+                    .map(|text| RealmMapping::parse(text))
+                    .collect::<Result<_, _>>()
+                    .map_err(invalid("realm"))?,
+                nonce_ttl_s: nonce_ttl,
+                max_failures: auth_max_failures,
+                failure_window_s: auth_failure_window,
+                cooldown_s: auth_cooldown,
+                algorithms: parse_algorithms(&auth_algorithms)
+                    .map_err(invalid("auth-algorithms"))?,
+                nonce_key_file,
+            },
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -951,6 +1037,47 @@ impl Config {
     }
 }
 
+/// The digest algorithms to challenge with, in order (one or two, distinct).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlgorithmList(pub Vec<Algorithm>);
+
+impl AlgorithmList {
+    /// An `--auth-algorithms` flag as the setting holds it (its text, parsed again with the file's).
+    fn text(list: AlgorithmList) -> String {
+        list.to_string()
+    }
+}
+
+/// As the flag takes it: `sha-256,md5`.
+impl fmt::Display for AlgorithmList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, alg) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&alg.name().to_ascii_lowercase())?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_algorithms(text: &str) -> Result<AlgorithmList, String> {
+    let mut list = Vec::new();
+    for token in text.split(',').map(str::trim) {
+        let alg = Algorithm::from_token(token.as_bytes()).ok_or_else(|| {
+            format!("unknown digest algorithm {token:?} (use sha-256 and/or md5)")
+        })?;
+        if list.contains(&alg) {
+            return Err(format!("{token:?} is listed twice"));
+        }
+        list.push(alg);
+    }
+    if list.is_empty() || list.len() > 2 {
+        return Err("give one or two algorithms, e.g. sha-256,md5".into());
+    }
+    Ok(AlgorithmList(list))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1114,22 +1241,279 @@ mod tests {
         assert_eq!(c.recv_batch, defaults::RECV_BATCH);
     }
 
-    /// The example file in README.md ("Configuration file") is valid and sets every key it shows.
-    #[test]
-    fn the_readme_example_file_parses() {
+    /// The example file of README.md: the first ```toml block after a heading that names "Configuration",
+    /// within that heading's section.
+    fn readme_example_file() -> String {
         let readme = include_str!("../README.md");
-        let start = readme
-            .find("    # corereg.toml")
-            .expect("README has the example file");
-        let example: String = readme[start..]
-            .lines()
-            .take_while(|l| l.starts_with("    "))
-            .map(|l| format!("{}\n", &l[4..]))
-            .collect();
+        let mut lines = readme.lines();
+        let level = lines
+            .by_ref()
+            .find_map(|l| {
+                let hashes = l.len() - l.trim_start_matches('#').len();
+                (hashes > 0 && l.to_ascii_lowercase().contains("configuration")).then_some(hashes)
+            })
+            .expect("README.md has a heading naming \"Configuration\"");
+        let mut example = String::new();
+        let mut inside = false;
+        for line in lines {
+            if inside {
+                if line.trim_start().starts_with("```") {
+                    return example;
+                }
+                example += line;
+                example.push('\n');
+            } else if line.trim() == "```toml" {
+                inside = true;
+            } else {
+                let hashes = line.len() - line.trim_start_matches('#').len();
+                assert!(
+                    hashes == 0 || hashes > level || line.starts_with("#!"),
+                    "no ```toml block in the README's configuration section"
+                );
+            }
+        }
+        panic!("README.md's configuration example is not closed");
+    }
+
+    /// The example file in README.md parses, validates and starts on a 2-CPU machine: it names no file
+    /// that does not exist there, and its commented-out alternatives (`# key = value`) are keys too.
+    #[test]
+    fn the_readme_example_file_parses_and_validates_on_two_cpus() {
+        let example = readme_example_file();
         let file = FileConfig::parse(&example).expect("the README example parses");
-        assert_eq!(file.recv_batch, Some(32));
-        assert_eq!(file.handoff_queue, Some(1024));
-        assert!(file.credentials.is_some());
+        assert_eq!(file.recv_batch, 32);
+        assert_eq!(file.handoff_queue, 1024);
+        let c = Config::merge(args(&[]), file).expect("the README example validates");
+        c.shard_cpus(&[0, 1]).expect("the example runs on 2 CPUs");
+        for (flag, path) in [
+            ("credentials", &c.auth.credentials),
+            ("nonce-key-file", &c.auth.nonce_key_file),
+        ] {
+            if let Some(path) = path {
+                assert!(
+                    path.exists(),
+                    "the example's {flag} {} does not exist",
+                    path.display()
+                );
+            }
+        }
+        if c.auth.mode == AuthMode::Required {
+            assert!(c.auth.credentials.is_some());
+        }
+        // Commented-out settings are documented alternatives: each must name a real key with a valid value.
+        let mut alternatives = 0;
+        for line in example.lines() {
+            let Some(setting) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let Some((key, value)) = setting.split_once(" = ") else {
+                continue;
+            };
+            let value = value.split("  #").next().unwrap_or(value);
+            let text = format!("{key} = {value}");
+            FileConfig::parse(&text).unwrap_or_else(|e| panic!("README alternative {text:?}: {e}"));
+            alternatives += 1;
+        }
+        assert!(
+            alternatives > 0,
+            "the example shows alternatives:\n{example}"
+        );
+    }
+
+    /// Every setting's flag, as `--name`: the flags of [`Args`] but `--config`, `--help` and `--version`.
+    fn setting_flags() -> Vec<String> {
+        use clap::CommandFactory;
+        Args::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| !["config", "help", "version"].contains(l))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A file setting every key to a value other than its default, and a command line giving every flag a
+    /// third value: the flags win everywhere, and absent flags leave the file alone.
+    #[test]
+    fn every_flag_overlays_its_file_key() {
+        let file_text = r#"
+            listen = "127.0.0.1:5070"
+            domain = ["a.example", "b.example"]
+            default-expires = 1800
+            min-expires = 30
+            max-expires = 7200
+            max-contacts = 5
+            max-contacts-per-request = 8
+            max-binding-bytes = 1024
+            over-limit = "evict-oldest"
+            max-bindings = 500
+            max-datagram = 4096
+            max-headers = 32
+            max-line = 1024
+            retry-after = 7
+            log = "warn"
+            stateless-stub = true
+            cores = 2
+            cpu-list = [0, 1]
+            handoff-queue = 64
+            recv-batch = 8
+            auth = "required"
+            credentials = "file-users.csv"
+            realm = ["a.example=A"]
+            nonce-ttl = 60
+            auth-max-failures = 3
+            auth-failure-window = 30
+            auth-cooldown = 120
+            auth-algorithms = "sha-256,md5"
+            nonce-key-file = "file.key"
+        "#;
+        let file = FileConfig::parse(file_text).expect("valid toml");
+        let keys = file_text.lines().filter(|l| l.contains(" = ")).count();
+        assert_eq!(keys, setting_flags().len(), "the file sets every key");
+        let argv = [
+            "--listen",
+            "127.0.0.1:5080",
+            "--domain",
+            "c.example",
+            "--default-expires",
+            "900",
+            "--min-expires",
+            "20",
+            "--max-expires",
+            "3000",
+            "--max-contacts",
+            "4",
+            "--max-contacts-per-request",
+            "6",
+            "--max-binding-bytes",
+            "512",
+            "--over-limit",
+            "reject403",
+            "--max-bindings",
+            "400",
+            "--max-datagram",
+            "2048",
+            "--max-headers",
+            "16",
+            "--max-line",
+            "512",
+            "--retry-after",
+            "3",
+            "--log",
+            "debug",
+            "--stateless-stub",
+            "--cores",
+            "1",
+            "--cpu-list",
+            "1",
+            "--handoff-queue",
+            "32",
+            "--recv-batch",
+            "4",
+            "--auth",
+            "off",
+            "--credentials",
+            "flag-users.csv",
+            "--realm",
+            "c.example=C",
+            "--nonce-ttl",
+            "90",
+            "--auth-max-failures",
+            "2",
+            "--auth-failure-window",
+            "20",
+            "--auth-cooldown",
+            "100",
+            "--auth-algorithms",
+            "sha-256",
+            "--nonce-key-file",
+            "flag.key",
+        ];
+        let flags = argv.iter().filter(|a| a.starts_with("--")).count();
+        assert_eq!(
+            flags,
+            setting_flags().len(),
+            "the command line gives every flag"
+        );
+        // Every field overwritten: the result no longer depends on what lay below.
+        let mut over_file = file.clone();
+        args(&argv).overlay(&mut over_file);
+        let mut over_defaults = FileConfig::default();
+        args(&argv).overlay(&mut over_defaults);
+        assert_eq!(over_file, over_defaults);
+        assert_eq!(over_file.realm, vec!["c.example=C".to_string()]);
+        assert_eq!(over_file.cpu_list, Some(CpuListValue::Cpus(vec![1])));
+        assert_eq!(over_file.auth_algorithms, "sha-256");
+        let c = Config::merge(args(&argv), file.clone()).expect("valid");
+        assert_eq!(
+            (c.listen.port(), c.cores, c.cpu_list.clone()),
+            (5080, Some(1), vec![1])
+        );
+        assert_eq!(c.auth.algorithms, AlgorithmList(vec![Algorithm::Sha256]));
+        // No flag: the file stands as written.
+        let mut untouched = file.clone();
+        args(&[]).overlay(&mut untouched);
+        assert_eq!(untouched, file);
+        assert_ne!(file, FileConfig::default());
+    }
+
+    /// Each flag is a key of the file under the same name, and the help shows the defaults of
+    /// [`Settings::default`], which come from [`defaults`].
+    #[test]
+    fn flags_and_file_keys_share_names_and_the_help_shows_the_defaults() {
+        for flag in setting_flags() {
+            if let Err(e) = FileConfig::parse(&format!("{flag} = 0")) {
+                assert!(
+                    !e.to_string().contains("unknown field"),
+                    "--{flag} is not a file key: {e}"
+                );
+            }
+        }
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        for shown in [
+            format!("[default: {}]", defaults::LISTEN),
+            format!("[default: {}]", defaults::DEFAULT_EXPIRES_S),
+            format!("[default: {}]", defaults::MAX_BINDINGS),
+            format!("[default: {}]", defaults::HANDOFF_QUEUE),
+            format!("[default: {}]", defaults::LOG),
+            format!("[default: {}]", defaults::AUTH_ALGORITHMS),
+            "[default: reject503]".to_string(),
+            "[default: off]".to_string(),
+            "[default: every CPU this process may use]".to_string(),
+        ] {
+            assert!(help.contains(&shown), "{shown} not in the help:\n{help}");
+        }
+        assert_eq!(
+            help.matches("[default: ").count(),
+            setting_flags().len() - 4,
+            "every flag but --domain, --stateless-stub, --credentials and --realm shows its default:\n{help}"
+        );
+        let d = Settings::default();
+        assert_eq!(
+            (d.listen, d.recv_batch, d.auth),
+            (defaults::LISTEN, defaults::RECV_BATCH, defaults::AUTH)
+        );
+    }
+
+    /// Errors in a file name the line; a list that parses as TOML but not as a setting names its key.
+    #[test]
+    fn file_errors_name_the_line_or_the_key() {
+        let e =
+            FileConfig::parse("listen = \"127.0.0.1:5060\"\nmax-expires = \"long\"\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let e = FileConfig::parse("\n\nmax-expire = 5\n").unwrap_err();
+        assert!(
+            e.to_string().contains("line 3") && e.to_string().contains("max-expire"),
+            "{e}"
+        );
+        for (text, key) in [
+            ("cpu-list = \"1-0\"", "cpu-list"),
+            ("realm = [\"x\"]", "realm"),
+            ("auth-algorithms = \"sha-1\"", "auth-algorithms"),
+        ] {
+            let e = Config::merge(args(&[]), FileConfig::parse(text).unwrap()).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 
     #[test]
@@ -1290,27 +1674,6 @@ mod tests {
         );
         assert!(args(&[]).command.is_none());
     }
-}
-
-/// The digest algorithms to challenge with, in order (one or two, distinct).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AlgorithmList(pub Vec<Algorithm>);
-
-fn parse_algorithms(text: &str) -> Result<AlgorithmList, String> {
-    let mut list = Vec::new();
-    for token in text.split(',').map(str::trim) {
-        let alg = Algorithm::from_token(token.as_bytes()).ok_or_else(|| {
-            format!("unknown digest algorithm {token:?} (use sha-256 and/or md5)")
-        })?;
-        if list.contains(&alg) {
-            return Err(format!("{token:?} is listed twice"));
-        }
-        list.push(alg);
-    }
-    if list.is_empty() || list.len() > 2 {
-        return Err("give one or two algorithms, e.g. sha-256,md5".into());
-    }
-    Ok(AlgorithmList(list))
 }
 
 #[cfg(test)]

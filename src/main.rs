@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use corereg::auth::credentials::{self, CredentialStore};
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let cpus = match cpus {
         Ok(cpus) => cpus,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -57,12 +57,12 @@ fn main() -> ExitCode {
     let auth = match prepare_auth(&config) {
         Ok(auth) => auth,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             return ExitCode::from(2);
         }
     };
     if let Err(e) = init_tracing(&config.log) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&e));
         return ExitCode::from(2);
     }
     if config.auth.mode == AuthMode::Off && config.auth.credentials.is_some() {
@@ -75,10 +75,29 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // stderr already carries the log; one line is enough.
-            tracing::error!("{e:#}");
+            tracing::error!("{}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `context: cause: root cause`, each text once. The library's errors
+/// name their cause in their own message and also return it as `source()` (so that `{e}` alone says it
+/// all); anyhow's `{e:#}` would print such a cause twice ("Address already in use (os error 98): Address
+/// already in use (os error 98)"). A cause whose text the line already holds is skipped.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_tracing(filter: &str) -> Result<()> {
@@ -115,7 +134,7 @@ fn run_command(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -135,13 +154,7 @@ fn print_ha1(user: &str, realm: &str, password: String, toml: bool, csv: bool) -
     if toml {
         print!("{}", credentials::ha1_entry_toml(user, realm, &password));
     } else if csv {
-        println!(
-            "{},{},,{},{},",
-            csv_field(user),
-            csv_field(realm),
-            ha1_hex(Algorithm::Md5, user, realm, &password),
-            ha1_hex(Algorithm::Sha256, user, realm, &password)
-        );
+        print!("{}", credentials::ha1_entry_csv(user, realm, &password));
     } else {
         println!(
             "MD5      {}",
@@ -153,15 +166,6 @@ fn print_ha1(user: &str, realm: &str, password: String, toml: bool, csv: bool) -
         );
     }
     Ok(())
-}
-
-/// A CSV field of the credentials file: quoted (with `""` for a quote) when it holds a comma or a quote.
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
 }
 
 /// What every shard's authenticator is built from, loaded once at start-up.
@@ -195,7 +199,8 @@ impl Reloader {
                 let users = store.len();
                 let generation = self.feed.publish(store);
                 tracing::info!(
-                    "SIGHUP: credentials reloaded from {}: users={users} (was {}), generation {generation},                      in force on every shard within {RELOAD_POLL:?}",
+                    "SIGHUP: credentials reloaded from {}: users={users} (was {}), generation {generation}, \
+                     in force on every shard within {RELOAD_POLL:?}",
                     self.path.display(),
                     old.len()
                 );
@@ -427,7 +432,7 @@ fn log_startup(
         config.default_expires_s,
         config.max_expires_s,
         config.max_contacts,
-        config.over_limit.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+        config.over_limit,
         config.max_bindings,
         config.max_datagram_bytes,
         config.recv_batch,
@@ -442,27 +447,12 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
     let mut first_error = None;
     for handle in handles {
         match handle.join() {
-            // One line per shard, parsed by the multi-shard tests ("shard N stopped:", "bindings=N").
-            Ok(r) => tracing::info!(
-                "shard {} stopped: cpu={} datagrams_in={} handed_off={} from_peers={} overloaded_503={} \
-                 peer_closed_503={} replies_out={} send_errors={} oversized={} batched_in={} recv_batches={} \
-                 bindings={} registrar={:?} auth={:?}",
-                r.id,
-                r.cpu.map_or_else(|| "-".to_string(), |c| c.to_string()),
-                r.datagrams_in,
-                r.handed_off,
-                r.from_peers,
-                r.overloaded_503,
-                r.peer_closed_503,
-                r.replies_out,
-                r.send_errors,
-                r.oversized,
-                r.batched_in,
-                r.recv_batches,
-                r.bindings,
-                r.registrar,
-                r.auth
-            ),
+            // `shard N stopped: ... handed_off=N ... bindings=N` is parsed by the multi-shard tests.
+            Ok(report) => {
+                for line in report.log_lines() {
+                    tracing::info!("{line}");
+                }
+            }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -577,4 +567,34 @@ fn ensure_memlock(executors: usize) -> Result<()> {
         need / 1024,
         need / 1024,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot bind {addr}: {source}")]
+    struct BindError {
+        addr: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn one_line_names_each_cause_once() {
+        let os = || std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let e = anyhow::Error::from(BindError {
+            addr: "127.0.0.1:5060",
+            source: os(),
+        });
+        let line = one_line(&e);
+        assert_eq!(line, format!("cannot bind 127.0.0.1:5060: {}", os()));
+        assert_eq!(line.matches(&os().to_string()).count(), 1, "{line}");
+        // Context that does not repeat its cause keeps the whole chain.
+        let e = anyhow::Error::from(os()).context("cannot read the CPU affinity mask");
+        assert_eq!(
+            one_line(&e),
+            format!("cannot read the CPU affinity mask: {}", os())
+        );
+    }
 }

@@ -519,11 +519,10 @@ impl Harness {
         }
     }
 
-    /// The stateless entry points on the previous datagram: they must change nothing.
+    /// The stateless entry point on the previous datagram: it must change nothing.
     fn probe(&mut self, source: SocketAddr) {
         let now = self.now();
         let before = self.live(now);
-        let _ = self.reg.owner_shard(&self.last_datagram, 4);
         let datagram = self.last_datagram.clone();
         let outcome = self
             .reg

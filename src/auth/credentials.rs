@@ -570,10 +570,55 @@ pub fn ha1_entry_toml(username: &str, realm: &str, password: &str) -> String {
     )
 }
 
+/// The header line of the users.csv printed by `corereg ha1 --csv`.
+pub const HA1_CSV_HEADER: &str = "username,realm,password,ha1_md5,ha1_sha256,aors";
+
+/// The users.csv printed by `corereg ha1 <user> <realm> <password> --csv`: [`HA1_CSV_HEADER`], then the
+/// user's line with HA1 for both algorithms and no password. A users file on its own; to add the user to
+/// an existing file with the same columns, append the second line.
+#[must_use]
+pub fn ha1_entry_csv(username: &str, realm: &str, password: &str) -> String {
+    format!(
+        "{HA1_CSV_HEADER}\n{},{},,{},{},\n",
+        csv_field(username),
+        csv_field(realm),
+        super::digest::ha1_hex(Algorithm::Md5, username, realm, password),
+        super::digest::ha1_hex(Algorithm::Sha256, username, realm, password),
+    )
+}
+
+/// A CSV field: quoted (with `""` for a quote) when it holds a comma, a quote or surrounding blanks (an
+/// unquoted field is trimmed when read).
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"']) || value.trim() != value {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::digest::ha1_hex;
+
+    #[test]
+    fn the_printed_csv_entry_is_a_users_file() {
+        for (user, realm) in [("alice", "example.com"), ("o\"brien,jr", "Example, Corp")] {
+            let text = ha1_entry_csv(user, realm, "pw");
+            assert!(text.starts_with(HA1_CSV_HEADER), "{text}");
+            let store = CredentialStore::from_csv_str(&text, None).expect("loads");
+            assert_eq!(store.len(), 1);
+            let u = store
+                .lookup(realm.as_bytes(), user.as_bytes())
+                .expect("the user, under its realm");
+            assert_eq!(
+                u.ha1(Algorithm::Md5).map(|h| h.expose_hex().to_vec()),
+                Some(md5(user, realm, "pw").into_bytes())
+            );
+            assert!(u.ha1(Algorithm::Sha256).is_some());
+        }
+    }
 
     fn md5(u: &str, r: &str, p: &str) -> String {
         ha1_hex(Algorithm::Md5, u, r, p)

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use credentials::CredentialStore;
 use digest::{Algorithm, DigestCredentials, MAX_VALUE_LEN};
 use guard::{Guard, GuardConfig, GuardStats};
-use nonce::{NonceCheck, NonceKey, NonceKeys};
+use nonce::{NonceCheck, NonceKey};
 use replay::{Issuer, ReplayStats, ReplayVerdict, ReplayWindow};
 
 /// Most `Authorization` header values examined per request (the rest are ignored): bounds the
@@ -133,9 +133,11 @@ pub enum AuthDecision<'a> {
     Forbidden(ForbiddenReason),
 }
 
-/// Counters, for metrics (one set per shard; sum them).
+/// Counters, for metrics (one set per shard; sum them: each request is checked on one shard only, the one
+/// owning its AoR).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuthStats {
+    /// REGISTERs whose credentials were accepted.
     pub accepted: u64,
     /// 401 because no usable credentials for our realm were sent (the normal first round trip).
     pub no_credentials: u64,
@@ -145,24 +147,72 @@ pub struct AuthStats {
     pub invalid_nonce: u64,
     /// Parsed, but without qop=auth, nc, cnonce, or with a uri that is not the Request-URI.
     pub unsupported: u64,
+    /// A failure: the username is not in the users file for the realm.
     pub unknown_user: u64,
+    /// A failure: wrong digest response (wrong password).
     pub bad_response: u64,
     /// The user has no HA1 for the algorithm the UA chose.
     pub no_ha1_for_algorithm: u64,
+    /// Right response with a nonce older than `--nonce-ttl`: 401 with `stale=true`.
     pub stale: u64,
+    /// Nonce-count not above the last one accepted for the nonce: 401 with `stale=true`.
     pub replayed: u64,
     /// Nonce unknown to a full replay window (re-challenged to be safe).
     pub replay_forgotten: u64,
+    /// 403: authenticated, but the user may not register this AoR.
     pub forbidden_not_owner: u64,
+    /// 403: the user at this source address, or the address, is in a brute-force cool-down.
     pub forbidden_cooldown: u64,
+    /// 401 responses carrying a challenge (one per response, whatever the number of algorithms offered).
     pub challenges_written: u64,
 }
 
-/// Per-shard authentication state: keys, credentials, replay window, brute-force guard.
+impl AuthStats {
+    /// Every counter with its name, in declaration order (for `key=value` logs).
+    #[must_use]
+    pub fn counters(&self) -> [(&'static str, u64); 14] {
+        // Destructured without `..`: a new counter does not compile until it is listed here.
+        let AuthStats {
+            accepted,
+            no_credentials,
+            malformed,
+            invalid_nonce,
+            unsupported,
+            unknown_user,
+            bad_response,
+            no_ha1_for_algorithm,
+            stale,
+            replayed,
+            replay_forgotten,
+            forbidden_not_owner,
+            forbidden_cooldown,
+            challenges_written,
+        } = *self;
+        [
+            ("accepted", accepted),
+            ("no_credentials", no_credentials),
+            ("malformed", malformed),
+            ("invalid_nonce", invalid_nonce),
+            ("unsupported", unsupported),
+            ("unknown_user", unknown_user),
+            ("bad_response", bad_response),
+            ("no_ha1_for_algorithm", no_ha1_for_algorithm),
+            ("stale", stale),
+            ("replayed", replayed),
+            ("replay_forgotten", replay_forgotten),
+            ("forbidden_not_owner", forbidden_not_owner),
+            ("forbidden_cooldown", forbidden_cooldown),
+            ("challenges_written", challenges_written),
+        ]
+    }
+}
+
+/// Per-shard authentication state: nonce key, credentials, replay window, brute-force guard.
 #[derive(Debug)]
 pub struct Authenticator {
     config: AuthConfig,
-    keys: NonceKeys,
+    /// Issues and verifies the nonces; the same key on every shard (and in processes sharing a key file).
+    key: NonceKey,
     credentials: Arc<CredentialStore>,
     replay: ReplayWindow,
     guard: Guard,
@@ -193,7 +243,7 @@ impl Authenticator {
         };
         Self {
             config,
-            keys: NonceKeys::new(key),
+            key,
             credentials,
             replay: ReplayWindow::new(config.replay_capacity, now_s),
             guard: Guard::new(config.guard),
@@ -206,12 +256,6 @@ impl Authenticator {
     /// Replaces the credentials (SIGHUP reload). Bindings, nonces and counters are unaffected.
     pub fn set_credentials(&mut self, credentials: Arc<CredentialStore>) {
         self.credentials = credentials;
-    }
-
-    /// Starts issuing nonces with `key`; nonces from the current key stay valid until the next
-    /// rotation.
-    pub fn rotate_key(&mut self, key: NonceKey) {
-        self.keys.rotate(key);
     }
 
     #[must_use]
@@ -289,7 +333,7 @@ impl Authenticator {
         let challenge = |stale| AuthDecision::Challenge { stale };
 
         // Step 3: is it our nonce, for this realm and AoR? Nothing is recorded on failure.
-        let (nonce_check, key) = self.keys.check(
+        let nonce_check = self.key.check(
             creds.nonce.raw(),
             now_s,
             req.realm,
@@ -297,11 +341,12 @@ impl Authenticator {
             self.nonce_source(req.source),
             self.config.nonce_ttl_s,
         );
-        let (issued_s, counter) = match (nonce_check, key) {
-            (
-                NonceCheck::Fresh { issued_s, counter } | NonceCheck::Stale { issued_s, counter },
-                Some(key),
-            ) if creds.opaque.map_or(true, |o| o.raw() == key.opaque()) => (issued_s, counter),
+        let (issued_s, counter) = match nonce_check {
+            NonceCheck::Fresh { issued_s, counter } | NonceCheck::Stale { issued_s, counter }
+                if creds.opaque.map_or(true, |o| o.raw() == self.key.opaque()) =>
+            {
+                (issued_s, counter)
+            }
             _ => {
                 self.stats.invalid_nonce += 1;
                 return challenge(false);
@@ -396,7 +441,7 @@ impl Authenticator {
         out: &mut Vec<u8>,
     ) {
         self.nonce_counter = self.nonce_counter.wrapping_add(1);
-        let key = self.keys.current();
+        let key = &self.key;
         let nonce = key.issue(
             now_s,
             realm,

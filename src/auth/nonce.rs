@@ -5,7 +5,7 @@
 //! | bytes | field      | why                                                                   |
 //! |-------|------------|-----------------------------------------------------------------------|
 //! | 8     | `ts_s`     | issue time (Unix seconds, big-endian): gives staleness without state  |
-//! | 1     | `key_id`   | which key made the MAC, so a key can be rotated without a flag day    |
+//! | 1     | `key_id`   | which key made the MAC: another key's nonce is refused without a MAC  |
 //! | 8     | `counter`  | makes nonces issued in the same second unique (the replay window key) |
 //! | 16    | `mac`      | HMAC-SHA256(key, ts, key_id, counter, realm, aor[, source ip]), truncated |
 //!
@@ -108,7 +108,7 @@ impl fmt::Debug for Nonce {
 pub enum NonceInvalid {
     /// Wrong length or not base64url.
     Malformed,
-    /// Made by a key we do not hold (rotated out, or another deployment's).
+    /// Made by another key (another deployment's, or this one's before a restart with a new key).
     UnknownKey,
     /// MAC mismatch: forged, altered, or for another realm/AoR/source.
     BadMac,
@@ -279,7 +279,7 @@ impl NonceKey {
         Nonce(out)
     }
 
-    /// Checks a nonce made by this key. See [`NonceKeys::check`] for the usual entry point.
+    /// Checks a nonce made by this key: fresh or stale (with its issue time and counter), or why not ours.
     pub fn check(
         &self,
         nonce: &[u8],
@@ -351,64 +351,6 @@ fn decode(nonce: &[u8]) -> Result<[u8; RAW_LEN], NonceInvalid> {
     match URL_SAFE_NO_PAD.decode_slice(nonce, &mut raw) {
         Ok(RAW_LEN) => Ok(raw),
         _ => Err(NonceInvalid::Malformed),
-    }
-}
-
-/// The current key (used to issue) and optionally the previous one (still accepted), so a key can be
-/// rotated while nonces made with the old one are in flight.
-#[derive(Clone, Debug)]
-pub struct NonceKeys {
-    current: NonceKey,
-    previous: Option<NonceKey>,
-}
-
-impl NonceKeys {
-    #[must_use]
-    pub fn new(current: NonceKey) -> Self {
-        Self {
-            current,
-            previous: None,
-        }
-    }
-
-    /// Makes `next` the issuing key; the current one is still accepted until the next rotation.
-    pub fn rotate(&mut self, next: NonceKey) {
-        self.previous = Some(core::mem::replace(&mut self.current, next));
-    }
-
-    #[must_use]
-    pub fn current(&self) -> &NonceKey {
-        &self.current
-    }
-
-    /// Every key held, issuing key first.
-    fn keys(&self) -> impl Iterator<Item = &NonceKey> {
-        core::iter::once(&self.current).chain(self.previous.as_ref())
-    }
-
-    /// Checks `nonce` against every key we hold whose id matches.
-    pub fn check(
-        &self,
-        nonce: &[u8],
-        now_s: u64,
-        realm: &[u8],
-        aor: &[u8],
-        source: Option<IpAddr>,
-        ttl_s: u64,
-    ) -> (NonceCheck, Option<&NonceKey>) {
-        let raw = match decode(nonce) {
-            Ok(raw) => raw,
-            Err(e) => return (NonceCheck::Invalid(e), None),
-        };
-        let mut result = NonceCheck::Invalid(NonceInvalid::UnknownKey);
-        // Two keys may share an id (1 in 256): try each that matches.
-        for key in self.keys().filter(|k| k.key_id == raw[8]) {
-            result = key.check_raw(&raw, now_s, realm, aor, source, ttl_s);
-            if !matches!(result, NonceCheck::Invalid(_)) {
-                return (result, Some(key));
-            }
-        }
-        (result, None)
     }
 }
 
@@ -551,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn other_key_is_rejected_and_rotation_keeps_old_nonces() {
+    fn other_key_is_rejected() {
         let (a, b) = (key(1), key(2));
         let n = a.issue(T0, REALM, AOR, None, 1);
         let r = b.check(n.as_bytes(), T0, REALM, AOR, None, TTL);
@@ -559,24 +501,13 @@ mod tests {
             r,
             NonceCheck::Invalid(NonceInvalid::UnknownKey | NonceInvalid::BadMac)
         ));
-
-        let mut keys = NonceKeys::new(a.clone());
-        keys.rotate(b.clone());
-        assert_eq!(keys.current().key_id(), b.key_id());
-        let (r, used) = keys.check(n.as_bytes(), T0, REALM, AOR, None, TTL);
         assert_eq!(
-            r,
+            a.check(n.as_bytes(), T0, REALM, AOR, None, TTL),
             NonceCheck::Fresh {
                 issued_s: T0,
                 counter: 1
             }
         );
-        assert_eq!(used.map(NonceKey::key_id), Some(a.key_id()));
-        keys.rotate(key(3));
-        assert!(matches!(
-            keys.check(n.as_bytes(), T0, REALM, AOR, None, TTL).0,
-            NonceCheck::Invalid(_)
-        ));
     }
 
     #[test]

@@ -549,26 +549,6 @@ fn reload_credentials() {
 }
 
 #[test]
-fn key_rotation_keeps_outstanding_nonces() {
-    let mut a = authenticator(config());
-    let before = challenge(&mut a, ALICE_AOR, src(1), T0);
-    a.rotate_key(NonceKey::from_bytes(&[9; 32]).unwrap());
-    let after = challenge(&mut a, ALICE_AOR, src(1), T0);
-    assert_ne!(before.opaque, after.opaque);
-    for ch in [&before, &after] {
-        assert_eq!(
-            alice(
-                &mut a,
-                &authorization(Algorithm::Md5, "alice", "secret", ch, 1),
-                src(1),
-                T0
-            ),
-            ACCEPT
-        );
-    }
-}
-
-#[test]
 fn nonce_bound_to_source_when_configured() {
     let mut a = authenticator(AuthConfig {
         bind_nonce_to_source: true,

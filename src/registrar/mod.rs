@@ -1,12 +1,19 @@
-//! The registrar: a pure, synchronous RFC 3261 §10.3 state machine.
+//! The registrar: a pure, synchronous RFC 3261 §10.3 state machine. It does no I/O, reads no clock and
+//! starts no thread: the caller brings the datagrams and the time.
 //!
-//! CONTRACT (used by the shell; keep these names and meanings):
-//! - `Registrar::new(RegistrarConfig, now)`; `handle(datagram, source, now, out) -> Outcome` writes the
-//!   response (if any) into `out` (cleared first) and returns what happened; no I/O, no clock, no threads.
-//! - `next_timeout()` is the Unix second at which `handle_timeout` must next be called (None: nothing armed);
-//!   `handle_timeout(now)` expires due bindings in bounded batches and returns true when more are due
-//!   (call again after yielding).
-//! - `Now` is wall-clock time as milliseconds since the Unix epoch, supplied by the caller (tests use a fake).
+//! # Use
+//! - [`Registrar::new`] takes a [`RegistrarConfig`] and the current time. [`Registrar::handle`] takes one
+//!   datagram, its source address and the time, writes the response (if any) into `out`, which it clears
+//!   first, and returns the [`Outcome`]: a reply to send, nothing to send, or the shard to hand it to.
+//! - Expiry: [`Registrar::next_timeout`] is the Unix second at which [`Registrar::handle_timeout`] is next
+//!   due (None: no binding to expire). `handle_timeout(now)` removes due bindings in bounded batches and
+//!   returns true while more are due: yield to other work, then call it again.
+//! - Several shards: build each shard's registrar from clones of one config (they then share the AoR hash
+//!   seed) and call [`Registrar::set_partition`]. A REGISTER for an AoR another shard owns then comes back
+//!   as [`Outcome::HandOff`] with nothing changed, for the caller to pass to the owner's `handle`;
+//!   [`Registrar::reject_overloaded`] answers 503 when the owner cannot take it.
+//! - Authentication: [`Registrar::set_authenticator`] makes every REGISTER need digest credentials.
+//! - [`Now`] is wall-clock time in milliseconds since the Unix epoch (tests pass a fake clock).
 
 pub mod aor_table;
 mod arena;
@@ -63,6 +70,17 @@ pub enum OverLimitPolicy {
     Reject503,
     /// Remove the bindings that expire soonest to make room (Kamailio's/OpenSIPS' "overwrite oldest").
     EvictOldest,
+}
+
+/// The name of the flag's value (`reject503`).
+impl std::fmt::Display for OverLimitPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OverLimitPolicy::Reject403 => "reject403",
+            OverLimitPolicy::Reject503 => "reject503",
+            OverLimitPolicy::EvictOldest => "evict-oldest",
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -164,12 +182,43 @@ impl Partition {
 /// Counters (per registrar / shard).
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// Calls of [`Registrar::handle`]. In a partitioned registrar a request handed to its owner is counted
+    /// by both: once by the shard that received it and once by the owner.
     pub requests: u64,
+    /// REGISTERs applied (bindings added, refreshed, removed or fetched): 200 OK.
     pub registers_ok: u64,
+    /// 4xx responses written.
     pub replies_4xx: u64,
+    /// 5xx responses written, including the 503s of [`Registrar::reject_overloaded`].
     pub replies_5xx: u64,
+    /// Datagrams answered with nothing: responses, ACKs, and what cannot be answered.
     pub dropped: u64,
+    /// Bindings removed because they expired.
     pub expired: u64,
+}
+
+impl Stats {
+    /// Every counter with its name, in declaration order (for `key=value` logs).
+    #[must_use]
+    pub fn counters(&self) -> [(&'static str, u64); 6] {
+        // Destructured without `..`: a new counter does not compile until it is listed here.
+        let Stats {
+            requests,
+            registers_ok,
+            replies_4xx,
+            replies_5xx,
+            dropped,
+            expired,
+        } = *self;
+        [
+            ("requests", requests),
+            ("registers_ok", registers_ok),
+            ("replies_4xx", replies_4xx),
+            ("replies_5xx", replies_5xx),
+            ("dropped", dropped),
+            ("expired", expired),
+        ]
+    }
 }
 
 /// One request being answered: the parsed message, where it came from, and when.
@@ -640,7 +689,7 @@ impl Registrar {
                 let mut w = ResponseWriter::start(out, 401);
                 w.dialog_headers(msg, source, &to_tag, ex.top_via);
                 // No Date or Server: a 401 goes to whatever address the request claims, so it carries
-                // only what the UA needs to answer (see "Size of a challenge" in the README).
+                // only what the UA needs to answer (see "Size of a challenge" in docs/authentication.md).
                 auth.write_challenges(realm, aor, source.ip(), now.unix_s(), stale, w.buf());
                 w.finish();
                 Some(Outcome::Reply {
@@ -701,32 +750,6 @@ impl Registrar {
             _ if msg.count(HeaderName::Via) == 0 => Outcome::Silent(Silence::Unanswerable),
             _ => self.reply(513, Exchange::unvalidated(msg, source, now), out),
         }
-    }
-
-    /// The shard that owns this datagram's AoR, out of `shards`: Some(owner) for a REGISTER whose To names
-    /// an AoR, None for everything else (answered by whichever shard received it). The same hash as the
-    /// binding table's, with the process-wide seed, so every shard routes a given AoR to the same owner.
-    /// Costs one parse; the owner parses again (cheaper than carrying borrowed offsets across executors).
-    pub fn owner_shard(&self, datagram: &[u8], shards: usize) -> Option<usize> {
-        if shards <= 1 {
-            return None;
-        }
-        let parsed = parse_message(datagram, &self.cfg.parse);
-        let msg = parsed.as_ref().ok()?;
-        if !matches!(
-            msg.start,
-            StartLine::Request {
-                method: Method::Register,
-                ..
-            }
-        ) {
-            return None;
-        }
-        let to = crate::sip::header::parse_name_addr(msg.first(HeaderName::To)?).ok()?;
-        let uri = parse_uri(to.uri).ok()?;
-        let mut aor = AorBuf::default();
-        canonical_aor(&uri, &mut aor).ok()?;
-        Some((self.store.hash_aor(aor.as_bytes()) % shards as u64) as usize)
     }
 
     /// Answer 503 with Retry-After without touching any state: used by a receiving shard when the owner's

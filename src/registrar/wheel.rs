@@ -1,15 +1,17 @@
 //! Hashed timer wheel for binding expiry: O(1) schedule, re-arm and cancel, 1 s resolution.
 //!
-//! CONTRACT (used by the registrar; keep these names and meanings):
-//! - Timers are identified by dense `u32` ids (the binding arena's slot numbers); the wheel keeps its own
-//!   intrusive links per id (`Vec` indexed by id, grown on demand), so it needs nothing from the caller.
-//! - `deadline_s` is an absolute time in whole seconds (the registrar uses Unix seconds). A timer is due
-//!   when `now_s >= deadline_s`.
-//! - `advance(now_s, out, max)` appends due ids (each exactly once) to `out`, at most `max` of them, and
-//!   returns true when more due ids remain (the caller yields and calls again). Ids whose deadline is
-//!   far beyond the wheel's span are kept in an overflow level and cascade in when their turn comes.
-//! - `next_deadline()` returns the earliest armed deadline (exact, or earlier — never later), or None.
-//! - Scheduling an already armed id re-arms it; cancelling an unarmed id is a no-op.
+//! # Use
+//! - [`TimerWheel::schedule`] arms timer `id` for `deadline_s`, an absolute time in whole seconds (the
+//!   registrar uses Unix seconds); scheduling an armed id re-arms it. [`TimerWheel::cancel`] disarms it
+//!   (an unarmed id: nothing happens). Ids are dense `u32`s (the registrar uses its binding arena's slot
+//!   numbers): the wheel keeps its own intrusive links per id, in a `Vec` indexed by id and grown on
+//!   demand, so it needs nothing from the caller.
+//! - A timer is due when `now_s >= deadline_s`. [`TimerWheel::advance`]`(now_s, out, max)` appends due ids
+//!   to `out`, each exactly once and at most `max` of them, and returns true while more are due: the caller
+//!   yields to other work, then calls again. Ids whose deadline lies far beyond the wheel's span wait in an
+//!   overflow level and cascade in when their turn comes.
+//! - [`TimerWheel::next_deadline`] is the earliest armed deadline (exact, or earlier, never later), or None:
+//!   when to call `advance` next.
 //!
 //! # Layout
 //! Two levels of [`SLOTS`] slots: level 0 slots are 1 s wide (span 4096 s ≈ 68 min), level 1 slots are

@@ -115,24 +115,34 @@ pub struct ShardAuth {
     pub feed: reload::CredentialsFeed,
 }
 
-/// Counters a shard returns when it stops.
+/// Counters a shard returns when it stops, logged by the binary as `key=value` lines (see
+/// [`ShardReport::log_lines`]).
+///
+/// Summing over the shards: `datagrams_in` counts every datagram once (on the shard whose socket received
+/// it). A request handed to the shard owning its AoR is counted on both shards: as `handed_off` on the
+/// receiver and as `from_peers` on the owner (the two sums are equal once every shard has stopped), and in
+/// both registrars' `requests`. Requests the process answered or dropped = sum of `requests` minus sum of
+/// `handed_off`.
 #[derive(Clone, Debug, Default)]
 pub struct ShardReport {
     pub id: usize,
+    /// The CPU the shard was pinned to (None: not pinned).
     pub cpu: Option<usize>,
     /// Datagrams read from this shard's socket.
     pub datagrams_in: u64,
     /// Replies sent from this shard's socket (to its own datagrams and to those handed to it).
     pub replies_out: u64,
+    /// Replies the socket refused to send.
     pub send_errors: u64,
+    /// Of `datagrams_in`, those larger than `--max-datagram` (refused).
     pub oversized: u64,
     /// Of `datagrams_in`, those taken by `recvmmsg` from a queue that had built up (see [`udp`]).
     pub batched_in: u64,
     /// `recvmmsg` calls that returned datagrams.
     pub recv_batches: u64,
-    /// Requests received here and handed to their owning shard.
+    /// Requests received here and handed to their owning shard (which counts them in its `from_peers`).
     pub handed_off: u64,
-    /// Requests other shards handed to this one (it owns their AoR).
+    /// Requests other shards handed to this one because it owns their AoR (counted as `handed_off` there).
     pub from_peers: u64,
     /// 503s sent because the owner's handoff queue was full (back-pressure).
     pub overloaded_503: u64,
@@ -142,7 +152,57 @@ pub struct ShardReport {
     pub registrar: Option<Stats>,
     /// The authenticator's counters (None without `--auth required`).
     pub auth: Option<AuthStats>,
+    /// Bindings held when the shard stopped.
     pub bindings: usize,
+}
+
+impl ShardReport {
+    /// The shard's own counters with their names, in the order they are logged.
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
+        [
+            ("datagrams_in", self.datagrams_in),
+            ("handed_off", self.handed_off),
+            ("from_peers", self.from_peers),
+            ("overloaded_503", self.overloaded_503),
+            ("peer_closed_503", self.peer_closed_503),
+            ("replies_out", self.replies_out),
+            ("send_errors", self.send_errors),
+            ("oversized", self.oversized),
+            ("batched_in", self.batched_in),
+            ("recv_batches", self.recv_batches),
+            ("bindings", self.bindings as u64),
+        ]
+    }
+
+    /// The lines logged when the shard stops, each `shard N <what>: key=value ...`:
+    /// `shard N stopped: cpu=C <the shard's counters>`, then `shard N registrar: ...` (not for the stub)
+    /// and `shard N auth: ...` (with `--auth required`). The field docs of [`ShardReport`], [`Stats`] and
+    /// [`AuthStats`] say what each counter means.
+    pub fn log_lines(&self) -> Vec<String> {
+        fn line(id: usize, what: &str, first: Option<String>, counters: &[(&str, u64)]) -> String {
+            let mut text = format!("shard {id} {what}:");
+            for kv in first
+                .into_iter()
+                .chain(counters.iter().map(|(k, v)| format!("{k}={v}")))
+            {
+                text.push(' ');
+                text.push_str(&kv);
+            }
+            text
+        }
+        let cpu = format!(
+            "cpu={}",
+            self.cpu.map_or_else(|| "-".into(), |c| c.to_string())
+        );
+        let mut lines = vec![line(self.id, "stopped", Some(cpu), &self.counters())];
+        if let Some(stats) = &self.registrar {
+            lines.push(line(self.id, "registrar", None, &stats.counters()));
+        }
+        if let Some(stats) = &self.auth {
+            lines.push(line(self.id, "auth", None, &stats.counters()));
+        }
+        lines
+    }
 }
 
 /// A shared stop flag (between the signal-handling thread and the shards).
@@ -467,6 +527,60 @@ pub fn now() -> Now {
             .map_or(0, |d| d.as_millis() as u64)
     };
     Now { unix_ms }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn stop_lines_are_key_value_pairs_named_like_the_fields() {
+        let report = ShardReport {
+            id: 1,
+            cpu: Some(3),
+            datagrams_in: 10,
+            handed_off: 4,
+            from_peers: 2,
+            bindings: 7,
+            registrar: Some(Stats {
+                requests: 12,
+                registers_ok: 6,
+                ..Stats::default()
+            }),
+            auth: Some(AuthStats {
+                accepted: 5,
+                ..AuthStats::default()
+            }),
+            ..ShardReport::default()
+        };
+        let lines = report.log_lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 overloaded_503=0 \
+             peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 bindings=7"
+        );
+        assert!(
+            lines[1].starts_with("shard 1 registrar: requests=12 registers_ok=6 replies_4xx=0 "),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("shard 1 auth: accepted=5 no_credentials=0 "),
+            "{}",
+            lines[2]
+        );
+        for line in &lines {
+            assert!(!line.contains(['{', '(', '"']), "not key=value: {line}");
+        }
+        let stub = ShardReport::default().log_lines();
+        assert_eq!(stub.len(), 1);
+        assert!(
+            stub[0].starts_with("shard 0 stopped: cpu=- datagrams_in=0 "),
+            "{}",
+            stub[0]
+        );
+    }
 }
 
 #[cfg(test)]
