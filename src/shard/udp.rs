@@ -3,10 +3,10 @@
 //! Datagrams are received one at a time through glommio (which waits on io_uring when the socket is empty).
 //! When one arrives without waiting, others are likely queued behind it: the loop then drains the socket
 //! with `recvmmsg`, a batch per system call, and sends the batch's replies with one `sendmmsg`
-//! ([`corereg_udp`]'s batches, on the glommio socket's fd), until the queue is empty. A receive that had to wait does not try, so a shard that
-//! keeps up with evenly spaced datagrams runs as without batching; one that did not wait pays one
-//! `recvmmsg`, which may find nothing. Clumped arrivals (clients that send on timer ticks, as SIPp does)
-//! are batched even at moderate rates; see README.md, "Batched receive".
+//! ([`corereg_udp`]'s batches, on the glommio socket's fd), until the queue is empty. A receive that had
+//! to wait does not try, so a shard that keeps up with evenly spaced datagrams runs as without batching;
+//! one that did not wait pays one `recvmmsg`, which may find nothing. Clumped arrivals (clients that send
+//! on timer ticks, as SIPp does) are batched even at moderate rates; see README.md, "Batched receive".
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
