@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use corereg::auth::credentials::CredentialStore;
-use corereg::auth::digest::{self, expected_response, ha1_hex, Algorithm, Ha1};
+use corereg::sip::digest::{self, expected_response, ha1_hex, Algorithm, Ha1};
 use corereg::auth::nonce::{NonceCheck, NonceKey};
 use corereg::auth::{AuthConfig, AuthDecision, AuthRequest, Authenticator};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::auth::digest::Algorithm;
+use crate::sip::digest::Algorithm;
 use crate::auth::guard::GuardConfig;
 use crate::auth::AuthConfig;
 use crate::registrar::register::{

@@ -14,7 +14,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use corereg::auth::credentials::{self, CredentialStore};
-use corereg::auth::digest::{ha1_hex, Algorithm};
+use corereg::sip::digest::{ha1_hex, Algorithm};
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::config::{Args, AuthMode, Command, Config};

@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use corereg::auth::digest::parse_authorization;
+use corereg::sip::digest::parse_authorization;
 use corereg::sip::header::{
     has_option_tag, parse_contact, parse_cseq, parse_name_addr, parse_qvalue, parse_u32, parse_via,
     sole_element, split_list, ContactValue, NameAddr,

@@ -38,7 +38,7 @@ use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use corereg::auth::credentials::CredentialStore;
-use corereg::auth::digest::{expected_response, parse_authorization, Algorithm, Ha1};
+use corereg::sip::digest::{expected_response, parse_authorization, Algorithm, Ha1};
 use corereg::auth::guard::GuardConfig;
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};

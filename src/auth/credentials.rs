@@ -54,7 +54,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
-use super::digest::{Algorithm, Ha1};
+use crate::sip::digest::{Algorithm, Ha1};
 
 /// Largest credentials file read (a wrong path should fail fast, not eat memory).
 pub const MAX_FILE_LEN: u64 = 256 << 20;
@@ -565,15 +565,15 @@ pub fn ha1_entry_toml(username: &str, realm: &str, password: &str) -> String {
         "[[user]]\nusername = {}\nrealm = {}\nha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n",
         q(username),
         q(realm),
-        super::digest::ha1_hex(Algorithm::Md5, username, realm, password),
-        super::digest::ha1_hex(Algorithm::Sha256, username, realm, password),
+        crate::sip::digest::ha1_hex(Algorithm::Md5, username, realm, password),
+        crate::sip::digest::ha1_hex(Algorithm::Sha256, username, realm, password),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::digest::ha1_hex;
+    use crate::sip::digest::ha1_hex;
 
     fn md5(u: &str, r: &str, p: &str) -> String {
         ha1_hex(Algorithm::Md5, u, r, p)

@@ -1191,7 +1191,7 @@ fn reject_overloaded_is_503_with_retry_after_and_changes_nothing() {
 mod auth {
     use super::*;
     use crate::auth::credentials::CredentialStore;
-    use crate::auth::digest::{expected_response, Algorithm, Ha1};
+    use crate::sip::digest::{expected_response, Algorithm, Ha1};
     use crate::auth::nonce::NonceKey;
     use crate::auth::{AuthConfig, Authenticator};
     use std::sync::Arc;
@@ -1512,7 +1512,7 @@ fn a_partitioned_registrar_hands_off_what_it_does_not_own_and_changes_nothing() 
 mod fuzz_regressions {
     use super::*;
     use crate::auth::credentials::CredentialStore;
-    use crate::auth::digest::{expected_response, Algorithm, Ha1};
+    use crate::sip::digest::{expected_response, Algorithm, Ha1};
     use crate::auth::nonce::NonceKey;
     use crate::auth::{AuthConfig, Authenticator};
     use std::sync::Arc;

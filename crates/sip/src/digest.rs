@@ -728,7 +728,7 @@ pub fn verify(ha1: &Ha1, creds: &DigestCredentials<'_>, method: &[u8]) -> bool {
 
 /// Appends `s` as the content of a quoted string, escaping `"` and `\` and dropping control
 /// characters (which could otherwise end the header line).
-pub(crate) fn push_quoted_content(out: &mut Vec<u8>, s: &[u8]) {
+pub fn push_quoted_content(out: &mut Vec<u8>, s: &[u8]) {
     for &c in s {
         match c {
             b'"' | b'\\' => {

@@ -10,7 +10,7 @@
 /// `x`, unknown to the optimiser (an empty `asm!` block that "may change" its register). Costs nothing
 /// at run time; pure, so it can still be hoisted out of loops and merged with an identical one.
 #[inline(always)]
-pub(crate) fn opaque(x: u64) -> u64 {
+pub fn opaque(x: u64) -> u64 {
     let mut x = x;
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the block is empty: it reads and writes nothing but the register holding `x`, unchanged.
