@@ -38,8 +38,8 @@ pub mod replay;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use credentials::CredentialStore;
 use crate::sip::digest::{self, Algorithm, DigestCredentials, MAX_VALUE_LEN};
+use credentials::CredentialStore;
 use guard::{Guard, GuardConfig, GuardStats};
 use nonce::{NonceCheck, NonceKey, NonceKeys};
 use replay::{Issuer, ReplayStats, ReplayVerdict, ReplayWindow};

@@ -275,8 +275,16 @@ impl fmt::Debug for Ha1 {
 
 impl Drop for Ha1 {
     fn drop(&mut self) {
-        for b in self.hex.iter_mut() {
-            // Volatile so the compiler cannot drop the "dead" stores.
+        wipe::zero(&mut self.hex);
+    }
+}
+
+/// Overwriting a secret in a way the compiler keeps.
+#[allow(unsafe_code)]
+mod wipe {
+    /// Sets every byte of `bytes` to 0 with volatile stores, which the compiler cannot drop as dead.
+    pub(super) fn zero(bytes: &mut [u8]) {
+        for b in bytes.iter_mut() {
             // SAFETY: `b` is a valid, aligned, exclusive reference to a u8.
             unsafe { core::ptr::write_volatile(b, 0) };
         }
