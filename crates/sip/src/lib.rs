@@ -7,7 +7,9 @@
 //! - [`uri`]: SIP URI parsing, comparison (RFC 3261 §19.1.4) and AoR canonicalisation (§10.3 step 5);
 //! - [`response`]: writes a response into a caller-owned buffer;
 //! - [`digest`]: digest authentication (RFC 7616, RFC 8760): HA1 and response computation, `Authorization`
-//!   parsing and constant-time verification;
+//!   and challenge parsing, constant-time verification;
+//! - [`client`]: the client side: REGISTERs and binding queries written, responses and their
+//!   challenges read;
 //! - [`scan`]: the byte-scanning kernels (SSE2, SWAR) behind the parsers and the response writer.
 //!
 //! # Unsafe code
@@ -21,6 +23,7 @@
 #![deny(unsafe_code)]
 
 pub(crate) mod charclass;
+pub mod client;
 pub mod digest;
 pub mod header;
 pub mod parse;
