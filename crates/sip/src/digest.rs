@@ -752,10 +752,7 @@ pub fn parse_authorization(value: &[u8]) -> Result<DigestCredentials<'_>, Digest
         // Unknown parameters (userhash, auth-param extensions) are ignored.
     }
 
-    let algorithm = match algorithm {
-        None => Algorithm::Md5,
-        Some(v) => Algorithm::from_token(v.raw).ok_or(DigestParseError::UnsupportedAlgorithm)?,
-    };
+    let algorithm = algorithm_param(algorithm)?;
     Ok(DigestCredentials {
         username: username.ok_or(DigestParseError::Missing("username"))?,
         realm: realm.ok_or(DigestParseError::Missing("realm"))?,
@@ -860,12 +857,7 @@ impl Challenge {
                 set(&mut stale, "stale", v)?;
             }
         }
-        let algorithm = match algorithm {
-            None => Algorithm::Md5,
-            Some(v) => {
-                Algorithm::from_token(v.raw).ok_or(DigestParseError::UnsupportedAlgorithm)?
-            }
-        };
+        let algorithm = algorithm_param(algorithm)?;
         // `qop-options` is a quoted, comma-separated list: `qop="auth,auth-int"`.
         let qop_auth = qop.is_some_and(|q| {
             q.to_unescaped_vec()
@@ -898,6 +890,14 @@ impl Challenge {
                     best
                 }
             })
+    }
+}
+
+/// The `algorithm` parameter's value: `MD5` when absent (RFC 7616 §3.3, §3.4).
+fn algorithm_param(v: Option<Value<'_>>) -> Result<Algorithm, DigestParseError> {
+    match v {
+        None => Ok(Algorithm::Md5),
+        Some(v) => Algorithm::from_token(v.raw).ok_or(DigestParseError::UnsupportedAlgorithm),
     }
 }
 
