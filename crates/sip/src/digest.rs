@@ -452,6 +452,7 @@ impl<'a> Value<'a> {
     }
 
     /// The value with escapes removed, borrowing `buf` only when there were escapes.
+    #[inline]
     #[must_use]
     pub fn unescape<'b>(&self, buf: &'b mut [u8; MAX_VALUE_LEN]) -> &'b [u8]
     where
@@ -479,6 +480,7 @@ impl<'a> Value<'a> {
     }
 
     /// Whether the unescaped value equals `other`, without a buffer.
+    #[inline]
     #[must_use]
     pub fn eq_unescaped(&self, other: &[u8]) -> bool {
         if !self.escaped {
@@ -556,6 +558,7 @@ impl<'a> DigestCredentials<'a> {
     }
 
     /// Whether `qop=auth` was given (the only qop we offer).
+    #[inline]
     #[must_use]
     pub fn is_qop_auth(&self) -> bool {
         self.qop

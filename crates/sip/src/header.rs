@@ -217,6 +217,7 @@ fn validate_params(mut s: &[u8]) -> Result<ParamFacts<'_>, HeaderError> {
 impl<'a> Params<'a> {
     /// Value of the named parameter: `Some(Some(v))` with `name=v` (quotes removed when quoted, escapes
     /// inside the quoted string left as they are), `Some(None)` for a bare `name`, `None` when absent.
+    #[inline]
     pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -416,6 +417,7 @@ pub const MAX_LIST_ELEMENTS: usize = 128;
 /// honouring quoted strings and `<...>` so commas inside them do not split.
 /// An empty value has no element; empty elements (`a,,b`, `a,`) are yielded as empty slices so that
 /// typed parsers reject them.
+#[inline]
 pub fn split_list(value: &[u8]) -> ListIter<'_> {
     let v = trim_lws(value);
     ListIter {
@@ -538,6 +540,7 @@ fn parse_cseq_general(v: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
 
 /// A non-negative decimal that fits in u32 (Expires, Content-Length, Max-Forwards, expires param).
 /// Expires values above u32::MAX are NumberOutOfRange; callers cap them.
+#[inline]
 #[cfg_attr(
     target_os = "linux",
     allow(unsafe_code),
@@ -686,6 +689,7 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
 }
 
 /// Case-insensitive option-tag membership in a comma-separated list value (Require, Supported).
+#[inline]
 pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
     split_list(list_value)
         .flatten()

@@ -85,6 +85,7 @@ impl<'a> ViaFacts<'a> {
     /// The facts of `via`, the parse of `element`: the first element of the top Via header value `value`
     /// (both subslices of the datagram, as `Message` hands them out). `parse_via` noted `received` and the
     /// first bare `rport` (what `find_bare_param` would find) in its pass over the parameters.
+    #[inline]
     #[cfg_attr(
         target_os = "linux",
         allow(unsafe_code),
@@ -295,6 +296,7 @@ pub struct ResponseWriter<'o> {
 
 impl<'o> ResponseWriter<'o> {
     /// Clears `out` and writes the status line.
+    #[inline]
     pub fn start(out: &'o mut Vec<u8>, code: u16) -> Self {
         out.clear();
         match status_line(code) {
