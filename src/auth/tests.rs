@@ -1,5 +1,5 @@
 //! Decision-path tests for [`Authenticator`], driven with a fake clock and a client built from the
-//! digest functions (the RFC vectors in `digest.rs` pin those down independently).
+//! digest functions (the RFC vectors in `corereg_sip::digest` pin those down independently).
 
 use super::*;
 use crate::sip::digest::{expected_response, ha1_hex};
