@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use corereg::auth::credentials::CredentialStore;
-use corereg::auth::digest::{self, expected_response, ha1_hex, Algorithm, Ha1};
 use corereg::auth::nonce::{NonceCheck, NonceKey};
 use corereg::auth::{AuthConfig, AuthDecision, AuthRequest, Authenticator};
+use corereg::sip::digest::{self, expected_response, ha1_hex, Algorithm, Ha1};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
 const NOW: u64 = 1_700_000_000;

@@ -15,13 +15,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::auth::digest::Algorithm;
 use crate::auth::guard::GuardConfig;
 use crate::auth::AuthConfig;
 use crate::registrar::register::{
     MAX_BINDING_BYTES, MAX_CONTACTS_PER_AOR, MAX_CONTACTS_PER_REQUEST,
 };
 use crate::registrar::{OverLimitPolicy, RegistrarConfig};
+use crate::sip::digest::Algorithm;
 use crate::sip::parse::{ParseLimits, MAX_HEADERS};
 
 /// Defaults, in one place so the help text, the README and the code agree.

@@ -11,4 +11,6 @@ pub mod auth;
 pub mod config;
 pub mod registrar;
 pub mod shard;
-pub mod sip;
+
+/// The SIP toolkit ([`corereg_sip`]): parsing, URIs, the response writer, digest maths.
+pub use corereg_sip as sip;

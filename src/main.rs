@@ -14,13 +14,13 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use corereg::auth::credentials::{self, CredentialStore};
-use corereg::auth::digest::{ha1_hex, Algorithm};
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::config::{Args, AuthMode, Command, Config};
 use corereg::shard::handoff::{self, Links as HandoffLinks};
 use corereg::shard::reload::{CredentialsFeed, RELOAD_POLL};
 use corereg::shard::{self, Event, Mode, ShardAuth, ShardSpec, Stop};
+use corereg::sip::digest::{ha1_hex, Algorithm};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,6 +1,6 @@
 //! Digest authentication end to end: the real binary with `--auth required` over loopback, driven by SIPp
 //! (an independent MD5 implementation), by the bundled load generator, and by a scripted UDP client that
-//! computes its digests with `corereg::auth::digest` (for what SIPp cannot script: stale nonces, replays,
+//! computes its digests with `corereg::sip::digest` (for what SIPp cannot script: stale nonces, replays,
 //! SIGHUP reloads). Bindings are always checked through the registrar itself: an authenticated REGISTER
 //! without Contact returns the AoR's bindings (RFC 3261 §10.3 step 8).
 //!
@@ -21,7 +21,7 @@ use common::{
     files_report, free_udp_port, loadgen_binary, require_program, workdir, write_file, Client,
     KillOnDrop, Req, Server,
 };
-use corereg::auth::digest::Algorithm;
+use corereg::sip::digest::Algorithm;
 
 const DOMAIN: &str = "example.com";
 /// Wall-clock bound for one SIPp or loadgen run.

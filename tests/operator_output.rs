@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{workdir, write_file, KillOnDrop, Req, Server};
 use corereg::auth::credentials::CredentialStore;
-use corereg::auth::digest::{ha1_hex, Algorithm};
+use corereg::sip::digest::{ha1_hex, Algorithm};
 
 const DOMAIN: &str = "example.com";
 

@@ -1,10 +1,13 @@
 //! The wire format on arbitrary bytes: framing (`parse_message`), then every header parser the registrar
 //! runs on its result (Via, name-addr, Contact, CSeq, numbers, q-values, option tags, URIs, the canonical
-//! AoR, digest credentials). Nothing may panic; a few properties are checked on what parses.
+//! AoR, digest credentials), and the client side's readers of responses and challenges. Nothing may panic;
+//! a few properties are checked on what parses.
 
 #![no_main]
 
-use corereg::auth::digest::parse_authorization;
+use corereg::sip::client::request::parse_branch;
+use corereg::sip::client::response::{contact_uris, parse_response};
+use corereg::sip::digest::{parse_authorization, Challenge};
 use corereg::sip::header::{
     has_option_tag, parse_contact, parse_cseq, parse_name_addr, parse_qvalue, parse_u32, parse_via,
     sole_element, split_list, ContactValue, NameAddr,
@@ -27,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
             headers(&msg);
         }
     }
+    // What a client reads of a response.
+    if let Ok(resp) = parse_response(data) {
+        assert!((100..700).contains(&resp.status));
+        let _ = resp.branch.and_then(parse_branch);
+        let _ = Challenge::pick_strongest(resp.challenges().iter().copied());
+    }
+    let _ = contact_uris(data);
     // Header values on their own (the framing never hands a parser a CR or LF outside a fold).
     if data.len() <= 4096 {
         values(data);
@@ -148,4 +158,5 @@ fn values(v: &[u8]) {
     let _ = sole_element(v);
     uri_checks(v);
     let _ = parse_authorization(v);
+    let _ = Challenge::parse(v);
 }

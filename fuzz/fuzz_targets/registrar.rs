@@ -38,12 +38,12 @@ use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use corereg::auth::credentials::CredentialStore;
-use corereg::auth::digest::{expected_response, parse_authorization, Algorithm, Ha1};
 use corereg::auth::guard::GuardConfig;
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::registrar::bindings::HashSeed;
 use corereg::registrar::{Now, Outcome, OverLimitPolicy, Registrar, RegistrarConfig};
+use corereg::sip::digest::{expected_response, parse_authorization, Algorithm, Ha1};
 use corereg::sip::header::{parse_contact, parse_name_addr, parse_u32, ContactValue};
 use corereg::sip::parse::{parse_message, HeaderName, Method, ParseLimits, StartLine};
 use corereg::sip::uri::{canonical_aor, parse_uri, AorBuf};

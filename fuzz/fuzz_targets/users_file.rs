@@ -4,7 +4,7 @@
 #![no_main]
 
 use corereg::auth::credentials::{CredentialStore, CredentialsError};
-use corereg::auth::digest::Algorithm;
+use corereg::sip::digest::Algorithm;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,6 @@
 #![forbid(unsafe_code)]
 
 mod capacity;
-mod digest;
 mod engine;
 mod net;
 mod passwords;
@@ -14,7 +13,6 @@ mod report;
 mod responder;
 mod scenario;
 mod scheduler;
-mod sip;
 mod transaction;
 mod worker;
 
@@ -26,9 +24,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use corereg_sip::client::request::Writer;
+use corereg_sip::digest::Algorithm;
 
 use crate::capacity::{Criteria, Search};
-use crate::digest::Algorithm;
 use crate::engine::Plan;
 use crate::passwords::Passwords;
 use crate::scenario::{Mix, Scenario};
@@ -444,7 +443,7 @@ fn query_bindings(a: QueryArgs) -> Result<()> {
     let naming = &a.naming;
     let names = (naming.first_user..naming.first_user + a.users).map(|n| {
         let mut buf = [0u8; 128];
-        let mut w = sip::Writer::new(&mut buf);
+        let mut w = Writer::new(&mut buf);
         w.put(naming.prefix.as_bytes())
             .put_u64_padded(n, naming.user_width);
         let len = w.finish().unwrap_or(0);

@@ -4,7 +4,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::sip;
+use corereg_sip::client::request::write_query;
+use corereg_sip::client::response::{contact_uris, parse_response};
 
 pub struct QueryResult {
     pub users: u64,
@@ -38,7 +39,7 @@ pub fn query(
     for (i, name) in names.enumerate() {
         res.users += 1;
         let tag = (i as u64) << 8 | 0x5a;
-        let Some(n) = sip::write_query(&mut buf, domain, &name, host.as_bytes(), local.port(), tag)
+        let Some(n) = write_query(&mut buf, domain, &name, host.as_bytes(), local.port(), tag)
         else {
             res.unanswered += 1;
             continue;
@@ -54,7 +55,7 @@ pub fn query(
                     break;
                 };
                 let msg = &rbuf[..len];
-                let Ok(resp) = sip::parse_response(msg) else {
+                let Ok(resp) = parse_response(msg) else {
                     continue;
                 };
                 let ours = resp.branch.is_some_and(|b| {
@@ -66,7 +67,7 @@ pub fn query(
                 }
                 if (200..300).contains(&resp.status) {
                     answered = true;
-                    let c = sip::contact_uris(msg).len() as u64;
+                    let c = contact_uris(msg).len() as u64;
                     res.contacts += c;
                     res.bound += u64::from(c > 0);
                 }

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::digest::{self, Algorithm, Params};
+use corereg_sip::client::request::Writer;
+use corereg_sip::digest::{self, Algorithm, Ha1, MAX_VALUE_LEN};
+use corereg_sip::header::parse_name_addr;
+use corereg_sip::parse::{parse_message, HeaderName, ParseLimits, StartLine};
+
 use crate::net;
 use crate::passwords;
-use crate::sip::{self, Writer};
 
 #[derive(Debug, Clone)]
 pub struct ResponderConfig {
@@ -103,6 +106,9 @@ pub enum Outcome {
     Ignored,
 }
 
+/// Most Via header lines copied into an answer.
+const MAX_VIAS: usize = 8;
+
 /// Builds the answer to one request into `buf`. None (nothing sent) for responses, garbage, or
 /// requests missing the headers a response must copy.
 pub fn answer(
@@ -111,50 +117,26 @@ pub fn answer(
     nonce_counter: u64,
     buf: &mut [u8],
 ) -> Option<(usize, Outcome)> {
-    if req.starts_with(b"SIP/") {
-        return None; // a response, not ours to answer
-    }
-    let first_line_end = memchr::memchr(b'\n', req)?;
-    let request_line = sip::trim(req.get(..first_line_end)?.strip_suffix(b"\r")?);
-    let mut parts = request_line.split(|&b| b == b' ');
-    let method = parts.next()?;
-    let uri = parts.next()?;
-    if parts.next() != Some(b"SIP/2.0") {
+    let msg = parse_message(req, &ParseLimits::default()).ok()?;
+    // Responses are not ours to answer; nor is a request whose start line is broken.
+    let StartLine::Request {
+        method_raw: method,
+        uri,
+        ..
+    } = msg.start
+    else {
+        return None;
+    };
+    if msg.count(HeaderName::Via) == 0 {
         return None;
     }
-
-    let mut vias: [&[u8]; 8] = [&[]; 8];
-    let mut via_count = 0;
-    let (mut from, mut to, mut call_id, mut cseq, mut contact, mut authorization) =
-        (None, None, None, None, None, None);
-    let mut expires: Option<&[u8]> = None;
-    let mut headers = sip::Headers::after_start_line(req);
-    for (name, value) in headers.by_ref() {
-        if sip::is_header(name, b"Via", Some(b'v')) {
-            if via_count < vias.len() {
-                vias[via_count] = value;
-                via_count += 1;
-            }
-        } else if sip::is_header(name, b"From", Some(b'f')) {
-            from = Some(value);
-        } else if sip::is_header(name, b"To", Some(b't')) {
-            to = Some(value);
-        } else if sip::is_header(name, b"Call-ID", Some(b'i')) {
-            call_id = Some(value);
-        } else if name.eq_ignore_ascii_case(b"CSeq") {
-            cseq = Some(value);
-        } else if sip::is_header(name, b"Contact", Some(b'm')) {
-            contact = Some(value);
-        } else if name.eq_ignore_ascii_case(b"Expires") {
-            expires = Some(value);
-        } else if name.eq_ignore_ascii_case(b"Authorization") {
-            authorization = Some(value);
-        }
-    }
-    if !headers.complete() || via_count == 0 {
-        return None;
-    }
-    let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
+    let from = msg.first(HeaderName::From)?;
+    let to = msg.first(HeaderName::To)?;
+    let call_id = msg.first(HeaderName::CallId)?;
+    let cseq = msg.first(HeaderName::CSeq)?;
+    let contact = msg.first(HeaderName::Contact);
+    let expires = msg.first(HeaderName::Expires);
+    let authorization = msg.first(HeaderName::Authorization);
 
     let outcome = match (&cfg.challenge, authorization) {
         (Some(_), None) => Outcome::Challenged,
@@ -171,11 +153,11 @@ pub fn answer(
         Outcome::Challenged => b"SIP/2.0 401 Unauthorized\r\n",
         _ => b"SIP/2.0 403 Forbidden\r\n",
     });
-    for via in &vias[..via_count] {
+    for via in msg.all(HeaderName::Via).take(MAX_VIAS) {
         w.put(b"Via: ").put(via).put(b"\r\n");
     }
     w.put(b"From: ").put(from).put(b"\r\nTo: ").put(to);
-    if sip::header_param(to, b"tag").is_none() {
+    if !has_param(to, b"tag") {
         w.put(b";tag=lgr");
     }
     w.put(b"\r\nCall-ID: ")
@@ -187,7 +169,7 @@ pub fn answer(
         Outcome::Ok => {
             if let Some(c) = contact {
                 w.put(b"Contact: ").put(c);
-                if sip::header_param(c, b"expires").is_none() {
+                if !has_param(c, b"expires") {
                     w.put(b";expires=").put(expires.unwrap_or(b"3600"));
                 }
                 w.put(b"\r\n");
@@ -196,7 +178,7 @@ pub fn answer(
         Outcome::Challenged => {
             for alg in cfg.challenge.as_deref().unwrap_or(&[]) {
                 w.put(b"WWW-Authenticate: Digest realm=\"")
-                    .put(cfg.realm.as_bytes())
+                    .put_quoted(cfg.realm.as_bytes())
                     .put(b"\", nonce=\"")
                     .put_hex(nonce_counter)
                     .put(b"\", qop=\"auth\", algorithm=")
@@ -210,65 +192,25 @@ pub fn answer(
     Some((w.finish()?, outcome))
 }
 
-/// Recomputes the digest response from the Authorization header's own fields and the expected
-/// password; any missing field fails verification.
+/// Whether a name-addr header value carries the header parameter `name`.
+fn has_param(value: &[u8], name: &[u8]) -> bool {
+    parse_name_addr(value).is_ok_and(|na| na.params.get(name).is_some())
+}
+
+/// Checks the digest answer against the password the pattern gives its user, for our realm and
+/// the Request-URI; anything missing or malformed fails verification.
 fn verify(auth: &[u8], method: &[u8], req_uri: &[u8], realm: &str, pattern: &str) -> bool {
-    let Some(rest) = auth.strip_prefix(b"Digest") else {
+    let Ok(creds) = digest::parse_authorization(auth) else {
         return false;
     };
-    let (mut username, mut nonce, mut uri, mut response, mut cnonce, mut nc, mut qop) =
-        (None, None, None, None, None, None, None);
-    let mut algorithm = Algorithm::Md5;
-    let mut auth_realm = None;
-    for p in Params::new(rest) {
-        let Ok((name, value)) = p else {
-            return false;
-        };
-        match name.to_ascii_lowercase().as_slice() {
-            b"username" => username = Some(value),
-            b"realm" => auth_realm = Some(value),
-            b"nonce" => nonce = Some(value),
-            b"uri" => uri = Some(value),
-            b"response" => response = Some(value),
-            b"cnonce" => cnonce = Some(value),
-            b"nc" => nc = Some(value),
-            b"qop" => qop = Some(value),
-            b"algorithm" => match value.as_slice() {
-                b"MD5" => algorithm = Algorithm::Md5,
-                b"SHA-256" => algorithm = Algorithm::Sha256,
-                _ => return false,
-            },
-            _ => {}
-        }
-    }
-    let (Some(username), Some(nonce), Some(uri), Some(response)) = (username, nonce, uri, response)
-    else {
-        return false;
-    };
-    if auth_realm.as_deref() != Some(realm.as_bytes()) || uri != req_uri {
+    if !creds.realm.eq_unescaped(realm.as_bytes()) || !creds.uri.eq_unescaped(req_uri) {
         return false;
     }
-    let nc_value = match nc.as_deref().map(std::str::from_utf8) {
-        Some(Ok(s)) => u32::from_str_radix(s, 16).ok(),
-        _ => None,
-    };
-    let qop_auth = match (qop.as_deref(), cnonce.as_deref(), nc_value) {
-        (Some(b"auth"), Some(c), Some(n)) => Some((n, c)),
-        (None, _, _) => None,
-        _ => return false,
-    };
-    let password = passwords::expand(pattern, &username);
-    let expected = digest::response(&digest::ResponseInput {
-        algorithm,
-        username: &username,
-        realm: realm.as_bytes(),
-        password: &password,
-        method,
-        uri: &uri,
-        nonce: &nonce,
-        qop_auth,
-    });
-    expected == response
+    let mut user_buf = [0u8; MAX_VALUE_LEN];
+    let username = creds.username.unescape(&mut user_buf);
+    let password = passwords::expand(pattern, username);
+    let ha1 = Ha1::from_password(creds.algorithm, username, realm.as_bytes(), &password);
+    digest::verify(&ha1, &creds, method)
 }
 
 /// Parses `host:port` for the listen address (IPv4 only, like the rest of the tool).
@@ -279,6 +221,8 @@ pub fn parse_listen(s: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corereg_sip::client::response::parse_response;
+    use corereg_sip::digest::Challenge;
 
     fn cfg(challenge: bool, verify: bool) -> ResponderConfig {
         ResponderConfig {
@@ -298,7 +242,7 @@ mod tests {
         let mut buf = [0u8; 2048];
         let (n, o) = answer(&cfg(false, false), REQ, 1, &mut buf).expect("answered");
         assert_eq!(o, Outcome::Ok);
-        let r = sip::parse_response(&buf[..n]).expect("parses");
+        let r = parse_response(&buf[..n]).expect("parses");
         assert_eq!(r.status, 200);
         assert_eq!(r.branch, Some(&b"z9hG4bK-lg.1.2.3"[..]));
         assert_eq!(r.cseq, Some(1));
@@ -313,24 +257,26 @@ mod tests {
         let mut buf = [0u8; 2048];
         let (n, o) = answer(&c, REQ, 0xabc, &mut buf).expect("answered");
         assert_eq!(o, Outcome::Challenged);
-        let r = sip::parse_response(&buf[..n]).expect("parses");
-        let ch = digest::Challenge::pick_strongest(r.challenges().iter().copied()).expect("ok");
+        let r = parse_response(&buf[..n]).expect("parses");
+        let ch = Challenge::pick_strongest(r.challenges().iter().copied()).expect("ok");
         assert_eq!(ch.algorithm, Algorithm::Sha256);
         for (password, want) in [(&b"pw-u1"[..], Outcome::Ok), (b"wrong", Outcome::Rejected)] {
-            let resp = digest::response(&digest::ResponseInput {
-                algorithm: ch.algorithm,
-                username: b"u1",
-                realm: &ch.realm,
-                password,
-                method: b"REGISTER",
-                uri: b"sip:example.com",
-                nonce: &ch.nonce,
-                qop_auth: Some((1, b"cn")),
-            });
+            let ha1 = Ha1::from_password(ch.algorithm, b"u1", &ch.realm, password);
+            let resp = digest::expected_response(
+                ch.algorithm,
+                ha1.expose_hex(),
+                b"REGISTER",
+                b"sip:example.com",
+                &ch.nonce,
+                b"00000001",
+                b"cn",
+                Some(b"auth"),
+            )
+            .expect("qop=auth");
             let auth = format!(
                 "Authorization: Digest username=\"u1\", realm=\"lg\", nonce=\"{}\", uri=\"sip:example.com\", response=\"{}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"cn\"\r\n",
                 String::from_utf8_lossy(&ch.nonce),
-                String::from_utf8_lossy(&resp)
+                resp.as_str()
             );
             let text =
                 String::from_utf8_lossy(REQ).replace("Content-Length", &(auth + "Content-Length"));

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::sip::Action;
+use corereg_sip::client::request::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

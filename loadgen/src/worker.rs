@@ -9,16 +9,20 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use corereg_sip::client::request::parse_branch;
+use corereg_sip::client::request::{
+    write_register, Action, AuthFields, RegisterParams, RegisterTemplate, Writer,
+};
+use corereg_sip::client::response::parse_response;
+use corereg_sip::digest::{self, Challenge, Ha1, HexDigest};
 use corereg_udp::{RecvBatch, SendBatch};
 use hdrhistogram::Histogram;
 
-use crate::digest::{self, Challenge};
 use crate::net;
 use crate::passwords::Passwords;
 use crate::report::{new_histogram, Counters, Interval};
 use crate::scenario::{next_action, Mix, Scenario, UserView};
 use crate::scheduler::Pacing;
-use crate::sip::{self, Action, AuthFields, RegisterParams};
 use crate::transaction::{Fired, TimerConfig, Timers};
 
 /// Everything a run needs, shared read-only by all workers.
@@ -62,6 +66,9 @@ pub struct Share {
     pub duration_ns: Option<u64>,
 }
 
+/// The `User-Agent` of every request.
+const USER_AGENT: &[u8] = b"corereg-loadgen";
+
 /// How many digest answers one operation may send: one for a fresh challenge, one more when a
 /// cached nonce was refused (expired/stale) and a new challenge came back.
 const MAX_AUTH_ROUNDS: u8 = 2;
@@ -74,12 +81,12 @@ const NS_PER_S: u64 = 1_000_000_000;
 struct AuthCache {
     challenge: Challenge,
     proxy: bool,
-    ha1: Vec<u8>,
-    ha2: Vec<u8>,
+    ha1: Ha1,
+    ha2: HexDigest,
     nc: u32,
     cnonce: Vec<u8>,
     /// Response of the current transaction, kept so a retransmission is byte-identical.
-    response: Vec<u8>,
+    response: Option<HexDigest>,
 }
 
 #[derive(Default)]
@@ -119,7 +126,7 @@ pub struct Worker {
     /// Why GSO is off although asked for (probe failed), if so.
     gso_unsupported: Option<String>,
     /// Credential-less REGISTERs are copied from this and patched.
-    template: sip::RegisterTemplate,
+    template: RegisterTemplate,
     /// GSO counters of `send` already reported.
     gso_reported: (u64, u64),
 }
@@ -155,7 +162,7 @@ impl Worker {
             last_completion_ns: 0,
             gso_unsupported,
             gso_reported: (0, 0),
-            template: sip::RegisterTemplate::default(),
+            template: RegisterTemplate::default(),
             cfg,
             share,
             socket,
@@ -375,8 +382,8 @@ impl Worker {
             realm: &a.challenge.realm,
             nonce: &a.challenge.nonce,
             uri: &self.cfg.request_uri,
-            response: &a.response,
-            algorithm: a.challenge.algorithm.name().as_bytes(),
+            response: a.response.as_ref().map_or(&[][..], HexDigest::as_bytes),
+            algorithm: a.challenge.algorithm,
             opaque: a.challenge.opaque.as_deref(),
             qop: a.challenge.qop_auth.then_some((a.nc, a.cnonce.as_slice())),
         });
@@ -395,6 +402,7 @@ impl Worker {
             cseq: u.cseq,
             action: u.action.unwrap_or(Action::Register),
             expires_s: self.cfg.expires_s,
+            user_agent: USER_AGENT,
             auth,
         };
         // A request that does not fit a datagram buffer (absurd nonce) is not sent; timer F
@@ -402,7 +410,7 @@ impl Worker {
         if params.auth.is_some() {
             let _ = self
                 .send
-                .push_with(None, |buf| sip::write_register(buf, &params));
+                .push_with(None, |buf| write_register(buf, &params));
         } else {
             let template = &mut self.template;
             let _ = self
@@ -443,13 +451,13 @@ impl Worker {
     }
 
     fn on_datagram(&mut self, data: &[u8], now: u64) {
-        let Ok(resp) = sip::parse_response(data) else {
+        let Ok(resp) = parse_response(data) else {
             self.counters.garbage += 1;
             return;
         };
         let matched = resp
             .branch
-            .and_then(sip::parse_branch)
+            .and_then(parse_branch)
             .filter(|(run, _, _)| *run == self.cfg.run_id)
             .and_then(|(_, user, generation)| {
                 let idx = self.local_index(user)?;
@@ -496,7 +504,7 @@ impl Worker {
             (true, Some(old)) => old.ha1,
             _ => {
                 let password = self.cfg.passwords.lookup(username);
-                digest::ha1(challenge.algorithm, username, &challenge.realm, &password)
+                Ha1::from_password(challenge.algorithm, username, &challenge.realm, &password)
             }
         };
         let ha2 = digest::ha2(challenge.algorithm, b"REGISTER", &self.cfg.request_uri);
@@ -510,7 +518,7 @@ impl Worker {
             ha2,
             nc: 0,
             cnonce,
-            response: Vec::with_capacity(64),
+            response: None,
         }));
     }
 
@@ -563,21 +571,23 @@ impl Worker {
 }
 
 fn compute_response(a: &mut AuthCache) {
-    a.response.clear();
-    let qop = a.challenge.qop_auth.then_some((a.nc, a.cnonce.as_slice()));
-    digest::response_from_parts(
+    let nc = digest::nc_hex(a.nc);
+    let qop = a
+        .challenge
+        .qop_auth
+        .then_some((&nc[..], a.cnonce.as_slice()));
+    a.response = Some(digest::response_from_ha2(
         a.challenge.algorithm,
-        &a.ha1,
+        a.ha1.expose_hex(),
         &a.challenge.nonce,
         qop,
         &a.ha2,
-        &mut a.response,
-    );
+    ));
 }
 
 /// Writes `<prefix><number>` into `buf`, returning its length (0 if it does not fit).
 pub fn user_name(cfg: &RunConfig, number: u64, buf: &mut [u8]) -> usize {
-    let mut w = sip::Writer::new(buf);
+    let mut w = Writer::new(buf);
     w.put(&cfg.user_prefix)
         .put_u64_padded(number, cfg.user_width);
     w.finish().unwrap_or(0)

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use serde::Deserialize;
 
-use super::digest::{Algorithm, Ha1};
+use crate::sip::digest::{Algorithm, Ha1};
 
 /// Largest credentials file read (a wrong path should fail fast, not eat memory).
 pub const MAX_FILE_LEN: u64 = 256 << 20;
@@ -565,8 +565,8 @@ pub fn ha1_entry_toml(username: &str, realm: &str, password: &str) -> String {
         "[[user]]\nusername = {}\nrealm = {}\nha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n",
         q(username),
         q(realm),
-        super::digest::ha1_hex(Algorithm::Md5, username, realm, password),
-        super::digest::ha1_hex(Algorithm::Sha256, username, realm, password),
+        crate::sip::digest::ha1_hex(Algorithm::Md5, username, realm, password),
+        crate::sip::digest::ha1_hex(Algorithm::Sha256, username, realm, password),
     )
 }
 
@@ -600,7 +600,7 @@ fn csv_field(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::digest::ha1_hex;
+    use crate::sip::digest::ha1_hex;
 
     #[test]
     fn the_printed_csv_entry_is_a_users_file() {

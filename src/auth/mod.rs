@@ -4,7 +4,8 @@
 //! that owns the AoR (the replay window relies on it). Time comes in as Unix seconds; nothing here does
 //! I/O except the explicit file loaders used at start-up and on SIGHUP.
 //!
-//! - [`digest`]: header parsing, HA1 and response computation, constant-time verification;
+//! - [`crate::sip::digest`] (the SIP toolkit): header parsing, HA1 and response computation, constant-time
+//!   verification;
 //! - [`nonce`]: stateless HMAC nonces bound to realm and AoR, valid on every shard and process
 //!   sharing the key;
 //! - [`replay`]: fixed-capacity window of the last nonce-count accepted per nonce;
@@ -30,7 +31,6 @@
 //! 9. Accept.
 
 pub mod credentials;
-pub mod digest;
 pub mod guard;
 pub mod nonce;
 pub mod replay;
@@ -38,8 +38,8 @@ pub mod replay;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::sip::digest::{self, Algorithm, DigestCredentials, MAX_VALUE_LEN};
 use credentials::CredentialStore;
-use digest::{Algorithm, DigestCredentials, MAX_VALUE_LEN};
 use guard::{Guard, GuardConfig, GuardStats};
 use nonce::{NonceCheck, NonceKey};
 use replay::{Issuer, ReplayStats, ReplayVerdict, ReplayWindow};

@@ -1,8 +1,8 @@
 //! Decision-path tests for [`Authenticator`], driven with a fake clock and a client built from the
-//! digest functions (the RFC vectors in `digest.rs` pin those down independently).
+//! digest functions (the RFC vectors in `corereg_sip::digest` pin those down independently).
 
 use super::*;
-use crate::auth::digest::{expected_response, ha1_hex};
+use crate::sip::digest::{expected_response, ha1_hex};
 
 const START: u64 = 1_700_000_000;
 const T0: u64 = START + 10;
@@ -611,7 +611,7 @@ fn nonce_from_before_start_is_rechallenged_once() {
 
 #[test]
 fn challenge_order_follows_the_configured_algorithms() {
-    use crate::auth::digest::Algorithm;
+    use crate::sip::digest::Algorithm;
     let lines = |config: AuthConfig| {
         let creds = Arc::new(CredentialStore::empty());
         let key = NonceKey::generate().expect("key");

@@ -6,7 +6,7 @@ use super::{bindings, Exchange, Outcome, Registrar, ALLOW, SUPPORTED};
 use crate::sip::header::has_option_tag;
 use crate::sip::parse::{HeaderName, Message};
 use crate::sip::response::ResponseWriter;
-use crate::sip::simd::opaque;
+use crate::sip::scan::opaque;
 
 impl Registrar {
     /// Cold: the error answers are rare, and a call to a cold function marks its branch unlikely, so the
@@ -174,7 +174,7 @@ fn hex16(h: u64) -> [u8; 16] {
 ///
 /// `opaque` keeps the two calls of `to_tag` scalar: as two identical chains of word operations they were
 /// merged into SSE code whose constants came from three scattered lines of the constant pool, fetched by
-/// every REGISTER that starts with cold caches (see `sip::simd`).
+/// every REGISTER that starts with cold caches (see `sip::scan`).
 #[inline(always)]
 fn hex8(x: u32) -> [u8; 8] {
     const ONES: u64 = 0x0101_0101_0101_0101;

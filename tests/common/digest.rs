@@ -1,10 +1,10 @@
 //! A scripted digest client for the tests that run corereg with `--auth required`: read the challenges of a
-//! 401, answer one with `corereg::auth::digest`, and ask the registrar for an AoR's bindings (an
+//! 401, answer one with `corereg::sip::digest`, and ask the registrar for an AoR's bindings (an
 //! authenticated REGISTER without Contact, RFC 3261 §10.3 step 8). Also starts such a server.
 
 use std::path::Path;
 
-use corereg::auth::digest::{expected_response, Algorithm, Ha1};
+use corereg::sip::digest::{expected_response, Algorithm, Ha1};
 
 use super::{unique, Client, Req, Response, Server};
 

@@ -1,4 +1,12 @@
-//! RFC 7616 digest computation and the `Authorization: Digest ...` parser.
+//! Digest authentication maths (RFC 7616, RFC 8760 for SIP): the hashes, HA1 and `response`, the
+//! parsers of `Authorization` credentials and of `WWW-Authenticate` / `Proxy-Authenticate` challenges, and
+//! constant-time verification.
+//!
+//! A server parses credentials with [`parse_authorization`] and checks them with [`verify`] against the
+//! user's [`Ha1`]; it writes its challenges' quoted strings with [`push_quoted_content`]. A client parses
+//! challenges with [`Challenge::parse`] (or [`Challenge::pick_strongest`] among several), keeps
+//! [`Ha1::from_password`] and [`ha2`] for the challenge, and computes each request's `response` with
+//! [`response_from_ha2`] and the nonce count [`nc_hex`].
 //!
 //! Everything here is pure and allocation-free on the verify path: the parser returns slices borrowed
 //! from the header value, hashes are computed into fixed arrays, and the final comparison is
@@ -55,6 +63,14 @@ impl Algorithm {
         match self {
             Self::Md5 => "MD5",
             Self::Sha256 => "SHA-256",
+        }
+    }
+
+    /// Rank among the supported algorithms, higher for a stronger one.
+    const fn strength(self) -> u8 {
+        match self {
+            Self::Md5 => 0,
+            Self::Sha256 => 1,
         }
     }
 
@@ -275,8 +291,16 @@ impl fmt::Debug for Ha1 {
 
 impl Drop for Ha1 {
     fn drop(&mut self) {
-        for b in self.hex.iter_mut() {
-            // Volatile so the compiler cannot drop the "dead" stores.
+        wipe::zero(&mut self.hex);
+    }
+}
+
+/// Overwriting a secret in a way the compiler keeps.
+#[allow(unsafe_code)]
+mod wipe {
+    /// Sets every byte of `bytes` to 0 with volatile stores, which the compiler cannot drop as dead.
+    pub(super) fn zero(bytes: &mut [u8]) {
+        for b in bytes.iter_mut() {
             // SAFETY: `b` is a valid, aligned, exclusive reference to a u8.
             unsafe { core::ptr::write_volatile(b, 0) };
         }
@@ -303,11 +327,17 @@ fn compute_response(
     nonce: &[u8],
     qop_auth: Option<(&[u8], &[u8])>,
 ) -> RawDigest {
-    // HA2 = H(method:uri) for qop=auth (auth-int would add H(body); not supported).
-    let mut h2 = Hasher::new(alg);
-    h2.update_joined(&[method, uri]);
-    let ha2 = h2.finish().to_hex();
+    response_digest(alg, ha1_hex, nonce, qop_auth, &ha2(alg, method, uri))
+}
 
+/// `response` from HA1 and HA2 (raw).
+fn response_digest(
+    alg: Algorithm,
+    ha1_hex: &[u8],
+    nonce: &[u8],
+    qop_auth: Option<(&[u8], &[u8])>,
+    ha2: &HexDigest,
+) -> RawDigest {
     let mut h = Hasher::new(alg);
     match qop_auth {
         // response = H(HA1:nonce:nc:cnonce:qop:HA2)  (RFC 7616 §3.4.1)
@@ -318,6 +348,39 @@ fn compute_response(
         None => h.update_joined(&[ha1_hex, nonce, ha2.as_bytes()]),
     }
     h.finish()
+}
+
+/// `HA2 = H(method:uri)` in lower-case hex, for `qop=auth` and for the RFC 2069 form (`auth-int` would
+/// add `H(body)`; not supported). The same for every request a client sends to one Request-URI.
+#[must_use]
+pub fn ha2(alg: Algorithm, method: &[u8], uri: &[u8]) -> HexDigest {
+    let mut h = Hasher::new(alg);
+    h.update_joined(&[method, uri]);
+    h.finish().to_hex()
+}
+
+/// The `response=` value from HA1 (its hex, as [`Ha1::expose_hex`] gives it) and [`ha2`]: what a client
+/// computes for each request that answers a challenge.
+///
+/// `qop_auth` is `Some((nc, cnonce))` for `qop=auth`, `nc` the 8 hex digits of the nonce count
+/// ([`nc_hex`]); `None` for the RFC 2069 form, for a challenge that offered no qop.
+#[must_use]
+pub fn response_from_ha2(
+    alg: Algorithm,
+    ha1_hex: &[u8],
+    nonce: &[u8],
+    qop_auth: Option<(&[u8], &[u8])>,
+    ha2: &HexDigest,
+) -> HexDigest {
+    response_digest(alg, ha1_hex, nonce, qop_auth, ha2).to_hex()
+}
+
+/// A nonce count as the 8 lower-case hex digits of the `nc` parameter (RFC 7616 §3.4).
+#[must_use]
+pub fn nc_hex(nc: u32) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    hex_encode(&nc.to_be_bytes(), &mut out);
+    out
 }
 
 /// The expected `response=` value, in lower-case hex.
@@ -389,6 +452,7 @@ impl<'a> Value<'a> {
     }
 
     /// The value with escapes removed, borrowing `buf` only when there were escapes.
+    #[inline]
     #[must_use]
     pub fn unescape<'b>(&self, buf: &'b mut [u8; MAX_VALUE_LEN]) -> &'b [u8]
     where
@@ -397,45 +461,46 @@ impl<'a> Value<'a> {
         if !self.escaped {
             return self.raw;
         }
+        // raw.len() <= MAX_VALUE_LEN, so the zip never cuts the value short.
         let mut n = 0;
-        let mut iter = self.raw.iter();
-        while let Some(&c) = iter.next() {
-            // The parser guarantees a byte follows every backslash; be defensive anyway.
-            let c = if c == b'\\' {
-                iter.next().copied().unwrap_or(c)
-            } else {
-                c
-            };
-            // raw.len() <= MAX_VALUE_LEN, so n stays in bounds.
-            if let Some(slot) = buf.get_mut(n) {
-                *slot = c;
-                n += 1;
-            }
+        for (slot, c) in buf.iter_mut().zip(self.unescaped_bytes()) {
+            *slot = c;
+            n += 1;
         }
         &buf[..n]
     }
-}
 
-impl Value<'_> {
+    /// The value with escapes removed, as an owned vector.
+    #[must_use]
+    pub fn to_unescaped_vec(&self) -> Vec<u8> {
+        if !self.escaped {
+            return self.raw.to_vec();
+        }
+        self.unescaped_bytes().collect()
+    }
+
     /// Whether the unescaped value equals `other`, without a buffer.
+    #[inline]
     #[must_use]
     pub fn eq_unescaped(&self, other: &[u8]) -> bool {
         if !self.escaped {
             return self.raw == other;
         }
-        let mut rest = other.iter();
+        self.unescaped_bytes().eq(other.iter().copied())
+    }
+
+    /// The bytes of the value, each `\x` pair as `x`.
+    fn unescaped_bytes(&self) -> impl Iterator<Item = u8> + 'a {
         let mut iter = self.raw.iter();
-        while let Some(&c) = iter.next() {
-            let c = if c == b'\\' {
+        core::iter::from_fn(move || {
+            let &c = iter.next()?;
+            // The parser guarantees a byte follows every backslash; be defensive anyway.
+            Some(if c == b'\\' {
                 iter.next().copied().unwrap_or(c)
             } else {
                 c
-            };
-            if rest.next() != Some(&c) {
-                return false;
-            }
-        }
-        rest.next().is_none()
+            })
+        })
     }
 }
 
@@ -493,6 +558,7 @@ impl<'a> DigestCredentials<'a> {
     }
 
     /// Whether `qop=auth` was given (the only qop we offer).
+    #[inline]
     #[must_use]
     pub fn is_qop_auth(&self) -> bool {
         self.qop
@@ -536,44 +602,59 @@ fn set<'a>(
     Ok(())
 }
 
-/// Parses an `Authorization` (or `Proxy-Authorization`) header value with the Digest scheme.
-///
-/// Accepts quoted and token forms for every parameter, `\` escapes in quoted strings,
-/// case-insensitive scheme and parameter names, and linear whitespace around `=` and `,`.
-/// Does not allocate.
-pub fn parse_authorization(value: &[u8]) -> Result<DigestCredentials<'_>, DigestParseError> {
-    if value.len() > MAX_HEADER_LEN {
-        return Err(DigestParseError::TooLong);
-    }
-    let s = value;
-    let mut i = skip_ws(s, 0);
-    let scheme_end = take_token(s, i);
-    if !s[i..scheme_end].eq_ignore_ascii_case(b"Digest") {
-        return Err(DigestParseError::NotDigest);
-    }
-    i = scheme_end;
-    // The scheme must be followed by whitespace (or be the whole value, then params are missing).
-    if i < s.len() && !is_ws(s[i]) {
-        return Err(DigestParseError::NotDigest);
-    }
+/// The auth-params of a `Digest` header value (RFC 7235 §2.1, RFC 3261 §25.1): `name=token` or
+/// `name="quoted string"`, separated by commas, with linear whitespace around `=` and `,` and empty list
+/// elements (`,,`) tolerated, as the RFC 7230 #rule allows.
+struct AuthParams<'a> {
+    s: &'a [u8],
+    /// Where the next parameter (or the separators before it) starts.
+    i: usize,
+    /// Parameters read so far.
+    count: usize,
+}
 
-    let (mut username, mut realm, mut nonce, mut uri, mut response) =
-        (None, None, None, None, None);
-    let (mut algorithm, mut cnonce, mut opaque, mut qop, mut nc) = (None, None, None, None, None);
-    let mut count = 0usize;
-
-    loop {
-        i = skip_ws(s, i);
-        if i >= s.len() {
-            break;
+impl<'a> AuthParams<'a> {
+    /// The parameters of `value`, which must start with the `Digest` scheme (any case, after optional
+    /// whitespace) followed by whitespace or the end.
+    fn of_digest(value: &'a [u8]) -> Result<Self, DigestParseError> {
+        if value.len() > MAX_HEADER_LEN {
+            return Err(DigestParseError::TooLong);
         }
-        // Tolerate empty list elements (",,"), as RFC 7230 #rule allows.
-        if s[i] == b',' {
+        let s = value;
+        let i = skip_ws(s, 0);
+        let scheme_end = take_token(s, i);
+        if !s[i..scheme_end].eq_ignore_ascii_case(b"Digest") {
+            return Err(DigestParseError::NotDigest);
+        }
+        // The scheme must be followed by whitespace (or be the whole value, then params are missing).
+        if scheme_end < s.len() && !is_ws(s[scheme_end]) {
+            return Err(DigestParseError::NotDigest);
+        }
+        Ok(AuthParams {
+            s,
+            i: scheme_end,
+            count: 0,
+        })
+    }
+
+    /// The next parameter's name and value; `Ok(None)` at the end of the value.
+    #[inline]
+    fn next_param(&mut self) -> Result<Option<(&'a [u8], Value<'a>)>, DigestParseError> {
+        let s = self.s;
+        let mut i = self.i;
+        loop {
+            i = skip_ws(s, i);
+            if i >= s.len() {
+                self.i = i;
+                return Ok(None);
+            }
+            if s[i] != b',' {
+                break;
+            }
             i += 1;
-            continue;
         }
-        count += 1;
-        if count > MAX_PARAMS {
+        self.count += 1;
+        if self.count > MAX_PARAMS {
             return Err(DigestParseError::TooManyParams);
         }
         let name_start = i;
@@ -633,7 +714,22 @@ pub fn parse_authorization(value: &[u8]) -> Result<DigestCredentials<'_>, Digest
             }
             i += 1;
         }
+        self.i = i;
+        Ok(Some((name, v)))
+    }
+}
 
+/// Parses an `Authorization` (or `Proxy-Authorization`) header value with the Digest scheme.
+///
+/// Accepts quoted and token forms for every parameter, `\` escapes in quoted strings,
+/// case-insensitive scheme and parameter names, and linear whitespace around `=` and `,`.
+/// Does not allocate.
+pub fn parse_authorization(value: &[u8]) -> Result<DigestCredentials<'_>, DigestParseError> {
+    let mut params = AuthParams::of_digest(value)?;
+    let (mut username, mut realm, mut nonce, mut uri, mut response) =
+        (None, None, None, None, None);
+    let (mut algorithm, mut cnonce, mut opaque, mut qop, mut nc) = (None, None, None, None, None);
+    while let Some((name, v)) = params.next_param()? {
         let lname = |n: &[u8]| name.eq_ignore_ascii_case(n);
         if lname(b"username") {
             set(&mut username, "username", v)?;
@@ -659,10 +755,7 @@ pub fn parse_authorization(value: &[u8]) -> Result<DigestCredentials<'_>, Digest
         // Unknown parameters (userhash, auth-param extensions) are ignored.
     }
 
-    let algorithm = match algorithm {
-        None => Algorithm::Md5,
-        Some(v) => Algorithm::from_token(v.raw).ok_or(DigestParseError::UnsupportedAlgorithm)?,
-    };
+    let algorithm = algorithm_param(algorithm)?;
     Ok(DigestCredentials {
         username: username.ok_or(DigestParseError::Missing("username"))?,
         realm: realm.ok_or(DigestParseError::Missing("realm"))?,
@@ -726,19 +819,123 @@ pub fn verify(ha1: &Ha1, creds: &DigestCredentials<'_>, method: &[u8]) -> bool {
     bool::from(expected.as_bytes().ct_eq(claimed))
 }
 
+/// One `Digest` challenge of a `WWW-Authenticate` or `Proxy-Authenticate` header value (RFC 7616 §3.3), as
+/// a client keeps it: owned and unescaped, so that it outlives the datagram and answers many requests
+/// (with the nonce count going up) until the server sends a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Empty when the challenge names none.
+    pub realm: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub opaque: Option<Vec<u8>>,
+    /// `MD5` when the challenge names none (RFC 7616 §3.3).
+    pub algorithm: Algorithm,
+    /// Whether `auth` is among the offered qop values; without it the answer takes the RFC 2069 form.
+    pub qop_auth: bool,
+    /// `stale=true`: the credentials were right, only the nonce was old.
+    pub stale: bool,
+}
+
+impl Challenge {
+    /// Parses one challenge header value (`Digest realm="..", nonce="..", ...`), with the parameter
+    /// syntax of [`parse_authorization`]. A nonce is required and a parameter may not come twice;
+    /// unknown parameters (`domain`, `userhash`, extensions) are ignored.
+    pub fn parse(value: &[u8]) -> Result<Challenge, DigestParseError> {
+        let mut params = AuthParams::of_digest(value)?;
+        let (mut realm, mut nonce, mut opaque, mut algorithm, mut qop, mut stale) =
+            (None, None, None, None, None, None);
+        while let Some((name, v)) = params.next_param()? {
+            let lname = |n: &[u8]| name.eq_ignore_ascii_case(n);
+            if lname(b"realm") {
+                set(&mut realm, "realm", v)?;
+            } else if lname(b"nonce") {
+                set(&mut nonce, "nonce", v)?;
+            } else if lname(b"opaque") {
+                set(&mut opaque, "opaque", v)?;
+            } else if lname(b"algorithm") {
+                set(&mut algorithm, "algorithm", v)?;
+            } else if lname(b"qop") {
+                set(&mut qop, "qop", v)?;
+            } else if lname(b"stale") {
+                set(&mut stale, "stale", v)?;
+            }
+        }
+        let algorithm = algorithm_param(algorithm)?;
+        // `qop-options` is a quoted, comma-separated list: `qop="auth,auth-int"`.
+        let qop_auth = qop.is_some_and(|q| {
+            q.to_unescaped_vec()
+                .split(|&c| c == b',')
+                .any(|option| trim_ws(option).eq_ignore_ascii_case(b"auth"))
+        });
+        Ok(Challenge {
+            realm: realm.map(|v| v.to_unescaped_vec()).unwrap_or_default(),
+            nonce: nonce
+                .ok_or(DigestParseError::Missing("nonce"))?
+                .to_unescaped_vec(),
+            opaque: opaque.map(|v| v.to_unescaped_vec()),
+            algorithm,
+            qop_auth,
+            stale: stale.is_some_and(|v| v.raw.eq_ignore_ascii_case(b"true")),
+        })
+    }
+
+    /// Among the challenges of a response (one a header value), the first of the strongest algorithm
+    /// this crate supports (RFC 7616 §3.7: a server may offer several, the client picks the one it
+    /// prefers). Values that do not parse are passed over.
+    pub fn pick_strongest<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Challenge> {
+        values
+            .into_iter()
+            .filter_map(|v| Challenge::parse(v).ok())
+            .reduce(|best, c| {
+                if c.algorithm.strength() > best.algorithm.strength() {
+                    c
+                } else {
+                    best
+                }
+            })
+    }
+}
+
+/// The `algorithm` parameter's value: `MD5` when absent (RFC 7616 §3.3, §3.4).
+fn algorithm_param(v: Option<Value<'_>>) -> Result<Algorithm, DigestParseError> {
+    match v {
+        None => Ok(Algorithm::Md5),
+        Some(v) => Algorithm::from_token(v.raw).ok_or(DigestParseError::UnsupportedAlgorithm),
+    }
+}
+
+/// `s` without leading and trailing whitespace (folded line breaks included).
+fn trim_ws(s: &[u8]) -> &[u8] {
+    let start = skip_ws(s, 0);
+    let mut end = s.len();
+    while end > start && is_ws(s[end - 1]) {
+        end -= 1;
+    }
+    &s[start..end]
+}
+
 /// Appends `s` as the content of a quoted string, escaping `"` and `\` and dropping control
 /// characters (which could otherwise end the header line).
-pub(crate) fn push_quoted_content(out: &mut Vec<u8>, s: &[u8]) {
-    for &c in s {
-        match c {
-            b'"' | b'\\' => {
-                out.push(b'\\');
-                out.push(c);
+pub fn push_quoted_content(out: &mut Vec<u8>, s: &[u8]) {
+    quoted_content(s, |piece| out.extend_from_slice(piece));
+}
+
+/// `s` as the content of a quoted string, in pieces for `put` to append in order: the runs of `s` that
+/// need nothing, `\"` and `\\` for the bytes to escape; control characters are dropped (they could
+/// otherwise end the header line).
+pub fn quoted_content(s: &[u8], mut put: impl FnMut(&[u8])) {
+    let mut start = 0;
+    for (i, &c) in s.iter().enumerate() {
+        let escape = matches!(c, b'"' | b'\\');
+        if escape || c < 0x20 || c == 0x7f {
+            put(&s[start..i]);
+            if escape {
+                put(&[b'\\', c]);
             }
-            c if c < 0x20 || c == 0x7f => {}
-            c => out.push(c),
+            start = i + 1;
         }
     }
+    put(&s[start..]);
 }
 
 #[cfg(test)]
@@ -996,5 +1193,154 @@ mod tests {
         let mut out = Vec::new();
         push_quoted_content(&mut out, b"a\"b\\c\r\nd");
         assert_eq!(out, b"a\\\"b\\\\cd");
+    }
+
+    // ---- client side ------------------------------------------------------------------------
+
+    /// What a client computes for each request: HA1 and HA2 kept, the response from them.
+    fn client_response(alg: Algorithm, qop_auth: Option<(&[u8], &[u8])>) -> HexDigest {
+        let ha1 = Ha1::from_password(alg, USER.as_bytes(), REALM.as_bytes(), PASS.as_bytes());
+        let ha2 = ha2(alg, b"GET", URI);
+        response_from_ha2(alg, ha1.expose_hex(), NONCE, qop_auth, &ha2)
+    }
+
+    #[test]
+    fn client_response_matches_rfc7616_examples() {
+        let nc = nc_hex(1);
+        let qop = Some((&nc[..], CNONCE));
+        assert_eq!(client_response(Algorithm::Md5, qop).as_str(), MD5_RESPONSE);
+        assert_eq!(
+            client_response(Algorithm::Sha256, qop).as_str(),
+            SHA256_RESPONSE
+        );
+        // Without qop, the RFC 2069 form, as the server computes it.
+        let ha1 = ha1_hex(Algorithm::Md5, USER, REALM, PASS);
+        let server = expected_response(
+            Algorithm::Md5,
+            ha1.as_bytes(),
+            b"GET",
+            URI,
+            NONCE,
+            b"",
+            b"",
+            None,
+        )
+        .unwrap();
+        assert_eq!(client_response(Algorithm::Md5, None), server);
+    }
+
+    #[test]
+    fn nc_is_eight_hex_digits() {
+        assert_eq!(&nc_hex(1), b"00000001");
+        assert_eq!(&nc_hex(0x1a2b), b"00001a2b");
+        assert_eq!(&nc_hex(u32::MAX), b"ffffffff");
+    }
+
+    #[test]
+    fn parses_rfc7616_challenge() {
+        let c = Challenge::parse(
+            br#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
+        )
+        .expect("valid challenge");
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+        assert!(c.qop_auth);
+        assert_eq!(c.realm, b"http-auth@example.org");
+        assert_eq!(c.nonce, NONCE);
+        assert_eq!(
+            c.opaque.as_deref(),
+            Some(&b"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"[..])
+        );
+        assert!(!c.stale);
+        let c = Challenge::parse(b"digest NONCE=n, qop=auth-int, stale=TRUE").unwrap();
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        assert!(!c.qop_auth && c.stale && c.realm.is_empty() && c.opaque.is_none());
+    }
+
+    #[test]
+    fn parses_the_challenges_this_crate_writes() {
+        let mut line = b"Digest realm=\"".to_vec();
+        push_quoted_content(&mut line, b"a \"quoted\" \\ realm");
+        line.extend_from_slice(
+            b"\", nonce=\"n\", opaque=\"o\", algorithm=SHA-256, qop=\"auth\", stale=true",
+        );
+        let c = Challenge::parse(&line).unwrap();
+        assert_eq!(c.realm, b"a \"quoted\" \\ realm");
+        assert_eq!(
+            (c.nonce.as_slice(), c.opaque.as_deref()),
+            (&b"n"[..], Some(&b"o"[..]))
+        );
+        assert!(c.qop_auth && c.stale);
+    }
+
+    #[test]
+    fn picks_sha256_over_md5_in_any_order() {
+        let md5 = &br#"Digest realm="r", nonce="n1", qop="auth", algorithm=MD5"#[..];
+        let sha = &br#"Digest realm="r", nonce="n2", qop="auth", algorithm=SHA-256"#[..];
+        let other = &br#"Digest realm="r", nonce="n3", algorithm=SHA-512-256"#[..];
+        for order in [[md5, sha, other], [sha, other, md5], [other, md5, sha]] {
+            let c = Challenge::pick_strongest(order).expect("one supported");
+            assert_eq!(c.algorithm, Algorithm::Sha256);
+            assert_eq!(c.nonce, b"n2");
+        }
+        let c = Challenge::pick_strongest([&br#"Digest realm="r", nonce="x""#[..]]).expect("md5");
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        assert!(!c.qop_auth);
+        // The first of equally strong ones.
+        let first = &br#"Digest realm="r", nonce="a""#[..];
+        let second = &br#"Digest realm="r", nonce="b""#[..];
+        assert_eq!(
+            Challenge::pick_strongest([first, second]).unwrap().nonce,
+            b"a"
+        );
+        assert_eq!(Challenge::pick_strongest([other]), None);
+    }
+
+    #[test]
+    fn rejects_bad_challenges_without_panicking() {
+        use DigestParseError as E;
+        assert_eq!(Challenge::parse(b"Basic realm=\"x\""), Err(E::NotDigest));
+        assert_eq!(
+            Challenge::parse(b"Digest realm=\"x\""),
+            Err(E::Missing("nonce"))
+        );
+        assert_eq!(
+            Challenge::parse(b"Digest nonce=\"x\", algorithm=SHA-512"),
+            Err(E::UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            Challenge::parse(b"Digest nonce=\"unterminated"),
+            Err(E::Unterminated)
+        );
+        assert_eq!(
+            Challenge::parse(b"Digest nonce=a, nonce=b"),
+            Err(E::Duplicate("nonce"))
+        );
+        for junk in [
+            &b""[..],
+            b"Digest",
+            b"Digest ,,,,",
+            b"Digest =",
+            b"Digest a=\"\\",
+            b"\xff\xfe",
+        ] {
+            assert!(Challenge::parse(junk).is_err());
+        }
+    }
+
+    #[test]
+    fn quoted_escapes_are_unescaped() {
+        let c = Challenge::parse(br#"Digest realm="a\"b", nonce="n\\""#).expect("valid");
+        assert_eq!(c.realm, b"a\"b");
+        assert_eq!(c.nonce, b"n\\");
+    }
+
+    #[test]
+    fn quoted_content_pieces() {
+        let mut pieces = Vec::new();
+        quoted_content(b"plain", |p| pieces.push(p.to_vec()));
+        assert_eq!(pieces, [b"plain".to_vec()]);
+        let mut out = Vec::new();
+        quoted_content(b"\"a\\\x7f", |p| out.extend_from_slice(p));
+        assert_eq!(out, b"\\\"a\\\\");
     }
 }

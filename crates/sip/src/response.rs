@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::header::{is_lws, skip_lws, split_list};
 use super::parse::{HeaderName, Message};
+use super::scan::{via_masks, Hits};
 
 /// One table for both the reason phrases and the full status lines, so that the two cannot disagree.
 macro_rules! status_table {
@@ -84,7 +85,12 @@ impl<'a> ViaFacts<'a> {
     /// The facts of `via`, the parse of `element`: the first element of the top Via header value `value`
     /// (both subslices of the datagram, as `Message` hands them out). `parse_via` noted `received` and the
     /// first bare `rport` (what `find_bare_param` would find) in its pass over the parameters.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    #[inline]
+    #[cfg_attr(
+        target_os = "linux",
+        allow(unsafe_code),
+        link_section = ".text.hot.corereg"
+    )]
     pub fn of_top(via: &super::header::Via<'a>, element: &'a [u8], value: &'a [u8]) -> Self {
         let base = value.as_ptr() as usize;
         let end_in_value = |s: &[u8]| {
@@ -127,7 +133,11 @@ impl<'a> ViaFacts<'a> {
 /// the rest of the line is copied verbatim. `known`: the first via-parm's facts when the caller parsed it
 /// already (it must be the `parse_via` of that via-parm), which saves parsing it again; facts from
 /// [`ViaFacts::of_top`] for this very value also save the scan for the via-parm's end and `rport`.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<ViaFacts<'_>>) {
     let scan = known
         .and_then(|k| k.scan_of(value))
@@ -172,7 +182,7 @@ fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<V
 /// each copy is one bounds check and, for the short slices of a reply, a few fixed-size moves instead of
 /// a capacity check and a `memcpy` call. Running past the region only costs speed: the copy then grows
 /// the vector.
-pub struct Filler<'o> {
+struct Filler<'o> {
     out: &'o mut Vec<u8>,
     /// Where the next byte goes; `out[..pos]` is the written text.
     pos: usize,
@@ -187,7 +197,7 @@ impl<'o> Filler<'o> {
     }
 
     #[inline(always)]
-    pub fn put(&mut self, src: &[u8]) {
+    fn put(&mut self, src: &[u8]) {
         let end = self.pos + src.len();
         match self.out.get_mut(self.pos..end) {
             Some(dst) => copy_short(dst, src),
@@ -210,21 +220,25 @@ impl<'o> Filler<'o> {
     /// code from L3 or memory each time, so one shared copy is cheaper than a call saved (measured
     /// under callgrind's cache model with `examples/refresh_loop` and `THRASH_KB`).
     #[inline(never)]
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
-    pub fn put_value(&mut self, src: &[u8]) {
+    #[cfg_attr(
+        target_os = "linux",
+        allow(unsafe_code),
+        link_section = ".text.hot.corereg"
+    )]
+    fn put_value(&mut self, src: &[u8]) {
         self.put(src);
     }
 
     /// `name` (with its `: `), `value` and CRLF.
     #[inline(always)]
-    pub fn line(&mut self, name: &[u8], value: &[u8]) {
+    fn line(&mut self, name: &[u8], value: &[u8]) {
         self.put(name);
         self.put_value(value);
         self.put(b"\r\n");
     }
 
     /// Trims the unused rest of the region (what dropping does; this names the moment).
-    pub fn done(self) {}
+    fn done(self) {}
 }
 
 impl Drop for Filler<'_> {
@@ -282,6 +296,7 @@ pub struct ResponseWriter<'o> {
 
 impl<'o> ResponseWriter<'o> {
     /// Clears `out` and writes the status line.
+    #[inline]
     pub fn start(out: &'o mut Vec<u8>, code: u16) -> Self {
         out.clear();
         match status_line(code) {
@@ -293,7 +308,11 @@ impl<'o> ResponseWriter<'o> {
 
     /// Via (all, in order; the top one gets `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581), From, To
     /// (with `to_tag` appended when the request's To has none), Call-ID and CSeq copied from the request.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    #[cfg_attr(
+        target_os = "linux",
+        allow(unsafe_code),
+        link_section = ".text.hot.corereg"
+    )]
     ///
     /// `top_via`: the facts of the first via-parm when the caller has parsed it (see [`ViaFacts`]).
     pub fn dialog_headers(
@@ -354,7 +373,11 @@ impl<'o> ResponseWriter<'o> {
         self
     }
 
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    #[cfg_attr(
+        target_os = "linux",
+        allow(unsafe_code),
+        link_section = ".text.hot.corereg"
+    )]
     pub fn header(&mut self, name: &[u8], value: &[u8]) -> &mut Self {
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");
@@ -374,12 +397,6 @@ impl<'o> ResponseWriter<'o> {
         self
     }
 
-    /// Appends through a region of `room` bytes reserved (and zero-filled) once: for writers of several
-    /// short lines (the 200 OK's Contacts and trailing headers). `room` is a size hint; more is allowed.
-    pub fn filler(&mut self, room: usize) -> Filler<'_> {
-        Filler::new(self.out, room)
-    }
-
     /// Direct access for writers of composite header lines.
     pub fn buf(&mut self) -> &mut Vec<u8> {
         self.out
@@ -391,7 +408,11 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
     if let IpAddr::V4(v4) = ip {
         // The common case, without the formatting machinery (it costs ~1k instructions per reply) and
@@ -530,7 +551,11 @@ fn has_tag_param(value: &[u8]) -> bool {
 
 /// Case-insensitive substring test that visits only the bytes equal to `needle[probe]` (either case),
 /// found 16 at a time: pick a letter that is rare in the haystacks (`v` of "received", `g` of "tag").
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 fn contains_ignore_case(haystack: &[u8], needle: &[u8], probe: usize) -> bool {
     let Some(&b) = needle.get(probe) else {
         return needle.is_empty();
@@ -562,7 +587,11 @@ struct TopViaScan {
 
 /// `scan_top_via_general`'s result, for the usual value (at most 64 bytes, no `"` or `<` before the first
 /// `,`) from one 64-byte block compare; the general functions otherwise.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 fn scan_top_via(value: &[u8]) -> TopViaScan {
     scan_short_via(value).unwrap_or_else(|| scan_top_via_general(value))
 }
@@ -630,146 +659,6 @@ fn scan_short_via(value: &[u8]) -> Option<TopViaScan> {
         rport_end,
         mentions_received,
     })
-}
-
-/// Bit sets over a 64-byte block: `,` `"` `<` (end of the via-parm or general rules), `;`, `v`/`V`.
-struct ViaMasks {
-    special: u64,
-    semi: u64,
-    v: u64,
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn via_masks(block: &[u8; 64]) -> ViaMasks {
-    use super::simd::splat;
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-    };
-    let p = block.as_ptr().cast::<__m128i>();
-    let mut m = ViaMasks {
-        special: 0,
-        semi: 0,
-        v: 0,
-    };
-    // SAFETY: SSE2 is part of the x86_64 baseline; each unaligned load reads bytes 16k..16k+16 of the
-    // 64-byte `block`, in bounds.
-    unsafe {
-        let (comma, quote, angle, semi) = (splat(b','), splat(b'"'), splat(b'<'), splat(b';'));
-        let (case, v) = (splat(0x20), splat(b'v'));
-        for k in 0..4 {
-            let x = _mm_loadu_si128(p.add(k));
-            let bits = |eq: __m128i| u64::from(_mm_movemask_epi8(eq) as u16) << (16 * k);
-            let special = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(x, comma), _mm_cmpeq_epi8(x, quote)),
-                _mm_cmpeq_epi8(x, angle),
-            );
-            m.special |= bits(special);
-            m.semi |= bits(_mm_cmpeq_epi8(x, semi));
-            // `b | 0x20 == b'v'` exactly for `v` and `V`.
-            m.v |= bits(_mm_cmpeq_epi8(_mm_or_si128(x, case), v));
-        }
-    }
-    m
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn via_masks(block: &[u8; 64]) -> ViaMasks {
-    let mut m = ViaMasks {
-        special: 0,
-        semi: 0,
-        v: 0,
-    };
-    for (i, &b) in block.iter().enumerate() {
-        m.special |= u64::from(matches!(b, b',' | b'"' | b'<')) << i;
-        m.semi |= u64::from(b == b';') << i;
-        m.v |= u64::from(b | 0x20 == b'v') << i;
-    }
-    m
-}
-
-/// Offsets of the bytes of a slice that equal one of three given bytes, in order. Short header values
-/// are compared 16 bytes at a time: cheaper than a `memchr` call per hit (each call costs ~40
-/// instructions of dispatch and setup before it looks at a byte) or a loop over every byte.
-struct Hits<'a> {
-    text: &'a [u8],
-    set: [u8; 3],
-    /// Offset of the block `mask` describes.
-    base: usize,
-    /// Hits of the current block not yet returned (bit i: `text[base + i]`).
-    mask: u32,
-}
-
-impl<'a> Hits<'a> {
-    #[inline]
-    fn new(text: &'a [u8], set: [u8; 3]) -> Self {
-        Hits {
-            text,
-            set,
-            base: 0,
-            mask: block_mask(text, 0, set),
-        }
-    }
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        while self.mask == 0 {
-            self.base += 16;
-            if self.base >= self.text.len() {
-                return None;
-            }
-            self.mask = block_mask(self.text, self.base, self.set);
-        }
-        let i = self.base + self.mask.trailing_zeros() as usize;
-        self.mask &= self.mask - 1;
-        Some(i)
-    }
-}
-
-/// Bit i set when `text[at + i]` is in `set`, for i < 16 and `at + i < text.len()`.
-#[inline]
-fn block_mask(text: &[u8], at: usize, set: [u8; 3]) -> u32 {
-    let rest = text.get(at..).unwrap_or_default();
-    if let Some(block) = rest.first_chunk::<16>() {
-        return eq_mask16(block, set);
-    }
-    if rest.is_empty() {
-        return 0;
-    }
-    // Fewer than 16 bytes left: with 16 or more in `text`, compare its last 16 (overlapping the block
-    // before) and shift off the 1..=15 before `at`, instead of copying the tail.
-    if let Some(block) = text.last_chunk::<16>() {
-        return eq_mask16(block, set) >> (16 - rest.len());
-    }
-    let mut tail = [0u8; 16];
-    tail[..rest.len()].copy_from_slice(rest);
-    eq_mask16(&tail, set) & ((1u32 << rest.len()) - 1)
-}
-
-/// Bit i set when `block[i]` is in `set`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn eq_mask16(block: &[u8; 16], set: [u8; 3]) -> u32 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-    };
-    // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned load reads the 16 bytes of `block`.
-    unsafe {
-        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-        let eq = |b: u8| _mm_cmpeq_epi8(v, super::simd::splat(b));
-        let any = _mm_or_si128(_mm_or_si128(eq(set[0]), eq(set[1])), eq(set[2]));
-        _mm_movemask_epi8(any) as u32 & 0xffff
-    }
-}
-
-/// Bit i set when `block[i]` is in `set`.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn eq_mask16(block: &[u8; 16], set: [u8; 3]) -> u32 {
-    block
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, b)| m | (u32::from(set.contains(b)) << i))
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! Message framing: start line, header lines (with RFC 3261 §7.3.1 folding), body.
 //!
-//! CONTRACT (used by the registrar; keep these names and meanings):
-//! - `parse_message(buf, &limits) -> Result<Message<'_>, FramingError>` never allocates and never panics.
-//!   `Err` only when no header section can be delimited at all (then nobody can be answered: drop + count).
-//! - A request whose start line is broken still yields a `Message` whose `start` is `StartLine::Invalid(err)`
-//!   when the header lines could be split, so the caller can answer 400/505 using the Via/From/To/... copies.
-//! - Header values are raw slices, trimmed of leading/trailing LWS; a folded value keeps its inner CRLF+WS
-//!   bytes (typed parsers in `header` treat CR/LF/SP/HTAB alike as LWS).
-//! - Over UDP (RFC 3261 §18.3): Content-Length larger than the remaining bytes -> `Message::body_error`
-//!   = Some(ContentLengthExceedsDatagram); trailing octets beyond Content-Length are ignored (RFC 4475 dblreq).
-//!   Missing Content-Length over UDP: body = rest of the datagram.
+//! [`parse_message`] frames one datagram into a [`Message`] of slices borrowed from it;
+//! [`parse_message_into`] does the same in storage the caller provides. Neither allocates or panics.
+//! - They fail ([`FramingError`]) only when no header section can be delimited at all: such a datagram
+//!   cannot be answered, only dropped.
+//! - A request whose start line is broken still yields a `Message`, with `start` =
+//!   [`StartLine::Invalid`], when its header lines could be split: the Via, From, To, Call-ID and CSeq
+//!   values that a 400 or 505 copies are there.
+//! - Header values are raw slices, without leading and trailing LWS; a folded value keeps its inner CRLF
+//!   and whitespace (the typed parsers of [`header`](crate::header) take CR, LF, SP and HTAB alike as
+//!   LWS). [`Message::first`], [`Message::all`] and [`Message::count`] find them by [`HeaderName`].
+//! - The body follows the UDP rules (RFC 3261 §18.3): a Content-Length larger than the bytes left sets
+//!   [`Message::body_error`] to [`BodyError::ContentLengthExceedsDatagram`]; bytes beyond Content-Length
+//!   are ignored (RFC 4475 dblreq); without Content-Length the body is the rest of the datagram.
 
 use std::mem::MaybeUninit;
 
@@ -18,7 +21,12 @@ use thiserror::Error;
 
 use super::charclass::TOKEN;
 use super::header::{is_lws, parse_u32, span, trim_lws};
+use super::scan::{has_space_or_ctl, newline_mask};
 use super::uri::MAX_URI_BYTES;
+
+#[allow(unsafe_code)]
+mod slots;
+pub use slots::parse_message;
 
 /// Limits applied while framing. Every one is explicit and configurable (see `config`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,16 +192,6 @@ const _: () = assert!(MAX_HEADERS < NO_HEADER as usize);
 const _: () = assert!(MAX_HEADERS <= u8::MAX as usize);
 
 impl<'a> Message<'a> {
-    /// The initialised slots.
-    #[inline]
-    fn slots(&self) -> &[Slot] {
-        let init = &self.headers[..self.header_count.min(MAX_HEADERS)];
-        // SAFETY: `push` writes `headers[header_count]` before incrementing `header_count`, and nothing
-        // else changes either, so every slot below `header_count` is initialised. `MaybeUninit<Slot>` has
-        // the same layout as `Slot`, so a slice of initialised ones can be viewed as `[Slot]`.
-        unsafe { &*(init as *const [MaybeUninit<Slot>] as *const [Slot]) }
-    }
-
     #[inline]
     fn bytes(&self, start: u32, end: u32) -> &'a [u8] {
         // Offsets were taken from `buf` by the framer; `get` keeps this panic-free regardless.
@@ -252,42 +250,11 @@ impl<'a> Message<'a> {
             .map(|s| self.value_of(s))
     }
 
-    #[inline]
-    fn push(&mut self, slot: Slot, max_headers: usize) -> Result<(), FramingError> {
-        let i = self.header_count;
-        if i >= max_headers || i >= MAX_HEADERS {
-            return Err(FramingError::TooManyHeaders);
-        }
-        let n = slot.name as usize;
-        if self.first_index[n] == NO_HEADER {
-            self.first_index[n] = i as u8;
-        }
-        self.name_count[n] += 1;
-        self.headers[i] = MaybeUninit::new(slot);
-        self.header_count = i + 1;
-        Ok(())
-    }
-
     /// Line start and (trimmed) value start of the last header.
     fn last_starts(&self) -> Option<(usize, usize)> {
         self.slots()
             .last()
             .map(|s| (s.line as usize, s.value_start as usize))
-    }
-
-    /// Replace the end of the last header's value (it grew by a continuation line).
-    fn set_last_value(&mut self, value_start: usize, value_end: usize) {
-        debug_assert!(self.header_count > 0);
-        if let Some(h) = self
-            .header_count
-            .checked_sub(1)
-            .and_then(|i| self.headers.get_mut(i))
-        {
-            // SAFETY: slot `header_count - 1` was initialised by `push` (see `slots`).
-            let h = unsafe { h.assume_init_mut() };
-            h.value_start = value_start as u32;
-            h.value_end = value_end as u32;
-        }
     }
 }
 
@@ -600,37 +567,6 @@ fn register_line(line: &[u8]) -> Option<StartLine<'_>> {
     })
 }
 
-/// Whether `s` holds a byte `<= SP` or DEL (not allowed in a Request-URI), 8 bytes per step.
-#[inline]
-fn has_space_or_ctl(s: &[u8]) -> bool {
-    if s.len() < 8 {
-        return s.iter().any(|&b| b <= b' ' || b == 0x7f);
-    }
-    let mut i = 0;
-    while let Some(w) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        if word_has_space_or_ctl(u64::from_le_bytes(*w)) {
-            return true;
-        }
-        i += 8;
-    }
-    // The last (overlapping) word covers the tail; `len >= 8` so it exists.
-    s.last_chunk::<8>()
-        .is_some_and(|w| word_has_space_or_ctl(u64::from_le_bytes(*w)))
-}
-
-/// SWAR test (exact for "any byte"): a byte below 0x21, or a byte equal to 0x7f. `x - 0x21..` borrows into
-/// the high bit of a byte only when that byte (or one below it, itself a hit) is below 0x21, and `& !x`
-/// drops bytes >= 0x80; the DEL test is the same zero-byte test on `x ^ 0x7f..`.
-#[inline(always)]
-fn word_has_space_or_ctl(x: u64) -> bool {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
-    let d = x ^ (ONES * 0x7f);
-    let del = d.wrapping_sub(ONES) & !d & HIGH;
-    (below | del) != 0
-}
-
 /// The general request-line parser (any method, every error case); kept out of line so that the fast path
 /// inlined into `parse_message_into` stays small.
 #[inline(never)]
@@ -677,60 +613,6 @@ fn status_line(line: &[u8]) -> Option<StartLine<'static>> {
         code: code
             .iter()
             .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0')),
-    })
-}
-
-/// Bit `i` set when `buf[from + i]` is LF, for `i < min(64, buf.len() - from)`; 0 when `from` is at or
-/// past the end.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn newline_mask(buf: &[u8], from: usize) -> u64 {
-    let Some(s) = buf.get(from..).filter(|s| !s.is_empty()) else {
-        return 0;
-    };
-    if let Some(block) = s.first_chunk::<64>() {
-        return lf_mask64(block);
-    }
-    // The last block: with 64 bytes or more in the buffer, read the final 64 bytes (overlapping the block
-    // before) and shift off the ones before `from`, instead of copying the tail (a memcpy call).
-    // `start < from` because fewer than 64 bytes follow `from`, so the shift is 1..=63.
-    if let Some(start) = buf.len().checked_sub(64) {
-        if let Some(block) = buf[start..].first_chunk::<64>() {
-            return lf_mask64(block) >> (from - start);
-        }
-    }
-    let mut tail = [0u8; 64];
-    tail[..s.len()].copy_from_slice(s);
-    lf_mask64(&tail)
-}
-
-/// Bit `i` set when `block[i]` is LF.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn lf_mask64(block: &[u8; 64]) -> u64 {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
-    let p = block.as_ptr().cast::<__m128i>();
-    // SAFETY: SSE2 is part of the x86_64 baseline; each unaligned load reads bytes 16k..16k+16 of the
-    // 64-byte `block`, in bounds.
-    unsafe {
-        let lf = super::simd::splat(b'\n');
-        let m = |k: usize| -> u64 {
-            u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(p.add(k)), lf)) as u16)
-        };
-        m(0) | m(1) << 16 | m(2) << 32 | m(3) << 48
-    }
-}
-
-/// Bit `i` set when `buf[from + i]` is LF, for `i < min(64, buf.len() - from)`; 0 when `from` is at or
-/// past the end.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn newline_mask(buf: &[u8], from: usize) -> u64 {
-    buf.get(from..).map_or(0, |s| {
-        s.iter()
-            .take(64)
-            .enumerate()
-            .fold(0, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
     })
 }
 
@@ -796,32 +678,15 @@ fn split_header_line(line: &[u8]) -> Option<(usize, usize)> {
     (n > 0 && line.get(colon) == Some(&b':')).then_some((n, colon + 1))
 }
 
-/// Frame a datagram. Never allocates, never panics.
-///
-/// Details beyond the CONTRACT above:
-/// - CRLFs before the start line are skipped (RFC 3261 §7.5); a datagram of nothing else is `Empty`.
-/// - The header section ends at the first empty line, or at the end of the datagram when there is none
-///   (then the body is empty), so a REGISTER whose sender left out the final CRLF is still answered.
-/// - A header line that is not `name: value` (or a continuation line with no header before it) is not
-///   kept; a request carrying one becomes `StartLine::Invalid(Malformed)` so it is answered with 400.
-/// - A status line that cannot be parsed (`SIP/...` with a bad version or code, RFC 4475 bigcode) is
-///   `Err(Garbage)`: a response is never answered, so a malformed one can only be dropped, and
-///   `StartLine::Invalid` would make it look like a request to answer with 400/505.
-/// - Several Content-Length headers make `body_error` = BadContentLength (RFC 4475 mcl01).
-/// - A datagram longer than u32::MAX bytes is `TooLarge` whatever the limits (offsets are stored as u32).
-#[inline]
-pub fn parse_message<'a>(buf: &'a [u8], limits: &ParseLimits) -> Result<Message<'a>, FramingError> {
-    let mut slot = MaybeUninit::uninit();
-    parse_message_into(buf, limits, &mut slot)?;
-    // SAFETY: `parse_message_into` returned Ok, so it wrote a whole `Message` into `slot` (`slot.write`).
-    Ok(unsafe { slot.assume_init() })
-}
-
 /// [`parse_message`] into storage the caller provides, so the ~1.6 KiB `Message` is built where it is used
 /// and never moved (a by-value return costs a `memcpy` of the whole struct in the caller). On `Err` the
 /// slot holds nothing usable (`Message` has no destructor, so nothing leaks).
 #[inline]
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub fn parse_message_into<'a, 'm>(
     buf: &'a [u8],
     limits: &ParseLimits,
@@ -1082,14 +947,6 @@ mod tests {
             }
         }
 
-        #[test]
-        fn swar_uri_check_agrees_with_byte_loop(s in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let want = s.iter().any(|&b| b <= b' ' || b == 0x7f);
-            prop_assert_eq!(has_space_or_ctl(&s), want);
-            for k in 0..s.len() {
-                prop_assert_eq!(has_space_or_ctl(&s[k..]), want_any(&s[k..]));
-            }
-        }
     }
 
     /// Header-line material biased towards known names, colons, spaces and line ends.
@@ -1130,28 +987,6 @@ mod tests {
                 let gs = v.as_ptr() as usize - line.as_ptr() as usize;
                 prop_assert_eq!((n, name), (gn, header_name(&line[..gn])));
                 prop_assert_eq!((s, e), (gs, gs + v.len()));
-            }
-        }
-    }
-
-    fn want_any(s: &[u8]) -> bool {
-        s.iter().any(|&b| b <= b' ' || b == 0x7f)
-    }
-
-    #[test]
-    fn newline_mask_matches_a_byte_loop_at_every_offset() {
-        for len in 0..200usize {
-            let buf: Vec<u8> = (0..len)
-                .map(|i| if (i * 7 + len) % 5 == 0 { b'\n' } else { b'a' })
-                .collect();
-            for from in 0..=len + 1 {
-                let want = buf.get(from..).map_or(0, |s| {
-                    s.iter()
-                        .take(64)
-                        .enumerate()
-                        .fold(0u64, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
-                });
-                assert_eq!(newline_mask(&buf, from), want, "len {len} from {from}");
             }
         }
     }

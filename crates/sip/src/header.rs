@@ -1,11 +1,12 @@
 //! Typed, lazy parsers for header values. All borrow from the value slice; none allocates.
 //!
-//! CONTRACT (used by the registrar; keep these names and meanings). LWS = SP / HTAB / CR / LF runs
-//! (values may contain folded CRLF+WS). Parameter names compare case-insensitively.
+//! LWS is any run of SP, HTAB, CR and LF: values may hold folded lines (CRLF and whitespace), as the framer
+//! ([`parse`](crate::parse)) leaves them. Parameter names compare case-insensitively.
 
 use memchr::{memchr, memchr2, memchr3};
 
-use super::charclass::{Class, ADDR_SPEC, PARAM_CHAR, SCHEME, TOKEN, URI_TEXT};
+use super::charclass::{Class, ADDR_SPEC, PARAM_CHAR, SCHEME, TOKEN};
+use super::scan::span_uri_text;
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
@@ -35,7 +36,11 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// `s` without leading LWS.
 #[inline]
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub(crate) fn skip_lws(s: &[u8]) -> &[u8] {
     let mut i = 0;
     while i < s.len() && is_lws(s[i]) {
@@ -58,7 +63,11 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
 /// Length of the prefix of `s` whose bytes are all in `table` (unrolled by four: one bounds test per four
 /// bytes).
 #[inline]
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub(crate) fn span(s: &[u8], class: Class) -> usize {
     let mut i = 0;
     while let Some(c) = s.get(i..i + 4) {
@@ -184,7 +193,11 @@ struct ParamFacts<'a> {
 /// Check that `s` is exactly `*(LWS ";" LWS param)` followed by optional LWS. One loop for every
 /// parameter list, Via's or not (Via's facts cost a length compare per parameter elsewhere): one copy of
 /// the code to fetch when a REGISTER starts with cold caches.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 fn validate_params(mut s: &[u8]) -> Result<ParamFacts<'_>, HeaderError> {
     let mut facts = ParamFacts::default();
     while let Some((name, value, rest)) = next_param(s)? {
@@ -204,6 +217,7 @@ fn validate_params(mut s: &[u8]) -> Result<ParamFacts<'_>, HeaderError> {
 impl<'a> Params<'a> {
     /// Value of the named parameter: `Some(Some(v))` with `name=v` (quotes removed when quoted, escapes
     /// inside the quoted string left as they are), `Some(None)` for a bare `name`, `None` when absent.
+    #[inline]
     pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -258,42 +272,6 @@ fn angle_uri(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     Ok((&s[1..gt], &s[gt + 1..]))
 }
 
-/// `span(s, URI_TEXT)`, 16 bytes per step: URIs are the longest runs a REGISTER scans (From, To and
-/// Contact), and this class is simple enough for SSE2 (baseline on x86_64, so it inlines): a byte is in it
-/// when it is above 0x20 (unsigned, so bytes >= 0x80 are in) and none of DEL, `<`, `>`, `"`.
-#[inline]
-fn span_uri_text(s: &[u8]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::simd::splat;
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-        };
-        let mut i = 0;
-        while let Some(block) = s.get(i..i + 16) {
-            // SAFETY: SSE2 is part of the x86_64 baseline; `block` is 16 readable bytes (unaligned load).
-            let outside = unsafe {
-                let x = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-                let is = |c: u8| _mm_cmpeq_epi8(x, splat(c));
-                // max(x, 0x21) == x  <=>  x >= 0x21 (unsigned): the complement is a control byte or SP.
-                let visible = _mm_cmpeq_epi8(_mm_max_epu8(x, splat(0x21)), x);
-                let excluded = _mm_or_si128(
-                    _mm_or_si128(is(0x7f), is(b'<')),
-                    _mm_or_si128(is(b'>'), is(b'"')),
-                );
-                !_mm_movemask_epi8(visible) & 0xffff | _mm_movemask_epi8(excluded)
-            };
-            if outside != 0 {
-                return i + outside.trailing_zeros() as usize;
-            }
-            i += 16;
-        }
-        i + span(&s[i..], URI_TEXT)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    span(s, URI_TEXT)
-}
-
 /// A URI as it may appear in a header: `scheme ":" ...` with no space, control or delimiter characters.
 fn check_uri_text(uri: &[u8]) -> Result<(), HeaderError> {
     check_scheme(uri)?;
@@ -342,7 +320,11 @@ fn bare_name_addr<'a>(uri: &'a [u8], after: &'a [u8]) -> Result<NameAddr<'a>, He
 }
 
 /// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let v = trim_lws(value);
     // Fast path: `<uri>` with no display name. One span over URI_TEXT finds the `>` and checks the URI
@@ -435,6 +417,7 @@ pub const MAX_LIST_ELEMENTS: usize = 128;
 /// honouring quoted strings and `<...>` so commas inside them do not split.
 /// An empty value has no element; empty elements (`a,,b`, `a,`) are yielded as empty slices so that
 /// typed parsers reject them.
+#[inline]
 pub fn split_list(value: &[u8]) -> ListIter<'_> {
     let v = trim_lws(value);
     ListIter {
@@ -525,7 +508,11 @@ fn digits_to_u32(d: &[u8]) -> Result<u32, HeaderError> {
 }
 
 /// CSeq: `number LWS method`. The number must fit in 32 bits (RFC 3261 §8.1.1.5, RFC 4475 scalar02).
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub fn parse_cseq(value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
     let v = trim_lws(value);
     // Fast path: `<digits> REGISTER`, the CSeq of every REGISTER (same result as the general path below).
@@ -553,7 +540,12 @@ fn parse_cseq_general(v: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
 
 /// A non-negative decimal that fits in u32 (Expires, Content-Length, Max-Forwards, expires param).
 /// Expires values above u32::MAX are NumberOutOfRange; callers cap them.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[inline]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub fn parse_u32(value: &[u8]) -> Result<u32, HeaderError> {
     let v = trim_lws(value);
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
@@ -618,7 +610,11 @@ impl<'a> Via<'a> {
 }
 
 /// A non-empty token at the start of `s` and the text after it.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 fn take_token(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     match span(s, TOKEN) {
         0 => Err(HeaderError::Malformed),
@@ -650,7 +646,11 @@ fn sent_protocol(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
 /// `sent-protocol LWS sent-by *(SEMI via-params)` with LWS allowed around `/` and `:`. The protocol name
 /// must be `SIP` (any case); the version is only checked to be a token, so that a request with an
 /// unsupported version (RFC 4475 badvers) can still be answered with 505 along its Via.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+#[cfg_attr(
+    target_os = "linux",
+    allow(unsafe_code),
+    link_section = ".text.hot.corereg"
+)]
 pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let s = trim_lws(element);
     let (transport, s) = match s {
@@ -689,6 +689,7 @@ pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
 }
 
 /// Case-insensitive option-tag membership in a comma-separated list value (Require, Supported).
+#[inline]
 pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
     split_list(list_value)
         .flatten()
@@ -698,21 +699,6 @@ pub fn has_option_tag(list_value: &[u8], tag: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        /// The SSE2 URI-text span agrees with the table span at every length and stop position.
-        #[test]
-        fn span_uri_text_matches_the_table(
-            prefix in 0usize..40,
-            tail in proptest::collection::vec(proptest::sample::select(vec![
-                b'a', b'a', b'a', b'~', b'!', 0x21, 0x20, 0x00, b'\t', 0x7f, 0x80, 0xff, b'<', b'>', b'"',
-            ]), 0..40)
-        ) {
-            let mut s = vec![b'a'; prefix];
-            s.extend_from_slice(&tail);
-            proptest::prop_assert_eq!(span_uri_text(&s), span(&s, URI_TEXT));
-        }
-    }
 
     proptest::proptest! {
         /// `sole_element` gives the element `split_list` gives; where `split_list` fails instead (an
