@@ -10,6 +10,8 @@
 //!   and challenge parsing, constant-time verification;
 //! - [`client`]: the client side: REGISTERs and binding queries written, responses and their
 //!   challenges read;
+//! - [`stateless`]: the stateless responder, the floor benchmarks measure against and a digest server
+//!   for clients;
 //! - [`scan`]: the byte-scanning kernels (SSE2, SWAR) behind the parsers and the response writer.
 //!
 //! # Unsafe code
@@ -30,4 +32,5 @@ pub mod parse;
 pub mod response;
 #[allow(unsafe_code)]
 pub mod scan;
+pub mod stateless;
 pub mod uri;
