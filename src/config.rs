@@ -1241,6 +1241,59 @@ mod tests {
         assert_eq!(c.recv_batch, defaults::RECV_BATCH);
     }
 
+    /// README's flag table (`| `--flag VALUE` | default | meaning |`): each flag and its default cell.
+    fn readme_flag_table() -> Vec<(String, String)> {
+        include_str!("../README.md")
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.strip_prefix("| `--")?.split(" | ");
+                let flag = cells.next()?.split([' ', '`']).next()?.to_string();
+                Some((flag, cells.next()?.trim().to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_flag_table_lists_every_flag_with_the_default_the_help_shows() {
+        use clap::CommandFactory;
+        let table = readme_flag_table();
+        let command = Args::command();
+        let flags: Vec<_> = command
+            .get_arguments()
+            .filter_map(|a| Some((a.get_long()?, a.get_help()?.to_string())))
+            .filter(|(long, _)| !["help", "version"].contains(long))
+            .collect();
+        assert!(flags.len() > 20, "the flags were found: {flags:?}");
+        for (long, help) in &flags {
+            let Some((_, cell)) = table.iter().find(|(flag, _)| flag == long) else {
+                panic!("README's flag table has no row for --{long}");
+            };
+            // A default the help shows as a value must be README's, in backticks; a default said in words
+            // (no default value, "every usable CPU") is README's to word.
+            let shown = help
+                .rsplit_once("[default: ")
+                .and_then(|(_, rest)| rest.strip_suffix(']'));
+            if let Some(shown) = shown.filter(|s| !s.contains(' ')) {
+                assert_eq!(
+                    cell,
+                    &format!("`{shown}`"),
+                    "README's default for --{long} differs from the help's"
+                );
+            } else {
+                assert!(
+                    !cell.starts_with('`'),
+                    "README gives --{long} the default {cell}, the help none as a value"
+                );
+            }
+        }
+        for (flag, _) in &table {
+            assert!(
+                flags.iter().any(|(long, _)| long == flag),
+                "README's flag table lists --{flag}, which corereg does not have"
+            );
+        }
+    }
+
     /// The example file of README.md: the first ```toml block after a heading that names "Configuration",
     /// within that heading's section.
     fn readme_example_file() -> String {

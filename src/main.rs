@@ -11,6 +11,8 @@ use std::sync::{mpsc, Arc};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::signal::{SigSet, Signal};
 use tracing_subscriber::EnvFilter;
 
 use corereg::auth::credentials::{self, CredentialStore};
@@ -466,29 +468,19 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
 
 /// SIGINT/SIGTERM stop; SIGHUP reloads the credentials (and is harmless without --auth: it would otherwise
 /// terminate the process, as the default action does).
-fn block_handled_signals() -> Result<libc::sigset_t> {
-    // SAFETY: plain libc calls on a local, zero-initialised sigset_t (a valid starting state for sigemptyset).
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            bail!(
-                "pthread_sigmask failed: {}",
-                std::io::Error::from_raw_os_error(rc)
-            );
-        }
-        Ok(set)
+fn block_handled_signals() -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(sig);
     }
+    set.thread_block().context("pthread_sigmask failed")?;
+    Ok(set)
 }
 
 /// A plain thread waits for signals. SIGHUP reloads the credentials right here (file I/O off the shards);
 /// SIGINT/SIGTERM are reported, and a second one while stopping forces the exit.
 fn spawn_signal_thread(
-    set: libc::sigset_t,
+    set: SigSet,
     events: mpsc::Sender<Event>,
     reloader: Option<Reloader>,
 ) -> Result<()> {
@@ -497,13 +489,10 @@ fn spawn_signal_thread(
         .spawn(move || {
             let mut seen = 0;
             loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: `set` is an initialised sigset_t owned by this thread; `sig` is a valid out-pointer.
-                let rc = unsafe { libc::sigwait(&set, &mut sig) };
-                if rc != 0 {
+                let Ok(sig) = set.wait() else {
                     continue;
-                }
-                if sig == libc::SIGHUP {
+                };
+                if sig == Signal::SIGHUP {
                     match &reloader {
                         Some(r) => r.reload(),
                         None => tracing::info!("SIGHUP: nothing to reload (--auth off)"),
@@ -512,10 +501,10 @@ fn spawn_signal_thread(
                 }
                 seen += 1;
                 if seen > 1 {
-                    eprintln!("second signal {sig}: exiting now");
+                    eprintln!("second signal {}: exiting now", sig as i32);
                     std::process::exit(130);
                 }
-                if events.send(Event::Signal(sig)).is_err() {
+                if events.send(Event::Signal(sig as i32)).is_err() {
                     return;
                 }
             }
@@ -528,40 +517,23 @@ fn spawn_signal_thread(
 /// limit up to the hard one when that suffices, and otherwise say what to change.
 fn ensure_memlock(executors: usize) -> Result<()> {
     let need = MEMLOCK_PER_EXECUTOR_BYTES * executors as u64;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid, local `limit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        bail!(
-            "getrlimit(RLIMIT_MEMLOCK) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    if limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= need {
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_MEMLOCK).context("getrlimit(RLIMIT_MEMLOCK) failed")?;
+    if soft == RLIM_INFINITY || soft >= need {
         return Ok(());
     }
-    if limit.rlim_max == libc::RLIM_INFINITY || limit.rlim_max >= need {
-        let raised = libc::rlimit {
-            rlim_cur: need,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the valid, local `raised`.
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
-            tracing::debug!(
-                "raised RLIMIT_MEMLOCK soft limit from {} to {need} bytes",
-                limit.rlim_cur
-            );
-            return Ok(());
-        }
+    if (hard == RLIM_INFINITY || hard >= need)
+        && setrlimit(Resource::RLIMIT_MEMLOCK, need, hard).is_ok()
+    {
+        tracing::debug!("raised RLIMIT_MEMLOCK soft limit from {soft} to {need} bytes");
+        return Ok(());
     }
     bail!(
         "locked-memory limit too low: RLIMIT_MEMLOCK is {} KiB (hard {} KiB), corereg needs at least {} KiB \
          ({} KiB per executor, for io_uring). Raise it: `ulimit -l {}` (or higher/unlimited) in the shell that \
          starts corereg, `LimitMEMLOCK={}K` (or infinity) in its systemd unit, or `--ulimit memlock=-1` for docker",
-        limit.rlim_cur / 1024,
-        limit.rlim_max / 1024,
+        soft / 1024,
+        hard / 1024,
         need / 1024,
         MEMLOCK_PER_EXECUTOR_BYTES / 1024,
         need / 1024,
@@ -582,7 +554,7 @@ mod tests {
 
     #[test]
     fn one_line_names_each_cause_once() {
-        let os = || std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let os = || std::io::Error::from(nix::errno::Errno::EADDRINUSE);
         let e = anyhow::Error::from(BindError {
             addr: "127.0.0.1:5060",
             source: os(),

@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use bindings::{BindingStore, HashSeed, TxnKey};
 use date::DateCache;
 use register::{Refusal, RegisterRequest, State};
-use validate::{validate, Basics, Progress};
+use validate::{Basics, Checks, Malformed};
 use wheel::TimerWheel;
 
 use crate::auth::{AuthDecision, AuthRequest, Authenticator, MAX_AUTHORIZATIONS};
@@ -57,6 +57,10 @@ impl Now {
         self.unix_ms / 1000
     }
 }
+
+/// A REGISTER's AoR worked out from its To: the To URI and the AoR's hash (the AoR itself is written into an
+/// [`AorBuf`]), or the status to refuse the request with (400 or 404).
+type AorLookup<'a> = Result<(SipUri<'a>, u64), u16>;
 
 /// What to do when a REGISTER would take an AoR over `max_contacts_per_aor`.
 #[derive(
@@ -395,19 +399,10 @@ impl Registrar {
         if msg.count(HeaderName::Via) == 0 {
             return Outcome::Silent(Silence::Unanswerable);
         }
-        // A REGISTER's AoR is worked out as soon as validation has parsed To, and its lookup started (step 1
-        // of `BindingStore::prefetch_aor`); step 2 runs once the Vias are checked. The result waits here
-        // until `register` checks it.
         let is_register = method == Method::Register;
         let mut aor = AorBuf::default();
-        let mut to_aor = None;
-        let validated = validate(msg, method_raw, |step| match (step, &to_aor) {
-            (Progress::To(to), _) if is_register => {
-                to_aor = Some(self.start_aor_lookup(to, &mut aor));
-            }
-            (Progress::Vias, Some(Ok((_, hash)))) => self.store.prefetch_records(*hash),
-            _ => {}
-        });
+        let (validated, to_aor) =
+            self.validate_looking_ahead(msg, method_raw, is_register, &mut aor);
         let basics = match validated {
             Ok(b) => b,
             Err(why) => {
@@ -494,15 +489,41 @@ impl Registrar {
         })
     }
 
+    /// Validates the request (RFC 3261 §8.2) and, for a REGISTER, looks ahead: once To is parsed the AoR is
+    /// worked out and its lookup started (step 1 of [`BindingStore::prefetch_aor`]), once the Vias are checked
+    /// step 2 runs, so that the lookup's memory loads overlap with the checks. The AoR (or the status to refuse
+    /// it with) waits until `register` checks it; None when the request is not a REGISTER or To did not parse.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    fn validate_looking_ahead<'a>(
+        &self,
+        msg: &Message<'a>,
+        method_raw: &[u8],
+        is_register: bool,
+        aor: &mut AorBuf,
+    ) -> (Result<Basics<'a>, Malformed>, Option<AorLookup<'a>>) {
+        let checks = match Checks::begin(msg) {
+            Ok(checks) => checks,
+            Err(why) => return (Err(why), None),
+        };
+        let to_aor = match checks.to() {
+            Some(to) if is_register => Some(self.start_aor_lookup(to, aor)),
+            _ => None,
+        };
+        let top = match checks.vias() {
+            Ok(top) => top,
+            Err(why) => return (Err(why), to_aor),
+        };
+        if let Some(Ok((_, hash))) = &to_aor {
+            self.store.prefetch_records(*hash);
+        }
+        (checks.finish(top, method_raw), to_aor)
+    }
+
     /// §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve. Written into
     /// `aor`; returns the To URI and the AoR's hash, or the status to refuse with (400 or 404). Starts the
     /// AoR's lookup (step 1 of [`BindingStore::prefetch_aor`]): its table line is likely not cached.
     #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
-    fn start_aor_lookup<'a>(
-        &self,
-        to: &NameAddr<'a>,
-        aor: &mut AorBuf,
-    ) -> Result<(SipUri<'a>, u64), u16> {
+    fn start_aor_lookup<'a>(&self, to: &NameAddr<'a>, aor: &mut AorBuf) -> AorLookup<'a> {
         let to_uri = parse_uri(to.uri).map_err(|_| 400u16)?;
         if !self.serves(to_uri.host) {
             return Err(404);
@@ -518,7 +539,7 @@ impl Registrar {
         &mut self,
         ex: Exchange<'_, '_>,
         basics: &Basics<'_>,
-        to_aor: Result<(SipUri<'_>, u64), u16>,
+        to_aor: AorLookup<'_>,
         aor: &AorBuf,
         out: &mut Vec<u8>,
     ) -> Outcome {

@@ -42,56 +42,72 @@ const SINGLETONS: [HeaderName; 7] = [
     HeaderName::Expires,
 ];
 
-/// How far validation has got, for a caller that does its own work in step with it.
-pub enum Progress<'x, 'a> {
-    /// To is parsed (first, before the rest is checked).
-    To(&'x NameAddr<'a>),
-    /// Every Via is checked.
-    Vias,
+/// Validation in three steps, so that a caller can start work between them (the registrar starts its
+/// AoR lookup once To is parsed, and its next memory loads once the Vias are checked): [`Checks::begin`],
+/// [`Checks::vias`], [`Checks::finish`]. Errors come in the order the checks are listed (duplicates and
+/// the body, Via, Call-ID, CSeq, From, To, Max-Forwards) whatever the caller does between the steps.
+pub struct Checks<'m, 'a> {
+    msg: &'m Message<'a>,
+    to: Result<NameAddr<'a>, Malformed>,
 }
 
-/// Validates `msg`. `progress` hears when To is parsed and when the Vias are checked: the registrar runs the
-/// steps of its AoR lookup there, so that the lookup's memory loads overlap with the checks. Errors are
-/// still reported in the order the checks are listed (Via, Call-ID, CSeq, From, To...).
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
-pub fn validate<'a>(
-    msg: &Message<'a>,
-    method_raw: &[u8],
-    mut progress: impl FnMut(Progress<'_, 'a>),
-) -> Result<Basics<'a>, Malformed> {
-    for name in SINGLETONS {
-        if msg.count(name) > 1 {
-            return Err(Malformed::DuplicateHeader(name));
+/// The first via-parm's facts and text, from [`Checks::vias`].
+pub struct TopVia<'a> {
+    facts: ViaFacts<'a>,
+    parm: &'a [u8],
+}
+
+impl<'m, 'a> Checks<'m, 'a> {
+    /// Singleton headers and the body, and To parsed (its error, if any, is reported by [`Checks::finish`]).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    pub fn begin(msg: &'m Message<'a>) -> Result<Self, Malformed> {
+        for name in SINGLETONS {
+            if msg.count(name) > 1 {
+                return Err(Malformed::DuplicateHeader(name));
+            }
         }
+        if msg.body_error.is_some() {
+            return Err(Malformed::Body);
+        }
+        let to = required(msg, HeaderName::To)
+            .and_then(|v| parse_name_addr(v).map_err(|_| Malformed::BadHeader(HeaderName::To)));
+        Ok(Checks { msg, to })
     }
-    if msg.body_error.is_some() {
-        return Err(Malformed::Body);
+
+    /// The parsed To, when it parsed.
+    pub fn to(&self) -> Option<&NameAddr<'a>> {
+        self.to.as_ref().ok()
     }
-    let to = required(msg, HeaderName::To)
-        .and_then(|v| parse_name_addr(v).map_err(|_| Malformed::BadHeader(HeaderName::To)));
-    if let Ok(to) = &to {
-        progress(Progress::To(to));
+
+    /// Every Via.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    pub fn vias(&self) -> Result<TopVia<'a>, Malformed> {
+        validate_vias(self.msg).map(|(facts, parm)| TopVia { facts, parm })
     }
-    let (top_via, top_via_parm) = validate_vias(msg)?;
-    progress(Progress::Vias);
-    let call_id = required(msg, HeaderName::CallId)?;
-    let (cseq, cseq_method) = parse_cseq(required(msg, HeaderName::CSeq)?)
-        .map_err(|_| Malformed::BadHeader(HeaderName::CSeq))?;
-    if cseq_method != method_raw {
-        return Err(Malformed::CSeqMethodMismatch);
+
+    /// The rest: Call-ID, CSeq (its method must be `method_raw`), From, To, Max-Forwards.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
+    pub fn finish(self, top: TopVia<'a>, method_raw: &[u8]) -> Result<Basics<'a>, Malformed> {
+        let msg = self.msg;
+        let call_id = required(msg, HeaderName::CallId)?;
+        let (cseq, cseq_method) = parse_cseq(required(msg, HeaderName::CSeq)?)
+            .map_err(|_| Malformed::BadHeader(HeaderName::CSeq))?;
+        if cseq_method != method_raw {
+            return Err(Malformed::CSeqMethodMismatch);
+        }
+        parse_name_addr(required(msg, HeaderName::From)?)
+            .map_err(|_| Malformed::BadHeader(HeaderName::From))?;
+        self.to?;
+        if let Some(mf) = msg.first(HeaderName::MaxForwards) {
+            parse_u32(mf).map_err(|_| Malformed::BadHeader(HeaderName::MaxForwards))?;
+        }
+        Ok(Basics {
+            call_id,
+            cseq,
+            top_via: top.facts,
+            top_via_parm: top.parm,
+        })
     }
-    parse_name_addr(required(msg, HeaderName::From)?)
-        .map_err(|_| Malformed::BadHeader(HeaderName::From))?;
-    to?;
-    if let Some(mf) = msg.first(HeaderName::MaxForwards) {
-        parse_u32(mf).map_err(|_| Malformed::BadHeader(HeaderName::MaxForwards))?;
-    }
-    Ok(Basics {
-        call_id,
-        cseq,
-        top_via,
-        top_via_parm,
-    })
 }
 
 #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]

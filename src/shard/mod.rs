@@ -35,6 +35,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
+use nix::sched::{sched_getaffinity, CpuSet};
+use nix::time::{clock_gettime, ClockId};
+use nix::unistd::Pid;
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
@@ -494,17 +497,10 @@ where
 /// The CPUs this process may run on (its affinity mask, which only holds online CPUs): shards are pinned to
 /// these. Containers and `taskset` narrow it, so it is the right set rather than every CPU of the machine.
 pub fn usable_cpus() -> std::io::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; sched_getaffinity writes at most
-    // size_of::<cpu_set_t>() bytes into it; CPU_ISSET reads it within CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok((0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect())
-    }
+    let set = sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect())
 }
 
 /// Wall-clock now, as the core wants it. A clock before 1970 reads as 0 rather than panicking.
@@ -513,14 +509,9 @@ pub fn usable_cpus() -> std::io::Result<Vec<usize>> {
 /// memory read in the vDSO instead of a TSC/pvclock read, and the core only needs whole seconds (expiry,
 /// `Date`). Falls back to the precise clock if the coarse one is unavailable.
 pub fn now() -> Now {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only into it.
-    let coarse = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0;
-    let unix_ms = if coarse && ts.tv_sec >= 0 {
-        (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
+    let coarse = clock_gettime(ClockId::CLOCK_REALTIME_COARSE).ok();
+    let unix_ms = if let Some(ts) = coarse.filter(|ts| ts.tv_sec() >= 0) {
+        (ts.tv_sec() as u64) * 1000 + (ts.tv_nsec() as u64) / 1_000_000
     } else {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
