@@ -6,6 +6,13 @@
 //! - [`auth`]: digest authentication (RFC 7616) pieces: credentials, nonces, response verification;
 //! - [`shard`]: the glommio UDP shell that feeds datagrams to the core;
 //! - [`config`]: flags and TOML configuration.
+//!
+//! # Unsafe code
+//!
+//! The crate denies `unsafe_code`; one module allows it, the registrar's read-prefetch hint (an x86_64
+//! intrinsic). Raw socket I/O lives in the `corereg-udp` crate, byte scanning in `corereg-sip`'s `scan`.
+
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod config;

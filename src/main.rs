@@ -4,6 +4,8 @@
 //! SIGHUP. Also the helper commands `corereg ha1` and `corereg gen-nonce-key`.
 //! Everything that handles datagrams lives in the library (`corereg::shard` and the core it drives).
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,6 +11,8 @@
 //! entries back (no tombstones, so probe lengths never degrade), and the table grows by doubling. Every
 //! key's home bucket is recomputed from its tag, so growth and deletion need no access to the records.
 
+use super::prefetch::prefetch_read;
+
 /// A record index, or [`EMPTY`].
 type Rec = u32;
 const EMPTY: Rec = u32::MAX;
@@ -181,27 +183,6 @@ impl AorTable {
             }
         }
     }
-}
-
-/// Read-prefetch of the cache line holding `value`.
-#[inline(always)]
-pub fn prefetch_read<T: ?Sized>(value: &T) {
-    prefetch_ptr((value as *const T).cast::<u8>());
-}
-
-/// Read-prefetch of the cache line at `p`, which need not point to anything: a prefetch never faults, so
-/// an address computed without reading memory (an arena slot, see `arena.rs`) can be given.
-#[inline(always)]
-pub fn prefetch_ptr<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching has no architectural effect: it never faults, reads nothing into the program and
-    // writes nothing, whatever the address. SSE is part of the x86_64 baseline.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! Slots are the value itself, or a free-list link that fits in the value's niche where it has one (a `Box`),
 //! so a slot costs what a `slab` entry does.
 
-use super::aor_table::prefetch_ptr;
+use super::prefetch::prefetch_ptr;
 
 /// Marks the end of the free list.
 const NONE: usize = usize::MAX;

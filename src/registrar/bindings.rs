@@ -18,8 +18,9 @@ use std::num::NonZeroU32;
 
 use thiserror::Error;
 
-use super::aor_table::{prefetch_read, AorTable};
+use super::aor_table::AorTable;
 use super::arena::Arena;
+use super::prefetch::prefetch_read;
 
 /// Index of a binding in the arena; also its timer id in the expiry wheel.
 pub type BindingIdx = u32;
@@ -137,7 +138,6 @@ impl Binding {
     }
 }
 
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn pack_strings(d: &BindingData<'_>) -> Result<(Box<[u8]>, [u16; FIELDS - 1]), StoreError> {
     let parts = [d.contact, d.call_id, d.path, d.instance, d.user_agent];
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -334,7 +334,6 @@ impl BindingStore {
     }
 
     /// Step 2: the records the table holds under `hash`'s tag (reads the table line of step 1).
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn prefetch_records(&self, hash: u64) {
         for rec in self.table.candidates(hash) {
             self.aors.prefetch(rec as usize);
@@ -344,7 +343,6 @@ impl BindingStore {
     /// Step 3: the first binding of each candidate record with the full hash, and its name when that lives on
     /// the heap (reads the records of step 2). The binding's strings follow in [`Self::find_aor`], once the
     /// binding itself is in.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn prefetch_heads(&self, hash: u64) {
         for rec in self.table.candidates(hash) {
             let Some(r) = self.aors.get(rec as usize).filter(|r| r.hash == hash) else {
@@ -357,7 +355,6 @@ impl BindingStore {
         }
     }
 
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn find_aor(&self, hash: u64, aor: &[u8]) -> Option<AorIdx> {
         let (aors, bindings) = (&self.aors, &self.bindings);
         let found = self.table.find(hash, |i| {
@@ -396,7 +393,6 @@ impl BindingStore {
     }
 
     /// Insert a new binding for `aor` (creating the AoR record when needed).
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn insert(
         &mut self,
         hash: u64,
@@ -442,7 +438,6 @@ impl BindingStore {
     }
 
     /// Rewrite a binding in place. Allocates only when one of its strings changed.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn update(&mut self, idx: BindingIdx, d: &BindingData<'_>) -> Result<(), StoreError> {
         let Some(b) = self.bindings.get_mut(idx as usize) else {
             return Ok(());

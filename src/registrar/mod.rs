@@ -20,6 +20,8 @@ mod arena;
 pub mod bindings;
 mod date;
 mod invariants;
+#[allow(unsafe_code)]
+mod prefetch;
 pub mod register;
 mod reply;
 mod validate;
@@ -331,7 +333,6 @@ impl Registrar {
 
     /// Handle one datagram from `source`. The response (if any) is written into `out`.
     #[must_use]
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn handle(
         &mut self,
         datagram: &[u8],
@@ -353,7 +354,6 @@ impl Registrar {
         outcome
     }
 
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn dispatch(
         &mut self,
         datagram: &[u8],
@@ -445,7 +445,6 @@ impl Registrar {
     }
 
     /// §10.3 step 1 (and step 5's domain part): no `--domain` means every domain is served.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn serves(&self, host: &[u8]) -> bool {
         self.cfg.domains.is_empty()
             || self
@@ -456,7 +455,6 @@ impl Registrar {
     }
 
     /// §10.3 step 2 / §8.2.2.3: 420 listing every Require tag we do not implement.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn check_require(&mut self, ex: Exchange<'_, '_>, out: &mut Vec<u8>) -> Option<Outcome> {
         let msg = ex.msg;
         let unsupported = |tag: &[u8]| !has_option_tag(SUPPORTED, tag);
@@ -493,7 +491,6 @@ impl Registrar {
     /// worked out and its lookup started (step 1 of [`BindingStore::prefetch_aor`]), once the Vias are checked
     /// step 2 runs, so that the lookup's memory loads overlap with the checks. The AoR (or the status to refuse
     /// it with) waits until `register` checks it; None when the request is not a REGISTER or To did not parse.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn validate_looking_ahead<'a>(
         &self,
         msg: &Message<'a>,
@@ -522,7 +519,6 @@ impl Registrar {
     /// §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve. Written into
     /// `aor`; returns the To URI and the AoR's hash, or the status to refuse with (400 or 404). Starts the
     /// AoR's lookup (step 1 of [`BindingStore::prefetch_aor`]): its table line is likely not cached.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn start_aor_lookup<'a>(&self, to: &NameAddr<'a>, aor: &mut AorBuf) -> AorLookup<'a> {
         let to_uri = parse_uri(to.uri).map_err(|_| 400u16)?;
         if !self.serves(to_uri.host) {
@@ -534,7 +530,6 @@ impl Registrar {
         Ok((to_uri, hash))
     }
 
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     fn register(
         &mut self,
         ex: Exchange<'_, '_>,

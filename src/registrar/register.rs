@@ -124,7 +124,6 @@ pub enum Refusal {
 
 /// One Contact element into `contacts` (a named function rather than a closure, so that it can sit with
 /// the rest of the request path: see `build.rs`).
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn add_contact<'a>(
     element: &'a [u8],
     header_expires: Option<u32>,
@@ -145,7 +144,6 @@ fn add_contact<'a>(
 }
 
 /// Collect and check every Contact (§10.3 steps 6-7 up to expiry), without touching state.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn collect_contacts<'a>(
     contact_values: impl Iterator<Item = &'a [u8]>,
     expires_header: Option<&'a [u8]>,
@@ -193,7 +191,6 @@ pub fn collect_contacts<'a>(
     Ok(())
 }
 
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn req_contact<'a>(
     na: crate::sip::header::NameAddr<'a>,
     header_expires: Option<u32>,
@@ -274,7 +271,6 @@ pub struct State<'s> {
 /// Remove the AoR's bindings that are already expired but not yet swept by the wheel, so that the rules
 /// and the 200's list never see them. Returns how many went, and the AoR's record when it still has
 /// bindings (looked up once here, then handed to `apply` and the 200).
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn purge_expired(
     st: &mut State<'_>,
     aor_hash: u64,
@@ -303,7 +299,6 @@ pub fn purge_expired(
 
 /// §10.3 steps 6-8: plan every change, check it, then apply it. `rec` is the AoR's record as
 /// `purge_expired` left it.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 pub fn apply(
     st: &mut State<'_>,
     req: &RegisterRequest<'_>,
@@ -534,7 +529,6 @@ fn matches(store: &BindingStore, idx: BindingIdx, c: &ReqContact<'_>) -> bool {
     contact_uri_eq(c, b.contact())
 }
 
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
     // Identical text is equal under every rule (and is what a refresh sends): skip parsing.
     if !c.is_sip || c.uri_text == stored {
@@ -555,7 +549,6 @@ fn contact_uri_eq(c: &ReqContact<'_>, stored: &[u8]) -> bool {
 /// exactly, scheme and host without case, and the user's bytes are the same so a `;` or `?` inside it is at
 /// the same place in both): that text, up to the first `;` or `?`, differing is proof enough. A port
 /// written with a leading zero (`:05060` equals `:5060`) is left to the full comparison.
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn surely_different(a: &[u8], b: &[u8]) -> bool {
     fn prefix(u: &[u8]) -> Option<&[u8]> {
         if memchr::memchr(b'%', u).is_some() {

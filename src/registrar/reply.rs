@@ -50,7 +50,6 @@ impl Registrar {
     }
 
     /// 200 OK listing every current binding of the AoR (`rec`) with its remaining expiry (§10.3 step 8).
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub(super) fn write_ok(
         &mut self,
         ex: Exchange<'_, '_>,
@@ -94,7 +93,6 @@ impl Registrar {
         w.finish();
     }
 
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub(super) fn to_tag(&self, msg: &Message<'_>) -> [u8; 16] {
         let h = self
             .tag_hasher
@@ -102,7 +100,6 @@ impl Registrar {
         hex16(h)
     }
 
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub(super) fn writer<'o>(
         &mut self,
         status: u16,
@@ -160,7 +157,6 @@ impl Registrar {
 /// 8 random cache lines per reply, and a shard's caches are cold between datagrams at a moderate rate) and
 /// without a loop: the nibbles are spread one per byte with shifts and masks, and each byte becomes its digit
 /// with one add for all eight (`'0'` plus 39 more where the nibble is above 9, `'a' - '0' - 10`).
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn hex16(h: u64) -> [u8; 16] {
     let mut tag = [0u8; 16];
     // Cannot truncate: the halves of a u64.
@@ -189,7 +185,6 @@ fn hex8(x: u32) -> [u8; 8] {
 }
 
 /// `Contact: <uri>;expires=N[;q=..][;+sip.instance=".."][;reg-id=N]`
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn write_contact(buf: &mut Vec<u8>, b: &bindings::Binding, now_s: u64) {
     let mut num = itoa::Buffer::new();
     buf.extend_from_slice(b"Contact: <");

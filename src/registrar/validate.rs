@@ -59,7 +59,6 @@ pub struct TopVia<'a> {
 
 impl<'m, 'a> Checks<'m, 'a> {
     /// Singleton headers and the body, and To parsed (its error, if any, is reported by [`Checks::finish`]).
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn begin(msg: &'m Message<'a>) -> Result<Self, Malformed> {
         for name in SINGLETONS {
             if msg.count(name) > 1 {
@@ -80,13 +79,11 @@ impl<'m, 'a> Checks<'m, 'a> {
     }
 
     /// Every Via.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn vias(&self) -> Result<TopVia<'a>, Malformed> {
         validate_vias(self.msg).map(|(facts, parm)| TopVia { facts, parm })
     }
 
     /// The rest: Call-ID, CSeq (its method must be `method_raw`), From, To, Max-Forwards.
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn finish(self, top: TopVia<'a>, method_raw: &[u8]) -> Result<Basics<'a>, Malformed> {
         let msg = self.msg;
         let call_id = required(msg, HeaderName::CallId)?;
@@ -110,7 +107,6 @@ impl<'m, 'a> Checks<'m, 'a> {
     }
 }
 
-#[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
 fn required<'a>(msg: &Message<'a>, name: HeaderName) -> Result<&'a [u8], Malformed> {
     match msg.first(name) {
         Some(v) if !v.is_empty() => Ok(v),

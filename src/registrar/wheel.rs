@@ -243,7 +243,6 @@ impl TimerWheel {
 
     /// [`schedule`](Self::schedule), reporting ids the wheel cannot hold.
     #[must_use = "a refused id is not armed"]
-    #[cfg_attr(target_os = "linux", link_section = ".text.hot.corereg")]
     pub fn try_schedule(&mut self, id: u32, deadline_s: u64) -> Result<(), WheelError> {
         if id >= MAX_TIMER_ID {
             return Err(WheelError::IdTooLarge(id));

@@ -36,11 +36,6 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// `s` without leading LWS.
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub(crate) fn skip_lws(s: &[u8]) -> &[u8] {
     let mut i = 0;
     while i < s.len() && is_lws(s[i]) {
@@ -63,11 +58,6 @@ pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
 /// Length of the prefix of `s` whose bytes are all in `table` (unrolled by four: one bounds test per four
 /// bytes).
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub(crate) fn span(s: &[u8], class: Class) -> usize {
     let mut i = 0;
     while let Some(c) = s.get(i..i + 4) {
@@ -193,11 +183,6 @@ struct ParamFacts<'a> {
 /// Check that `s` is exactly `*(LWS ";" LWS param)` followed by optional LWS. One loop for every
 /// parameter list, Via's or not (Via's facts cost a length compare per parameter elsewhere): one copy of
 /// the code to fetch when a REGISTER starts with cold caches.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn validate_params(mut s: &[u8]) -> Result<ParamFacts<'_>, HeaderError> {
     let mut facts = ParamFacts::default();
     while let Some((name, value, rest)) = next_param(s)? {
@@ -320,11 +305,6 @@ fn bare_name_addr<'a>(uri: &'a [u8], after: &'a [u8]) -> Result<NameAddr<'a>, He
 }
 
 /// Parse one name-addr / addr-spec with its header parameters (From, To, one Contact, one Path entry).
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, HeaderError> {
     let v = trim_lws(value);
     // Fast path: `<uri>` with no display name. One span over URI_TEXT finds the `>` and checks the URI
@@ -508,11 +488,6 @@ fn digits_to_u32(d: &[u8]) -> Result<u32, HeaderError> {
 }
 
 /// CSeq: `number LWS method`. The number must fit in 32 bits (RFC 3261 §8.1.1.5, RFC 4475 scalar02).
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn parse_cseq(value: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
     let v = trim_lws(value);
     // Fast path: `<digits> REGISTER`, the CSeq of every REGISTER (same result as the general path below).
@@ -541,11 +516,6 @@ fn parse_cseq_general(v: &[u8]) -> Result<(u32, &[u8]), HeaderError> {
 /// A non-negative decimal that fits in u32 (Expires, Content-Length, Max-Forwards, expires param).
 /// Expires values above u32::MAX are NumberOutOfRange; callers cap them.
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn parse_u32(value: &[u8]) -> Result<u32, HeaderError> {
     let v = trim_lws(value);
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
@@ -610,11 +580,6 @@ impl<'a> Via<'a> {
 }
 
 /// A non-empty token at the start of `s` and the text after it.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn take_token(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
     match span(s, TOKEN) {
         0 => Err(HeaderError::Malformed),
@@ -646,11 +611,6 @@ fn sent_protocol(s: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
 /// `sent-protocol LWS sent-by *(SEMI via-params)` with LWS allowed around `/` and `:`. The protocol name
 /// must be `SIP` (any case); the version is only checked to be a token, so that a request with an
 /// unsupported version (RFC 4475 badvers) can still be answered with 505 along its Via.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn parse_via(element: &[u8]) -> Result<Via<'_>, HeaderError> {
     let s = trim_lws(element);
     let (transport, s) = match s {

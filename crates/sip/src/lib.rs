@@ -18,9 +18,7 @@
 //!
 //! The crate denies `unsafe_code`. Two modules allow it: [`scan`], for the SSE2 intrinsics, and the part
 //! of [`parse`] that keeps a [`parse::Message`]'s header slots uninitialised until written; besides them,
-//! the volatile wipe of a secret in [`digest`]. The request path's functions also allow it for one
-//! attribute each, `link_section = ".text.hot.corereg"` (which the lint counts as unsafe: a section name
-//! can break linking), that keeps them together in the binary.
+//! the volatile wipe of a secret in [`digest`].
 
 #![deny(unsafe_code)]
 

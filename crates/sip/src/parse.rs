@@ -682,11 +682,6 @@ fn split_header_line(line: &[u8]) -> Option<(usize, usize)> {
 /// and never moved (a by-value return costs a `memcpy` of the whole struct in the caller). On `Err` the
 /// slot holds nothing usable (`Message` has no destructor, so nothing leaks).
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn parse_message_into<'a, 'm>(
     buf: &'a [u8],
     limits: &ParseLimits,

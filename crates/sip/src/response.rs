@@ -86,11 +86,6 @@ impl<'a> ViaFacts<'a> {
     /// (both subslices of the datagram, as `Message` hands them out). `parse_via` noted `received` and the
     /// first bare `rport` (what `find_bare_param` would find) in its pass over the parameters.
     #[inline]
-    #[cfg_attr(
-        target_os = "linux",
-        allow(unsafe_code),
-        link_section = ".text.hot.corereg"
-    )]
     pub fn of_top(via: &super::header::Via<'a>, element: &'a [u8], value: &'a [u8]) -> Self {
         let base = value.as_ptr() as usize;
         let end_in_value = |s: &[u8]| {
@@ -133,11 +128,6 @@ impl<'a> ViaFacts<'a> {
 /// the rest of the line is copied verbatim. `known`: the first via-parm's facts when the caller parsed it
 /// already (it must be the `parse_via` of that via-parm), which saves parsing it again; facts from
 /// [`ViaFacts::of_top`] for this very value also save the scan for the via-parm's end and `rport`.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn top_via(f: &mut Filler<'_>, value: &[u8], source: SocketAddr, known: Option<ViaFacts<'_>>) {
     let scan = known
         .and_then(|k| k.scan_of(value))
@@ -220,11 +210,6 @@ impl<'o> Filler<'o> {
     /// code from L3 or memory each time, so one shared copy is cheaper than a call saved (measured
     /// under callgrind's cache model with `examples/refresh_loop` and `THRASH_KB`).
     #[inline(never)]
-    #[cfg_attr(
-        target_os = "linux",
-        allow(unsafe_code),
-        link_section = ".text.hot.corereg"
-    )]
     fn put_value(&mut self, src: &[u8]) {
         self.put(src);
     }
@@ -308,11 +293,6 @@ impl<'o> ResponseWriter<'o> {
 
     /// Via (all, in order; the top one gets `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581), From, To
     /// (with `to_tag` appended when the request's To has none), Call-ID and CSeq copied from the request.
-    #[cfg_attr(
-        target_os = "linux",
-        allow(unsafe_code),
-        link_section = ".text.hot.corereg"
-    )]
     ///
     /// `top_via`: the facts of the first via-parm when the caller has parsed it (see [`ViaFacts`]).
     pub fn dialog_headers(
@@ -373,11 +353,6 @@ impl<'o> ResponseWriter<'o> {
         self
     }
 
-    #[cfg_attr(
-        target_os = "linux",
-        allow(unsafe_code),
-        link_section = ".text.hot.corereg"
-    )]
     pub fn header(&mut self, name: &[u8], value: &[u8]) -> &mut Self {
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");
@@ -408,11 +383,6 @@ impl<'o> ResponseWriter<'o> {
     }
 }
 
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {
     if let IpAddr::V4(v4) = ip {
         // The common case, without the formatting machinery (it costs ~1k instructions per reply) and
@@ -551,11 +521,6 @@ fn has_tag_param(value: &[u8]) -> bool {
 
 /// Case-insensitive substring test that visits only the bytes equal to `needle[probe]` (either case),
 /// found 16 at a time: pick a letter that is rare in the haystacks (`v` of "received", `g` of "tag").
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn contains_ignore_case(haystack: &[u8], needle: &[u8], probe: usize) -> bool {
     let Some(&b) = needle.get(probe) else {
         return needle.is_empty();
@@ -587,11 +552,6 @@ struct TopViaScan {
 
 /// `scan_top_via_general`'s result, for the usual value (at most 64 bytes, no `"` or `<` before the first
 /// `,`) from one 64-byte block compare; the general functions otherwise.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn scan_top_via(value: &[u8]) -> TopViaScan {
     scan_short_via(value).unwrap_or_else(|| scan_top_via_general(value))
 }

@@ -69,11 +69,6 @@ fn check_escaped(s: &[u8], class: Class) -> Result<(), UriError> {
 /// labels of alphanumerics and `-`, none empty, none starting or ending with `-`; one trailing dot (a fully
 /// qualified name) is allowed. Checked in one pass: a `-` may not follow a label start, a `.` must follow an
 /// alphanumeric, and the run must end after an alphanumeric or after such a trailing dot.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
     if s.first() == Some(&b'[') {
         let close = memchr(b']', s)?;
@@ -112,11 +107,6 @@ pub(crate) fn take_host(s: &[u8]) -> Option<(&[u8], &[u8])> {
 /// `port_from_digits` on the whole leading digit run, in one pass. None without a digit, with more than 5,
 /// or with a value above 65535.
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub(crate) fn take_port(s: &[u8]) -> Option<(u16, &[u8])> {
     let mut v = 0u32;
     let mut n = 0;
@@ -150,11 +140,6 @@ pub(crate) fn port_from_digits(d: &[u8]) -> Option<u16> {
 
 /// Parse a sip:/sips: URI. Other schemes (tel:, http:, ...) -> UnsupportedScheme (the caller answers 416).
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn parse_uri(text: &[u8]) -> Result<SipUri<'_>, UriError> {
     match parse_uri_fast(text) {
         Some(uri) => Ok(uri),
@@ -167,11 +152,6 @@ pub fn parse_uri(text: &[u8]) -> Result<SipUri<'_>, UriError> {
 /// anything else (including every error), which `parse_uri_general` then handles; for the URIs accepted
 /// here both give the same result.
 #[inline]
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 fn parse_uri_fast(text: &[u8]) -> Option<SipUri<'_>> {
     if text.len() > MAX_URI_BYTES {
         return None;
@@ -477,11 +457,6 @@ impl AorBuf {
 /// Canonical AoR (§10.3 step 5): `sip:` or `sips:`, the unescaped user, `@`, the lower-cased host, `:port`
 /// when present; every parameter and header removed. A URI without user yields `scheme:host[:port]`.
 /// On error `out` is left empty.
-#[cfg_attr(
-    target_os = "linux",
-    allow(unsafe_code),
-    link_section = ".text.hot.corereg"
-)]
 pub fn canonical_aor(uri: &SipUri<'_>, out: &mut AorBuf) -> Result<(), UriError> {
     out.buf.clear();
     let result = write_aor(uri, out);
