@@ -1,10 +1,12 @@
 //! Model-based test: a plain BTreeMap model of RFC 3261 §10.3 and the registrar must agree on every
 //! status code and every binding list over random sequences of REGISTERs, unregisters, `Contact: *`,
-//! fetches and clock advances.
+//! fetches, operator deletes and clock advances; and the change stream, replayed into a replica, must
+//! give back exactly the registrar's bindings after every step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
+use corereg::registrar::changes::ChangeKind;
 use corereg::registrar::{Now, Outcome, Registrar, RegistrarConfig};
 use proptest::prelude::*;
 
@@ -27,6 +29,9 @@ enum Op {
     Fetch {
         user: u8,
     },
+    Delete {
+        user: u8,
+    },
     Advance {
         secs: u64,
     },
@@ -42,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         1 => (0..3u8, 0..2u8, 1..12u32).prop_map(|(user, call, cseq)| Op::Star { user, call, cseq }),
         2 => (0..3u8).prop_map(|user| Op::Fetch { user }),
+        1 => (0..3u8).prop_map(|user| Op::Delete { user }),
         2 => prop_oneof![Just(1u64), Just(30), Just(59), Just(61), Just(200), Just(700)].prop_map(|secs| Op::Advance { secs }),
     ]
 }
@@ -146,6 +152,46 @@ impl Model {
     }
 }
 
+/// What the change stream says is stored: binding id -> (AoR, contact, expiry), with the last sequence
+/// number.
+#[derive(Default)]
+struct Replica {
+    bindings: HashMap<u32, (Vec<u8>, Vec<u8>, u64)>,
+    seq: u64,
+}
+
+impl Replica {
+    /// Applies the registrar's new changes, checking their order, then compares with the registrar.
+    fn catch_up(&mut self, reg: &mut Registrar) -> Result<(), TestCaseError> {
+        let batch = reg.take_changes(Vec::new());
+        for change in batch.iter() {
+            let c = change.map_err(|e| TestCaseError::fail(format!("undecodable change: {e}")))?;
+            prop_assert_eq!(c.seq, self.seq + 1, "sequence numbers have no gap");
+            self.seq = c.seq;
+            let entry = (c.aor.to_vec(), c.contact.to_vec(), c.expires_at_s);
+            let had = match c.kind {
+                ChangeKind::Registered => self.bindings.insert(c.binding_id, entry).is_some(),
+                ChangeKind::Refreshed => self.bindings.insert(c.binding_id, entry).is_none(),
+                _ => self.bindings.remove(&c.binding_id).is_none(),
+            };
+            prop_assert!(
+                !had,
+                "{:?} of binding {} does not fit what came before",
+                c.kind,
+                c.binding_id
+            );
+        }
+        let store = reg.store();
+        let mut stored: HashMap<u32, (Vec<u8>, Vec<u8>, u64)> = HashMap::new();
+        for (id, b) in store.iter() {
+            let aor = store.aor_name(b.aor()).expect("AoR of a binding").to_vec();
+            stored.insert(id, (aor, b.contact().to_vec(), b.expires_at_s));
+        }
+        prop_assert_eq!(&self.bindings, &stored);
+        Ok(())
+    }
+}
+
 fn contact_uri(c: u8) -> String {
     format!("sip:dev{c}@192.0.2.{c}:5060")
 }
@@ -207,6 +253,7 @@ proptest! {
         let mut model = Model::default();
         let mut now = T0;
         let mut fetch_cseq = 1_000_000u32;
+        let mut replica = Replica::default();
         for op in &ops {
             match op {
                 Op::Register { user, call, cseq, contacts } => {
@@ -247,12 +294,23 @@ proptest! {
                     prop_assert_eq!(status, 200);
                     prop_assert_eq!(listed, model.list(*user, now));
                 }
+                Op::Delete { user } => {
+                    let aor = format!("sip:u{user}@example.com");
+                    let live = reg
+                        .store()
+                        .iter()
+                        .filter(|(_, b)| reg.store().aor_name(b.aor()) == Some(aor.as_bytes()))
+                        .count();
+                    prop_assert_eq!(reg.delete(aor.as_bytes(), None, Now::from_secs(now)), live);
+                    model.aors.remove(user);
+                }
                 Op::Advance { secs } => {
                     now += secs;
                     while reg.handle_timeout(Now::from_secs(now)) {}
                     prop_assert_eq!(reg.binding_count(), model.count(now));
                 }
             }
+            replica.catch_up(&mut reg)?;
         }
     }
 }

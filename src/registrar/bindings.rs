@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::aor_table::AorTable;
 use super::arena::Arena;
+use super::changes::{BindingFields, ChangeBatch, ChangeKind, ChangeLog};
 use super::prefetch::prefetch_read;
 
 /// Index of a binding in the arena; also its timer id in the expiry wheel.
@@ -204,6 +205,8 @@ pub struct BindingStore {
     aors: Arena<AorRecord>,
     bindings: Arena<Binding>,
     max_bindings: usize,
+    /// Every insert, rewrite and removal, recorded once (see [`ChangeLog`]).
+    changes: ChangeLog,
 }
 
 /// Seeds for the AoR hash. One value per process, shared by every shard: the hash both finds an AoR in a
@@ -242,6 +245,7 @@ impl BindingStore {
             bindings: Arena::new(),
             // Indices double as timer ids in the expiry wheel, which caps them.
             max_bindings: max_bindings.min(super::wheel::MAX_TIMER_ID as usize),
+            changes: ChangeLog::default(),
         }
     }
 
@@ -423,7 +427,46 @@ impl BindingStore {
         }) as BindingIdx;
         record.head = idx;
         record.count += 1;
+        self.record_change(ChangeKind::Registered, idx, d.now_s);
         Ok(idx)
+    }
+
+    /// Records a change to the binding at `idx` (still in the store).
+    fn record_change(&mut self, kind: ChangeKind, idx: BindingIdx, now_s: u64) {
+        let Some(b) = self.bindings.get(idx as usize) else {
+            debug_assert!(false, "change recorded for a missing binding");
+            return;
+        };
+        let Some(record) = self.aors.get(b.aor as usize) else {
+            debug_assert!(false, "binding without AoR record");
+            return;
+        };
+        let fields = BindingFields {
+            id: idx,
+            expires_at_s: b.expires_at_s,
+            updated_at_s: b.updated_at_s,
+            cseq: b.cseq,
+            q: b.q,
+            reg_id: b.reg_id,
+            source: b.source,
+            contact: b.contact(),
+            call_id: b.call_id(),
+            path: b.path(),
+            instance: b.instance(),
+            user_agent: b.user_agent(),
+        };
+        self.changes
+            .record(kind, record.name.as_bytes(), now_s, &fields);
+    }
+
+    /// The changes recorded since the last call, leaving `spare` as the next buffer (see [`ChangeLog::take`]).
+    pub fn take_changes(&mut self, spare: Vec<u8>) -> ChangeBatch {
+        self.changes.take(spare)
+    }
+
+    /// The change log (its next sequence number, what is pending).
+    pub fn changes(&self) -> &ChangeLog {
+        &self.changes
     }
 
     fn insert_aor(&mut self, hash: u64, aor: &[u8]) -> AorIdx {
@@ -454,11 +497,17 @@ impl BindingStore {
         b.q = d.q;
         b.reg_id = d.reg_id;
         b.source = d.source;
+        self.record_change(ChangeKind::Refreshed, idx, d.now_s);
         Ok(())
     }
 
-    /// Remove a binding; the AoR record goes when its last binding does. Returns the removed binding.
-    pub fn remove(&mut self, idx: BindingIdx) -> Option<Binding> {
+    /// Remove a binding, recording why (`kind`, a removal) at `now_s`; the AoR record goes when its last
+    /// binding does. Returns the removed binding.
+    pub fn remove(&mut self, idx: BindingIdx, kind: ChangeKind, now_s: u64) -> Option<Binding> {
+        debug_assert!(kind.is_removal());
+        if self.bindings.get(idx as usize).is_some() {
+            self.record_change(kind, idx, now_s);
+        }
         let b = self.bindings.try_remove(idx as usize)?;
         let aor_idx = b.aor as usize;
         let Some(record) = self.aors.get_mut(aor_idx) else {
@@ -641,13 +690,13 @@ mod tests {
         );
         assert_eq!(s.get(a).map(|b| b.call_id()), Some(&b"c1"[..]));
         assert_eq!(s.get(a).map(|b| b.user_agent()), Some(&b"ua"[..]));
-        assert!(s.remove(a).is_some());
+        assert!(s.remove(a, ChangeKind::Deleted, 0).is_some());
         assert_eq!(s.binding_count_of(rec), 1);
-        assert!(s.remove(b).is_some());
+        assert!(s.remove(b, ChangeKind::Deleted, 0).is_some());
         assert_eq!(s.find_aor(h, aor), None);
         assert!(s.is_empty());
         assert_eq!(s.aor_count(), 0);
-        assert!(s.remove(b).is_none());
+        assert!(s.remove(b, ChangeKind::Deleted, 0).is_none());
     }
 
     #[test]
@@ -691,8 +740,8 @@ mod tests {
                     .expect("insert")
             })
             .collect();
-        s.remove(ids[2]);
-        s.remove(ids[0]);
+        s.remove(ids[2], ChangeKind::Deleted, 0);
+        s.remove(ids[0], ChangeKind::Deleted, 0);
         let rec = s.find_aor(h, b"x").expect("aor");
         let left: Vec<_> = s.bindings_of(rec).map(|(i, _)| i).collect();
         assert_eq!(left, vec![ids[3], ids[1]]);

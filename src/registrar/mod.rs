@@ -18,6 +18,7 @@
 pub mod aor_table;
 mod arena;
 pub mod bindings;
+pub mod changes;
 mod date;
 mod invariants;
 #[allow(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod wheel;
 use std::net::SocketAddr;
 
 use bindings::{BindingStore, HashSeed, TxnKey};
+use changes::{ChangeBatch, ChangeKind};
 use date::DateCache;
 use register::{Refusal, RegisterRequest, State};
 use validate::{Basics, Checks, Malformed};
@@ -201,12 +203,14 @@ pub struct Stats {
     pub dropped: u64,
     /// Bindings removed because they expired.
     pub expired: u64,
+    /// Bindings removed by an operator ([`Registrar::delete`]).
+    pub deleted: u64,
 }
 
 impl Stats {
     /// Every counter with its name, in declaration order (for `key=value` logs).
     #[must_use]
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
+    pub fn counters(&self) -> [(&'static str, u64); 7] {
         // Destructured without `..`: a new counter does not compile until it is listed here.
         let Stats {
             requests,
@@ -215,6 +219,7 @@ impl Stats {
             replies_5xx,
             dropped,
             expired,
+            deleted,
         } = *self;
         [
             ("requests", requests),
@@ -223,6 +228,7 @@ impl Stats {
             ("replies_5xx", replies_5xx),
             ("dropped", dropped),
             ("expired", expired),
+            ("deleted", deleted),
         ]
     }
 }
@@ -820,7 +826,7 @@ impl Registrar {
         for &idx in &self.expired {
             match self.store.get(idx) {
                 Some(b) if b.expires_at_s <= now_s => {
-                    self.store.remove(idx);
+                    self.store.remove(idx, ChangeKind::Expired, now_s);
                     self.stats.expired += 1;
                 }
                 // Refreshed since it was armed: arm it again for its new expiry.
@@ -832,6 +838,32 @@ impl Registrar {
             }
         }
         more
+    }
+
+    /// The binding changes made since the last call (in order, each once; see [`changes`]), leaving `spare`
+    /// as the next buffer. The shell calls it after each turn of its loop.
+    pub fn take_changes(&mut self, spare: Vec<u8>) -> ChangeBatch {
+        self.store.take_changes(spare)
+    }
+
+    /// Removes the AoR's bindings, or only the one whose id is `binding` (an operator's delete: recorded as
+    /// `deleted`). Returns how many went; 0 when the AoR (or that binding of it) does not exist. `aor` is the
+    /// canonical AoR (see [`crate::sip::uri::canonical_aor`]).
+    pub fn delete(&mut self, aor: &[u8], binding: Option<u32>, now: Now) -> usize {
+        let hash = self.store.hash_aor(aor);
+        let Some(rec) = self.store.find_aor(hash, aor) else {
+            return 0;
+        };
+        let mut doomed = register::Idxs::new();
+        let ids = self.store.bindings_of(rec).map(|(idx, _)| idx);
+        let chosen = ids.filter(|&idx| binding.map_or(true, |id| id == idx));
+        doomed.extend(chosen.take(register::MAX_CONTACTS_PER_AOR));
+        for &idx in &doomed {
+            self.wheel.cancel(idx);
+            self.store.remove(idx, ChangeKind::Deleted, now.unix_s());
+        }
+        self.stats.deleted += doomed.len() as u64;
+        doomed.len()
     }
 
     pub fn stats(&self) -> &Stats {

@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use arrayvec::ArrayVec;
 
 use super::bindings::{AorIdx, BindingData, BindingIdx, BindingStore, TxnKey};
+use super::changes::ChangeKind;
 use super::wheel::TimerWheel;
 use super::{OverLimitPolicy, RegistrarConfig};
 use crate::sip::header::{
@@ -25,7 +26,7 @@ pub const MAX_CONTACTS_PER_AOR: usize = 256;
 pub const MAX_BINDING_BYTES: usize = u16::MAX as usize;
 
 /// Binding indices of one AoR, on the stack and not initialised until pushed.
-type Idxs = ArrayVec<BindingIdx, MAX_CONTACTS_PER_AOR>;
+pub(crate) type Idxs = ArrayVec<BindingIdx, MAX_CONTACTS_PER_AOR>;
 
 /// What the request asks for, already checked against §10.3.
 #[derive(Clone, Copy, Debug)]
@@ -292,7 +293,7 @@ pub fn purge_expired(
     }
     for &idx in &due {
         st.wheel.cancel(idx);
-        st.store.remove(idx);
+        st.store.remove(idx, ChangeKind::Expired, now_s);
     }
     (due.len() as u64, st.store.find_aor(aor_hash, aor))
 }
@@ -328,7 +329,7 @@ pub fn apply(
         verdict.result()?;
         for &idx in existing {
             st.wheel.cancel(idx);
-            st.store.remove(idx);
+            st.store.remove(idx, ChangeKind::Unregistered, req.now_s);
         }
         return Ok(Applied {
             changed: !existing.is_empty(),
@@ -397,12 +398,13 @@ pub fn apply(
     // Apply: nothing below can fail for a request that reached this point. Evictions and removals
     // first: the capacity check above counted them, so the inserts must find their room free.
     let removed = actions.iter().filter_map(|a| match *a {
-        Action::Remove(idx) => Some(idx),
+        Action::Remove(idx) => Some((idx, ChangeKind::Unregistered)),
         _ => None,
     });
-    for idx in evict.iter().copied().chain(removed) {
+    let evicted = evict.iter().map(|&idx| (idx, ChangeKind::Evicted));
+    for (idx, kind) in evicted.chain(removed) {
         st.wheel.cancel(idx);
-        st.store.remove(idx);
+        st.store.remove(idx, kind, req.now_s);
     }
     let mut outbound = false;
     for (c, a) in items.iter().zip(actions.iter()) {
