@@ -25,6 +25,7 @@ use glommio::channels::shared_channel::{
 use glommio::net::UdpSocket;
 use glommio::GlommioError;
 
+use super::changes::ChangeFeed;
 use super::udp::{send_reply, DatagramHandler, REPLY_CAPACITY};
 use super::{now, ShardReport};
 use crate::registrar::{Now, Outcome, Registrar};
@@ -121,9 +122,16 @@ pub struct Router {
     /// Indexed by shard (None at `id`); its length is the shard count.
     pub peers: Vec<Option<ConnectedSender<Handoff>>>,
     pub counters: Rc<RefCell<ShardReport>>,
+    pub feed: Rc<RefCell<ChangeFeed>>,
 }
 
 impl DatagramHandler for Router {
+    fn end_of_turn(&mut self) {
+        self.feed
+            .borrow_mut()
+            .publish(&mut self.registrar.borrow_mut());
+    }
+
     fn on_datagram(
         &mut self,
         datagram: &[u8],
@@ -186,15 +194,18 @@ pub async fn inbound_loop(
     registrar: Rc<RefCell<Registrar>>,
     socket: Rc<UdpSocket>,
     counters: Rc<RefCell<ShardReport>>,
+    feed: Rc<RefCell<ChangeFeed>>,
 ) {
     let mut out = Vec::with_capacity(REPLY_CAPACITY);
     while let Some(request) = queue.recv().await {
         counters.borrow_mut().from_peers += 1;
         // The borrow ends before the await: the socket loop and the expiry task share the registrar.
-        let reply =
-            registrar
-                .borrow_mut()
-                .on_datagram(&request.datagram, request.source, now(), &mut out);
+        let reply = {
+            let mut registrar = registrar.borrow_mut();
+            let reply = registrar.on_datagram(&request.datagram, request.source, now(), &mut out);
+            feed.borrow_mut().publish(&mut registrar);
+            reply
+        };
         if reply {
             send_reply(shard, &socket, &out, request.source, &counters).await;
         }

@@ -14,6 +14,9 @@
 //! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches;
 //! - [`reload::credentials_loop`] (with `--auth required`): pick up credentials reloaded on SIGHUP.
 //!
+//! After each turn of work, each of these hands the binding changes the registrar recorded to the change
+//! stream's listener ([`changes::ChangeFeed`]), without ever waiting for it.
+//!
 //! Sockets are created and bound by [`bind_udp`] on the starting thread, before any shard runs, so that the
 //! bound address (port 0 = ephemeral) is known and errors surface before start-up completes.
 //!
@@ -21,6 +24,7 @@
 //! returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
 //! waits on a dead shard.
 
+pub mod changes;
 pub mod handoff;
 pub mod reload;
 pub mod stub;
@@ -43,6 +47,7 @@ use thiserror::Error;
 
 use crate::auth::{AuthStats, Authenticator};
 use crate::registrar::{Now, Registrar, RegistrarConfig, Stats};
+use changes::ChangeFeed;
 
 /// How long a busy shard runs its tasks before it polls the reactor: the reactor is what wakes a shard's
 /// handoff loops when a peer queued requests while the shard was busy (glommio only rings a *sleeping*
@@ -155,13 +160,17 @@ pub struct ShardReport {
     pub registrar: Option<Stats>,
     /// The authenticator's counters (None without `--auth required`).
     pub auth: Option<AuthStats>,
+    /// Binding changes handed to the change stream's listener.
+    pub changes_published: u64,
+    /// Binding changes dropped because the listener's channel was full.
+    pub changes_dropped: u64,
     /// Bindings held when the shard stopped.
     pub bindings: usize,
 }
 
 impl ShardReport {
     /// The shard's own counters with their names, in the order they are logged.
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    pub fn counters(&self) -> [(&'static str, u64); 13] {
         [
             ("datagrams_in", self.datagrams_in),
             ("handed_off", self.handed_off),
@@ -173,6 +182,8 @@ impl ShardReport {
             ("oversized", self.oversized),
             ("batched_in", self.batched_in),
             ("recv_batches", self.recv_batches),
+            ("changes_published", self.changes_published),
+            ("changes_dropped", self.changes_dropped),
             ("bindings", self.bindings as u64),
         ]
     }
@@ -367,10 +378,15 @@ async fn serve(
                 },
             );
             let registrar = Rc::new(RefCell::new(core));
+            let changes = Rc::new(RefCell::new(ChangeFeed::new(id, None)));
+            let core = changes::Publishing {
+                registrar: registrar.clone(),
+                feed: changes.clone(),
+            };
             let body = serve_registrar(
                 id,
                 socket,
-                registrar.clone(),
+                core,
                 links.unwrap_or_default(),
                 recv,
                 counters.clone(),
@@ -385,6 +401,10 @@ async fn serve(
             served?;
             let mut report = counters.borrow().clone();
             let mut registrar = registrar.borrow_mut();
+            let mut changes = changes.borrow_mut();
+            changes.publish(&mut registrar);
+            report.changes_published = changes.published;
+            report.changes_dropped = changes.dropped;
             report.auth = registrar.authenticator_mut().map(|a| a.stats());
             report.registrar = Some(registrar.stats().clone());
             report.bindings = registrar.binding_count();
@@ -411,18 +431,19 @@ async fn serve(
 async fn serve_registrar(
     id: usize,
     socket: Rc<glommio::net::UdpSocket>,
-    registrar: Rc<RefCell<Registrar>>,
+    core: changes::Publishing,
     links: handoff::Links,
     recv: udp::RecvConfig,
     counters: Rc<RefCell<ShardReport>>,
     events: mpsc::Sender<Event>,
 ) -> Result<(), ShardError> {
+    let changes::Publishing { registrar, feed } = core;
     // Ready only once every peer is connected: from then on any shard can hand any request to its owner.
     tracing::debug!(shard = id, "connecting the handoff mesh");
     let handoff::Connected { senders, receivers } = links.connect().await;
     tracing::debug!(shard = id, "handoff mesh connected");
     let _ = events.send(Event::Ready(id));
-    let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone()));
+    let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone(), feed.clone()));
     let inbound: Vec<_> = receivers
         .into_iter()
         .map(|(peer, queue)| {
@@ -433,6 +454,7 @@ async fn serve_registrar(
                 registrar.clone(),
                 socket.clone(),
                 counters.clone(),
+                feed.clone(),
             ))
         })
         .collect();
@@ -443,11 +465,13 @@ async fn serve_registrar(
             registrar,
             peers: senders,
             counters: counters.clone(),
+            feed,
         };
         udp::recv_loop(id, socket, Rc::new(RefCell::new(router)), recv, counters).await
     } else {
         // One shard owns everything: skip the owner lookup (a parse) altogether.
-        udp::recv_loop(id, socket, registrar, recv, counters).await
+        let core = changes::Publishing { registrar, feed };
+        udp::recv_loop(id, socket, Rc::new(RefCell::new(core)), recv, counters).await
     };
     drop((expiry, inbound));
     result
@@ -549,7 +573,8 @@ mod report_tests {
         assert_eq!(
             lines[0],
             "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 overloaded_503=0 \
-             peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 bindings=7"
+             peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
+             changes_published=0 changes_dropped=0 bindings=7"
         );
         assert!(
             lines[1].starts_with("shard 1 registrar: requests=12 registers_ok=6 replies_4xx=0 "),

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::changes::ChangeFeed;
 use super::now;
 use crate::registrar::Registrar;
 
@@ -15,7 +16,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const MIN_SLEEP: Duration = Duration::from_millis(5);
 
 /// Runs until its task is cancelled.
-pub async fn expiry_loop(registrar: Rc<RefCell<Registrar>>) {
+pub async fn expiry_loop(registrar: Rc<RefCell<Registrar>>, feed: Rc<RefCell<ChangeFeed>>) {
     loop {
         let next_s = registrar.borrow().next_timeout();
         let now_ms = now().unix_ms;
@@ -25,7 +26,16 @@ pub async fn expiry_loop(registrar: Rc<RefCell<Registrar>>) {
         };
         glommio::timer::sleep(wait.clamp(MIN_SLEEP, MAX_SLEEP)).await;
         // Bounded batches; yield between them so replies keep flowing when many bindings expire together.
-        while registrar.borrow_mut().handle_timeout(now()) {
+        loop {
+            let more = {
+                let mut registrar = registrar.borrow_mut();
+                let more = registrar.handle_timeout(now());
+                feed.borrow_mut().publish(&mut registrar);
+                more
+            };
+            if !more {
+                break;
+            }
             glommio::executor().yield_task_queue_now().await;
         }
     }

@@ -29,6 +29,10 @@ pub trait DatagramHandler {
         now: Now,
         out: &mut Vec<u8>,
     ) -> bool;
+
+    /// Called after each turn of work (a datagram, or a batch of them): a core that records changes hands
+    /// them on here.
+    fn end_of_turn(&mut self) {}
 }
 
 impl DatagramHandler for Registrar {
@@ -136,9 +140,12 @@ pub async fn recv_loop<H: DatagramHandler>(
             }
         }
         // The borrow ends before the await below: the expiry task may run while the reply is in flight.
-        let reply = core
-            .borrow_mut()
-            .on_datagram(datagram, source, now(), &mut out);
+        let reply = {
+            let mut core = core.borrow_mut();
+            let reply = core.on_datagram(datagram, source, now(), &mut out);
+            core.end_of_turn();
+            reply
+        };
         if reply {
             send_reply(shard, &socket, &out, source, &counters).await;
         }
@@ -233,6 +240,7 @@ async fn drain<H: DatagramHandler>(
                 debug_assert!(queued);
             }
         }
+        core.borrow_mut().end_of_turn();
         send_batch(shard, socket, outbox, counters).await;
         glommio::executor().yield_if_needed().await;
         if n < inbox.capacity() {
