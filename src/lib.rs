@@ -5,7 +5,8 @@
 //! - [`registrar`]: the RFC 3261 §10.3 state machine, bindings and the expiry wheel (no I/O, no clock);
 //! - [`auth`]: digest authentication (RFC 7616) pieces: credentials, nonces, response verification;
 //! - [`shard`]: the glommio UDP shell that feeds datagrams to the core;
-//! - [`config`]: flags and TOML configuration.
+//! - [`config`]: flags and TOML configuration;
+//! - [`events`]: the event hub, the change stream of every shard merged for subscribers.
 //!
 //! # Unsafe code
 //!
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod registrar;
 pub mod shard;
 

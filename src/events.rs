@@ -1,0 +1,491 @@
+//! The event hub: the change stream of every shard, merged, numbered, kept for a while and fanned out to
+//! subscribers. It runs on a plain thread, never in a shard.
+//!
+//! Each change that reaches the hub gets an event id (1, 2, 3, … across all shards, in arrival order; a
+//! shard's own changes keep their order). The hub keeps the last `window` events, so a subscriber that
+//! reconnects with the id of the last event it saw resumes right after it, while the hub still holds it;
+//! otherwise it is told that it missed events. Each subscriber has a bounded queue: one that falls behind
+//! is cut off (its last message says so) and never slows the hub, let alone a shard. When a shard's
+//! sequence numbers jump (its channel to the hub was full and it dropped a batch), subscribers are told
+//! that changes were lost.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Weak};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use thiserror::Error;
+
+use crate::registrar::changes::{Change, ChangeKind};
+use crate::shard::changes::ShardChanges;
+
+/// One binding change, owned, as subscribers receive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The hub's number for it: rises by one per event.
+    pub id: u64,
+    pub shard: usize,
+    /// The shard's sequence number (also the AoR's version).
+    pub seq: u64,
+    pub kind: ChangeKind,
+    /// When the change happened, Unix seconds.
+    pub at_s: u64,
+    pub aor: String,
+    pub binding: BindingView,
+}
+
+/// A binding's fields as a change carries them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingView {
+    pub id: u32,
+    pub contact: String,
+    pub q: Option<u16>,
+    pub expires_at_s: u64,
+    pub updated_at_s: u64,
+    pub call_id: String,
+    pub cseq: u32,
+    pub path: String,
+    pub instance: String,
+    pub reg_id: Option<NonZeroU32>,
+    pub user_agent: String,
+    pub source: SocketAddr,
+}
+
+impl Event {
+    fn from_change(id: u64, shard: usize, c: &Change<'_>) -> Self {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Event {
+            id,
+            shard,
+            seq: c.seq,
+            kind: c.kind,
+            at_s: c.at_s,
+            aor: text(c.aor),
+            binding: BindingView {
+                id: c.binding_id,
+                contact: text(c.contact),
+                q: c.q,
+                expires_at_s: c.expires_at_s,
+                updated_at_s: c.updated_at_s,
+                call_id: text(c.call_id),
+                cseq: c.cseq,
+                path: text(c.path),
+                instance: text(c.instance),
+                reg_id: c.reg_id,
+                user_agent: text(c.user_agent),
+                source: c.source,
+            },
+        }
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Event(Arc<Event>),
+    /// Changes of `shard` were lost before the hub saw them (its channel to the hub was full): what the
+    /// subscriber knows of that shard's AoRs may be stale.
+    Lost {
+        shard: usize,
+        changes: u64,
+    },
+    /// The last message: the subscriber fell more than its queue behind and is cut off.
+    CutOff,
+}
+
+/// A subscriber's end: its messages, in order. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    pub messages: Receiver<Message>,
+    _alive: Arc<()>,
+}
+
+/// Why a subscription cannot resume where it asked to.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum ResumeError {
+    /// The events after `after` are no longer held (the oldest held is `oldest`, or none is held).
+    #[error("events after {after} are no longer held (oldest held: {oldest:?}); start again from a snapshot")]
+    TooOld { after: u64, oldest: Option<u64> },
+    /// `after` is beyond the last event.
+    #[error("event {after} does not exist yet (last: {last})")]
+    InFuture { after: u64, last: u64 },
+}
+
+/// The hub's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct HubConfig {
+    /// Events kept for resuming subscribers.
+    pub window: usize,
+    /// Messages a subscriber's queue holds before it is cut off.
+    pub subscriber_queue: usize,
+    /// Subscribers at once; more are refused.
+    pub max_subscribers: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            window: 100_000,
+            subscriber_queue: 10_000,
+            max_subscribers: 64,
+        }
+    }
+}
+
+/// Why a subscription was refused.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    #[error("too many subscribers (at most {0})")]
+    TooMany(usize),
+}
+
+/// The hub's state; [`run`] drives it from the shards' channel.
+pub struct Hub {
+    cfg: HubConfig,
+    window: VecDeque<Arc<Event>>,
+    last_id: u64,
+    /// The last sequence number seen from each shard.
+    shard_seq: Vec<u64>,
+    /// Each subscriber's queue, and whether its [`Subscription`] still exists.
+    subscribers: Vec<(Sender<Message>, Weak<()>)>,
+    /// Changes the shards dropped before the hub saw them.
+    pub lost: u64,
+    /// Subscribers cut off for falling behind.
+    pub cut_off: u64,
+}
+
+impl Hub {
+    pub fn new(cfg: HubConfig, shards: usize) -> Self {
+        Hub {
+            cfg,
+            window: VecDeque::with_capacity(cfg.window.min(1 << 16)),
+            last_id: 0,
+            shard_seq: vec![0; shards],
+            subscribers: Vec::new(),
+            lost: 0,
+            cut_off: 0,
+        }
+    }
+
+    /// The id of the last event (0: none yet).
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// A new subscriber: it receives every event after `after` (the hub's last when None).
+    pub fn subscribe(&mut self, after: Option<u64>) -> Result<Subscription, SubscribeError> {
+        // Subscribers that went away since the last event.
+        self.subscribers
+            .retain(|(_, alive)| alive.strong_count() > 0);
+        if self.subscribers.len() >= self.cfg.max_subscribers {
+            return Err(SubscribeError::TooMany(self.cfg.max_subscribers));
+        }
+        let after = after.unwrap_or(self.last_id);
+        if after > self.last_id {
+            return Err(ResumeError::InFuture {
+                after,
+                last: self.last_id,
+            }
+            .into());
+        }
+        let oldest = self.window.front().map(|e| e.id);
+        let first_held = oldest.unwrap_or(self.last_id + 1);
+        if after + 1 < first_held {
+            return Err(ResumeError::TooOld { after, oldest }.into());
+        }
+        let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity());
+        let missed = self.window.iter().filter(|e| e.id > after);
+        for event in missed {
+            if tx.len() + 1 >= self.queue_capacity() {
+                // More to replay than the queue holds: as if it had fallen behind at once.
+                return Err(ResumeError::TooOld { after, oldest }.into());
+            }
+            let _ = tx.try_send(Message::Event(event.clone()));
+        }
+        let alive = Arc::new(());
+        self.subscribers.push((tx, Arc::downgrade(&alive)));
+        Ok(Subscription {
+            messages: rx,
+            _alive: alive,
+        })
+    }
+
+    /// Takes one shard's batch: numbers its changes, keeps them, sends them to every subscriber.
+    pub fn ingest(&mut self, changes: ShardChanges) {
+        let ShardChanges { shard, batch } = changes;
+        if shard >= self.shard_seq.len() {
+            self.shard_seq.resize(shard + 1, 0);
+        }
+        for change in batch.iter() {
+            let change = match change {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(shard, "undecodable change batch: {e}");
+                    break;
+                }
+            };
+            let expected = self.shard_seq[shard] + 1;
+            if change.seq > expected {
+                let missing = change.seq - expected;
+                self.lost += missing;
+                self.broadcast(Message::Lost {
+                    shard,
+                    changes: missing,
+                });
+            }
+            self.shard_seq[shard] = change.seq;
+            self.last_id += 1;
+            let event = Arc::new(Event::from_change(self.last_id, shard, &change));
+            if self.window.len() >= self.cfg.window {
+                self.window.pop_front();
+            }
+            if self.cfg.window > 0 {
+                self.window.push_back(event.clone());
+            }
+            self.broadcast(Message::Event(event));
+        }
+    }
+
+    fn broadcast(&mut self, message: Message) {
+        // The last slot of each queue is kept for the cut-off notice.
+        let room = self.queue_capacity() - 1;
+        let mut cut = 0;
+        self.subscribers.retain(|(tx, _)| {
+            if tx.len() >= room {
+                if tx.try_send(Message::CutOff).is_ok() {
+                    cut += 1;
+                }
+                return false;
+            }
+            !matches!(
+                tx.try_send(message.clone()),
+                Err(TrySendError::Disconnected(_) | TrySendError::Full(_))
+            )
+        });
+        self.cut_off += cut;
+    }
+
+    fn queue_capacity(&self) -> usize {
+        self.cfg.subscriber_queue.max(2)
+    }
+}
+
+/// Runs the hub until every shard's sender is gone: takes batches from `changes`, and subscription
+/// requests from `requests`.
+pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<SubscribeRequest>) {
+    loop {
+        crossbeam_channel::select! {
+            recv(changes) -> batch => match batch {
+                Ok(batch) => hub.ingest(batch),
+                Err(_) => return,
+            },
+            recv(requests) -> request => {
+                if let Ok(request) = request {
+                    let _ = request.reply.send(hub.subscribe(request.after));
+                }
+            }
+        }
+    }
+}
+
+/// A request to subscribe, from another thread (the HTTP API).
+pub struct SubscribeRequest {
+    pub after: Option<u64>,
+    pub reply: Sender<Result<Subscription, SubscribeError>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registrar::{Now, Registrar, RegistrarConfig};
+    use crate::shard::changes::ChangeFeed;
+
+    /// A registrar and its feed into a channel, as a shard has them.
+    struct Shard {
+        reg: Registrar,
+        feed: ChangeFeed,
+    }
+
+    impl Shard {
+        fn new(id: usize, tx: Sender<ShardChanges>) -> Self {
+            Shard {
+                reg: Registrar::new(RegistrarConfig::default(), Now::from_secs(1000)),
+                feed: ChangeFeed::new(id, Some(tx)),
+            }
+        }
+
+        fn register(&mut self, user: &str, expires: u32) {
+            let msg = format!(
+                "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{user}{expires}\r\n\
+                 From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
+                 CSeq: {} REGISTER\r\nContact: <sip:{user}@192.0.2.1>\r\nExpires: {expires}\r\n\
+                 Content-Length: 0\r\n\r\n",
+                if expires == 0 { 3 } else { 1 + expires % 2 }
+            );
+            let mut out = Vec::new();
+            let source = "192.0.2.1:5060".parse().expect("addr");
+            let _ = self
+                .reg
+                .handle(msg.as_bytes(), source, Now::from_secs(1000), &mut out);
+            self.feed.publish(&mut self.reg);
+        }
+    }
+
+    fn hub(window: usize, queue: usize) -> (Hub, Sender<ShardChanges>, Receiver<ShardChanges>) {
+        let cfg = HubConfig {
+            window,
+            subscriber_queue: queue,
+            max_subscribers: 2,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        (Hub::new(cfg, 2), tx, rx)
+    }
+
+    fn pump(hub: &mut Hub, rx: &Receiver<ShardChanges>) {
+        while let Ok(batch) = rx.try_recv() {
+            hub.ingest(batch);
+        }
+    }
+
+    fn events(sub: &Subscription) -> Vec<(u64, ChangeKind, String)> {
+        sub.messages
+            .try_iter()
+            .map(|m| match m {
+                Message::Event(e) => (e.id, e.kind, e.aor.clone()),
+                other => panic!("not an event: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_of_every_shard_arrive_numbered_with_their_fields() {
+        let (mut hub, tx, rx) = hub(10, 10);
+        let live = hub.subscribe(None).expect("subscribed");
+        let (mut a, mut b) = (Shard::new(0, tx.clone()), Shard::new(1, tx));
+        a.register("alice", 60);
+        b.register("bob", 60);
+        a.register("alice", 61);
+        a.register("alice", 0);
+        pump(&mut hub, &rx);
+        let got: Vec<_> = live.messages.try_iter().collect();
+        let Message::Event(first) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert_eq!((first.id, first.shard, first.seq), (1, 0, 1));
+        assert_eq!(first.binding.contact, "sip:alice@192.0.2.1");
+        assert_eq!(first.binding.call_id, "c-alice");
+        assert_eq!(first.binding.expires_at_s, 1060);
+        assert_eq!(
+            first.binding.source,
+            "192.0.2.1:5060".parse().expect("addr")
+        );
+        let kinds: Vec<_> = got
+            .iter()
+            .map(|m| match m {
+                Message::Event(e) => (e.id, e.kind, e.aor.as_str(), e.seq),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, ChangeKind::Registered, "sip:alice@example.com", 1),
+                (2, ChangeKind::Registered, "sip:bob@example.com", 1),
+                (3, ChangeKind::Refreshed, "sip:alice@example.com", 2),
+                (4, ChangeKind::Unregistered, "sip:alice@example.com", 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subscriber_resumes_after_its_last_event_while_the_window_holds_it() {
+        let (mut hub, tx, rx) = hub(3, 10);
+        let mut a = Shard::new(0, tx);
+        for user in ["u1", "u2", "u3", "u4", "u5"] {
+            a.register(user, 60);
+        }
+        pump(&mut hub, &rx);
+        let resumed = hub.subscribe(Some(3)).expect("4 and 5 are held");
+        assert_eq!(
+            events(&resumed),
+            [
+                (4, ChangeKind::Registered, "sip:u4@example.com".to_string()),
+                (5, ChangeKind::Registered, "sip:u5@example.com".to_string()),
+            ]
+        );
+        assert!(hub.subscribe(Some(5)).is_ok(), "nothing missed");
+        assert_eq!(
+            hub.subscribe(Some(1)).err(),
+            Some(SubscribeError::Resume(ResumeError::TooOld {
+                after: 1,
+                oldest: Some(3)
+            }))
+        );
+        assert!(matches!(
+            hub.subscribe(Some(9)),
+            Err(SubscribeError::Resume(ResumeError::InFuture {
+                after: 9,
+                last: 5
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_slow_subscriber_is_cut_off_with_a_notice_and_the_others_go_on() {
+        let (mut hub, tx, rx) = hub(0, 3);
+        let slow = hub.subscribe(None).expect("subscribed");
+        let fast = hub.subscribe(None).expect("subscribed");
+        assert!(matches!(
+            hub.subscribe(None),
+            Err(SubscribeError::TooMany(2))
+        ));
+        let mut a = Shard::new(0, tx);
+        for user in ["u1", "u2", "u3", "u4"] {
+            a.register(user, 60);
+            pump(&mut hub, &rx);
+            assert_eq!(events(&fast).len(), 1);
+        }
+        let got: Vec<_> = slow.messages.try_iter().collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(matches!(got[0], Message::Event(_)));
+        assert_eq!(got[2], Message::CutOff);
+        assert_eq!(hub.cut_off, 1);
+        assert!(
+            slow.messages.try_recv().is_err(),
+            "nothing after the notice"
+        );
+        drop((slow, fast));
+        assert!(
+            hub.subscribe(None).is_ok(),
+            "the slots of gone subscribers are free again"
+        );
+    }
+
+    #[test]
+    fn changes_a_shard_dropped_are_reported_as_lost() {
+        let (mut hub, tx, rx) = hub(10, 10);
+        let live = hub.subscribe(None).expect("subscribed");
+        let (small_tx, small_rx) = crossbeam_channel::bounded(1);
+        let mut a = Shard::new(0, small_tx);
+        a.register("u1", 60);
+        a.register("u2", 60); // the channel is full: dropped
+        hub.ingest(small_rx.try_recv().expect("first batch"));
+        a.register("u3", 60);
+        hub.ingest(small_rx.try_recv().expect("third batch"));
+        drop((tx, rx));
+        let got: Vec<_> = live.messages.try_iter().collect();
+        assert!(matches!(&got[0], Message::Event(e) if e.seq == 1));
+        assert_eq!(
+            got[1],
+            Message::Lost {
+                shard: 0,
+                changes: 1
+            }
+        );
+        assert!(matches!(&got[2], Message::Event(e) if e.seq == 3));
+        assert_eq!(hub.lost, 1);
+    }
+}
