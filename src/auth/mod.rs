@@ -343,7 +343,7 @@ impl Authenticator {
         );
         let (issued_s, counter) = match nonce_check {
             NonceCheck::Fresh { issued_s, counter } | NonceCheck::Stale { issued_s, counter }
-                if creds.opaque.map_or(true, |o| o.raw() == self.key.opaque()) =>
+                if creds.opaque.is_none_or(|o| o.raw() == self.key.opaque()) =>
             {
                 (issued_s, counter)
             }

@@ -181,7 +181,7 @@ impl NonceKey {
     pub fn from_hex(text: &[u8]) -> Result<Self, NonceKeyError> {
         let text = text.trim_ascii();
         let mut key = [0u8; MAX_KEY_LEN];
-        if text.len() % 2 != 0 || text.len() / 2 > MAX_KEY_LEN {
+        if !text.len().is_multiple_of(2) || text.len() / 2 > MAX_KEY_LEN {
             return Err(NonceKeyError::BadLength(text.len() / 2));
         }
         for (i, pair) in text.chunks_exact(2).enumerate() {

@@ -856,7 +856,7 @@ impl Registrar {
         };
         let mut doomed = register::Idxs::new();
         let ids = self.store.bindings_of(rec).map(|(idx, _)| idx);
-        let chosen = ids.filter(|&idx| binding.map_or(true, |id| id == idx));
+        let chosen = ids.filter(|&idx| binding.is_none_or(|id| id == idx));
         doomed.extend(chosen.take(register::MAX_CONTACTS_PER_AOR));
         for &idx in &doomed {
             self.wheel.cancel(idx);

@@ -419,7 +419,7 @@ pub fn apply(
                     // (`Registrar::handle_timeout` re-arms a binding that is not yet due). A refresh that
                     // does not shorten the expiry therefore leaves the entry where it is: no wheel work, and
                     // no touching of neighbouring wheel nodes, on the common refresh.
-                    if !armed_no_later_than.is_some_and(|old| data.expires_at_s >= old) {
+                    if armed_no_later_than.is_none_or(|old| data.expires_at_s < old) {
                         st.wheel.schedule(idx, data.expires_at_s);
                     }
                 } else {

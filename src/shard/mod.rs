@@ -60,8 +60,9 @@ use changes::ChangeFeed;
 /// task queue run (the thread descheduled for that long), the executor parks, and at start-up no timer
 /// exists yet to wake it. With a 1 ms timer, concurrent start-ups on a busy machine hit that in about 1 start
 /// in 200-600 (the shard never reported ready; `scripts/start-stress.sh`). Fixed upstream in
-/// glommio/glommio#53. Once serving, the shard's own timers (the stop poll, expiry) bound such a stall
-/// to [`STOP_POLL`].
+/// glommio/glommio#53, which glommio-ng 0.12.0 (the fork corereg builds with) does not have yet: its
+/// `run_task_queues` still answers "preempted before running anything" as "nothing to run". Once serving,
+/// the shard's own timers (the stop poll, expiry) bound such a stall to [`STOP_POLL`].
 pub const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
 /// How often a shard checks its stop flag: bounds shutdown latency, costs one timer wake-up per period.
