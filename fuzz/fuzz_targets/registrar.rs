@@ -25,6 +25,9 @@
 //! - after `handle_timeout(now)` has returned false: no binding with `expires_at_s <= now` is left, no
 //!   live binding went, and (clock not stepped back) `next_timeout()` is after `now`, so the shell's
 //!   expiry task does not spin;
+//! - the change stream: the changes taken after each step decode, their sequence numbers have no gap,
+//!   and replayed into a replica (registered adds, refreshed rewrites, a removal removes, each only where
+//!   it fits) they give exactly the store's bindings;
 //! - auth: a generated answer with a wrong password or an unknown user is never accepted; a request
 //!   whose credentials are accepted and that changes bindings never reuses a (nonce, nc) pair that
 //!   changed bindings before.
@@ -42,6 +45,7 @@ use corereg::auth::guard::GuardConfig;
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::registrar::bindings::HashSeed;
+use corereg::registrar::changes::ChangeKind;
 use corereg::registrar::{Now, Outcome, OverLimitPolicy, Registrar, RegistrarConfig};
 use corereg::sip::digest::{expected_response, parse_authorization, Algorithm, Ha1};
 use corereg::sip::header::{parse_contact, parse_name_addr, parse_u32, ContactValue};
@@ -430,6 +434,9 @@ struct Harness {
     ncs: HashMap<String, u32>,
     /// (nonce, nc) of accepted requests that changed bindings.
     accepted: HashSet<(Vec<u8>, u32)>,
+    /// The store as the change stream tells it: binding id -> (AoR, contact), and the last sequence number.
+    replica: HashMap<u32, (Vec<u8>, Vec<u8>)>,
+    last_seq: u64,
 }
 
 /// What the generator knows about the credentials it put in a request.
@@ -458,7 +465,39 @@ impl Harness {
             newest_nonce: None,
             ncs: HashMap::new(),
             accepted: HashSet::new(),
+            replica: HashMap::new(),
+            last_seq: 0,
         }
+    }
+
+    /// Replays the changes of the last step into the replica and compares it with the store.
+    fn check_changes(&mut self, datagram: &[u8]) {
+        let batch = self.reg.take_changes(Vec::new());
+        for change in batch.iter() {
+            let c = change.unwrap_or_else(|e| panic!("undecodable change: {e}"));
+            assert_eq!(c.seq, self.last_seq + 1, "a gap in the change stream");
+            self.last_seq = c.seq;
+            let entry = (c.aor.to_vec(), c.contact.to_vec());
+            let fits = match c.kind {
+                ChangeKind::Registered => self.replica.insert(c.binding_id, entry).is_none(),
+                ChangeKind::Refreshed => self.replica.insert(c.binding_id, entry).is_some(),
+                _ => self.replica.remove(&c.binding_id).is_some(),
+            };
+            assert!(fits, "{:?} of binding {} after:\n{}", c.kind, c.binding_id, show(datagram));
+        }
+        let store = self.reg.store();
+        let stored: HashMap<u32, (Vec<u8>, Vec<u8>)> = store
+            .iter()
+            .map(|(id, b)| {
+                let aor = store.aor_name(b.aor()).unwrap_or_default().to_vec();
+                (id, (aor, b.contact().to_vec()))
+            })
+            .collect();
+        assert!(
+            stored == self.replica,
+            "the change stream disagrees with the store after:\n{}",
+            show(datagram)
+        );
     }
 
     fn now(&self) -> Now {
@@ -536,6 +575,7 @@ impl Harness {
             "a stateless probe changed bindings"
         );
         self.check_invariants(&datagram);
+        self.check_changes(&datagram);
     }
 
     fn send(&mut self, datagram: Vec<u8>, source: SocketAddr, creds: Credentials) {
@@ -550,6 +590,7 @@ impl Harness {
             eprintln!("=> {outcome:?}\n{}", show(&self.out));
         }
         self.check_invariants(&datagram);
+        self.check_changes(&datagram);
         self.check_reply_bytes(outcome, &datagram);
         let changed = match outcome {
             Outcome::Reply {
@@ -619,6 +660,7 @@ impl Harness {
             );
         }
         self.check_invariants(b"(sweep)");
+        self.check_changes(b"(sweep)");
         if let Some((idx, b)) = self
             .reg
             .store()
