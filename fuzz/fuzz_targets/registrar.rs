@@ -483,7 +483,13 @@ impl Harness {
                 ChangeKind::Refreshed => self.replica.insert(c.binding_id, entry).is_some(),
                 _ => self.replica.remove(&c.binding_id).is_some(),
             };
-            assert!(fits, "{:?} of binding {} after:\n{}", c.kind, c.binding_id, show(datagram));
+            assert!(
+                fits,
+                "{:?} of binding {} after:\n{}",
+                c.kind,
+                c.binding_id,
+                show(datagram)
+            );
         }
         let store = self.reg.store();
         let stored: HashMap<u32, (Vec<u8>, Vec<u8>)> = store
