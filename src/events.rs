@@ -55,6 +55,7 @@ pub struct BindingView {
 impl Event {
     fn from_change(id: u64, shard: usize, c: &Change<'_>) -> Self {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let b = &c.binding;
         Event {
             id,
             shard,
@@ -63,18 +64,18 @@ impl Event {
             at_s: c.at_s,
             aor: text(c.aor),
             binding: BindingView {
-                id: c.binding_id,
-                contact: text(c.contact),
-                q: c.q,
-                expires_at_s: c.expires_at_s,
-                updated_at_s: c.updated_at_s,
-                call_id: text(c.call_id),
-                cseq: c.cseq,
-                path: text(c.path),
-                instance: text(c.instance),
-                reg_id: c.reg_id,
-                user_agent: text(c.user_agent),
-                source: c.source,
+                id: b.id,
+                contact: text(b.contact),
+                q: b.q,
+                expires_at_s: b.expires_at_s,
+                updated_at_s: b.updated_at_s,
+                call_id: text(b.call_id),
+                cseq: b.cseq,
+                path: text(b.path),
+                instance: text(b.instance),
+                reg_id: b.reg_id,
+                user_agent: text(b.user_agent),
+                source: b.source,
             },
         }
     }

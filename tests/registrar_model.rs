@@ -168,17 +168,21 @@ impl Replica {
             let c = change.map_err(|e| TestCaseError::fail(format!("undecodable change: {e}")))?;
             prop_assert_eq!(c.seq, self.seq + 1, "sequence numbers have no gap");
             self.seq = c.seq;
-            let entry = (c.aor.to_vec(), c.contact.to_vec(), c.expires_at_s);
+            let entry = (
+                c.aor.to_vec(),
+                c.binding.contact.to_vec(),
+                c.binding.expires_at_s,
+            );
             let had = match c.kind {
-                ChangeKind::Registered => self.bindings.insert(c.binding_id, entry).is_some(),
-                ChangeKind::Refreshed => self.bindings.insert(c.binding_id, entry).is_none(),
-                _ => self.bindings.remove(&c.binding_id).is_none(),
+                ChangeKind::Registered => self.bindings.insert(c.binding.id, entry).is_some(),
+                ChangeKind::Refreshed => self.bindings.insert(c.binding.id, entry).is_none(),
+                _ => self.bindings.remove(&c.binding.id).is_none(),
             };
             prop_assert!(
                 !had,
                 "{:?} of binding {} does not fit what came before",
                 c.kind,
-                c.binding_id
+                c.binding.id
             );
         }
         let store = reg.store();

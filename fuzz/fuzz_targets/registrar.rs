@@ -477,17 +477,17 @@ impl Harness {
             let c = change.unwrap_or_else(|e| panic!("undecodable change: {e}"));
             assert_eq!(c.seq, self.last_seq + 1, "a gap in the change stream");
             self.last_seq = c.seq;
-            let entry = (c.aor.to_vec(), c.contact.to_vec());
+            let entry = (c.aor.to_vec(), c.binding.contact.to_vec());
             let fits = match c.kind {
-                ChangeKind::Registered => self.replica.insert(c.binding_id, entry).is_none(),
-                ChangeKind::Refreshed => self.replica.insert(c.binding_id, entry).is_some(),
-                _ => self.replica.remove(&c.binding_id).is_some(),
+                ChangeKind::Registered => self.replica.insert(c.binding.id, entry).is_none(),
+                ChangeKind::Refreshed => self.replica.insert(c.binding.id, entry).is_some(),
+                _ => self.replica.remove(&c.binding.id).is_some(),
             };
             assert!(
                 fits,
                 "{:?} of binding {} after:\n{}",
                 c.kind,
-                c.binding_id,
+                c.binding.id,
                 show(datagram)
             );
         }

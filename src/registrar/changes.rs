@@ -85,25 +85,17 @@ impl ChangeKind {
 pub struct Change<'a> {
     pub kind: ChangeKind,
     pub seq: u64,
-    pub binding_id: u32,
+    /// When the change happened, Unix seconds.
     pub at_s: u64,
-    pub expires_at_s: u64,
-    pub updated_at_s: u64,
-    pub cseq: u32,
-    pub q: Option<u16>,
-    pub reg_id: Option<NonZeroU32>,
-    pub source: SocketAddr,
     pub aor: &'a [u8],
-    pub contact: &'a [u8],
-    pub call_id: &'a [u8],
-    pub path: &'a [u8],
-    pub instance: &'a [u8],
-    pub user_agent: &'a [u8],
+    /// The binding as it is after the change (as it was, for a removal).
+    pub binding: BindingFields<'a>,
 }
 
 /// The binding fields a change carries, as the store holds them.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BindingFields<'a> {
+    /// Its slot in the shard's store: unique among live bindings, reused after a removal.
     pub id: u32,
     pub expires_at_s: u64,
     pub updated_at_s: u64,
@@ -380,24 +372,27 @@ fn decode(buf: &[u8], start: usize) -> Result<(Change<'_>, usize), DecodeError> 
         return Err(DecodeError::TrailingBytes(start));
     }
     let [aor, contact, call_id, path, instance, user_agent] = strings;
+    let binding = BindingFields {
+        id: binding_id,
+        expires_at_s,
+        updated_at_s,
+        cseq,
+        q,
+        reg_id,
+        source: SocketAddr::new(ip, port),
+        contact,
+        call_id,
+        path,
+        instance,
+        user_agent,
+    };
     Ok((
         Change {
             kind,
             seq,
-            binding_id,
             at_s,
-            expires_at_s,
-            updated_at_s,
-            cseq,
-            q,
-            reg_id,
-            source: SocketAddr::new(ip, port),
             aor,
-            contact,
-            call_id,
-            path,
-            instance,
-            user_agent,
+            binding,
         },
         end,
     ))
@@ -447,21 +442,19 @@ mod tests {
         let got: Vec<_> = batch.iter().collect::<Result<_, _>>().expect("decodes");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].kind, ChangeKind::Registered);
-        assert_eq!((got[0].seq, got[0].binding_id), (1, 7));
+        assert_eq!((got[0].seq, got[0].binding.id), (1, 7));
         assert_eq!(got[0].aor, b"sip:a@example.com");
-        assert_eq!(got[0].contact, b"<sip:a@192.0.2.1>");
-        assert_eq!(got[0].q, Some(500));
-        assert_eq!(got[0].reg_id, NonZeroU32::new(1));
-        assert_eq!(got[0].path, a.path);
-        assert_eq!(got[0].instance, a.instance);
-        assert_eq!(got[0].user_agent, a.user_agent);
-        assert_eq!(
-            (got[0].at_s, got[0].expires_at_s, got[0].cseq),
-            (1000, 4600, 3)
-        );
+        assert_eq!(got[0].binding.contact, b"<sip:a@192.0.2.1>");
+        assert_eq!(got[0].binding.q, Some(500));
+        assert_eq!(got[0].binding.reg_id, NonZeroU32::new(1));
+        assert_eq!(got[0].binding, a);
+        assert_eq!(got[0].at_s, 1000);
         assert_eq!(got[1].kind, ChangeKind::Expired);
-        assert_eq!(got[1].source, "[2001:db8::1]:5070".parse().expect("addr"));
-        assert_eq!((got[1].q, got[1].reg_id), (None, None));
+        assert_eq!(
+            got[1].binding.source,
+            "[2001:db8::1]:5070".parse().expect("addr")
+        );
+        assert_eq!(got[1].binding, b);
         // The next batch goes on counting, in the buffer handed back.
         let spare = batch.into_bytes();
         log.record(ChangeKind::Deleted, b"sip:a@example.com", 1002, &a);
