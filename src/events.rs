@@ -10,13 +10,12 @@
 //! that changes were lost.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use thiserror::Error;
 
+pub use crate::registrar::changes::BindingView;
 use crate::registrar::changes::{Change, ChangeKind};
 use crate::shard::changes::ShardChanges;
 
@@ -35,48 +34,16 @@ pub struct Event {
     pub binding: BindingView,
 }
 
-/// A binding's fields as a change carries them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BindingView {
-    pub id: u32,
-    pub contact: String,
-    pub q: Option<u16>,
-    pub expires_at_s: u64,
-    pub updated_at_s: u64,
-    pub call_id: String,
-    pub cseq: u32,
-    pub path: String,
-    pub instance: String,
-    pub reg_id: Option<NonZeroU32>,
-    pub user_agent: String,
-    pub source: SocketAddr,
-}
-
 impl Event {
     fn from_change(id: u64, shard: usize, c: &Change<'_>) -> Self {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let b = &c.binding;
         Event {
             id,
             shard,
             seq: c.seq,
             kind: c.kind,
             at_s: c.at_s,
-            aor: text(c.aor),
-            binding: BindingView {
-                id: b.id,
-                contact: text(b.contact),
-                q: b.q,
-                expires_at_s: b.expires_at_s,
-                updated_at_s: b.updated_at_s,
-                call_id: text(b.call_id),
-                cseq: b.cseq,
-                path: text(b.path),
-                instance: text(b.instance),
-                reg_id: b.reg_id,
-                user_agent: text(b.user_agent),
-                source: b.source,
-            },
+            aor: String::from_utf8_lossy(c.aor).into_owned(),
+            binding: c.binding.to_view(),
         }
     }
 }

@@ -119,10 +119,20 @@ impl<T> Arena<T> {
 
     /// The stored values with their indices, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| match s {
-            Slot::Used(v) => Some((i, v)),
-            Slot::Free { .. } => None,
-        })
+        self.iter_from(0)
+    }
+
+    /// The stored values at index `start` and after, with their indices, in index order (a cursor for
+    /// paging: a value keeps its index while it is stored).
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (usize, &T)> {
+        let start = start.min(self.slots.len());
+        self.slots[start..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, s)| match s {
+                Slot::Used(v) => Some((start + i, v)),
+                Slot::Free { .. } => None,
+            })
     }
 }
 

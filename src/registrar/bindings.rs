@@ -125,6 +125,23 @@ impl Binding {
     pub fn aor(&self) -> AorIdx {
         self.aor
     }
+    /// Every field a change or a lookup carries; `idx` is this binding's index (its id).
+    pub fn fields(&self, idx: BindingIdx) -> BindingFields<'_> {
+        BindingFields {
+            id: idx,
+            expires_at_s: self.expires_at_s,
+            updated_at_s: self.updated_at_s,
+            cseq: self.cseq,
+            q: self.q,
+            reg_id: self.reg_id,
+            source: self.source,
+            contact: self.contact(),
+            call_id: self.call_id(),
+            path: self.path(),
+            instance: self.instance(),
+            user_agent: self.user_agent(),
+        }
+    }
     /// Heap bytes held by this binding's strings.
     pub fn string_bytes(&self) -> usize {
         self.strings.len()
@@ -441,20 +458,7 @@ impl BindingStore {
             debug_assert!(false, "binding without AoR record");
             return;
         };
-        let fields = BindingFields {
-            id: idx,
-            expires_at_s: b.expires_at_s,
-            updated_at_s: b.updated_at_s,
-            cseq: b.cseq,
-            q: b.q,
-            reg_id: b.reg_id,
-            source: b.source,
-            contact: b.contact(),
-            call_id: b.call_id(),
-            path: b.path(),
-            instance: b.instance(),
-            user_agent: b.user_agent(),
-        };
+        let fields = b.fields(idx);
         self.changes
             .record(kind, record.name.as_bytes(), now_s, &fields);
     }
@@ -547,7 +551,13 @@ impl BindingStore {
 
     /// Every AoR record (each has at least one binding), in arena order.
     pub fn aors(&self) -> impl Iterator<Item = AorIdx> + '_ {
-        self.aors.iter().map(|(i, _)| i as AorIdx)
+        self.aors_from(0)
+    }
+
+    /// The AoR records at arena index `start` and after, in arena order: a paging cursor (an AoR keeps
+    /// its index while it has bindings).
+    pub fn aors_from(&self, start: usize) -> impl Iterator<Item = AorIdx> + '_ {
+        self.aors.iter_from(start).map(|(i, _)| i as AorIdx)
     }
 
     /// Checks the table's structure: every AoR record is found under its own name's hash, its list links

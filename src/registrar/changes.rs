@@ -110,6 +110,46 @@ pub struct BindingFields<'a> {
     pub user_agent: &'a [u8],
 }
 
+impl BindingFields<'_> {
+    /// An owned copy (for another thread: the API, the event hub). Strings that are not UTF-8 (the
+    /// registrar accepts any bytes a SIP header may hold) are copied lossily.
+    pub fn to_view(&self) -> BindingView {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        BindingView {
+            id: self.id,
+            contact: text(self.contact),
+            q: self.q,
+            expires_at_s: self.expires_at_s,
+            updated_at_s: self.updated_at_s,
+            call_id: text(self.call_id),
+            cseq: self.cseq,
+            path: text(self.path),
+            instance: text(self.instance),
+            reg_id: self.reg_id,
+            user_agent: text(self.user_agent),
+            source: self.source,
+        }
+    }
+}
+
+/// A binding's fields, owned: what a lookup returns and an event carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingView {
+    pub id: u32,
+    pub contact: String,
+    /// q-value in thousandths, when the UA gave one.
+    pub q: Option<u16>,
+    pub expires_at_s: u64,
+    pub updated_at_s: u64,
+    pub call_id: String,
+    pub cseq: u32,
+    pub path: String,
+    pub instance: String,
+    pub reg_id: Option<NonZeroU32>,
+    pub user_agent: String,
+    pub source: SocketAddr,
+}
+
 /// Why a buffer of records does not decode.
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {

@@ -23,6 +23,7 @@ mod date;
 mod invariants;
 #[allow(unsafe_code)]
 mod prefetch;
+pub mod query;
 pub mod register;
 mod reply;
 mod validate;
