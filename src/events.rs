@@ -10,10 +10,11 @@
 //! that changes were lost.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
 
 pub use crate::registrar::changes::BindingView;
 use crate::registrar::changes::{Change, ChangeKind};
@@ -65,8 +66,29 @@ pub enum Message {
 /// A subscriber's end: its messages, in order. Dropping it unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
-    pub messages: Receiver<Message>,
-    _alive: Arc<()>,
+    messages: mpsc::Receiver<Message>,
+}
+
+impl Subscription {
+    /// The next message, waiting for it; None once the hub is gone or after [`Message::CutOff`].
+    pub async fn next(&mut self) -> Option<Message> {
+        self.messages.recv().await
+    }
+
+    /// The next message from a plain thread (never from an async task), waiting for it.
+    pub fn blocking_next(&mut self) -> Option<Message> {
+        self.messages.blocking_recv()
+    }
+
+    /// The next message when one is already queued.
+    pub fn try_next(&mut self) -> Option<Message> {
+        self.messages.try_recv().ok()
+    }
+
+    /// Every message already queued.
+    pub fn drain(&mut self) -> Vec<Message> {
+        std::iter::from_fn(|| self.try_next()).collect()
+    }
 }
 
 /// Why a subscription cannot resume where it asked to.
@@ -117,8 +139,8 @@ pub struct Hub {
     last_id: u64,
     /// The last sequence number seen from each shard.
     shard_seq: Vec<u64>,
-    /// Each subscriber's queue, and whether its [`Subscription`] still exists.
-    subscribers: Vec<(Sender<Message>, Weak<()>)>,
+    /// Each subscriber's queue (closed once its [`Subscription`] is dropped).
+    subscribers: Vec<mpsc::Sender<Message>>,
     /// Changes the shards dropped before the hub saw them.
     pub lost: u64,
     /// Subscribers cut off for falling behind.
@@ -146,8 +168,7 @@ impl Hub {
     /// A new subscriber: it receives every event after `after` (the hub's last when None).
     pub fn subscribe(&mut self, after: Option<u64>) -> Result<Subscription, SubscribeError> {
         // Subscribers that went away since the last event.
-        self.subscribers
-            .retain(|(_, alive)| alive.strong_count() > 0);
+        self.subscribers.retain(|tx| !tx.is_closed());
         if self.subscribers.len() >= self.cfg.max_subscribers {
             return Err(SubscribeError::TooMany(self.cfg.max_subscribers));
         }
@@ -164,21 +185,17 @@ impl Hub {
         if after + 1 < first_held {
             return Err(ResumeError::TooOld { after, oldest }.into());
         }
-        let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity());
+        let (tx, rx) = mpsc::channel(self.queue_capacity());
         let missed = self.window.iter().filter(|e| e.id > after);
         for event in missed {
-            if tx.len() + 1 >= self.queue_capacity() {
+            if queued(&tx) + 1 >= self.queue_capacity() {
                 // More to replay than the queue holds: as if it had fallen behind at once.
                 return Err(ResumeError::TooOld { after, oldest }.into());
             }
             let _ = tx.try_send(Message::Event(event.clone()));
         }
-        let alive = Arc::new(());
-        self.subscribers.push((tx, Arc::downgrade(&alive)));
-        Ok(Subscription {
-            messages: rx,
-            _alive: alive,
-        })
+        self.subscribers.push(tx);
+        Ok(Subscription { messages: rx })
     }
 
     /// Takes one shard's batch: numbers its changes, keeps them, sends them to every subscriber.
@@ -221,17 +238,14 @@ impl Hub {
         // The last slot of each queue is kept for the cut-off notice.
         let room = self.queue_capacity() - 1;
         let mut cut = 0;
-        self.subscribers.retain(|(tx, _)| {
-            if tx.len() >= room {
+        self.subscribers.retain(|tx| {
+            if queued(tx) >= room {
                 if tx.try_send(Message::CutOff).is_ok() {
                     cut += 1;
                 }
                 return false;
             }
-            !matches!(
-                tx.try_send(message.clone()),
-                Err(TrySendError::Disconnected(_) | TrySendError::Full(_))
-            )
+            tx.try_send(message.clone()).is_ok()
         });
         self.cut_off += cut;
     }
@@ -239,30 +253,83 @@ impl Hub {
     fn queue_capacity(&self) -> usize {
         self.cfg.subscriber_queue.max(2)
     }
+
+    /// The hub's figures.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            last_id: self.last_id,
+            held: self.window.len(),
+            subscribers: self.subscribers.iter().filter(|tx| !tx.is_closed()).count(),
+            lost: self.lost,
+            cut_off: self.cut_off,
+        }
+    }
 }
 
-/// Runs the hub until every shard's sender is gone: takes batches from `changes`, and subscription
-/// requests from `requests`.
-pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<SubscribeRequest>) {
+/// Messages waiting in a subscriber's queue.
+fn queued(tx: &mpsc::Sender<Message>) -> usize {
+    tx.max_capacity() - tx.capacity()
+}
+
+/// The hub's figures, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// The id of the last event.
+    pub last_id: u64,
+    /// Events held for resuming subscribers.
+    pub held: usize,
+    pub subscribers: usize,
+    /// Changes the shards dropped before the hub saw them.
+    pub lost: u64,
+    /// Subscribers cut off for falling behind.
+    pub cut_off: u64,
+}
+
+/// Runs the hub until every shard's sender is gone: takes batches from `changes`, and requests from
+/// `requests`.
+pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<Request>) {
     loop {
         crossbeam_channel::select! {
             recv(changes) -> batch => match batch {
                 Ok(batch) => hub.ingest(batch),
                 Err(_) => return,
             },
-            recv(requests) -> request => {
-                if let Ok(request) = request {
-                    let _ = request.reply.send(hub.subscribe(request.after));
+            recv(requests) -> request => match request {
+                Ok(Request::Subscribe { after, reply }) => {
+                    let _ = reply.send(hub.subscribe(after));
                 }
-            }
+                Ok(Request::Barrier { reply }) => {
+                    // Everything a shard sent before this request was made is in the channel now.
+                    while let Ok(batch) = changes.try_recv() {
+                        hub.ingest(batch);
+                    }
+                    let _ = reply.send(hub.last_id());
+                }
+                Ok(Request::Stats { reply }) => {
+                    let _ = reply.send(hub.stats());
+                }
+                Err(_) => {}
+            },
         }
     }
 }
 
-/// A request to subscribe, from another thread (the HTTP API).
-pub struct SubscribeRequest {
-    pub after: Option<u64>,
-    pub reply: Sender<Result<Subscription, SubscribeError>>,
+/// What another thread (the HTTP API) asks of the hub.
+#[derive(Debug)]
+pub enum Request {
+    /// A subscription: every event after `after` (the last event when None).
+    Subscribe {
+        after: Option<u64>,
+        reply: oneshot::Sender<Result<Subscription, SubscribeError>>,
+    },
+    /// The id of the last event once every change already sent to the hub has been taken: an event about
+    /// a change a shard published before this request has an id at most this.
+    Barrier {
+        reply: oneshot::Sender<u64>,
+    },
+    Stats {
+        reply: oneshot::Sender<HubStats>,
+    },
 }
 
 #[cfg(test)]
@@ -318,9 +385,9 @@ mod tests {
         }
     }
 
-    fn events(sub: &Subscription) -> Vec<(u64, ChangeKind, String)> {
-        sub.messages
-            .try_iter()
+    fn events(sub: &mut Subscription) -> Vec<(u64, ChangeKind, String)> {
+        sub.drain()
+            .into_iter()
             .map(|m| match m {
                 Message::Event(e) => (e.id, e.kind, e.aor.clone()),
                 other => panic!("not an event: {other:?}"),
@@ -331,14 +398,14 @@ mod tests {
     #[test]
     fn events_of_every_shard_arrive_numbered_with_their_fields() {
         let (mut hub, tx, rx) = hub(10, 10);
-        let live = hub.subscribe(None).expect("subscribed");
+        let mut live = hub.subscribe(None).expect("subscribed");
         let (mut a, mut b) = (Shard::new(0, tx.clone()), Shard::new(1, tx));
         a.register("alice", 60);
         b.register("bob", 60);
         a.register("alice", 61);
         a.register("alice", 0);
         pump(&mut hub, &rx);
-        let got: Vec<_> = live.messages.try_iter().collect();
+        let got: Vec<_> = live.drain();
         let Message::Event(first) = &got[0] else {
             panic!("{got:?}")
         };
@@ -376,9 +443,9 @@ mod tests {
             a.register(user, 60);
         }
         pump(&mut hub, &rx);
-        let resumed = hub.subscribe(Some(3)).expect("4 and 5 are held");
+        let mut resumed = hub.subscribe(Some(3)).expect("4 and 5 are held");
         assert_eq!(
-            events(&resumed),
+            events(&mut resumed),
             [
                 (4, ChangeKind::Registered, "sip:u4@example.com".to_string()),
                 (5, ChangeKind::Registered, "sip:u5@example.com".to_string()),
@@ -404,8 +471,8 @@ mod tests {
     #[test]
     fn a_slow_subscriber_is_cut_off_with_a_notice_and_the_others_go_on() {
         let (mut hub, tx, rx) = hub(0, 3);
-        let slow = hub.subscribe(None).expect("subscribed");
-        let fast = hub.subscribe(None).expect("subscribed");
+        let mut slow = hub.subscribe(None).expect("subscribed");
+        let mut fast = hub.subscribe(None).expect("subscribed");
         assert!(matches!(
             hub.subscribe(None),
             Err(SubscribeError::TooMany(2))
@@ -414,17 +481,14 @@ mod tests {
         for user in ["u1", "u2", "u3", "u4"] {
             a.register(user, 60);
             pump(&mut hub, &rx);
-            assert_eq!(events(&fast).len(), 1);
+            assert_eq!(events(&mut fast).len(), 1);
         }
-        let got: Vec<_> = slow.messages.try_iter().collect();
+        let got: Vec<_> = slow.drain();
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(matches!(got[0], Message::Event(_)));
         assert_eq!(got[2], Message::CutOff);
         assert_eq!(hub.cut_off, 1);
-        assert!(
-            slow.messages.try_recv().is_err(),
-            "nothing after the notice"
-        );
+        assert!(slow.try_next().is_none(), "nothing after the notice");
         drop((slow, fast));
         assert!(
             hub.subscribe(None).is_ok(),
@@ -435,7 +499,7 @@ mod tests {
     #[test]
     fn changes_a_shard_dropped_are_reported_as_lost() {
         let (mut hub, tx, rx) = hub(10, 10);
-        let live = hub.subscribe(None).expect("subscribed");
+        let mut live = hub.subscribe(None).expect("subscribed");
         let (small_tx, small_rx) = crossbeam_channel::bounded(1);
         let mut a = Shard::new(0, small_tx);
         a.register("u1", 60);
@@ -444,7 +508,7 @@ mod tests {
         a.register("u3", 60);
         hub.ingest(small_rx.try_recv().expect("third batch"));
         drop((tx, rx));
-        let got: Vec<_> = live.messages.try_iter().collect();
+        let got: Vec<_> = live.drain();
         assert!(matches!(&got[0], Message::Event(e) if e.seq == 1));
         assert_eq!(
             got[1],

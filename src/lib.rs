@@ -15,6 +15,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod events;

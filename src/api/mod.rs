@@ -1,0 +1,3 @@
+//! The HTTP API (see `docs/api.md`).
+
+pub mod json;
