@@ -51,14 +51,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A build with the HTTP API gets it on an ephemeral port (two builds side by side must not both take 8080);
+# extra flags for the registrar under test come from REG_ARGS (e.g. REG_ARGS="--http none").
+http_args() { if "$1" --help 2>/dev/null | grep -q -- '--http <'; then echo "--http 127.0.0.1:0"; fi; }
 STUB_PORT=$PORT REG_PORT=$((PORT + 1))
 if [[ -n "$AGAINST" ]]; then
-  "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 >"$WORK/stub.log" 2>&1 &
+  # shellcheck disable=SC2046
+  "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 $(http_args "$AGAINST/corereg") >"$WORK/stub.log" 2>&1 &
 else
   "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
 fi
 STUB_PID=$!; PIDS+=("$STUB_PID")
-"$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 >"$WORK/corereg.log" 2>&1 &
+# shellcheck disable=SC2046,SC2086
+"$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 $(http_args "$BIN/corereg") ${REG_ARGS:-} >"$WORK/corereg.log" 2>&1 &
 REG_PID=$!; PIDS+=("$REG_PID")
 sleep 0.5
 for p in "$STUB_PID" "$REG_PID"; do

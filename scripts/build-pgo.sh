@@ -79,7 +79,7 @@ BIN=target/pgo-instrumented/release
 
 # Starts `corereg ARGS...` on 127.0.0.1:$PORT and waits until it answers (an OPTIONS round trip).
 start() {
-  "$BIN/corereg" --listen "127.0.0.1:$PORT" --log warn "$@" >"$WORK/corereg.log" 2>&1 &
+  "$BIN/corereg" --listen "127.0.0.1:$PORT" --http none --log warn "$@" >"$WORK/corereg.log" 2>&1 &
   SERVER=$!
   PIDS+=("$SERVER")
   for _ in $(seq 50); do

@@ -63,6 +63,17 @@ pub mod defaults {
     pub const AUTH_COOLDOWN_S: u64 = 300;
     /// MD5 alone: deployed phones fail on SHA-256 challenges (see `--auth-algorithms`).
     pub const AUTH_ALGORITHMS: &str = "md5";
+    /// The HTTP API: loopback only, so nothing is exposed until an operator chooses to (with a token).
+    pub const HTTP: &str = "127.0.0.1:8080";
+    pub const HTTP_THREADS: usize = 2;
+    pub const HTTP_MAX_CONNECTIONS: usize = 256;
+    /// API requests one shard may have queued; more get 503 at once.
+    pub const API_QUEUE: usize = 1024;
+    /// Events kept for subscribers that reconnect: at ~400 bytes each, 100,000 hold ~40 MB.
+    pub const EVENTS_WINDOW: usize = 100_000;
+    pub const EVENTS_SUBSCRIBER_QUEUE: usize = 10_000;
+    pub const EVENTS_MAX_SUBSCRIBERS: usize = 64;
+    pub const WEBHOOK_BATCH: usize = 100;
 }
 
 /// Longest `--nonce-ttl`, `--auth-failure-window` and `--auth-cooldown` accepted: a day. Longer values are
@@ -292,6 +303,48 @@ settings! {
     #[arg(value_name = "FILE")]
     nonce_key_file: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some,
         shown: "a random key per process, shared by its shards";
+
+    /// Address of the HTTP API (lookup, change events, management, metrics; see docs/api.md), or `none`.
+    /// Any address other than loopback needs --http-token-file.
+    #[arg(value_name = "ADDR|none")]
+    http: String = defaults::HTTP.to_string(), flag: Option<String>;
+
+    /// File whose first line is the API's bearer token; every API request must then carry
+    /// `Authorization: Bearer <token>`.
+    #[arg(value_name = "FILE")]
+    http_token_file: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some;
+
+    /// Threads serving the HTTP API (never a shard's).
+    #[arg(value_name = "N")]
+    http_threads: usize = defaults::HTTP_THREADS, flag: Option<usize>;
+
+    /// HTTP connections open at once; more wait to be accepted.
+    #[arg(value_name = "N")]
+    http_max_connections: usize = defaults::HTTP_MAX_CONNECTIONS, flag: Option<usize>;
+
+    /// API requests queued per shard; beyond it the API answers 503 at once.
+    #[arg(value_name = "N")]
+    api_queue: usize = defaults::API_QUEUE, flag: Option<usize>;
+
+    /// Binding change events kept so that a subscriber that reconnects (Last-Event-ID) resumes without a gap.
+    #[arg(value_name = "N")]
+    events_window: usize = defaults::EVENTS_WINDOW, flag: Option<usize>;
+
+    /// Events a subscriber (an event stream, the webhook) may fall behind before it is cut off.
+    #[arg(value_name = "N")]
+    events_subscriber_queue: usize = defaults::EVENTS_SUBSCRIBER_QUEUE, flag: Option<usize>;
+
+    /// Event subscribers at once; more are refused with 503.
+    #[arg(value_name = "N")]
+    events_max_subscribers: usize = defaults::EVENTS_MAX_SUBSCRIBERS, flag: Option<usize>;
+
+    /// POST every binding change event to this http:// URL (JSON batches, retried with back-off).
+    #[arg(value_name = "URL")]
+    webhook: Option<String> = None, flag: Option<String>, via: Some;
+
+    /// Events per webhook request, at most.
+    #[arg(value_name = "N")]
+    webhook_batch: usize = defaults::WEBHOOK_BATCH, flag: Option<usize>;
 }
 
 /// The TOML file's contents: the file deserialises straight into [`Settings`].
@@ -539,6 +592,17 @@ pub const MAX_CPU: usize = 1024;
 /// Largest `--handoff-queue`: each queue is allocated up front, and N shards have N * (N - 1) of them.
 pub const MAX_HANDOFF_QUEUE: usize = 1 << 20;
 
+/// `--http`: an address, or `none`.
+pub fn parse_http(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{text:?} is neither an address such as 127.0.0.1:8080 nor `none`"))
+}
+
 /// Largest `--recv-batch`: `recvmmsg` takes at most UIO_MAXIOV (1024) messages per call.
 pub const MAX_RECV_BATCH: usize = 1024;
 
@@ -586,7 +650,29 @@ pub struct Config {
     /// Not a setting: [`defaults::SOCKET_BUFFER_BYTES`].
     pub socket_buffer_bytes: usize,
     pub auth: AuthSettings,
+    pub api: ApiSettings,
 }
+
+/// The HTTP API's settings (`--http` and friends), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// None: `--http none`.
+    pub listen: Option<SocketAddr>,
+    pub token_file: Option<PathBuf>,
+    pub threads: usize,
+    pub max_connections: usize,
+    pub shard_queue: usize,
+    pub events_window: usize,
+    pub events_subscriber_queue: usize,
+    pub events_max_subscribers: usize,
+    pub webhook: Option<String>,
+    pub webhook_batch: usize,
+}
+
+/// Largest `--http-threads`, `--http-max-connections`, `--api-queue`, `--events-*` and `--webhook-batch`
+/// values: beyond these a value is a mistake, not a tuning.
+pub const MAX_API_THREADS: usize = 64;
+pub const MAX_API_LIMIT: usize = 10_000_000;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -720,6 +806,16 @@ impl Config {
             auth_cooldown,
             auth_algorithms,
             nonce_key_file,
+            http,
+            http_token_file,
+            http_threads,
+            http_max_connections,
+            api_queue,
+            events_window,
+            events_subscriber_queue,
+            events_max_subscribers,
+            webhook,
+            webhook_batch,
         } = settings;
         let invalid =
             |key: &'static str| move |e: String| ConfigError::Invalid(format!("{key}: {e}"));
@@ -766,6 +862,18 @@ impl Config {
                 algorithms: parse_algorithms(&auth_algorithms)
                     .map_err(invalid("auth-algorithms"))?,
                 nonce_key_file,
+            },
+            api: ApiSettings {
+                listen: parse_http(&http).map_err(invalid("http"))?,
+                token_file: http_token_file,
+                threads: http_threads,
+                max_connections: http_max_connections,
+                shard_queue: api_queue,
+                events_window,
+                events_subscriber_queue,
+                events_max_subscribers,
+                webhook,
+                webhook_batch,
             },
         })
     }
@@ -860,7 +968,49 @@ impl Config {
                 self.recv_batch
             ));
         }
-        self.validate_auth()
+        self.validate_auth()?;
+        self.validate_api()
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let a = &self.api;
+        if let Some(addr) = a.listen {
+            if !addr.ip().is_loopback() && a.token_file.is_none() {
+                return invalid(format!(
+                    "--http {addr} is not a loopback address: it needs --http-token-file FILE (a bearer token), \
+                     or listen on 127.0.0.1"
+                ));
+            }
+        }
+        if !(1..=MAX_API_THREADS).contains(&a.threads) {
+            return invalid(format!(
+                "--http-threads must be in 1..={MAX_API_THREADS}, got {}",
+                a.threads
+            ));
+        }
+        for (name, value, min) in [
+            ("--http-max-connections", a.max_connections, 1),
+            ("--api-queue", a.shard_queue, 1),
+            ("--events-window", a.events_window, 0),
+            ("--events-subscriber-queue", a.events_subscriber_queue, 2),
+            ("--events-max-subscribers", a.events_max_subscribers, 1),
+            ("--webhook-batch", a.webhook_batch, 1),
+        ] {
+            if !(min..=MAX_API_LIMIT).contains(&value) {
+                return invalid(format!(
+                    "{name} must be in {min}..={MAX_API_LIMIT}, got {value}"
+                ));
+            }
+        }
+        if let Some(url) = &a.webhook {
+            if !url.starts_with("http://") {
+                return invalid(format!(
+                    "--webhook {url:?}: only http:// URLs are supported (put a TLS proxy in front for https)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -337,6 +337,7 @@ mod tests {
     use super::*;
     use crate::registrar::{Now, Registrar, RegistrarConfig};
     use crate::shard::changes::ChangeFeed;
+    use crossbeam_channel::Sender;
 
     /// A registrar and its feed into a channel, as a shard has them.
     struct Shard {

@@ -17,10 +17,13 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 use nix::sys::signal::{SigSet, Signal};
 use tracing_subscriber::EnvFilter;
 
+use corereg::api::metrics::ApiMetrics;
+use corereg::api::server::{self, ApiContext, ApiServer};
 use corereg::auth::credentials::{self, CredentialStore};
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::config::{Args, AuthMode, Command, Config};
+use corereg::events;
 use corereg::shard::handoff::{self, Links as HandoffLinks};
 use corereg::shard::reload::{CredentialsFeed, RELOAD_POLL};
 use corereg::shard::{self, Event, Mode, ShardAuth, ShardSpec, Stop};
@@ -296,6 +299,9 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     // Every authenticator starts its replay window now (see corereg::auth::replay).
     let started_s = shard::now().unix_s();
 
+    let mut api = prepare_api(&config, shards)?;
+    let mut inboxes = std::mem::take(&mut api.inboxes);
+
     let stop = Stop::default();
     let (events_tx, events) = mpsc::channel();
     let mut handles = Vec::with_capacity(shards);
@@ -319,6 +325,8 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
                 ),
                 feed: a.feed.clone(),
             }),
+            api: inboxes.get_mut(id).and_then(Option::take),
+            changes: api.changes.clone(),
         };
         match shard::spawn(spec, stop.clone(), events_tx.clone()) {
             Ok(handle) => handles.push(handle),
@@ -333,6 +341,8 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         }
     }
     drop(links);
+    // The shards hold the change stream's senders now: the hub stops when they do.
+    api.changes = None;
     spawn_signal_thread(
         signals,
         events_tx,
@@ -350,9 +360,12 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
             }
         }
     }
+    api.ready.store(true, std::sync::atomic::Ordering::Release);
     log_startup(&config, bound, &cpus, auth.as_ref());
 
     let first = events.recv().context("all shards vanished")?;
+    // The API goes first: nothing asks a shard that is stopping.
+    drop(api);
     stop.request();
     match first {
         Event::Signal(sig) => tracing::info!("signal {sig} received, stopping"),
@@ -364,6 +377,115 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         bail!("shard {id} stopped on its own");
     }
     result
+}
+
+/// The HTTP API, the event hub and the webhook, as started before the shards.
+struct PreparedApi {
+    /// Each shard's end of its API queue (None without the API), taken by the shard specs.
+    inboxes: Vec<Option<shard::api::ShardInbox>>,
+    /// Where the shards hand their changes (None: nobody listens).
+    changes: Option<crossbeam_channel::Sender<shard::changes::ShardChanges>>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    server: Option<ApiServer>,
+}
+
+/// How many change batches may wait for the event hub before a shard drops one (and the hub reports it).
+const CHANGE_BATCHES_QUEUED: usize = 4096;
+
+/// Starts the event hub (when anything listens to it) and the HTTP API, before the shards: a port that is
+/// taken or a token file that cannot be read stops start-up here.
+fn prepare_api(config: &Config, shards: usize) -> Result<PreparedApi> {
+    let settings = &config.api;
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut prepared = PreparedApi {
+        inboxes: (0..shards).map(|_| None).collect(),
+        changes: None,
+        ready: ready.clone(),
+        server: None,
+    };
+    if config.stateless_stub || settings.listen.is_none() {
+        if settings.listen.is_some() {
+            tracing::info!("HTTP API off: the stateless stub has no bindings to serve");
+        }
+        return Ok(prepared);
+    }
+    let Some(listen) = settings.listen else {
+        return Ok(prepared);
+    };
+    let token = match &settings.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let (changes_tx, changes_rx) = crossbeam_channel::bounded(CHANGE_BATCHES_QUEUED);
+    let (hub_tx, hub_rx) = crossbeam_channel::bounded(1024);
+    let hub = events::Hub::new(
+        events::HubConfig {
+            window: settings.events_window,
+            subscriber_queue: settings.events_subscriber_queue,
+            max_subscribers: settings.events_max_subscribers,
+        },
+        shards,
+    );
+    std::thread::Builder::new()
+        .name("corereg-events".into())
+        .spawn(move || events::run(hub, changes_rx, hub_rx))
+        .context("cannot start the event hub's thread")?;
+    let mut clients = Vec::with_capacity(shards);
+    for (id, slot) in prepared.inboxes.iter_mut().enumerate() {
+        let (client, inbox) = shard::api::channel(id, settings.shard_queue)
+            .context("cannot create a shard's API queue")?;
+        clients.push(client);
+        *slot = Some(inbox);
+    }
+    let registrar = config.registrar_config();
+    let ctx = ApiContext {
+        shards: clients,
+        hub: hub_tx,
+        seed: registrar.hash_seed,
+        domains: config.domains.clone(),
+        token,
+        run_id: run_id(),
+        ready,
+        metrics: ApiMetrics::default(),
+    };
+    let server = server::start(listen, settings.threads, settings.max_connections, ctx)?;
+    tracing::info!(
+        "HTTP API on http://{} ({}; docs/api.md)",
+        server.addr,
+        if settings.token_file.is_some() {
+            "bearer token required"
+        } else {
+            "loopback, no token"
+        }
+    );
+    prepared.changes = Some(changes_tx);
+    prepared.server = Some(server);
+    Ok(prepared)
+}
+
+/// The bearer token: the file's first line, trimmed; an empty or unreadable file is an error naming the flag.
+fn read_token(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --http-token-file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        bail!(
+            "--http-token-file {}: the first line (the token) is empty",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// A random id for this run: event ids carry it, so that an id of an earlier run is never taken for one of
+/// this run.
+fn run_id() -> String {
+    let mut bytes = [0u8; 4];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let now = shard::now().unix_ms;
+        bytes = (now as u32).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn log_startup(

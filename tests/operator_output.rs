@@ -45,7 +45,9 @@ fn a_port_in_use_is_reported_once_with_its_address() {
     let holder = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = holder.local_addr().expect("addr").to_string();
     let child = corereg()
-        .args(["--listen", &addr, "--cores", "1", "--log", "info"])
+        .args([
+            "--listen", &addr, "--cores", "1", "--log", "info", "--http", "none",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

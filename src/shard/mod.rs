@@ -24,6 +24,7 @@
 //! returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
 //! waits on a dead shard.
 
+pub mod api;
 pub mod changes;
 pub mod handoff;
 pub mod reload;
@@ -115,6 +116,10 @@ pub struct ShardSpec {
     /// Digest authentication (`--auth required`): this shard's own authenticator (all shards' share the
     /// nonce key and the credentials) and the feed of credentials reloaded on SIGHUP. Registrar mode only.
     pub auth: Option<ShardAuth>,
+    /// Where the HTTP API's requests arrive ([`api::channel`]); None without the API. Registrar mode only.
+    pub api: Option<api::ShardInbox>,
+    /// Where the shard hands its binding changes (the event hub); None: nobody listens.
+    pub changes: Option<crossbeam_channel::Sender<changes::ShardChanges>>,
 }
 
 /// A shard's digest authentication.
@@ -358,6 +363,8 @@ async fn serve(
         recv,
         links,
         auth,
+        api,
+        changes,
     } = spec;
     tracing::debug!(shard = id, "executor running");
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
@@ -379,7 +386,7 @@ async fn serve(
                 },
             );
             let registrar = Rc::new(RefCell::new(core));
-            let changes = Rc::new(RefCell::new(ChangeFeed::new(id, None)));
+            let changes = Rc::new(RefCell::new(ChangeFeed::new(id, changes)));
             let core = changes::Publishing {
                 registrar: registrar.clone(),
                 feed: changes.clone(),
@@ -397,8 +404,16 @@ async fn serve(
             let reload = feed.map(|feed| {
                 glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed))
             });
+            let api = api.map(|inbox| {
+                let state = api::ApiState {
+                    registrar: registrar.clone(),
+                    feed: changes.clone(),
+                    counters: counters.clone(),
+                };
+                glommio::spawn_local(api::api_loop(inbox, state))
+            });
             let served = run_until_stopped(id, &stop, body).await;
-            drop(reload);
+            drop((reload, api));
             served?;
             let mut report = counters.borrow().clone();
             let mut registrar = registrar.borrow_mut();
@@ -414,7 +429,7 @@ async fn serve(
         Mode::StatelessStub => {
             // The stub has no state, so no owner: every shard answers what it receives. (Configuration
             // refuses --auth with the stub; an authenticator given anyway is simply unused.)
-            drop((links, auth));
+            drop((links, auth, api, changes));
             // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));

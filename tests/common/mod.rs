@@ -23,6 +23,8 @@ pub const SILENCE_TIMEOUT: Duration = Duration::from_millis(300);
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The HTTP API's address (each test server gets an ephemeral port unless its args name `--http`).
+    pub api: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -34,8 +36,14 @@ impl Server {
 
     /// Starts `corereg --listen LISTEN <args>` and waits for its "listening on udp ADDR" line.
     pub fn start_at(listen: &str, args: &[&str]) -> Server {
+        let http: &[&str] = if args.iter().any(|a| a.starts_with("--http")) {
+            &[]
+        } else {
+            &["--http", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_corereg"))
             .args(["--listen", listen, "--log", "info"])
+            .args(http)
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -68,10 +76,15 @@ impl Server {
         let mut server = Server {
             child,
             addr: "0.0.0.0:0".parse().expect("addr"),
+            api: None,
             log,
         };
         match addr_rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => server.addr = addr,
+            Ok(addr) => {
+                server.addr = addr;
+                // Logged before the UDP line, so it is in the log by now.
+                server.api = server.log_text().lines().find_map(parse_api);
+            }
             Err(_) => panic!(
                 "corereg did not log its start-up line within {STARTUP_TIMEOUT:?}; status {:?}; log:\n{}",
                 server.child.try_wait(),
@@ -119,6 +132,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// "... HTTP API on http://127.0.0.1:40124 ..." -> the address.
+fn parse_api(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("HTTP API on http://")? + "HTTP API on http://".len()..];
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// "... listening on udp 127.0.0.1:40123 ..." -> the address.

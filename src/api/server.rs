@@ -1,0 +1,812 @@
+//! The HTTP server: routes, access control, connection limits. It runs on its own tokio threads and reaches
+//! the shards only through their request queues ([`ShardClient`]) and the event hub through its request
+//! channel: nothing here can block a shard.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::json::{self, Fields};
+use super::metrics::ApiMetrics;
+use crate::events::{self, Message, ResumeError, SubscribeError, Subscription};
+use crate::registrar::bindings::HashSeed;
+use crate::registrar::query::owner_of;
+use crate::shard::api::{ApiError, Request, ShardClient, ShardStats};
+use crate::sip::uri::{canonical_aor, parse_uri, AorBuf};
+
+/// Most AoRs one list request returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// AoRs per state page asked of a shard while a snapshot is streamed.
+const SNAPSHOT_PAGE: usize = 256;
+/// SSE events waiting to be written to one client (the subscription's own queue is the real buffer).
+const SSE_BUFFER: usize = 64;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a request waits for a shard's answer before it is a 503.
+const SHARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the handlers share.
+pub struct ApiContext {
+    /// One client per shard, in shard order.
+    pub shards: Vec<ShardClient>,
+    pub hub: crossbeam_channel::Sender<events::Request>,
+    /// The process's AoR hash seed: picks the shard that owns an AoR.
+    pub seed: HashSeed,
+    /// Served domains, lower-case (empty: every domain).
+    pub domains: Vec<String>,
+    /// The bearer token every request must carry (None: open, loopback only).
+    pub token: Option<String>,
+    /// Changes with every start: the first part of an event id.
+    pub run_id: String,
+    /// True once every shard serves.
+    pub ready: Arc<AtomicBool>,
+    pub metrics: ApiMetrics,
+}
+
+#[derive(Debug, Error)]
+pub enum ApiStartError {
+    #[error("cannot listen on --http {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the HTTP API's threads: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The running API: its address, and how to stop it.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Stops accepting, lets requests in flight finish (event streams end), joins the threads.
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Binds `listen` (errors now, before start-up completes) and serves the API on `threads` threads.
+pub fn start(
+    listen: SocketAddr,
+    threads: usize,
+    max_connections: usize,
+    ctx: ApiContext,
+) -> Result<ApiServer, ApiStartError> {
+    let bind = |source| ApiStartError::Bind {
+        addr: listen,
+        source,
+    };
+    let std_listener = std::net::TcpListener::bind(listen).map_err(bind)?;
+    std_listener.set_nonblocking(true).map_err(bind)?;
+    let addr = std_listener.local_addr().map_err(bind)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("corereg-api")
+        .enable_all()
+        .build()
+        .map_err(ApiStartError::Runtime)?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let app = router(Arc::new(ctx));
+    let thread = std::thread::Builder::new()
+        .name("corereg-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("HTTP API: cannot use the listening socket: {e}");
+                        return;
+                    }
+                };
+                let listener = Limited {
+                    listener,
+                    permits: Arc::new(Semaphore::new(max_connections.max(1))),
+                };
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!("HTTP API stopped: {e}");
+                }
+            });
+            // Event streams still open are dropped with the runtime.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(ApiStartError::Runtime)?;
+    Ok(ApiServer {
+        addr,
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+    })
+}
+
+/// Every route.
+pub fn router(ctx: Arc<ApiContext>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/stats", get(stats))
+        .route("/v1/aors", get(list))
+        .route("/v1/aors/{aor}", get(lookup).delete(delete_aor))
+        .route(
+            "/v1/aors/{aor}/bindings/{id}",
+            axum::routing::delete(delete_binding),
+        )
+        .route("/v1/events", get(events_stream))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
+        .layer(middleware::from_fn_with_state(ctx.clone(), guard))
+        .with_state(ctx)
+}
+
+/// Access control (the bearer token) and the latency histogram.
+async fn guard(State(ctx): State<Arc<ApiContext>>, request: HttpRequest, next: Next) -> Response {
+    if let Some(token) = &ctx.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            ctx.metrics.refused();
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "this API needs Authorization: Bearer <token>",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"corereg\""),
+            );
+            return response;
+        }
+    }
+    let started = Instant::now();
+    let response = next.run(request).await;
+    ctx.metrics.observe(response.status(), started.elapsed());
+    response
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() != b.len()) as u8;
+    for (i, &x) in b.iter().enumerate() {
+        diff |= x ^ a.get(i).copied().unwrap_or(!x);
+    }
+    diff == 0
+}
+
+/// A JSON error response.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn shard_error(e: ApiError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+async fn ask<T>(
+    shard: &ShardClient,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, Response> {
+    match tokio::time::timeout(SHARD_TIMEOUT, shard.ask(make)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(shard_error(e)),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("shard {} did not answer in time", shard.shard()),
+        )),
+    }
+}
+
+async fn healthz(State(ctx): State<Arc<ApiContext>>) -> Response {
+    if ctx.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+/// An AoR from a path, canonical, with the shard that owns it; or the error response.
+fn canonical(ctx: &ApiContext, text: &str) -> Result<(String, usize), Response> {
+    let text = text.trim();
+    let lower = text.get(..5).unwrap_or("").to_ascii_lowercase();
+    let uri_text = if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        text.to_string()
+    } else {
+        format!("sip:{text}")
+    };
+    let bad = |why: String| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed AoR {text:?}: {why}"),
+        )
+    };
+    let uri = parse_uri(uri_text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let host = String::from_utf8_lossy(uri.host).to_ascii_lowercase();
+    if !ctx.domains.is_empty() && !ctx.domains.contains(&host) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("domain {host:?} is not served here"),
+        ));
+    }
+    let mut aor = AorBuf::default();
+    canonical_aor(&uri, &mut aor).map_err(|e| bad(e.to_string()))?;
+    let owner = owner_of(ctx.seed, aor.as_bytes(), ctx.shards.len());
+    Ok((String::from_utf8_lossy(aor.as_bytes()).into_owned(), owner))
+}
+
+#[derive(Debug, Deserialize)]
+struct LookupQuery {
+    group: Option<String>,
+    fields: Option<String>,
+}
+
+async fn lookup(
+    State(ctx): State<Arc<ApiContext>>,
+    Path(aor): Path<String>,
+    Query(q): Query<LookupQuery>,
+) -> Response {
+    let group = match q.group.as_deref() {
+        None => false,
+        Some("q") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("group={other:?}: only group=q is known"),
+            )
+        }
+    };
+    let fields = match q.fields.as_deref().map(Fields::parse) {
+        None => Fields::default(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("fields: {e}")),
+    };
+    let (aor, owner) = match canonical(&ctx, &aor) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let key = aor.clone().into_bytes();
+    match ask(&ctx.shards[owner], |reply| Request::Lookup {
+        aor: key,
+        reply,
+    })
+    .await
+    {
+        Ok(Some(bindings)) => {
+            let now_s = crate::shard::now().unix_s();
+            Json(json::lookup(&aor, bindings, now_s, fields, group)).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no bindings for {aor}")),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(State(ctx): State<Arc<ApiContext>>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be in 1..={MAX_LIST_LIMIT}, got {limit}"),
+        );
+    }
+    let (mut shard, mut from) = match q.cursor.as_deref().map(parse_cursor) {
+        None => (0, 0),
+        Some(Some((shard, from))) if shard < ctx.shards.len() => (shard, from),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "cursor: not a cursor this API gave",
+            )
+        }
+    };
+    let prefix = q.prefix.unwrap_or_default().into_bytes();
+    let mut aors = Vec::new();
+    let mut next = None;
+    while shard < ctx.shards.len() && aors.len() < limit {
+        let want = limit - aors.len();
+        let prefix = prefix.clone();
+        let page = match ask(&ctx.shards[shard], |reply| Request::Page {
+            prefix,
+            from,
+            limit: want,
+            reply,
+        })
+        .await
+        {
+            Ok(page) => page,
+            Err(response) => return response,
+        };
+        aors.extend(
+            page.aors
+                .into_iter()
+                .map(|(aor, n)| json!({ "aor": aor, "bindings": n })),
+        );
+        match page.next {
+            Some(at) => {
+                // This shard has more: the page ends here (each request costs each shard one bounded scan).
+                next = Some(format!("{shard}.{at}"));
+                break;
+            }
+            None => {
+                shard += 1;
+                from = 0;
+            }
+        }
+    }
+    if next.is_none() && shard < ctx.shards.len() {
+        next = Some(format!("{shard}.{from}"));
+    }
+    Json(json!({ "aors": aors, "next_cursor": next })).into_response()
+}
+
+fn parse_cursor(text: &str) -> Option<(usize, usize)> {
+    let (shard, from) = text.split_once('.')?;
+    Some((shard.parse().ok()?, from.parse().ok()?))
+}
+
+async fn delete_aor(State(ctx): State<Arc<ApiContext>>, Path(aor): Path<String>) -> Response {
+    delete(&ctx, &aor, None).await
+}
+
+async fn delete_binding(
+    State(ctx): State<Arc<ApiContext>>,
+    Path((aor, id)): Path<(String, String)>,
+) -> Response {
+    match id.parse::<u32>() {
+        Ok(id) => delete(&ctx, &aor, Some(id)).await,
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            format!("binding id {id:?} is not a number"),
+        ),
+    }
+}
+
+async fn delete(ctx: &ApiContext, aor: &str, binding: Option<u32>) -> Response {
+    let (aor, owner) = match canonical(ctx, aor) {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let key = aor.clone().into_bytes();
+    let deleted = ask(&ctx.shards[owner], |reply| Request::Delete {
+        aor: key,
+        binding,
+        reply,
+    })
+    .await;
+    match deleted {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            match binding {
+                Some(id) => format!("{aor} has no binding {id}"),
+                None => format!("no bindings for {aor}"),
+            },
+        ),
+        Ok(n) => {
+            tracing::info!(
+                aor,
+                ?binding,
+                deleted = n,
+                "bindings deleted through the API"
+            );
+            Json(json!({ "aor": aor, "deleted": n })).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// Every shard's counters (in shard order) and the hub's figures.
+pub async fn collect(ctx: &ApiContext) -> Result<(Vec<ShardStats>, events::HubStats), Response> {
+    let mut shards = Vec::with_capacity(ctx.shards.len());
+    for shard in &ctx.shards {
+        shards.push(ask(shard, |reply| Request::Stats { reply }).await?);
+    }
+    let (tx, rx) = oneshot::channel();
+    let hub = match ctx.hub.try_send(events::Request::Stats { reply: tx }) {
+        Ok(()) => rx.await.unwrap_or_default(),
+        Err(_) => events::HubStats::default(),
+    };
+    Ok((shards, hub))
+}
+
+async fn stats(State(ctx): State<Arc<ApiContext>>) -> Response {
+    let (shards, hub) = match collect(&ctx).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let shards: Vec<Value> = shards.iter().map(shard_json).collect();
+    Json(json!({
+        "shards": shards,
+        "events": {
+            "last_id": hub.last_id,
+            "held": hub.held,
+            "subscribers": hub.subscribers,
+            "lost": hub.lost,
+            "cut_off": hub.cut_off,
+        },
+    }))
+    .into_response()
+}
+
+fn shard_json(s: &ShardStats) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("id".into(), json!(s.report.id));
+    m.insert("aors".into(), json!(s.aors));
+    for (k, v) in s.report.counters() {
+        m.insert(k.into(), json!(v));
+    }
+    if let Some(r) = &s.report.registrar {
+        for (k, v) in r.counters() {
+            m.insert(format!("registrar_{k}"), json!(v));
+        }
+    }
+    if let Some(a) = &s.report.auth {
+        for (k, v) in a.counters() {
+            m.insert(format!("auth_{k}"), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+async fn metrics(State(ctx): State<Arc<ApiContext>>) -> Response {
+    let (shards, hub) = match collect(&ctx).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match ctx.metrics.encode(&shards, &hub) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    snapshot: Option<bool>,
+}
+
+async fn events_stream(
+    State(ctx): State<Arc<ApiContext>>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let snapshot = q.snapshot.unwrap_or(false);
+    let last = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(text)) => match parse_event_id(&ctx.run_id, text) {
+            Ok(id) => Some(id),
+            Err(response) => return response,
+        },
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Last-Event-ID is not text"),
+    };
+    if snapshot && last.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give either ?snapshot=true or Last-Event-ID, not both",
+        );
+    }
+    let subscription = match subscribe(&ctx, last).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let (tx, rx) = mpsc::channel::<SseEvent>(SSE_BUFFER);
+    tokio::spawn(produce(ctx.clone(), subscription, snapshot, tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response()
+}
+
+/// `<run>-<n>`: n when run is this run's; else 410 (an id of an earlier run names nothing held now).
+fn parse_event_id(run_id: &str, text: &str) -> Result<u64, Response> {
+    let gone = || {
+        error(
+            StatusCode::GONE,
+            format!(
+                "event {text:?} is not from this run of corereg (it restarted): start again with ?snapshot=true"
+            ),
+        )
+    };
+    let (run, n) = text.trim().rsplit_once('-').ok_or_else(gone)?;
+    if run != run_id {
+        return Err(gone());
+    }
+    n.parse().map_err(|_| gone())
+}
+
+async fn subscribe(ctx: &ApiContext, after: Option<u64>) -> Result<Subscription, Response> {
+    let (tx, rx) = oneshot::channel();
+    let request = events::Request::Subscribe { after, reply: tx };
+    if ctx.hub.try_send(request).is_err() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event hub is busy or stopped",
+        ));
+    }
+    match rx.await {
+        Ok(Ok(subscription)) => Ok(subscription),
+        Ok(Err(SubscribeError::TooMany(n))) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("too many event subscribers (at most {n})"),
+        )),
+        Ok(Err(SubscribeError::Resume(e @ ResumeError::TooOld { .. }))) => Err(error(
+            StatusCode::GONE,
+            format!("{e}: reconnect with ?snapshot=true"),
+        )),
+        Ok(Err(SubscribeError::Resume(e @ ResumeError::InFuture { .. }))) => Err(error(
+            StatusCode::GONE,
+            format!("{e}: reconnect with ?snapshot=true"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event hub stopped",
+        )),
+    }
+}
+
+fn sse(name: &str, data: &Value) -> SseEvent {
+    SseEvent::default().event(name).data(data.to_string())
+}
+
+/// Writes one subscriber's stream: the snapshot when asked, then the events. Ends when the client goes
+/// (its end of `tx` is dropped), when it is cut off, or when the hub stops.
+async fn produce(
+    ctx: Arc<ApiContext>,
+    mut sub: Subscription,
+    snapshot: bool,
+    tx: mpsc::Sender<SseEvent>,
+) {
+    // For a snapshot: the sequence number each AoR was read at, and the last event id that may repeat it.
+    let mut seen: Option<(HashMap<(usize, String), u64>, u64)> = None;
+    if snapshot {
+        match send_snapshot(&ctx, &tx).await {
+            Ok(Some(found)) => seen = Some(found),
+            Ok(None) => return,
+            Err(message) => {
+                let _ = tx.send(sse("error", &json!({ "error": message }))).await;
+                return;
+            }
+        }
+    }
+    while let Some(message) = sub.next().await {
+        let out = match message {
+            Message::Event(e) => {
+                if let Some((read, barrier)) = &seen {
+                    if e.id > *barrier {
+                        seen = None;
+                    } else if read
+                        .get(&(e.shard, e.aor.clone()))
+                        .is_some_and(|&seq| e.seq <= seq)
+                    {
+                        continue;
+                    }
+                }
+                sse(e.kind.as_str(), &json::event(&e)).id(format!("{}-{}", ctx.run_id, e.id))
+            }
+            Message::Lost { shard, changes } => {
+                sse("lost", &json!({ "shard": shard, "changes": changes }))
+            }
+            Message::CutOff => {
+                let _ = tx
+                    .send(sse(
+                        "cut-off",
+                        &json!({ "reason": "the subscriber fell behind; reconnect with Last-Event-ID" }),
+                    ))
+                    .await;
+                return;
+            }
+        };
+        if tx.send(out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Streams every shard's state page by page. Returns what was read (for the no-duplicate filter) and the
+/// last event id that can hold a change already in it; None when the client went away.
+async fn send_snapshot(
+    ctx: &ApiContext,
+    tx: &mpsc::Sender<SseEvent>,
+) -> Result<Option<(HashMap<(usize, String), u64>, u64)>, String> {
+    let mut read = HashMap::new();
+    let now_s = crate::shard::now().unix_s();
+    for shard in &ctx.shards {
+        let mut from = Some(0);
+        while let Some(at) = from {
+            let page = ask(shard, |reply| Request::State {
+                from: at,
+                limit: SNAPSHOT_PAGE,
+                reply,
+            })
+            .await
+            .map_err(|_| format!("shard {} did not answer the snapshot", shard.shard()))?;
+            for (aor, bindings) in page.aors {
+                let data = json!({
+                    "aor": aor,
+                    "shard": shard.shard(),
+                    "seq": page.seq,
+                    "bindings": bindings
+                        .iter()
+                        .map(|b| json::binding(b, now_s, Fields::default()))
+                        .collect::<Vec<_>>(),
+                });
+                if tx.send(sse("snapshot", &data)).await.is_err() {
+                    return Ok(None);
+                }
+                read.insert((shard.shard(), aor), page.seq);
+            }
+            from = page.next;
+        }
+    }
+    // Every change a shard published before answering its last page is now in the hub: events after
+    // this id are all newer than the snapshot.
+    let (reply, answer) = oneshot::channel();
+    ctx.hub
+        .try_send(events::Request::Barrier { reply })
+        .map_err(|_| "the event hub is busy or stopped".to_string())?;
+    let barrier = answer
+        .await
+        .map_err(|_| "the event hub stopped".to_string())?;
+    let end = sse("snapshot-end", &json!({ "aors": read.len() }));
+    if tx.send(end).await.is_err() {
+        return Ok(None);
+    }
+    Ok(Some((read, barrier)))
+}
+
+/// Accepts at most `permits` connections at once; the others wait in the kernel's backlog.
+struct Limited {
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection holding its permit.
+struct LimitedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = LimitedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                // The semaphore is never closed; wait rather than spin if it were.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            match self.listener.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        LimitedStream {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait instead of spinning.
+                    tracing::warn!("HTTP API: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"secrets", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn event_ids_of_another_run_are_gone() {
+        assert_eq!(parse_event_id("abc", "abc-42").ok(), Some(42));
+        for bad in ["abd-42", "42", "abc-x", "abc-", ""] {
+            let response = parse_event_id("abc", bad).expect_err(bad);
+            assert_eq!(response.status(), StatusCode::GONE, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_are_shard_dot_slot() {
+        assert_eq!(parse_cursor("1.4096"), Some((1, 4096)));
+        assert_eq!(parse_cursor("1"), None);
+        assert_eq!(parse_cursor("a.b"), None);
+    }
+}
