@@ -24,6 +24,7 @@ use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::config::{Args, AuthMode, Command, Config};
 use corereg::events;
+use corereg::registrar::bindings::HashSeed;
 use corereg::shard::handoff::{self, Links as HandoffLinks};
 use corereg::shard::reload::{CredentialsFeed, RELOAD_POLL};
 use corereg::shard::{self, Event, Mode, ShardAuth, ShardSpec, Stop};
@@ -277,15 +278,13 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     for _ in 1..shards {
         sockets.push(shard::bind_udp(bound, config.socket_buffer_bytes)?);
     }
+    // One base config for all: every shard (and the API) must route AoRs with the same hash seed.
+    let registrar_configs = config.registrar_configs(shards);
+    let seed = registrar_configs[0].hash_seed;
     let modes: Vec<Mode> = if config.stateless_stub {
         vec![Mode::StatelessStub; shards]
     } else {
-        // One base config for all: every shard must route AoRs with the same hash seed.
-        config
-            .registrar_configs(shards)
-            .into_iter()
-            .map(Mode::Registrar)
-            .collect()
+        registrar_configs.into_iter().map(Mode::Registrar).collect()
     };
     let mut links: Vec<Option<HandoffLinks>> = if shards > 1 && !config.stateless_stub {
         handoff::mesh(shards, config.handoff_queue)
@@ -299,7 +298,7 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     // Every authenticator starts its replay window now (see corereg::auth::replay).
     let started_s = shard::now().unix_s();
 
-    let mut api = prepare_api(&config, shards)?;
+    let mut api = prepare_api(&config, shards, seed)?;
     let mut inboxes = std::mem::take(&mut api.inboxes);
 
     let stop = Stop::default();
@@ -394,7 +393,7 @@ const CHANGE_BATCHES_QUEUED: usize = 4096;
 
 /// Starts the event hub (when anything listens to it) and the HTTP API, before the shards: a port that is
 /// taken or a token file that cannot be read stops start-up here.
-fn prepare_api(config: &Config, shards: usize) -> Result<PreparedApi> {
+fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<PreparedApi> {
     let settings = &config.api;
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut prepared = PreparedApi {
@@ -403,15 +402,13 @@ fn prepare_api(config: &Config, shards: usize) -> Result<PreparedApi> {
         ready: ready.clone(),
         server: None,
     };
-    if config.stateless_stub || settings.listen.is_none() {
-        if settings.listen.is_some() {
-            tracing::info!("HTTP API off: the stateless stub has no bindings to serve");
-        }
-        return Ok(prepared);
-    }
     let Some(listen) = settings.listen else {
         return Ok(prepared);
     };
+    if config.stateless_stub {
+        tracing::info!("HTTP API off: the stateless stub has no bindings to serve");
+        return Ok(prepared);
+    }
     let token = match &settings.token_file {
         Some(path) => Some(read_token(path)?),
         None => None,
@@ -437,11 +434,10 @@ fn prepare_api(config: &Config, shards: usize) -> Result<PreparedApi> {
         clients.push(client);
         *slot = Some(inbox);
     }
-    let registrar = config.registrar_config();
     let ctx = ApiContext {
         shards: clients,
         hub: hub_tx,
-        seed: registrar.hash_seed,
+        seed,
         domains: config.domains.clone(),
         token,
         run_id: run_id(),
