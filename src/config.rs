@@ -312,7 +312,8 @@ settings! {
     /// File whose first line is the API's bearer token; every API request must then carry
     /// `Authorization: Bearer <token>`.
     #[arg(value_name = "FILE")]
-    http_token_file: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some;
+    http_token_file: Option<PathBuf> = None, flag: Option<PathBuf>, via: Some,
+        shown: "none: no token, loopback only";
 
     /// Threads serving the HTTP API (never a shard's).
     #[arg(value_name = "N")]
@@ -340,7 +341,7 @@ settings! {
 
     /// POST every binding change event to this http:// URL (JSON batches, retried with back-off).
     #[arg(value_name = "URL")]
-    webhook: Option<String> = None, flag: Option<String>, via: Some;
+    webhook: Option<String> = None, flag: Option<String>, via: Some, shown: "no webhook";
 
     /// Events per webhook request, at most.
     #[arg(value_name = "N")]
@@ -1568,6 +1569,16 @@ mod tests {
             auth-cooldown = 120
             auth-algorithms = "sha-256,md5"
             nonce-key-file = "file.key"
+            http = "127.0.0.1:9080"
+            http-token-file = "file.token"
+            http-threads = 3
+            http-max-connections = 10
+            api-queue = 20
+            events-window = 30
+            events-subscriber-queue = 40
+            events-max-subscribers = 5
+            webhook = "http://127.0.0.1:1/file"
+            webhook-batch = 6
         "#;
         let file = FileConfig::parse(file_text).expect("valid toml");
         let keys = file_text.lines().filter(|l| l.contains(" = ")).count();
@@ -1630,6 +1641,26 @@ mod tests {
             "sha-256",
             "--nonce-key-file",
             "flag.key",
+            "--http",
+            "none",
+            "--http-token-file",
+            "flag.token",
+            "--http-threads",
+            "4",
+            "--http-max-connections",
+            "11",
+            "--api-queue",
+            "21",
+            "--events-window",
+            "31",
+            "--events-subscriber-queue",
+            "41",
+            "--events-max-subscribers",
+            "6",
+            "--webhook",
+            "http://127.0.0.1:1/flag",
+            "--webhook-batch",
+            "7",
         ];
         let flags = argv.iter().filter(|a| a.starts_with("--")).count();
         assert_eq!(
@@ -1652,6 +1683,11 @@ mod tests {
             (5080, Some(1), vec![1])
         );
         assert_eq!(c.auth.algorithms, AlgorithmList(vec![Algorithm::Sha256]));
+        assert_eq!(c.api.listen, None);
+        assert_eq!(
+            (c.api.threads, c.api.events_window, c.api.webhook_batch),
+            (4, 31, 7)
+        );
         // No flag: the file stands as written.
         let mut untouched = file.clone();
         args(&[]).overlay(&mut untouched);

@@ -32,6 +32,7 @@
 
 pub mod credentials;
 pub mod guard;
+pub mod log;
 pub mod nonce;
 pub mod replay;
 
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use crate::sip::digest::{self, Algorithm, DigestCredentials, MAX_VALUE_LEN};
 use credentials::CredentialStore;
 use guard::{Guard, GuardConfig, GuardStats};
+use log::Refusal;
 use nonce::{NonceCheck, NonceKey};
 use replay::{Issuer, ReplayStats, ReplayVerdict, ReplayWindow};
 
@@ -222,6 +224,7 @@ pub struct Authenticator {
     /// `counter_start + 1 ..= nonce_counter` is its own, which the replay window orders exactly.
     counter_start: u64,
     stats: AuthStats,
+    refusals: log::RefusalLog,
 }
 
 impl Authenticator {
@@ -249,6 +252,7 @@ impl Authenticator {
             guard: Guard::new(config.guard),
             nonce_counter,
             counter_start: nonce_counter,
+            refusals: log::RefusalLog::default(),
             stats: AuthStats::default(),
         }
     }
@@ -293,10 +297,22 @@ impl Authenticator {
         self.config.bind_nonce_to_source.then_some(source)
     }
 
+    /// A failed attempt: counted by the guard (which may start a cool-down) and logged, rate-limited.
+    fn failed(&mut self, why: Refusal, req: &AuthRequest<'_>, username: &[u8], now_s: u64) {
+        let blocked = self
+            .guard
+            .record_failure(req.realm, username, req.source, now_s);
+        let cooldown = blocked.then_some(self.config.guard.cooldown_s);
+        self.refusals
+            .refused(why, username, req.source, cooldown, now_s);
+    }
+
     /// Decides what to do with a REGISTER. See the module docs for the order of the checks.
     pub fn check<'a>(&mut self, req: AuthRequest<'a>, now_s: u64) -> AuthDecision<'a> {
         if self.guard.source_blocked(req.source, now_s) {
             self.stats.forbidden_cooldown += 1;
+            self.refusals
+                .refused(Refusal::CoolingDown, b"", req.source, None, now_s);
             return AuthDecision::Forbidden(ForbiddenReason::TooManyFailures);
         }
         match self.select_credentials(&req) {
@@ -374,15 +390,15 @@ impl Authenticator {
             .user_blocked(req.realm, username, req.source, now_s)
         {
             self.stats.forbidden_cooldown += 1;
+            self.refusals
+                .refused(Refusal::CoolingDown, username, req.source, None, now_s);
             return AuthDecision::Forbidden(ForbiddenReason::TooManyFailures);
         }
 
         // Step 5.
         let Some(entry) = self.credentials.lookup(req.realm, username) else {
             self.stats.unknown_user += 1;
-            let _ = self
-                .guard
-                .record_failure(req.realm, username, req.source, now_s);
+            self.failed(Refusal::UnknownUser, req, username, now_s);
             return challenge(false);
         };
         let Some(ha1) = entry.ha1(creds.algorithm) else {
@@ -391,9 +407,7 @@ impl Authenticator {
         };
         if !digest::verify(ha1, creds, req.method) {
             self.stats.bad_response += 1;
-            let _ = self
-                .guard
-                .record_failure(req.realm, username, req.source, now_s);
+            self.failed(Refusal::BadPassword, req, username, now_s);
             return challenge(false);
         }
 
@@ -421,6 +435,8 @@ impl Authenticator {
         // Step 8: the AoR is the user's own, or allow-listed for it (third-party registration).
         if username != req.to_user && !entry.allows_aor(req.aor) {
             self.stats.forbidden_not_owner += 1;
+            self.refusals
+                .refused(Refusal::NotOwner, username, req.source, None, now_s);
             return AuthDecision::Forbidden(ForbiddenReason::NotOwner);
         }
         self.stats.accepted += 1;
