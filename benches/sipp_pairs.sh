@@ -18,10 +18,14 @@
 #                                            preload registered them: no neighbouring AoR data in cache)
 #                         [--sipp-cpu N]    (SIPp pinned to CPU N, e.g. off the targets' CPU, as a remote
 #                                            load generator would be; default: wherever the scheduler puts it)
+#                         [--subscribers N] (N event streams, `curl -N .../v1/events`, attached to the corereg
+#                                            under test, none to the baseline: with `--against` the same
+#                                            build, the ratio is the cost of N subscribers)
+#   REG_ARGS="..." adds flags to the corereg under test.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/benches/peers}"
-ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU=""
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU="" SUBSCRIBERS=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -33,7 +37,8 @@ while [[ $# -gt 0 ]]; do
     --against) AGAINST="$(cd "$2" && pwd)"; shift 2 ;;
     --shuffle) SHUFFLE=1; shift ;;
     --sipp-cpu) SIPP_CPU="$2"; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -69,6 +74,17 @@ sleep 0.5
 for p in "$STUB_PID" "$REG_PID"; do
   kill -0 "$p" 2>/dev/null || { echo "a target did not start:" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
+
+if ((SUBSCRIBERS > 0)); then
+  api=$(grep -o 'HTTP API on http://[0-9.:]*' "$WORK/corereg.log" | sed 's|.*http://||')
+  [[ -n "$api" ]] || { echo "--subscribers: the corereg under test runs no HTTP API" >&2; exit 1; }
+  for ((i = 0; i < SUBSCRIBERS; i++)); do
+    curl -sN "http://$api/v1/events" -o "$WORK/events.$i" &
+    PIDS+=("$!")
+  done
+  sleep 0.3
+  echo "$SUBSCRIBERS event subscribers attached to http://$api"
+fi
 
 USERS=$((ROUNDS * BURST))
 preload=("$REG_PORT")
@@ -123,5 +139,10 @@ ms=$(median "${stub[@]}") mr=$(median "${reg[@]}") mq=$(median "${ratio[@]}")
 quartiles=$(printf '%s\n' "${ratio[@]}" | sort -g | awk '{ v[NR] = $1 } END {
   q1 = v[int((NR + 3) / 4)]; q3 = v[int((3 * NR + 3) / 4)]; printf "%s-%s", q1, q3 }')
 within=$(printf '%s\n' "${ratio[@]}" | awk '$1 <= 1.2 { n++ } END { print n + 0 }')
+if ((SUBSCRIBERS > 0)); then
+  # Every subscriber must have received every change (none cut off): count the events of the first.
+  got=$(grep -c '^event: ' "$WORK/events.0" || true)
+  echo "subscriber 0 received $got events; cut off: $(grep -c '^event: cut-off' "$WORK"/events.* | awk -F: '{ s += $2 } END { print s + 0 }')"
+fi
 echo "SIPp at $RATE/s, $BURST REGISTERs per burst, $ROUNDS rounds: median $BASE $ms us, corereg $mr us per REGISTER;" \
   "median of per-round ratios ${mq}x (quartiles ${quartiles}x; $within of $ROUNDS rounds at or under 1.2x)"

@@ -223,6 +223,14 @@ impl Hub {
             }
             self.shard_seq[shard] = change.seq;
             self.last_id += 1;
+            tracing::debug!(
+                shard,
+                seq = change.seq,
+                kind = change.kind.as_str(),
+                aor = %String::from_utf8_lossy(change.aor).escape_debug(),
+                contact = %String::from_utf8_lossy(change.binding.contact).escape_debug(),
+                "binding change"
+            );
             let event = Arc::new(Event::from_change(self.last_id, shard, &change));
             if self.window.len() >= self.cfg.window {
                 self.window.pop_front();

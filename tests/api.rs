@@ -138,6 +138,24 @@ fn lookup_returns_every_field_ordered_grouped_and_selected() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = get(&server, "/healthz");
     assert_eq!(status, 200);
+
+    // Whatever the input, the answer is a JSON 4xx.
+    let long = "a".repeat(5000);
+    for (method, path, want) in [
+        ("GET", format!("/v1/aors/{long}%40example.com"), 400),
+        ("GET", "/v1/aors/%FF%FE%40example.com".to_string(), 400),
+        ("GET", "/v1/aors/%40".to_string(), 400),
+        ("GET", "/v1/events?snapshot=yes".to_string(), 400),
+        ("GET", "/v1/aors?limit=-1".to_string(), 400),
+        ("POST", "/v1/aors/alice%40example.com".to_string(), 405),
+        ("PUT", "/metrics".to_string(), 405),
+    ] {
+        let (status, body) = call(&server, method, &path);
+        assert_eq!(status, want, "{method} {}: {body}", &path[..path.len().min(60)]);
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {body}");
+    }
+    // The registrar still serves.
+    assert_eq!(sip_fetch(&client, "alice").len(), 2);
 }
 
 #[test]

@@ -198,9 +198,35 @@ async fn guard(State(ctx): State<Arc<ApiContext>>, request: HttpRequest, next: N
         }
     }
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = as_json_error(next.run(request).await).await;
     ctx.metrics.observe(response.status(), started.elapsed());
     response
+}
+
+/// Most bytes of a framework error message (a rejected path or query) kept in its JSON form.
+const MAX_ERROR_TEXT_BYTES: usize = 1024;
+
+/// Every error as JSON: the routes write theirs so, and the framework's own (a path or query that does not
+/// parse, a method a route does not allow) are rewritten here.
+async fn as_json_error(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), MAX_ERROR_TEXT_BYTES)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let text = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text.trim().to_string()
+    };
+    error(status, text)
 }
 
 /// Compares without an early exit, so the time taken does not tell how much of a guess was right.
