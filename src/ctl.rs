@@ -305,7 +305,7 @@ impl Client {
             Err(ureq::Error::Status(status, response)) => {
                 let mut e = http_error(status, &read_body(response)?);
                 if status == 410 {
-                    e.hint = "; start again with --snapshot";
+                    e.hint = "; use --snapshot";
                 }
                 return Err(e.into());
             }
@@ -574,7 +574,9 @@ pub fn format_stats(v: &Value) -> String {
     let Some(top) = v.as_object() else {
         return plain(v).into_owned();
     };
-    for (key, value) in top {
+    // The shards first, then the rest (the event hub's figures).
+    let (shards, rest): (Vec<_>, Vec<_>) = top.iter().partition(|(key, _)| *key == "shards");
+    for (key, value) in shards.into_iter().chain(rest) {
         match (key.as_str(), value) {
             ("shards", Value::Array(shards)) => {
                 for shard in shards {
@@ -622,6 +624,7 @@ pub fn format_event(name: &str, data: &Value) -> String {
             field("changes")
         ),
         "cut-off" => "cut-off: this client fell too far behind; the stream ends".to_string(),
+        "error" => format!("error: {}", field("error")),
         _ if data.get("kind").is_some() => {
             let at = data
                 .get("at")
@@ -895,8 +898,10 @@ mod tests {
             "shard 0 aors=2 bindings=3 registers=10\nshard 1 aors=0 bindings=0 registers=1"
         );
         assert_eq!(
-            format_stats(&json!({"shards": [], "events": {"subscribers": 1}})),
-            "events subscribers=1"
+            format_stats(
+                &json!({"shards": [{"id": 0, "bindings": 1}], "events": {"subscribers": 1, "lost": 0}})
+            ),
+            "shard 0 bindings=1\nevents lost=0 subscribers=1"
         );
     }
 
@@ -926,6 +931,13 @@ mod tests {
         assert!(format_event("lost", &json!({"shard": 1, "changes": 12}))
             .starts_with("lost shard=1 changes=12"));
         assert!(format_event("cut-off", &json!({})).starts_with("cut-off"));
+        assert_eq!(
+            format_event(
+                "error",
+                &json!({"error": "shard 1 did not answer the snapshot"})
+            ),
+            "error: shard 1 did not answer the snapshot"
+        );
         assert_eq!(
             event_json_line("lost", json!({"shard": 1, "changes": 12})),
             r#"{"changes":12,"event":"lost","shard":1}"#
