@@ -439,6 +439,83 @@ pub enum Command {
     /// Print a new random nonce key in hex, the content of a --nonce-key-file.
     #[command(alias = "nonce-key")]
     GenNonceKey,
+    /// Query and manage a running corereg through its HTTP API (see docs/api.md).
+    Ctl(CtlArgs),
+}
+
+/// `corereg ctl`'s default `--api`: the HTTP API's default address.
+pub const CTL_API: &str = "http://127.0.0.1:8080";
+
+/// `corereg ctl`'s default `--timeout`, seconds.
+pub const CTL_TIMEOUT_S: u64 = 30;
+
+/// `corereg ctl`: where the API is, how to authenticate, how to print; then what to do.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The HTTP API's base URL (http:// only).
+    #[arg(long, value_name = "URL", default_value = CTL_API, global = true)]
+    pub api: String,
+    /// A file whose first line is the API's bearer token (the server's --http-token-file).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON as is (for `events`: one object per line, with its "event" name) instead of
+    /// readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for connecting and for each answer (`events`: for connecting only).
+    #[arg(long, value_name = "S", default_value_t = CTL_TIMEOUT_S, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What `corereg ctl` does.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Print an AoR's live bindings, highest q first.
+    Lookup {
+        /// The AoR, e.g. sip:alice@example.com (`sip:` may be left out).
+        aor: String,
+        /// Group the bindings by q (parallel-then-serial forking).
+        #[arg(long)]
+        group_q: bool,
+        /// Only these binding fields, comma-separated: id, contact, q, expires, expires_at, path, source,
+        /// instance, reg_id, call_id, cseq, user_agent, updated_at.
+        #[arg(long, value_name = "LIST")]
+        fields: Option<String>,
+    },
+    /// Print the registered AoRs with their binding counts, a page at a time.
+    List {
+        /// Only the AoRs that start with this (canonical form, `sip:` included).
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// AoRs per page, 1 to 1000 (the API's default: 100).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Follow the pages to the last one.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove an AoR's bindings, or one of them.
+    Delete {
+        /// The AoR, e.g. sip:alice@example.com.
+        aor: String,
+        /// Only the binding with this id (as `lookup` shows it).
+        #[arg(long, value_name = "ID")]
+        binding: Option<u32>,
+    },
+    /// Follow the binding change events until interrupted.
+    Events {
+        /// Start with the current state: every AoR's bindings, then the changes.
+        #[arg(long, conflicts_with = "last_event_id")]
+        snapshot: bool,
+        /// Resume right after this event (its SSE id, as a reconnecting client sends it).
+        #[arg(long, value_name = "ID")]
+        last_event_id: Option<String>,
+    },
+    /// Print every shard's counters.
+    Stats,
 }
 
 /// `--auth`.

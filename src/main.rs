@@ -1,10 +1,13 @@
 //! corereg's start-up: flags, logging, resource checks, one pinned shard per CPU (sockets bound and the handoff
 //! mesh built before any starts), and a clean stop of every shard on SIGINT/SIGTERM. With `--auth required`:
 //! the nonce key and the credentials loaded once and shared by every shard, and the credentials reloaded on
-//! SIGHUP. Also the helper commands `corereg ha1` and `corereg gen-nonce-key`.
+//! SIGHUP. Also the helper commands `corereg ha1`, `corereg gen-nonce-key` and `corereg ctl` (the HTTP API's
+//! client, in `ctl`).
 //! Everything that handles datagrams lives in the library (`corereg::shard` and the core it drives).
 
 #![forbid(unsafe_code)]
+
+mod ctl;
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -125,9 +128,10 @@ fn init_tracing(filter: &str) -> Result<()> {
     Ok(())
 }
 
-/// `corereg ha1` and `corereg gen-nonce-key`: print to stdout, errors to stderr.
+/// `corereg ha1`, `corereg gen-nonce-key` and `corereg ctl`: print to stdout, errors to stderr.
 fn run_command(command: Command) -> ExitCode {
     let result = match command {
+        Command::Ctl(args) => return ctl::main(args),
         Command::Ha1 {
             user,
             realm,

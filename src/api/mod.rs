@@ -4,3 +4,4 @@
 pub mod json;
 pub mod metrics;
 pub mod server;
+pub mod webhook;
