@@ -1073,7 +1073,6 @@ impl Config {
             ("--events-window", a.events_window, 0),
             ("--events-subscriber-queue", a.events_subscriber_queue, 2),
             ("--events-max-subscribers", a.events_max_subscribers, 1),
-            ("--webhook-batch", a.webhook_batch, 1),
         ] {
             if !(min..=MAX_API_LIMIT).contains(&value) {
                 return invalid(format!(
@@ -1081,11 +1080,9 @@ impl Config {
                 ));
             }
         }
-        if let Some(url) = &a.webhook {
-            if !url.starts_with("http://") {
-                return invalid(format!(
-                    "--webhook {url:?}: only http:// URLs are supported (put a TLS proxy in front for https)"
-                ));
+        if let Some(cfg) = self.webhook_config() {
+            if let Err(e) = cfg.validate() {
+                return invalid(e.to_string());
             }
         }
         Ok(())
@@ -1134,6 +1131,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The webhook's settings, when `--webhook` is given.
+    pub fn webhook_config(&self) -> Option<crate::api::webhook::WebhookConfig> {
+        let url = self.api.webhook.clone()?;
+        Some(crate::api::webhook::WebhookConfig {
+            batch: self.api.webhook_batch,
+            ..crate::api::webhook::WebhookConfig::new(url)
+        })
     }
 
     /// The realms REGISTERs can be authenticated in, distinct, in order: each served domain's (its --realm,

@@ -296,6 +296,7 @@ pub struct HubStats {
 /// Runs the hub until every shard's sender is gone: takes batches from `changes`, and requests from
 /// `requests`.
 pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<Request>) {
+    let mut requests = requests;
     loop {
         crossbeam_channel::select! {
             recv(changes) -> batch => match batch {
@@ -316,7 +317,8 @@ pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<Req
                 Ok(Request::Stats { reply }) => {
                     let _ = reply.send(hub.stats());
                 }
-                Err(_) => {}
+                // Nobody can ask anything any more: only the changes are left to wait for.
+                Err(_) => requests = crossbeam_channel::never(),
             },
         }
     }

@@ -22,6 +22,7 @@ use tracing_subscriber::EnvFilter;
 
 use corereg::api::metrics::ApiMetrics;
 use corereg::api::server::{self, ApiContext, ApiServer};
+use corereg::api::webhook;
 use corereg::auth::credentials::{self, CredentialStore};
 use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
@@ -390,13 +391,29 @@ struct PreparedApi {
     changes: Option<crossbeam_channel::Sender<shard::changes::ShardChanges>>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     server: Option<ApiServer>,
+    webhook: Option<Webhook>,
+}
+
+/// The webhook's thread and its stop flag.
+struct Webhook {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// How many change batches may wait for the event hub before a shard drops one (and the hub reports it).
 const CHANGE_BATCHES_QUEUED: usize = 4096;
 
-/// Starts the event hub (when anything listens to it) and the HTTP API, before the shards: a port that is
-/// taken or a token file that cannot be read stops start-up here.
+/// Starts the event hub (when anything listens to it: the API or the webhook), the webhook and the HTTP API,
+/// before the shards: a port that is taken or a token file that cannot be read stops start-up here.
 fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<PreparedApi> {
     let settings = &config.api;
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -405,12 +422,14 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         changes: None,
         ready: ready.clone(),
         server: None,
+        webhook: None,
     };
-    let Some(listen) = settings.listen else {
+    let webhook_config = config.webhook_config();
+    if settings.listen.is_none() && webhook_config.is_none() {
         return Ok(prepared);
-    };
+    }
     if config.stateless_stub {
-        tracing::info!("HTTP API off: the stateless stub has no bindings to serve");
+        tracing::info!("HTTP API and webhook off: the stateless stub has no bindings");
         return Ok(prepared);
     }
     let token = match &settings.token_file {
@@ -431,6 +450,18 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         .name("corereg-events".into())
         .spawn(move || events::run(hub, changes_rx, hub_rx))
         .context("cannot start the event hub's thread")?;
+    prepared.changes = Some(changes_tx);
+    let webhook_counters = match webhook_config {
+        Some(cfg) => {
+            let counters = Arc::new(webhook::WebhookCounters::default());
+            prepared.webhook = Some(start_webhook(cfg, hub_tx.clone(), counters.clone())?);
+            Some(counters)
+        }
+        None => None,
+    };
+    let Some(listen) = settings.listen else {
+        return Ok(prepared);
+    };
     let mut clients = Vec::with_capacity(shards);
     for (id, slot) in prepared.inboxes.iter_mut().enumerate() {
         let (client, inbox) = shard::api::channel(id, settings.shard_queue)
@@ -447,6 +478,7 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         run_id: run_id(),
         ready,
         metrics: ApiMetrics::default(),
+        webhook: webhook_counters,
     };
     let server = server::start(listen, settings.threads, settings.max_connections, ctx)?;
     tracing::info!(
@@ -458,9 +490,31 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
             "loopback, no token"
         }
     );
-    prepared.changes = Some(changes_tx);
     prepared.server = Some(server);
     Ok(prepared)
+}
+
+fn start_webhook(
+    cfg: webhook::WebhookConfig,
+    hub: crossbeam_channel::Sender<events::Request>,
+    counters: Arc<webhook::WebhookCounters>,
+) -> Result<Webhook> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let url = cfg.url.clone();
+    let thread = std::thread::Builder::new()
+        .name("corereg-webhook".into())
+        .spawn(move || {
+            webhook::run(cfg, hub, counters, move || {
+                flag.load(std::sync::atomic::Ordering::Acquire)
+            })
+        })
+        .context("cannot start the webhook's thread")?;
+    tracing::info!("webhook: binding change events are POSTed to {url}");
+    Ok(Webhook {
+        stop,
+        thread: Some(thread),
+    })
 }
 
 /// The bearer token: the file's first line, trimmed; an empty or unreadable file is an error naming the flag.

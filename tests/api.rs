@@ -151,8 +151,16 @@ fn lookup_returns_every_field_ordered_grouped_and_selected() {
         ("PUT", "/metrics".to_string(), 405),
     ] {
         let (status, body) = call(&server, method, &path);
-        assert_eq!(status, want, "{method} {}: {body}", &path[..path.len().min(60)]);
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {body}");
+        assert_eq!(
+            status,
+            want,
+            "{method} {}: {body}",
+            &path[..path.len().min(60)]
+        );
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {body}"
+        );
     }
     // The registrar still serves.
     assert_eq!(sip_fetch(&client, "alice").len(), 2);
@@ -545,4 +553,124 @@ fn a_non_loopback_api_needs_a_token_and_checks_it() {
         .call()
         .expect("token accepted");
     assert_eq!(ok.status(), 200);
+}
+
+/// A minimal HTTP endpoint: answers every POST with 200 and hands each body over.
+fn endpoint() -> (SocketAddr, mpsc::Receiver<Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = tx.send(serde_json::from_slice(&body).expect("JSON body"));
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if std::io::Write::write_all(reader.get_mut(), ok).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn the_webhook_posts_every_change_even_without_the_http_api() {
+    let (addr, posts) = endpoint();
+    let url = format!("http://{addr}/hook");
+    let server = Server::start(&["--domain", DOMAIN, "--http", "none", "--webhook", &url]);
+    assert!(server.api.is_none());
+    let client = server.client();
+    std::thread::sleep(Duration::from_millis(300));
+    let req = register(&client, "alice", &["<sip:alice@192.0.2.1>"], &[]);
+    let unregister = req.next().contact("<sip:alice@192.0.2.1>").expires("0");
+    assert_eq!(client.request(&unregister.build()).status, 200);
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.len() < 2 && Instant::now() < deadline {
+        if let Ok(body) = posts.recv_timeout(Duration::from_millis(200)) {
+            events.extend(body["events"].as_array().expect("events").clone());
+        }
+    }
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["registered", "unregistered"], "{events:?}");
+    assert_eq!(events[0]["aor"], "sip:alice@example.com");
+    assert_eq!(events[0]["binding"]["contact"], "sip:alice@192.0.2.1");
+}
+
+fn ctl(server: &Server, args: &[&str]) -> (Option<i32>, String, String) {
+    let api = format!("http://{}", api(server));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corereg"))
+        .arg("ctl")
+        .args(["--api", &api])
+        .args(args)
+        .output()
+        .expect("run corereg ctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ctl_looks_up_lists_deletes_and_reports() {
+    let server = Server::start(&["--domain", DOMAIN]);
+    let client = server.client();
+    register(
+        &client,
+        "alice",
+        &["<sip:alice@192.0.2.1:5062>;q=0.5"],
+        &["Path: <sip:edge.example.net;lr>"],
+    );
+    let (code, out, err) = ctl(&server, &["lookup", "alice@example.com"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sip:alice@example.com"), "{out}");
+    assert!(out.contains("sip:alice@192.0.2.1:5062"), "{out}");
+    assert!(out.contains("q=0.5"), "{out}");
+    assert!(out.contains("edge.example.net"), "{out}");
+    let (code, out, _) = ctl(&server, &["--json", "lookup", "alice@example.com"]);
+    assert_eq!(code, Some(0));
+    let json: Value = serde_json::from_str(&out).expect("--json prints the API's JSON");
+    assert_eq!(json["bindings"][0]["q"], 0.5);
+    let (code, out, _) = ctl(&server, &["list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("sip:alice@example.com"), "{out}");
+    let (code, out, _) = ctl(&server, &["stats"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("shard 0"), "{out}");
+    let (code, out, err) = ctl(&server, &["delete", "alice@example.com"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("deleted 1"), "{out}");
+    let (code, out, err) = ctl(&server, &["lookup", "alice@example.com"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(format!("{out}{err}").contains("no bindings"), "{out}{err}");
+    assert!(sip_fetch(&client, "alice").is_empty());
 }

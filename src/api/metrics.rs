@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::webhook::WebhookStats;
 use crate::events::HubStats;
 use crate::shard::api::ShardStats;
 
@@ -53,10 +54,38 @@ impl ApiMetrics {
     }
 
     /// Everything, as a scrape returns it.
-    pub fn encode(&self, shards: &[ShardStats], hub: &HubStats) -> Result<String, std::fmt::Error> {
+    pub fn encode(
+        &self,
+        shards: &[ShardStats],
+        hub: &HubStats,
+        webhook: Option<&WebhookStats>,
+    ) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::with_prefix("corereg");
         register_shards(&mut registry, shards);
         register_hub(&mut registry, hub);
+        if let Some(w) = webhook {
+            for (name, help, value) in [
+                (
+                    "webhook_delivered",
+                    "Events the webhook endpoint accepted",
+                    w.delivered,
+                ),
+                (
+                    "webhook_failed_attempts",
+                    "Webhook POSTs that failed (each is retried)",
+                    w.failed_attempts,
+                ),
+                (
+                    "webhook_lost",
+                    "Events the webhook never sent (the endpoint was down too long)",
+                    w.lost,
+                ),
+            ] {
+                let c = Counter::<u64>::default();
+                c.inc_by(value);
+                registry.register(name, help, c);
+            }
+        }
         registry.register(
             "api_requests",
             "HTTP API requests answered, by status code",
@@ -266,7 +295,14 @@ mod tests {
             ..HubStats::default()
         };
         let text = metrics
-            .encode(&[shard(0, 10), shard(1, 4)], &hub)
+            .encode(
+                &[shard(0, 10), shard(1, 4)],
+                &hub,
+                Some(&WebhookStats {
+                    delivered: 5,
+                    ..WebhookStats::default()
+                }),
+            )
             .expect("encodes");
         for line in [
             "corereg_bindings{shard=\"0\"} 10",
@@ -281,6 +317,7 @@ mod tests {
             "corereg_api_requests_total{code=\"200\"} 1",
             "corereg_api_unauthorized_total 1",
             "corereg_api_request_duration_seconds_count 1",
+            "corereg_webhook_delivered_total 5",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -60,6 +60,8 @@ pub struct ApiContext {
     /// True once every shard serves.
     pub ready: Arc<AtomicBool>,
     pub metrics: ApiMetrics,
+    /// The webhook's counters, when it runs.
+    pub webhook: Option<Arc<super::webhook::WebhookCounters>>,
 }
 
 #[derive(Debug, Error)]
@@ -522,7 +524,8 @@ async fn metrics(State(ctx): State<Arc<ApiContext>>) -> Response {
         Ok(found) => found,
         Err(response) => return response,
     };
-    match ctx.metrics.encode(&shards, &hub) {
+    let webhook = ctx.webhook.as_ref().map(|c| c.stats());
+    match ctx.metrics.encode(&shards, &hub, webhook.as_ref()) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -625,6 +628,10 @@ fn sse(name: &str, data: &Value) -> SseEvent {
     SseEvent::default().event(name).data(data.to_string())
 }
 
+/// What a snapshot read: the sequence number each AoR (by shard) was read at, and the last event id that
+/// may repeat a change already in it.
+type SnapshotRead = (HashMap<(usize, String), u64>, u64);
+
 /// Writes one subscriber's stream: the snapshot when asked, then the events. Ends when the client goes
 /// (its end of `tx` is dropped), when it is cut off, or when the hub stops.
 async fn produce(
@@ -633,8 +640,7 @@ async fn produce(
     snapshot: bool,
     tx: mpsc::Sender<SseEvent>,
 ) {
-    // For a snapshot: the sequence number each AoR was read at, and the last event id that may repeat it.
-    let mut seen: Option<(HashMap<(usize, String), u64>, u64)> = None;
+    let mut seen: Option<SnapshotRead> = None;
     if snapshot {
         match send_snapshot(&ctx, &tx).await {
             Ok(Some(found)) => seen = Some(found),
@@ -684,7 +690,7 @@ async fn produce(
 async fn send_snapshot(
     ctx: &ApiContext,
     tx: &mpsc::Sender<SseEvent>,
-) -> Result<Option<(HashMap<(usize, String), u64>, u64)>, String> {
+) -> Result<Option<SnapshotRead>, String> {
     let mut read = HashMap::new();
     let now_s = crate::shard::now().unix_s();
     for shard in &ctx.shards {
