@@ -479,6 +479,7 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         ready,
         metrics: ApiMetrics::default(),
         webhook: webhook_counters,
+        snapshots: Arc::new(tokio::sync::Semaphore::new(server::MAX_SNAPSHOTS)),
     };
     let server = server::start(listen, settings.threads, settings.max_connections, ctx)?;
     tracing::info!(
@@ -522,6 +523,16 @@ fn read_token(path: &std::path::Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --http-token-file {}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "--http-token-file {} can be read by other users (mode {:o}): chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
     if token.is_empty() {
         bail!(
             "--http-token-file {}: the first line (the token) is empty",

@@ -409,6 +409,20 @@ fn events_arrive_in_order_resume_and_start_from_a_snapshot() {
         snap.next(Duration::from_millis(300)).is_none(),
         "no duplicate"
     );
+
+    // A snapshot holds its slot only while it is read: more streams than the limit, each open, all start.
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        let stream =
+            Events::open(&server, "?snapshot=true", None).expect("a snapshot slot is free");
+        let names: Vec<String> = stream
+            .take(4)
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect();
+        assert_eq!(names, ["snapshot", "snapshot", "snapshot", "snapshot-end"]);
+        open.push(stream);
+    }
 }
 
 #[test]

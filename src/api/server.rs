@@ -62,7 +62,12 @@ pub struct ApiContext {
     pub metrics: ApiMetrics,
     /// The webhook's counters, when it runs.
     pub webhook: Option<Arc<super::webhook::WebhookCounters>>,
+    /// Snapshots being streamed at once, at most [`MAX_SNAPSHOTS`] (each holds its AoRs' names a while).
+    pub snapshots: Arc<Semaphore>,
 }
+
+/// Event streams that start with a snapshot at once; more get 503 until one ends.
+pub const MAX_SNAPSHOTS: usize = 4;
 
 #[derive(Debug, Error)]
 pub enum ApiStartError {
@@ -563,12 +568,25 @@ async fn events_stream(
             "give either ?snapshot=true or Last-Event-ID, not both",
         );
     }
+    let permit = if snapshot {
+        match ctx.snapshots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{MAX_SNAPSHOTS} snapshots are being streamed; try again shortly"),
+                )
+            }
+        }
+    } else {
+        None
+    };
     let subscription = match subscribe(&ctx, last).await {
         Ok(s) => s,
         Err(response) => return response,
     };
     let (tx, rx) = mpsc::channel::<SseEvent>(SSE_BUFFER);
-    tokio::spawn(produce(ctx.clone(), subscription, snapshot, tx));
+    tokio::spawn(produce(ctx.clone(), subscription, permit, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
@@ -632,57 +650,59 @@ fn sse(name: &str, data: &Value) -> SseEvent {
 /// may repeat a change already in it.
 type SnapshotRead = (HashMap<(usize, String), u64>, u64);
 
-/// Writes one subscriber's stream: the snapshot when asked, then the events. Ends when the client goes
-/// (its end of `tx` is dropped), when it is cut off, or when the hub stops.
+/// Writes one subscriber's stream: the snapshot when asked (holding `snapshot`, a permit, meanwhile), then
+/// the events. Ends when the client goes (its end of `tx` is dropped), when it is cut off, or when the hub
+/// stops.
 async fn produce(
     ctx: Arc<ApiContext>,
     mut sub: Subscription,
-    snapshot: bool,
+    snapshot: Option<OwnedSemaphorePermit>,
     tx: mpsc::Sender<SseEvent>,
 ) {
-    let mut seen: Option<SnapshotRead> = None;
-    if snapshot {
-        match send_snapshot(&ctx, &tx).await {
-            Ok(Some(found)) => seen = Some(found),
+    if let Some(permit) = snapshot {
+        let (read, barrier) = match send_snapshot(&ctx, &tx).await {
+            Ok(Some(found)) => found,
             Ok(None) => return,
             Err(message) => {
                 let _ = tx.send(sse("error", &json!({ "error": message }))).await;
                 return;
             }
-        }
-    }
-    while let Some(message) = sub.next().await {
-        let out = match message {
-            Message::Event(e) => {
-                if let Some((read, barrier)) = &seen {
-                    if e.id > *barrier {
-                        seen = None;
-                    } else if read
-                        .get(&(e.shard, e.aor.clone()))
-                        .is_some_and(|&seq| e.seq <= seq)
-                    {
-                        continue;
-                    }
-                }
-                sse(e.kind.as_str(), &json::event(&e)).id(format!("{}-{}", ctx.run_id, e.id))
-            }
-            Message::Lost { shard, changes } => {
-                sse("lost", &json!({ "shard": shard, "changes": changes }))
-            }
-            Message::CutOff => {
-                let _ = tx
-                    .send(sse(
-                        "cut-off",
-                        &json!({ "reason": "the subscriber fell behind; reconnect with Last-Event-ID" }),
-                    ))
-                    .await;
+        };
+        // Every event up to the barrier was queued to this subscription before the barrier was answered:
+        // those whose change the snapshot already holds are dropped, then the names are let go.
+        while let Some(message) = sub.try_next() {
+            let repeated = matches!(&message, Message::Event(e) if e.id <= barrier
+                && read.get(&(e.shard, e.aor.clone())).is_some_and(|&seq| e.seq <= seq));
+            if !repeated && !forward(&ctx, &tx, message).await {
                 return;
             }
-        };
-        if tx.send(out).await.is_err() {
+        }
+        drop((read, permit));
+    }
+    while let Some(message) = sub.next().await {
+        if !forward(&ctx, &tx, message).await {
             return;
         }
     }
+}
+
+/// Writes one message to the stream; false when the stream ends (the client went, or it was cut off).
+async fn forward(ctx: &ApiContext, tx: &mpsc::Sender<SseEvent>, message: Message) -> bool {
+    let out = match message {
+        Message::Event(e) => {
+            sse(e.kind.as_str(), &json::event(&e)).id(format!("{}-{}", ctx.run_id, e.id))
+        }
+        Message::Lost { shard, changes } => {
+            sse("lost", &json!({ "shard": shard, "changes": changes }))
+        }
+        Message::CutOff => {
+            let notice =
+                json!({ "reason": "the subscriber fell behind; reconnect with Last-Event-ID" });
+            let _ = tx.send(sse("cut-off", &notice)).await;
+            return false;
+        }
+    };
+    tx.send(out).await.is_ok()
 }
 
 /// Streams every shard's state page by page. Returns what was read (for the no-duplicate filter) and the
