@@ -520,8 +520,8 @@ fn metrics_parse_as_prometheus_text() {
             .sum()
     };
     assert_eq!(sum("corereg_bindings{", ""), 1.0);
-    assert_eq!(sum("corereg_sip_replies_total{", "class=\"2xx\"}"), 1.0);
-    assert_eq!(sum("corereg_sip_replies_total{", "class=\"4xx\"}"), 1.0);
+    assert_eq!(sum("corereg_sip_replies_total{", "status=\"200\"}"), 1.0);
+    assert_eq!(sum("corereg_sip_replies_total{", "status=\"404\"}"), 1.0);
     assert!(samples["corereg_events_total"] >= 1.0);
     assert!(samples.contains_key("corereg_api_request_duration_seconds_count"));
     assert!(samples.contains_key("corereg_shard_overloaded_503_total{shard=\"0\"}"));

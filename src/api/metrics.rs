@@ -154,26 +154,27 @@ fn register_shards(registry: &mut Registry, shards: &[ShardStats]) {
             .iter()
             .map(|s| (shard_label(s.report.id), s.aors as i64)),
     );
-    // Replies of the registrar by class: the REGISTERs' outcomes.
+    // The registrar's replies by status code: the REGISTERs' outcomes (200: applied).
     counter_family(
         registry,
         "sip_replies",
-        "SIP replies written by the registrar, by class (2xx: REGISTERs applied)",
+        "SIP replies written by the registrar, by status code (200: a REGISTER applied)",
         shards.iter().flat_map(|s| {
-            let r = s.report.registrar.clone().unwrap_or_default();
+            let replies = s
+                .report
+                .registrar
+                .as_ref()
+                .map(|r| r.replies)
+                .unwrap_or_default();
             let id = s.report.id;
-            [
-                ("2xx", r.registers_ok),
-                ("4xx", r.replies_4xx),
-                ("5xx", r.replies_5xx),
-            ]
-            .into_iter()
-            .map(move |(class, v)| {
-                (
-                    vec![("shard", id.to_string()), ("class", class.to_string())],
-                    v,
-                )
-            })
+            let counts: Vec<_> = replies.iter().collect();
+            counts
+                .into_iter()
+                .filter(|&(_, v)| v > 0)
+                .map(move |(code, v)| {
+                    let code = code.map_or_else(|| "other".to_string(), |c| c.to_string());
+                    (vec![("shard", id.to_string()), ("status", code)], v)
+                })
         }),
     );
     let registrar = shards
@@ -276,11 +277,17 @@ mod tests {
                 bindings,
                 handed_off: 7,
                 overloaded_503: 2,
-                registrar: Some(Stats {
-                    registers_ok: 11,
-                    replies_4xx: 3,
-                    expired: 4,
-                    ..Stats::default()
+                registrar: Some({
+                    let mut stats = Stats {
+                        registers_ok: 11,
+                        replies_4xx: 3,
+                        expired: 4,
+                        ..Stats::default()
+                    };
+                    for status in [200, 200, 404, 599] {
+                        stats.replies.count(status);
+                    }
+                    stats
                 }),
                 ..ShardReport::default()
             },
@@ -308,7 +315,9 @@ mod tests {
             "corereg_bindings{shard=\"0\"} 10",
             "corereg_bindings{shard=\"1\"} 4",
             "corereg_aors{shard=\"1\"} 2",
-            "corereg_sip_replies_total{shard=\"0\",class=\"2xx\"} 11",
+            "corereg_sip_replies_total{shard=\"0\",status=\"200\"} 2",
+            "corereg_sip_replies_total{shard=\"1\",status=\"404\"} 1",
+            "corereg_sip_replies_total{shard=\"1\",status=\"other\"} 1",
             "corereg_registrar_expired_total{shard=\"1\"} 4",
             "corereg_shard_handed_off_total{shard=\"0\"} 7",
             "corereg_shard_overloaded_503_total{shard=\"1\"} 2",

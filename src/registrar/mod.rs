@@ -206,6 +206,34 @@ pub struct Stats {
     pub expired: u64,
     /// Bindings removed by an operator ([`Registrar::delete`]).
     pub deleted: u64,
+    /// Every reply written, by status code.
+    pub replies: StatusCounts,
+}
+
+/// The status codes the registrar answers with.
+pub const STATUS_CODES: [u16; 16] = [
+    200, 400, 401, 403, 404, 405, 413, 414, 416, 420, 423, 439, 501, 503, 505, 513,
+];
+
+/// Replies counted by status code ([`STATUS_CODES`]; any other code is counted apart).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts([u64; STATUS_CODES.len() + 1]);
+
+impl StatusCounts {
+    /// Counts one reply with `status`.
+    pub fn count(&mut self, status: u16) {
+        let slot = STATUS_CODES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUS_CODES.len());
+        self.0[slot] += 1;
+    }
+
+    /// Each status code with its count; None stands for every other code.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<u16>, u64)> + '_ {
+        let codes = STATUS_CODES.iter().map(|&s| Some(s)).chain([None]);
+        codes.zip(self.0.iter().copied())
+    }
 }
 
 impl Stats {
@@ -221,6 +249,7 @@ impl Stats {
             dropped,
             expired,
             deleted,
+            replies: _,
         } = *self;
         [
             ("requests", requests),
@@ -350,6 +379,9 @@ impl Registrar {
         out.clear();
         self.stats.requests += 1;
         let outcome = self.dispatch(datagram, source, now, out);
+        if let Outcome::Reply { status, .. } = outcome {
+            self.stats.replies.count(status);
+        }
         match outcome {
             Outcome::Reply { status, .. } if (400..500).contains(&status) => {
                 self.stats.replies_4xx += 1
@@ -807,6 +839,7 @@ impl Registrar {
         w.header_u64(b"Retry-After", u64::from(retry_after));
         w.finish();
         self.stats.replies_5xx += 1;
+        self.stats.replies.count(503);
         Outcome::Reply {
             status: 503,
             bindings_changed: false,
