@@ -197,7 +197,7 @@ fn events(
             cut_off |= event.name == "cut-off";
             let data = serde_json::from_str(&event.data).unwrap_or(Value::String(event.data));
             let line = if json {
-                event_json_line(&event.name, data)
+                event_json_line(&event.name, data, event.last_event_id.as_deref())
             } else {
                 format_event(&event.name, &data)
             };
@@ -646,7 +646,7 @@ pub fn format_event(name: &str, data: &Value) -> String {
 
 /// `--json` for one stream event: its data with `"event": name` added (a data that is not an object is put
 /// under "data").
-pub fn event_json_line(name: &str, data: Value) -> String {
+pub fn event_json_line(name: &str, data: Value, last_event_id: Option<&str>) -> String {
     let mut m = match data {
         Value::Object(m) => m,
         Value::String(s) if s.is_empty() => Map::new(),
@@ -657,6 +657,10 @@ pub fn event_json_line(name: &str, data: Value) -> String {
         }
     };
     m.insert("event".into(), Value::String(name.to_string()));
+    if let Some(id) = last_event_id {
+        // What `--last-event-id` takes to resume after this line.
+        m.insert("last_event_id".into(), Value::String(id.to_string()));
+    }
     Value::Object(m).to_string()
 }
 
@@ -691,6 +695,8 @@ pub struct SseEvent {
     pub name: String,
     /// Its `data:` lines, joined with `\n`.
     pub data: String,
+    /// The stream's last event id when it came (its own, or an earlier event's): what to resume after.
+    pub last_event_id: Option<String>,
 }
 
 /// Reads Server-Sent Events from a byte stream fed in pieces of any size: lines end with LF, CRLF or CR;
@@ -757,6 +763,7 @@ impl SseParser {
                         name
                     },
                     data: std::mem::take(&mut self.data),
+                    last_event_id: self.last_id.clone(),
                 });
             }
             self.has_data = false;
@@ -939,15 +946,15 @@ mod tests {
             "error: shard 1 did not answer the snapshot"
         );
         assert_eq!(
-            event_json_line("lost", json!({"shard": 1, "changes": 12})),
+            event_json_line("lost", json!({"shard": 1, "changes": 12}), None),
             r#"{"changes":12,"event":"lost","shard":1}"#
         );
         assert_eq!(
-            event_json_line("cut-off", Value::String(String::new())),
-            r#"{"event":"cut-off"}"#
+            event_json_line("cut-off", Value::String(String::new()), Some("ab-7")),
+            r#"{"event":"cut-off","last_event_id":"ab-7"}"#
         );
         assert_eq!(
-            event_json_line("odd", Value::String("text".into())),
+            event_json_line("odd", Value::String("text".into()), None),
             r#"{"data":"text","event":"odd"}"#
         );
     }
@@ -1003,18 +1010,22 @@ mod tests {
             SseEvent {
                 name: "registered".into(),
                 data: "{\"id\":42}".into(),
+                last_event_id: Some("5f3a9c1e-42".into()),
             },
             SseEvent {
                 name: "snapshot".into(),
                 data: "{\"a\":1,\n \"b\":2}".into(),
+                last_event_id: Some("5f3a9c1e-42".into()),
             },
             SseEvent {
                 name: "message".into(),
                 data: "plain\ntwo".into(),
+                last_event_id: Some("5f3a9c1e-42".into()),
             },
             SseEvent {
                 name: "cut-off".into(),
                 data: String::new(),
+                last_event_id: Some("5f3a9c1e-42".into()),
             },
         ];
         for piece in [1, 2, 3, 7, stream.len()] {
