@@ -75,6 +75,17 @@ for p in "$STUB_PID" "$REG_PID"; do
   kill -0 "$p" 2>/dev/null || { echo "a target did not start:" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
 
+USERS=$((ROUNDS * BURST))
+preload=("$REG_PORT")
+[[ -n "$AGAINST" ]] && preload+=("$STUB_PORT")
+for port in "${preload[@]}"; do
+  echo "preloading the registrar on port $port with $USERS users (corereg-loadgen)..."
+  "$BIN/corereg-loadgen" run --target "127.0.0.1:$port" --users "$USERS" --count "$USERS" \
+    --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
+  jq -e '.failed + .timeouts == 0' "$WORK/preload.json" >/dev/null || { echo "preload had failures" >&2; exit 1; }
+done
+
+# Attached after the preload (whose 200,000 changes a second no stream is meant to follow).
 if ((SUBSCRIBERS > 0)); then
   api=$(grep -o 'HTTP API on http://[0-9.:]*' "$WORK/corereg.log" | sed 's|.*http://||')
   [[ -n "$api" ]] || { echo "--subscribers: the corereg under test runs no HTTP API" >&2; exit 1; }
@@ -86,15 +97,6 @@ if ((SUBSCRIBERS > 0)); then
   echo "$SUBSCRIBERS event subscribers attached to http://$api"
 fi
 
-USERS=$((ROUNDS * BURST))
-preload=("$REG_PORT")
-[[ -n "$AGAINST" ]] && preload+=("$STUB_PORT")
-for port in "${preload[@]}"; do
-  echo "preloading the registrar on port $port with $USERS users (corereg-loadgen)..."
-  "$BIN/corereg-loadgen" run --target "127.0.0.1:$port" --users "$USERS" --count "$USERS" \
-    --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
-  jq -e '.failed + .timeouts == 0' "$WORK/preload.json" >/dev/null || { echo "preload had failures" >&2; exit 1; }
-done
 
 # CPU nanoseconds of all threads of a process.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
