@@ -33,6 +33,8 @@ pub struct Event {
     pub at_s: u64,
     pub aor: String,
     pub binding: BindingView,
+    /// The event as JSON, written once by the first subscriber that needs it ([`crate::api::json::event_text`]).
+    pub json: std::sync::OnceLock<String>,
 }
 
 impl Event {
@@ -45,6 +47,7 @@ impl Event {
             at_s: c.at_s,
             aor: String::from_utf8_lossy(c.aor).into_owned(),
             binding: c.binding.to_view(),
+            json: std::sync::OnceLock::new(),
         }
     }
 }

@@ -180,6 +180,11 @@ pub fn user_and_host(aor: &str) -> (&str, &str) {
     }
 }
 
+/// [`event`] as text, made once per event however many subscribers write it.
+pub fn event_text(e: &Event) -> &str {
+    e.json.get_or_init(|| event(e).to_string())
+}
+
 /// One change event's data, as the stream and the webhook send it.
 pub fn event(e: &Event) -> Value {
     let (user, host) = user_and_host(&e.aor);

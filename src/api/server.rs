@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, Query, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,8 +37,10 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 const DEFAULT_LIST_LIMIT: usize = 100;
 /// AoRs per state page asked of a shard while a snapshot is streamed.
 const SNAPSHOT_PAGE: usize = 256;
-/// SSE events waiting to be written to one client (the subscription's own queue is the real buffer).
-const SSE_BUFFER: usize = 64;
+/// Chunks of SSE text waiting to be written to one client (the subscription's own queue is the real buffer).
+const SSE_BUFFER: usize = 16;
+/// Bytes of events gathered into one chunk (one write) when a subscriber has several queued.
+const SSE_CHUNK_BYTES: usize = 64 * 1024;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a request waits for a shard's answer before it is a 503.
 const SHARD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -585,13 +586,19 @@ async fn events_stream(
         Ok(s) => s,
         Err(response) => return response,
     };
-    let (tx, rx) = mpsc::channel::<SseEvent>(SSE_BUFFER);
+    let (tx, rx) = mpsc::channel::<String>(SSE_BUFFER);
     tokio::spawn(produce(ctx.clone(), subscription, permit, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, Infallible>(axum::body::Bytes::from(chunk)), rx))
     });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
         .into_response()
 }
 
@@ -642,8 +649,19 @@ async fn subscribe(ctx: &ApiContext, after: Option<u64>) -> Result<Subscription,
     }
 }
 
-fn sse(name: &str, data: &Value) -> SseEvent {
-    SseEvent::default().event(name).data(data.to_string())
+/// One event as SSE text (the data is one line of JSON).
+fn sse(name: &str, id: Option<&str>, data: &str) -> String {
+    let mut text = String::with_capacity(data.len() + 48);
+    text.push_str("event: ");
+    text.push_str(name);
+    if let Some(id) = id {
+        text.push_str("\nid: ");
+        text.push_str(id);
+    }
+    text.push_str("\ndata: ");
+    text.push_str(data);
+    text.push_str("\n\n");
+    text
 }
 
 /// What a snapshot read: the sequence number each AoR (by shard) was read at, and the last event id that
@@ -651,67 +669,99 @@ fn sse(name: &str, data: &Value) -> SseEvent {
 type SnapshotRead = (HashMap<(usize, String), u64>, u64);
 
 /// Writes one subscriber's stream: the snapshot when asked (holding `snapshot`, a permit, meanwhile), then
-/// the events. Ends when the client goes (its end of `tx` is dropped), when it is cut off, or when the hub
-/// stops.
+/// the events, as many as are queued in one chunk (one write for the lot). Ends when the client goes (its
+/// end of `tx` is dropped), when it is cut off, or when the hub stops.
 async fn produce(
     ctx: Arc<ApiContext>,
     mut sub: Subscription,
     snapshot: Option<OwnedSemaphorePermit>,
-    tx: mpsc::Sender<SseEvent>,
+    tx: mpsc::Sender<String>,
 ) {
     if let Some(permit) = snapshot {
         let (read, barrier) = match send_snapshot(&ctx, &tx).await {
             Ok(Some(found)) => found,
             Ok(None) => return,
             Err(message) => {
-                let _ = tx.send(sse("error", &json!({ "error": message }))).await;
+                let error = json!({ "error": message }).to_string();
+                let _ = tx.send(sse("error", None, &error)).await;
                 return;
             }
         };
         // Every event up to the barrier was queued to this subscription before the barrier was answered:
         // those whose change the snapshot already holds are dropped, then the names are let go.
+        let mut chunk = String::new();
         while let Some(message) = sub.try_next() {
             let repeated = matches!(&message, Message::Event(e) if e.id <= barrier
                 && read.get(&(e.shard, e.aor.clone())).is_some_and(|&seq| e.seq <= seq));
-            if !repeated && !forward(&ctx, &tx, message).await {
-                return;
+            if !repeated {
+                let going = append(&ctx, &mut chunk, message);
+                if !going || chunk.len() >= SSE_CHUNK_BYTES {
+                    if tx.send(std::mem::take(&mut chunk)).await.is_err() || !going {
+                        return;
+                    }
+                }
             }
         }
         drop((read, permit));
+        if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+            return;
+        }
     }
-    while let Some(message) = sub.next().await {
-        if !forward(&ctx, &tx, message).await {
+    loop {
+        let first = match tokio::time::timeout(KEEP_ALIVE, sub.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
+            Err(_) => {
+                if tx.send(": keep-alive\n\n".to_string()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut chunk = String::new();
+        let mut going = append(&ctx, &mut chunk, first);
+        while going && chunk.len() < SSE_CHUNK_BYTES {
+            match sub.try_next() {
+                Some(message) => going = append(&ctx, &mut chunk, message),
+                None => break,
+            }
+        }
+        if tx.send(chunk).await.is_err() || !going {
             return;
         }
     }
 }
 
-/// Writes one message to the stream; false when the stream ends (the client went, or it was cut off).
-async fn forward(ctx: &ApiContext, tx: &mpsc::Sender<SseEvent>, message: Message) -> bool {
-    let out = match message {
+/// Appends one message to a chunk of the stream; false when the stream ends with it (cut off).
+fn append(ctx: &ApiContext, chunk: &mut String, message: Message) -> bool {
+    match message {
         Message::Event(e) => {
-            sse(e.kind.as_str(), &json::event(&e)).id(format!("{}-{}", ctx.run_id, e.id))
+            let id = format!("{}-{}", ctx.run_id, e.id);
+            chunk.push_str(&sse(e.kind.as_str(), Some(&id), json::event_text(&e)));
+            true
         }
         Message::Lost { shard, changes } => {
-            sse("lost", &json!({ "shard": shard, "changes": changes }))
+            let data = json!({ "shard": shard, "changes": changes }).to_string();
+            chunk.push_str(&sse("lost", None, &data));
+            true
         }
         Message::CutOff => {
             let notice =
                 json!({ "reason": "the subscriber fell behind; reconnect with Last-Event-ID" });
-            let _ = tx.send(sse("cut-off", &notice)).await;
-            return false;
+            chunk.push_str(&sse("cut-off", None, &notice.to_string()));
+            false
         }
-    };
-    tx.send(out).await.is_ok()
+    }
 }
 
 /// Streams every shard's state page by page. Returns what was read (for the no-duplicate filter) and the
 /// last event id that can hold a change already in it; None when the client went away.
 async fn send_snapshot(
     ctx: &ApiContext,
-    tx: &mpsc::Sender<SseEvent>,
+    tx: &mpsc::Sender<String>,
 ) -> Result<Option<SnapshotRead>, String> {
     let mut read = HashMap::new();
+    let mut chunk = String::new();
     let now_s = crate::shard::now().unix_s();
     for shard in &ctx.shards {
         let mut from = Some(0);
@@ -733,10 +783,11 @@ async fn send_snapshot(
                         .map(|b| json::binding(b, now_s, Fields::default()))
                         .collect::<Vec<_>>(),
                 });
-                if tx.send(sse("snapshot", &data)).await.is_err() {
-                    return Ok(None);
-                }
+                chunk.push_str(&sse("snapshot", None, &data.to_string()));
                 read.insert((shard.shard(), aor), page.seq);
+            }
+            if tx.send(std::mem::take(&mut chunk)).await.is_err() {
+                return Ok(None);
             }
             from = page.next;
         }
@@ -750,7 +801,11 @@ async fn send_snapshot(
     let barrier = answer
         .await
         .map_err(|_| "the event hub stopped".to_string())?;
-    let end = sse("snapshot-end", &json!({ "aors": read.len() }));
+    let end = sse(
+        "snapshot-end",
+        None,
+        &json!({ "aors": read.len() }).to_string(),
+    );
     if tx.send(end).await.is_err() {
         return Ok(None);
     }
