@@ -695,10 +695,9 @@ async fn produce(
                 && read.get(&(e.shard, e.aor.clone())).is_some_and(|&seq| e.seq <= seq));
             if !repeated {
                 let going = append(&ctx, &mut chunk, message);
-                if !going || chunk.len() >= SSE_CHUNK_BYTES {
-                    if tx.send(std::mem::take(&mut chunk)).await.is_err() || !going {
-                        return;
-                    }
+                let full = !going || chunk.len() >= SSE_CHUNK_BYTES;
+                if full && (tx.send(std::mem::take(&mut chunk)).await.is_err() || !going) {
+                    return;
                 }
             }
         }
