@@ -49,8 +49,9 @@ PIN=""
 command -v sipp >/dev/null || { echo "sipp not found (apt-get install sip-tester)" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/corereg-pairs.XXXXXX)"
-PIDS=()
+PIDS=() SUB_PIDS=()
 cleanup() {
+  for p in "${SUB_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -91,7 +92,7 @@ if ((SUBSCRIBERS > 0)); then
   [[ -n "$api" ]] || { echo "--subscribers: the corereg under test runs no HTTP API" >&2; exit 1; }
   for ((i = 0; i < SUBSCRIBERS; i++)); do
     curl -sN "http://$api/v1/events" -o "$WORK/events.$i" &
-    PIDS+=("$!")
+    SUB_PIDS+=("$!")
   done
   sleep 0.3
   echo "$SUBSCRIBERS event subscribers attached to http://$api"
@@ -142,6 +143,7 @@ quartiles=$(printf '%s\n' "${ratio[@]}" | sort -g | awk '{ v[NR] = $1 } END {
   q1 = v[int((NR + 3) / 4)]; q3 = v[int((3 * NR + 3) / 4)]; printf "%s-%s", q1, q3 }')
 within=$(printf '%s\n' "${ratio[@]}" | awk '$1 <= 1.2 { n++ } END { print n + 0 }')
 if ((SUBSCRIBERS > 0)); then
+  kill "${SUB_PIDS[@]}" 2>/dev/null || true
   # Every subscriber must have received every change (none cut off): count the events of the first.
   got=$(grep -c '^event: ' "$WORK/events.0" || true)
   echo "subscriber 0 received $got events; cut off: $(grep -c '^event: cut-off' "$WORK"/events.* | awk -F: '{ s += $2 } END { print s + 0 }')"
