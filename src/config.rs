@@ -73,6 +73,7 @@ pub mod defaults {
     pub const EVENTS_WINDOW: usize = 100_000;
     pub const EVENTS_SUBSCRIBER_QUEUE: usize = 10_000;
     pub const EVENTS_MAX_SUBSCRIBERS: usize = 64;
+    pub const EVENTS_GATHER_MS: usize = 2;
     pub const WEBHOOK_BATCH: usize = 100;
 }
 
@@ -338,6 +339,11 @@ settings! {
     /// Event subscribers at once; more are refused with 503.
     #[arg(value_name = "N")]
     events_max_subscribers: usize = defaults::EVENTS_MAX_SUBSCRIBERS, flag: Option<usize>;
+
+    /// Milliseconds the event hub lets the shards' changes gather before taking them, so that a shard never
+    /// wakes it and subscribers receive them in batches (when idle, it looks up to 8 times less often).
+    #[arg(value_name = "MS")]
+    events_gather_ms: usize = defaults::EVENTS_GATHER_MS, flag: Option<usize>;
 
     /// POST every binding change event to this http:// URL (JSON batches, retried with back-off).
     #[arg(value_name = "URL")]
@@ -743,6 +749,7 @@ pub struct ApiSettings {
     pub events_window: usize,
     pub events_subscriber_queue: usize,
     pub events_max_subscribers: usize,
+    pub events_gather_ms: usize,
     pub webhook: Option<String>,
     pub webhook_batch: usize,
 }
@@ -751,6 +758,9 @@ pub struct ApiSettings {
 /// values: beyond these a value is a mistake, not a tuning.
 pub const MAX_API_THREADS: usize = 64;
 pub const MAX_API_LIMIT: usize = 10_000_000;
+
+/// Largest `--events-gather-ms`: events are meant to be seen within a second.
+pub const MAX_EVENTS_GATHER_MS: usize = 1000;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -892,6 +902,7 @@ impl Config {
             events_window,
             events_subscriber_queue,
             events_max_subscribers,
+            events_gather_ms,
             webhook,
             webhook_batch,
         } = settings;
@@ -950,6 +961,7 @@ impl Config {
                 events_window,
                 events_subscriber_queue,
                 events_max_subscribers,
+                events_gather_ms,
                 webhook,
                 webhook_batch,
             },
@@ -1065,6 +1077,12 @@ impl Config {
             return invalid(format!(
                 "--http-threads must be in 1..={MAX_API_THREADS}, got {}",
                 a.threads
+            ));
+        }
+        if !(1..=MAX_EVENTS_GATHER_MS).contains(&a.events_gather_ms) {
+            return invalid(format!(
+                "--events-gather-ms must be in 1..={MAX_EVENTS_GATHER_MS}, got {}",
+                a.events_gather_ms
             ));
         }
         for (name, value, min) in [

@@ -2,7 +2,11 @@
 //! subscribers. It runs on a plain thread, never in a shard.
 //!
 //! Each change that reaches the hub gets an event id (1, 2, 3, … across all shards, in arrival order; a
-//! shard's own changes keep their order). The hub keeps the last `window` events, so a subscriber that
+//! shard's own changes keep their order). The shards never wake the hub: it takes what they sent every few
+//! milliseconds ([`HubConfig::gather`]), so its cost grows with the batches, not with the changes, and
+//! subscribers receive events in bursts they can write in one go. Events are kept as the shards encoded
+//! them and turned into [`Event`]s only for a subscriber, so a hub nobody listens to costs little. The hub
+//! keeps at least the last `window` events, so a subscriber that
 //! reconnects with the id of the last event it saw resumes right after it, while the hub still holds it;
 //! otherwise it is told that it missed events. Each subscriber has a bounded queue: one that falls behind
 //! is cut off (its last message says so) and never slows the hub, let alone a shard. When a shard's
@@ -11,13 +15,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::registrar::changes::BindingView;
-use crate::registrar::changes::{Change, ChangeKind};
+use crate::registrar::changes::{Change, ChangeBatch, ChangeKind};
 use crate::shard::changes::ShardChanges;
 
 /// One binding change, owned, as subscribers receive it.
@@ -114,7 +119,13 @@ pub struct HubConfig {
     pub subscriber_queue: usize,
     /// Subscribers at once; more are refused.
     pub max_subscribers: usize,
+    /// How long the shards' changes gather before the hub takes them; when it finds none, it waits twice
+    /// as long next time, up to [`IDLE_GATHERS`] times this.
+    pub gather: Duration,
 }
+
+/// How many times [`HubConfig::gather`] an idle hub waits at most between two looks.
+pub const IDLE_GATHERS: u32 = 8;
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -122,7 +133,41 @@ impl Default for HubConfig {
             window: 100_000,
             subscriber_queue: 10_000,
             max_subscribers: 64,
+            gather: Duration::from_millis(2),
         }
+    }
+}
+
+/// A shard's batch as the hub keeps it for resuming subscribers: the encoded changes, numbered from
+/// `first_id`.
+#[derive(Debug)]
+struct Held {
+    shard: usize,
+    first_id: u64,
+    /// How many of the batch's records are events (a record that did not decode ends the batch).
+    count: u64,
+    batch: ChangeBatch,
+}
+
+impl Held {
+    /// The held events with ids above `after`.
+    fn events_after(&self, after: u64) -> impl Iterator<Item = Arc<Event>> + '_ {
+        let skip = after.saturating_sub(self.first_id - 1).min(self.count);
+        let count = usize::try_from(self.count).unwrap_or(usize::MAX);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        self.batch
+            .iter()
+            .take(count)
+            .enumerate()
+            .skip(skip)
+            .filter_map(move |(i, change)| {
+                let change = change.ok()?;
+                Some(Arc::new(Event::from_change(
+                    self.first_id + i as u64,
+                    self.shard,
+                    &change,
+                )))
+            })
     }
 }
 
@@ -138,7 +183,10 @@ pub enum SubscribeError {
 /// The hub's state; [`run`] drives it from the shards' channel.
 pub struct Hub {
     cfg: HubConfig,
-    window: VecDeque<Arc<Event>>,
+    /// The batches holding the last events, oldest first.
+    window: VecDeque<Held>,
+    /// Events in `window`.
+    held: u64,
     last_id: u64,
     /// The last sequence number seen from each shard.
     shard_seq: Vec<u64>,
@@ -154,7 +202,8 @@ impl Hub {
     pub fn new(cfg: HubConfig, shards: usize) -> Self {
         Hub {
             cfg,
-            window: VecDeque::with_capacity(cfg.window.min(1 << 16)),
+            window: VecDeque::new(),
+            held: 0,
             last_id: 0,
             shard_seq: vec![0; shards],
             subscribers: Vec::new(),
@@ -183,19 +232,23 @@ impl Hub {
             }
             .into());
         }
-        let oldest = self.window.front().map(|e| e.id);
+        let oldest = self.window.front().map(|h| h.first_id);
         let first_held = oldest.unwrap_or(self.last_id + 1);
         if after + 1 < first_held {
             return Err(ResumeError::TooOld { after, oldest }.into());
         }
+        // More to replay than the queue holds: as if it had fallen behind at once.
+        if self.last_id - after >= self.queue_capacity() as u64 {
+            return Err(ResumeError::TooOld { after, oldest }.into());
+        }
         let (tx, rx) = mpsc::channel(self.queue_capacity());
-        let missed = self.window.iter().filter(|e| e.id > after);
+        let missed = self
+            .window
+            .iter()
+            .filter(|h| h.first_id + h.count > after + 1)
+            .flat_map(|h| h.events_after(after));
         for event in missed {
-            if queued(&tx) + 1 >= self.queue_capacity() {
-                // More to replay than the queue holds: as if it had fallen behind at once.
-                return Err(ResumeError::TooOld { after, oldest }.into());
-            }
-            let _ = tx.try_send(Message::Event(event.clone()));
+            let _ = tx.try_send(Message::Event(event));
         }
         self.subscribers.push(tx);
         Ok(Subscription { messages: rx })
@@ -207,6 +260,8 @@ impl Hub {
         if shard >= self.shard_seq.len() {
             self.shard_seq.resize(shard + 1, 0);
         }
+        let first_id = self.last_id + 1;
+        let log = tracing::enabled!(tracing::Level::DEBUG);
         for change in batch.iter() {
             let change = match change {
                 Ok(c) => c,
@@ -226,22 +281,37 @@ impl Hub {
             }
             self.shard_seq[shard] = change.seq;
             self.last_id += 1;
-            tracing::debug!(
-                shard,
-                seq = change.seq,
-                kind = change.kind.as_str(),
-                aor = %String::from_utf8_lossy(change.aor).escape_debug(),
-                contact = %String::from_utf8_lossy(change.binding.contact).escape_debug(),
-                "binding change"
-            );
-            let event = Arc::new(Event::from_change(self.last_id, shard, &change));
-            if self.window.len() >= self.cfg.window {
-                self.window.pop_front();
+            if log {
+                log_change(shard, &change);
             }
-            if self.cfg.window > 0 {
-                self.window.push_back(event.clone());
+            if !self.subscribers.is_empty() {
+                let event = Arc::new(Event::from_change(self.last_id, shard, &change));
+                self.broadcast(Message::Event(event));
             }
-            self.broadcast(Message::Event(event));
+        }
+        let count = self.last_id + 1 - first_id;
+        self.hold(Held {
+            shard,
+            first_id,
+            count,
+            batch,
+        });
+    }
+
+    /// Keeps a batch, and lets the oldest go while the rest hold at least `window` events.
+    fn hold(&mut self, held: Held) {
+        let window = self.cfg.window as u64;
+        if held.count == 0 || window == 0 {
+            return;
+        }
+        self.held += held.count;
+        self.window.push_back(held);
+        while let Some(front) = self.window.front() {
+            if self.held - front.count < window {
+                break;
+            }
+            self.held -= front.count;
+            self.window.pop_front();
         }
     }
 
@@ -269,12 +339,24 @@ impl Hub {
     pub fn stats(&self) -> HubStats {
         HubStats {
             last_id: self.last_id,
-            held: self.window.len(),
+            held: usize::try_from(self.held).unwrap_or(usize::MAX),
             subscribers: self.subscribers.iter().filter(|tx| !tx.is_closed()).count(),
             lost: self.lost,
             cut_off: self.cut_off,
         }
     }
+}
+
+/// The debug log's line for one change.
+fn log_change(shard: usize, change: &Change<'_>) {
+    tracing::debug!(
+        shard,
+        seq = change.seq,
+        kind = change.kind.as_str(),
+        aor = %String::from_utf8_lossy(change.aor).escape_debug(),
+        contact = %String::from_utf8_lossy(change.binding.contact).escape_debug(),
+        "binding change"
+    );
 }
 
 /// Messages waiting in a subscriber's queue.
@@ -296,33 +378,60 @@ pub struct HubStats {
     pub cut_off: u64,
 }
 
-/// Runs the hub until every shard's sender is gone: takes batches from `changes`, and requests from
-/// `requests`.
+/// Runs the hub until every shard's sender is gone: answers `requests` as they come, and takes the
+/// batches waiting in `changes` every [`HubConfig::gather`] (waiting longer while none come), so that a
+/// shard's send never has a sleeping hub to wake.
 pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<Request>) {
     let mut requests = requests;
+    let gather = hub.cfg.gather.max(Duration::from_micros(100));
+    let mut wait = gather;
     loop {
-        crossbeam_channel::select! {
-            recv(changes) -> batch => match batch {
-                Ok(batch) => hub.ingest(batch),
-                Err(_) => return,
+        match requests.recv_timeout(wait) {
+            Ok(Request::Subscribe { after, reply }) => {
+                // Everything sent so far is numbered first, so `after` can be any event a client saw.
+                if drain(&mut hub, &changes).is_err() {
+                    return;
+                }
+                let _ = reply.send(hub.subscribe(after));
+            }
+            Ok(Request::Barrier { reply }) => {
+                // Everything a shard sent before this request was made is in the channel now.
+                if drain(&mut hub, &changes).is_err() {
+                    return;
+                }
+                let _ = reply.send(hub.last_id());
+            }
+            Ok(Request::Stats { reply }) => {
+                if drain(&mut hub, &changes).is_err() {
+                    return;
+                }
+                let _ = reply.send(hub.stats());
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => match drain(&mut hub, &changes) {
+                Ok(0) => wait = (wait * 2).min(gather * IDLE_GATHERS),
+                Ok(_) => wait = gather,
+                Err(()) => return,
             },
-            recv(requests) -> request => match request {
-                Ok(Request::Subscribe { after, reply }) => {
-                    let _ = reply.send(hub.subscribe(after));
-                }
-                Ok(Request::Barrier { reply }) => {
-                    // Everything a shard sent before this request was made is in the channel now.
-                    while let Ok(batch) = changes.try_recv() {
-                        hub.ingest(batch);
-                    }
-                    let _ = reply.send(hub.last_id());
-                }
-                Ok(Request::Stats { reply }) => {
-                    let _ = reply.send(hub.stats());
-                }
-                // Nobody can ask anything any more: only the changes are left to wait for.
-                Err(_) => requests = crossbeam_channel::never(),
-            },
+            // Nobody can ask anything any more: only the changes are left to wait for.
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                requests = crossbeam_channel::never();
+            }
+        }
+    }
+}
+
+/// Takes every batch waiting; how many there were, or Err once every shard's sender is gone and nothing
+/// is left.
+fn drain(hub: &mut Hub, changes: &Receiver<ShardChanges>) -> Result<usize, ()> {
+    let mut taken = 0;
+    loop {
+        match changes.try_recv() {
+            Ok(batch) => {
+                hub.ingest(batch);
+                taken += 1;
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => return Ok(taken),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(()),
         }
     }
 }
@@ -367,6 +476,12 @@ mod tests {
         }
 
         fn register(&mut self, user: &str, expires: u32) {
+            self.register_unpublished(user, expires);
+            self.feed.publish(&mut self.reg);
+        }
+
+        /// A REGISTER whose change waits in the registrar until the next publish (one batch for several).
+        fn register_unpublished(&mut self, user: &str, expires: u32) {
             let msg = format!(
                 "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{user}{expires}\r\n\
                  From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
@@ -379,7 +494,6 @@ mod tests {
             let _ = self
                 .reg
                 .handle(msg.as_bytes(), source, Now::from_secs(1000), &mut out);
-            self.feed.publish(&mut self.reg);
         }
     }
 
@@ -388,6 +502,7 @@ mod tests {
             window,
             subscriber_queue: queue,
             max_subscribers: 2,
+            ..HubConfig::default()
         };
         let (tx, rx) = crossbeam_channel::bounded(16);
         (Hub::new(cfg, 2), tx, rx)
@@ -479,6 +594,52 @@ mod tests {
                 after: 9,
                 last: 5
             }))
+        ));
+    }
+
+    #[test]
+    fn events_nobody_listened_to_are_replayed_from_within_batches_with_their_ids() {
+        let (mut hub, tx, rx) = hub(4, 10);
+        let mut a = Shard::new(0, tx);
+        for batch in [["u1", "u2", "u3"], ["u4", "u5", "u6"], ["u7", "u8", "u9"]] {
+            for user in batch {
+                a.register_unpublished(user, 60);
+            }
+            a.feed.publish(&mut a.reg);
+        }
+        pump(&mut hub, &rx);
+        // The window keeps whole batches: at least 4 events, here the last two batches.
+        assert_eq!(hub.stats().held, 6);
+        let mut resumed = hub.subscribe(Some(4)).expect("5 and on are held");
+        let got: Vec<_> = events(&mut resumed)
+            .into_iter()
+            .map(|(id, _, aor)| (id, aor))
+            .collect();
+        let want: Vec<_> = (5..=9)
+            .map(|n| (n, format!("sip:u{n}@example.com")))
+            .collect();
+        assert_eq!(got, want);
+        assert!(matches!(
+            hub.subscribe(Some(2)),
+            Err(SubscribeError::Resume(ResumeError::TooOld {
+                after: 2,
+                oldest: Some(4)
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_resume_with_more_to_replay_than_the_queue_holds_is_refused() {
+        let (mut hub, tx, rx) = hub(100, 4);
+        let mut a = Shard::new(0, tx);
+        for user in ["u1", "u2", "u3", "u4", "u5", "u6"] {
+            a.register(user, 60);
+        }
+        pump(&mut hub, &rx);
+        assert!(hub.subscribe(Some(3)).is_ok(), "3 to replay");
+        assert!(matches!(
+            hub.subscribe(Some(2)),
+            Err(SubscribeError::Resume(ResumeError::TooOld { after: 2, .. }))
         ));
     }
 

@@ -13,6 +13,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
@@ -409,8 +410,9 @@ impl Drop for Webhook {
     }
 }
 
-/// How many change batches may wait for the event hub before a shard drops one (and the hub reports it).
-const CHANGE_BATCHES_QUEUED: usize = 4096;
+/// How many change batches may wait for the event hub before a shard drops one (and the hub reports it),
+/// per shard: the hub takes them every `--events-gather-ms` (at most 8 times that when it was idle).
+const CHANGE_BATCHES_QUEUED_PER_SHARD: usize = 2048;
 
 /// Starts the event hub (when anything listens to it: the API or the webhook), the webhook and the HTTP API,
 /// before the shards: a port that is taken or a token file that cannot be read stops start-up here.
@@ -436,13 +438,15 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         Some(path) => Some(read_token(path)?),
         None => None,
     };
-    let (changes_tx, changes_rx) = crossbeam_channel::bounded(CHANGE_BATCHES_QUEUED);
+    let (changes_tx, changes_rx) =
+        crossbeam_channel::bounded(CHANGE_BATCHES_QUEUED_PER_SHARD * shards);
     let (hub_tx, hub_rx) = crossbeam_channel::bounded(1024);
     let hub = events::Hub::new(
         events::HubConfig {
             window: settings.events_window,
             subscriber_queue: settings.events_subscriber_queue,
             max_subscribers: settings.events_max_subscribers,
+            gather: Duration::from_millis(settings.events_gather_ms as u64),
         },
         shards,
     );

@@ -846,6 +846,7 @@ mod tests {
             window: 100,
             subscriber_queue: 4,
             max_subscribers: 2,
+            ..HubConfig::default()
         }
     }
 
