@@ -74,6 +74,7 @@ pub mod defaults {
     pub const EVENTS_SUBSCRIBER_QUEUE: usize = 10_000;
     pub const EVENTS_MAX_SUBSCRIBERS: usize = 64;
     pub const EVENTS_GATHER_MS: usize = 2;
+    pub const HTTP_HEADER_TIMEOUT_S: usize = 30;
     pub const WEBHOOK_BATCH: usize = 100;
 }
 
@@ -323,6 +324,11 @@ settings! {
     /// HTTP connections open at once; more wait to be accepted.
     #[arg(value_name = "N")]
     http_max_connections: usize = defaults::HTTP_MAX_CONNECTIONS, flag: Option<usize>;
+
+    /// Seconds an HTTP client may take to send a request's headers, idle keep-alive included; then the
+    /// connection is closed (event streams, once answered, are not affected).
+    #[arg(value_name = "S")]
+    http_header_timeout_s: usize = defaults::HTTP_HEADER_TIMEOUT_S, flag: Option<usize>;
 
     /// API requests queued per shard; beyond it the API answers 503 at once.
     #[arg(value_name = "N")]
@@ -745,6 +751,7 @@ pub struct ApiSettings {
     pub token_file: Option<PathBuf>,
     pub threads: usize,
     pub max_connections: usize,
+    pub header_timeout_s: usize,
     pub shard_queue: usize,
     pub events_window: usize,
     pub events_subscriber_queue: usize,
@@ -758,6 +765,9 @@ pub struct ApiSettings {
 /// values: beyond these a value is a mistake, not a tuning.
 pub const MAX_API_THREADS: usize = 64;
 pub const MAX_API_LIMIT: usize = 10_000_000;
+
+/// Largest `--http-header-timeout-s`.
+pub const MAX_HTTP_HEADER_TIMEOUT_S: usize = 3600;
 
 /// Largest `--events-gather-ms`: events are meant to be seen within a second.
 pub const MAX_EVENTS_GATHER_MS: usize = 1000;
@@ -898,6 +908,7 @@ impl Config {
             http_token_file,
             http_threads,
             http_max_connections,
+            http_header_timeout_s,
             api_queue,
             events_window,
             events_subscriber_queue,
@@ -957,6 +968,7 @@ impl Config {
                 token_file: http_token_file,
                 threads: http_threads,
                 max_connections: http_max_connections,
+                header_timeout_s: http_header_timeout_s,
                 shard_queue: api_queue,
                 events_window,
                 events_subscriber_queue,
@@ -1077,6 +1089,12 @@ impl Config {
             return invalid(format!(
                 "--http-threads must be in 1..={MAX_API_THREADS}, got {}",
                 a.threads
+            ));
+        }
+        if !(1..=MAX_HTTP_HEADER_TIMEOUT_S).contains(&a.header_timeout_s) {
+            return invalid(format!(
+                "--http-header-timeout-s must be in 1..={MAX_HTTP_HEADER_TIMEOUT_S}, got {}",
+                a.header_timeout_s
             ));
         }
         if !(1..=MAX_EVENTS_GATHER_MS).contains(&a.events_gather_ms) {

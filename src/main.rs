@@ -485,7 +485,12 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         webhook: webhook_counters,
         snapshots: Arc::new(tokio::sync::Semaphore::new(server::MAX_SNAPSHOTS)),
     };
-    let server = server::start(listen, settings.threads, settings.max_connections, ctx)?;
+    let limits = server::ServeLimits {
+        threads: settings.threads,
+        max_connections: settings.max_connections,
+        header_timeout: Duration::from_secs(settings.header_timeout_s as u64),
+    };
+    let server = server::start(listen, limits, ctx)?;
     tracing::info!(
         "HTTP API on http://{} ({}; docs/api.md)",
         server.addr,

@@ -569,6 +569,45 @@ fn a_non_loopback_api_needs_a_token_and_checks_it() {
     assert_eq!(ok.status(), 200);
 }
 
+#[test]
+fn idle_connections_are_closed_and_cannot_hold_the_connection_limit() {
+    let server = Server::start(&[
+        "--http-max-connections",
+        "2",
+        "--http-header-timeout-s",
+        "1",
+    ]);
+    // Two clients that connect and send nothing (one a byte short of a request line) take both slots.
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(api(&server)).expect("connect"))
+        .collect();
+    std::io::Write::write_all(&mut &idle[1], b"GET /healthz HTTP/1.1\r\nHost: x\r").expect("write");
+    let started = Instant::now();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let url = format!("http://{}/healthz", api(&server));
+    let status = agent.get(&url).call().expect("served within 10 s").status();
+    assert_eq!(status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        "served once an idle connection was closed, after {waited:?}"
+    );
+    for mut stream in idle {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        let read = stream.read_to_end(&mut rest);
+        assert!(
+            matches!(read, Ok(_))
+                || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the server closed the idle connection"
+        );
+    }
+}
+
 /// A minimal HTTP endpoint: answers every POST with 200 and hands each body over.
 fn endpoint() -> (SocketAddr, mpsc::Receiver<Value>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -5,10 +5,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, Request as HttpRequest, State};
@@ -20,9 +18,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::json::{self, Fields};
 use super::metrics::ApiMetrics;
@@ -110,11 +107,22 @@ impl Drop for ApiServer {
     }
 }
 
-/// Binds `listen` (errors now, before start-up completes) and serves the API on `threads` threads.
+/// The API server's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Threads serving the API.
+    pub threads: usize,
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, waiting idle between requests included;
+    /// then its connection is closed, so idle clients cannot hold every connection.
+    pub header_timeout: Duration,
+}
+
+/// Binds `listen` (errors now, before start-up completes) and serves the API.
 pub fn start(
     listen: SocketAddr,
-    threads: usize,
-    max_connections: usize,
+    limits: ServeLimits,
     ctx: ApiContext,
 ) -> Result<ApiServer, ApiStartError> {
     let bind = |source| ApiStartError::Bind {
@@ -125,7 +133,7 @@ pub fn start(
     std_listener.set_nonblocking(true).map_err(bind)?;
     let addr = std_listener.local_addr().map_err(bind)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
+        .worker_threads(limits.threads.max(1))
         .thread_name("corereg-api")
         .enable_all()
         .build()
@@ -136,22 +144,9 @@ pub fn start(
         .name("corereg-api".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let listener = match TcpListener::from_std(std_listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("HTTP API: cannot use the listening socket: {e}");
-                        return;
-                    }
-                };
-                let listener = Limited {
-                    listener,
-                    permits: Arc::new(Semaphore::new(max_connections.max(1))),
-                };
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!("HTTP API stopped: {e}");
+                match TcpListener::from_std(std_listener) {
+                    Ok(listener) => accept_loop(listener, app, limits, stopped).await,
+                    Err(e) => tracing::error!("HTTP API: cannot use the listening socket: {e}"),
                 }
             });
             // Event streams still open are dropped with the runtime.
@@ -163,6 +158,73 @@ pub fn start(
         shutdown: Some(shutdown),
         thread: Some(thread),
     })
+}
+
+/// Accepts connections, at most `max_connections` open at once (the others wait in the kernel's backlog),
+/// until `stopped`; then asks every open connection to finish its request and close.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (closing_tx, closing) = watch::channel(false);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait instead of spinning.
+                    tracing::warn!("HTTP API: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = serve_connection(stream, app.clone(), limits.header_timeout, closing.clone());
+        tokio::spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+    }
+    let _ = closing_tx.send(true);
+}
+
+/// Serves one connection's requests (HTTP/1.1, keep-alive) until the client closes it, sends no request
+/// within `header_timeout`, or `closing` says the server stops.
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    header_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => {
+            if let Err(e) = served {
+                tracing::trace!("HTTP API connection: {e}");
+            }
+            return;
+        }
+        _ = closing.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// Every route.
@@ -809,82 +871,6 @@ async fn send_snapshot(
         return Ok(None);
     }
     Ok(Some((read, barrier)))
-}
-
-/// Accepts at most `permits` connections at once; the others wait in the kernel's backlog.
-struct Limited {
-    listener: TcpListener,
-    permits: Arc<Semaphore>,
-}
-
-/// A connection holding its permit.
-struct LimitedStream {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for Limited {
-    type Io = LimitedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
-                // The semaphore is never closed; wait rather than spin if it were.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            match self.listener.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (
-                        LimitedStream {
-                            stream,
-                            _permit: permit,
-                        },
-                        addr,
-                    );
-                }
-                Err(e) => {
-                    // Out of file descriptors, mostly: wait instead of spinning.
-                    tracing::warn!("HTTP API: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
