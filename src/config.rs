@@ -1692,10 +1692,12 @@ mod tests {
             http-token-file = "file.token"
             http-threads = 3
             http-max-connections = 10
+            http-header-timeout-s = 12
             api-queue = 20
             events-window = 30
             events-subscriber-queue = 40
             events-max-subscribers = 5
+            events-gather-ms = 9
             webhook = "http://127.0.0.1:1/file"
             webhook-batch = 6
         "#;
@@ -1768,6 +1770,8 @@ mod tests {
             "4",
             "--http-max-connections",
             "11",
+            "--http-header-timeout-s",
+            "13",
             "--api-queue",
             "21",
             "--events-window",
@@ -1776,6 +1780,8 @@ mod tests {
             "41",
             "--events-max-subscribers",
             "6",
+            "--events-gather-ms",
+            "8",
             "--webhook",
             "http://127.0.0.1:1/flag",
             "--webhook-batch",

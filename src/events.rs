@@ -457,45 +457,8 @@ pub enum Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::{Now, Registrar, RegistrarConfig};
-    use crate::shard::changes::ChangeFeed;
+    use crate::registrar::testing::TestShard as Shard;
     use crossbeam_channel::Sender;
-
-    /// A registrar and its feed into a channel, as a shard has them.
-    struct Shard {
-        reg: Registrar,
-        feed: ChangeFeed,
-    }
-
-    impl Shard {
-        fn new(id: usize, tx: Sender<ShardChanges>) -> Self {
-            Shard {
-                reg: Registrar::new(RegistrarConfig::default(), Now::from_secs(1000)),
-                feed: ChangeFeed::new(id, Some(tx)),
-            }
-        }
-
-        fn register(&mut self, user: &str, expires: u32) {
-            self.register_unpublished(user, expires);
-            self.feed.publish(&mut self.reg);
-        }
-
-        /// A REGISTER whose change waits in the registrar until the next publish (one batch for several).
-        fn register_unpublished(&mut self, user: &str, expires: u32) {
-            let msg = format!(
-                "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{user}{expires}\r\n\
-                 From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
-                 CSeq: {} REGISTER\r\nContact: <sip:{user}@192.0.2.1>\r\nExpires: {expires}\r\n\
-                 Content-Length: 0\r\n\r\n",
-                if expires == 0 { 3 } else { 1 + expires % 2 }
-            );
-            let mut out = Vec::new();
-            let source = "192.0.2.1:5060".parse().expect("addr");
-            let _ = self
-                .reg
-                .handle(msg.as_bytes(), source, Now::from_secs(1000), &mut out);
-        }
-    }
 
     fn hub(window: usize, queue: usize) -> (Hub, Sender<ShardChanges>, Receiver<ShardChanges>) {
         let cfg = HubConfig {
@@ -605,7 +568,7 @@ mod tests {
             for user in batch {
                 a.register_unpublished(user, 60);
             }
-            a.feed.publish(&mut a.reg);
+            a.publish();
         }
         pump(&mut hub, &rx);
         // The window keeps whole batches: at least 4 events, here the last two batches.

@@ -577,37 +577,10 @@ mod tests {
     use crossbeam_channel::Receiver;
 
     use crate::events::{self, Hub, HubConfig, HubStats};
-    use crate::registrar::{Now, Registrar, RegistrarConfig};
-    use crate::shard::changes::ChangeFeed;
+    use crate::registrar::testing::TestShard as Shard;
 
     /// The longest a test waits for something that should happen.
     const PATIENCE: Duration = Duration::from_secs(10);
-
-    /// A registrar and its feed into the hub's channel, as a shard has them.
-    struct Shard {
-        reg: Registrar,
-        feed: ChangeFeed,
-        cseq: u32,
-    }
-
-    impl Shard {
-        fn register(&mut self, user: &str, expires: u32) {
-            self.cseq += 1;
-            let msg = format!(
-                "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{}\r\n\
-                 From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
-                 CSeq: {} REGISTER\r\nContact: <sip:{user}@192.0.2.1>\r\nExpires: {expires}\r\n\
-                 Content-Length: 0\r\n\r\n",
-                self.cseq, self.cseq
-            );
-            let mut out = Vec::new();
-            let source = "192.0.2.1:5060".parse().expect("addr");
-            let _ = self
-                .reg
-                .handle(msg.as_bytes(), source, Now::from_secs(1000), &mut out);
-            self.feed.publish(&mut self.reg);
-        }
-    }
 
     /// One request the test endpoint received, and the status it answered.
     #[derive(Debug)]
@@ -785,11 +758,7 @@ mod tests {
                 })
             };
             let running = Running {
-                shard: Shard {
-                    reg: Registrar::new(RegistrarConfig::default(), Now::from_secs(1000)),
-                    feed: ChangeFeed::new(0, Some(changes_tx)),
-                    cseq: 0,
-                },
+                shard: Shard::new(0, changes_tx),
                 requests,
                 counters,
                 stop,

@@ -962,4 +962,6 @@ fn realm_for<'b>(realms: &'b [(String, String)], host: &[u8], buf: &'b mut [u8])
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

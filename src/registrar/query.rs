@@ -98,18 +98,13 @@ pub fn owner_of(seed: super::bindings::HashSeed, aor: &[u8], shards: usize) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::{Now, RegistrarConfig};
+    use crate::registrar::{testing, Now, RegistrarConfig};
 
     fn register(reg: &mut Registrar, user: &str, contact: &str, cseq: u32) {
-        let msg = format!(
-            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{user}{cseq}\r\n\
-             From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
-             CSeq: {cseq} REGISTER\r\nContact: <{contact}>;q=0.5\r\nPath: <sip:edge.example.net;lr>\r\n\
-             Expires: 600\r\nContent-Length: 0\r\n\r\n"
-        );
-        let mut out = Vec::new();
-        let source = "192.0.2.1:5060".parse().expect("addr");
-        let _ = reg.handle(msg.as_bytes(), source, Now::from_secs(1000), &mut out);
+        let contact = format!("<{contact}>;q=0.5");
+        let extra = "Path: <sip:edge.example.net;lr>\r\n";
+        let msg = testing::register_message(user, cseq, &contact, 600, extra);
+        let out = testing::handle(reg, &msg);
         assert!(
             out.starts_with(b"SIP/2.0 200"),
             "{}",

@@ -111,17 +111,11 @@ impl DatagramHandler for Publishing {
 mod tests {
     use super::*;
     use crate::registrar::changes::ChangeKind;
-    use crate::registrar::RegistrarConfig;
+    use crate::registrar::{testing, RegistrarConfig};
 
     fn register(reg: &mut Registrar, user: &str) {
-        let msg = format!(
-            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{user}\r\n\
-             From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
-             CSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.1>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
-        );
-        let mut out = Vec::new();
-        let source = "192.0.2.1:5060".parse().expect("addr");
-        let _ = reg.handle(msg.as_bytes(), source, Now::from_secs(1000), &mut out);
+        let contact = format!("<sip:{user}@192.0.2.1>");
+        let _ = testing::handle(reg, &testing::register_message(user, 1, &contact, 60, ""));
     }
 
     #[test]
