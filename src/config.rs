@@ -73,7 +73,7 @@ pub mod defaults {
     pub const EVENTS_WINDOW: usize = 100_000;
     pub const EVENTS_SUBSCRIBER_QUEUE: usize = 10_000;
     pub const EVENTS_MAX_SUBSCRIBERS: usize = 64;
-    pub const EVENTS_GATHER_MS: usize = 2;
+    pub const EVENTS_GATHER_MS: usize = 10;
     pub const HTTP_HEADER_TIMEOUT_S: usize = 30;
     pub const WEBHOOK_BATCH: usize = 100;
 }

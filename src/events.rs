@@ -133,7 +133,7 @@ impl Default for HubConfig {
             window: 100_000,
             subscriber_queue: 10_000,
             max_subscribers: 64,
-            gather: Duration::from_millis(2),
+            gather: Duration::from_millis(10),
         }
     }
 }
@@ -378,46 +378,54 @@ pub struct HubStats {
     pub cut_off: u64,
 }
 
-/// Runs the hub until every shard's sender is gone: answers `requests` as they come, and takes the
-/// batches waiting in `changes` every [`HubConfig::gather`] (waiting longer while none come), so that a
-/// shard's send never has a sleeping hub to wake.
+/// Runs the hub until every shard's sender is gone: every [`HubConfig::gather`] (longer while nothing
+/// comes) it takes the batches waiting in `changes`, then answers the waiting `requests`. It sleeps between
+/// looks instead of blocking on a channel: a shard's send then never has a sleeping hub to wake, and the
+/// hub spends one timer wake-up per look, not a channel's spin-then-park.
 pub fn run(mut hub: Hub, changes: Receiver<ShardChanges>, requests: Receiver<Request>) {
-    let mut requests = requests;
     let gather = hub.cfg.gather.max(Duration::from_micros(100));
     let mut wait = gather;
     loop {
-        match requests.recv_timeout(wait) {
-            Ok(Request::Subscribe { after, reply }) => {
-                // Everything sent so far is numbered first, so `after` can be any event a client saw.
-                if drain(&mut hub, &changes).is_err() {
-                    return;
-                }
+        let Ok(taken) = drain(&mut hub, &changes) else {
+            return;
+        };
+        let Ok(asked) = answer(&mut hub, &requests, &changes) else {
+            return;
+        };
+        wait = if taken + asked > 0 {
+            gather
+        } else {
+            (wait * 2).min(gather * IDLE_GATHERS)
+        };
+        std::thread::sleep(wait);
+    }
+}
+
+/// Answers every request waiting; how many there were. Before each answer it takes the changes waiting:
+/// everything a shard sent before a request was made is in the channel once the request is received, so
+/// the answer (a barrier, a subscription's start, the figures) counts it.
+fn answer(
+    hub: &mut Hub,
+    requests: &Receiver<Request>,
+    changes: &Receiver<ShardChanges>,
+) -> Result<usize, ()> {
+    let mut asked = 0;
+    while let Ok(request) = requests.try_recv() {
+        asked += 1;
+        drain(hub, changes)?;
+        match request {
+            Request::Subscribe { after, reply } => {
                 let _ = reply.send(hub.subscribe(after));
             }
-            Ok(Request::Barrier { reply }) => {
-                // Everything a shard sent before this request was made is in the channel now.
-                if drain(&mut hub, &changes).is_err() {
-                    return;
-                }
+            Request::Barrier { reply } => {
                 let _ = reply.send(hub.last_id());
             }
-            Ok(Request::Stats { reply }) => {
-                if drain(&mut hub, &changes).is_err() {
-                    return;
-                }
+            Request::Stats { reply } => {
                 let _ = reply.send(hub.stats());
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => match drain(&mut hub, &changes) {
-                Ok(0) => wait = (wait * 2).min(gather * IDLE_GATHERS),
-                Ok(_) => wait = gather,
-                Err(()) => return,
-            },
-            // Nobody can ask anything any more: only the changes are left to wait for.
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                requests = crossbeam_channel::never();
             }
         }
     }
+    Ok(asked)
 }
 
 /// Takes every batch waiting; how many there were, or Err once every shard's sender is gone and nothing
