@@ -38,8 +38,9 @@ pub struct Event {
     pub at_s: u64,
     pub aor: String,
     pub binding: BindingView,
-    /// The event as JSON, written once by the first subscriber that needs it ([`crate::api::json::event_text`]).
-    pub json: std::sync::OnceLock<String>,
+    /// The event as the event stream sends it (its SSE frame), written once by the first stream that sends
+    /// it and copied by the others ([`crate::api::server`]).
+    pub sse: std::sync::OnceLock<String>,
 }
 
 impl Event {
@@ -52,7 +53,7 @@ impl Event {
             at_s: c.at_s,
             aor: String::from_utf8_lossy(c.aor).into_owned(),
             binding: c.binding.to_view(),
-            json: std::sync::OnceLock::new(),
+            sse: std::sync::OnceLock::new(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The API's JSON: bindings, lookups and events, as `docs/api.md` shows them.
 
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::events::{BindingView, Event};
 
@@ -99,35 +101,72 @@ pub fn q_value(q: Option<u16>) -> Value {
     q.map_or(Value::Null, |q| json!(f64::from(q) / 1000.0))
 }
 
-/// One binding, with the lifetime it has left at `now_s`.
-pub fn binding(b: &BindingView, now_s: u64, fields: Fields) -> Value {
-    let mut m = Map::new();
-    let mut put = |f: Field, v: Value| {
-        if fields.has(f) {
-            m.insert(f.name().into(), v);
+fn q_number(q: Option<u16>) -> Option<f64> {
+    q.map(|q| f64::from(q) / 1000.0)
+}
+
+/// One binding as JSON, with the lifetime it has left at `now_s`: serialised straight into the answer's
+/// text (no intermediate map), field by field as `fields` selects.
+#[derive(Clone, Copy, Debug)]
+pub struct BindingJson<'a> {
+    pub b: &'a BindingView,
+    pub now_s: u64,
+    pub fields: Fields,
+}
+
+/// A binding's source: address, port, transport.
+struct SourceJson(std::net::SocketAddr);
+
+impl Serialize for SourceJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("address", &DisplayJson(self.0.ip()))?;
+        m.serialize_entry("port", &self.0.port())?;
+        m.serialize_entry("transport", "udp")?;
+        m.end()
+    }
+}
+
+/// A value written as the string its `Display` gives, without an intermediate `String`.
+struct DisplayJson<T>(T);
+
+impl<T: std::fmt::Display> Serialize for DisplayJson<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl Serialize for BindingJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.b;
+        let mut m = s.serialize_map(None)?;
+        for f in Field::ALL.into_iter().filter(|&f| self.fields.has(f)) {
+            let name = f.name();
+            match f {
+                Field::Id => m.serialize_entry(name, &b.id)?,
+                Field::Contact => m.serialize_entry(name, &b.contact)?,
+                Field::Q => m.serialize_entry(name, &q_number(b.q))?,
+                Field::Expires => {
+                    m.serialize_entry(name, &b.expires_at_s.saturating_sub(self.now_s))?
+                }
+                Field::ExpiresAt => m.serialize_entry(name, &b.expires_at_s)?,
+                Field::Path => m.serialize_entry(name, &b.path)?,
+                Field::Source => m.serialize_entry(name, &SourceJson(b.source))?,
+                Field::Instance => m.serialize_entry(name, &b.instance)?,
+                Field::RegId => m.serialize_entry(name, &b.reg_id.map(|r| r.get()))?,
+                Field::CallId => m.serialize_entry(name, &b.call_id)?,
+                Field::CSeq => m.serialize_entry(name, &b.cseq)?,
+                Field::UserAgent => m.serialize_entry(name, &b.user_agent)?,
+                Field::UpdatedAt => m.serialize_entry(name, &b.updated_at_s)?,
+            }
         }
-    };
-    put(Field::Id, json!(b.id));
-    put(Field::Contact, json!(b.contact));
-    put(Field::Q, q_value(b.q));
-    put(Field::Expires, json!(b.expires_at_s.saturating_sub(now_s)));
-    put(Field::ExpiresAt, json!(b.expires_at_s));
-    put(Field::Path, json!(b.path));
-    put(
-        Field::Source,
-        json!({
-            "address": b.source.ip().to_string(),
-            "port": b.source.port(),
-            "transport": "udp",
-        }),
-    );
-    put(Field::Instance, json!(b.instance));
-    put(Field::RegId, json!(b.reg_id.map(|r| r.get())));
-    put(Field::CallId, json!(b.call_id));
-    put(Field::CSeq, json!(b.cseq));
-    put(Field::UserAgent, json!(b.user_agent));
-    put(Field::UpdatedAt, json!(b.updated_at_s));
-    Value::Object(m)
+        m.end()
+    }
+}
+
+/// One binding, with the lifetime it has left at `now_s`, as a JSON value.
+pub fn binding(b: &BindingView, now_s: u64, fields: Fields) -> Value {
+    serde_json::to_value(BindingJson { b, now_s, fields }).unwrap_or(Value::Null)
 }
 
 /// Orders bindings for forking: highest q first (none counts as 1.0), then the most recently updated.
@@ -141,31 +180,87 @@ pub fn sort_for_forking(bindings: &mut [BindingView]) {
 }
 
 /// A lookup's answer: the bindings in forking order, or grouped by q.
+#[derive(Debug)]
+pub struct Lookup<'a> {
+    aor: &'a str,
+    /// In forking order.
+    bindings: Vec<BindingView>,
+    now_s: u64,
+    fields: Fields,
+    group: bool,
+}
+
+/// Orders the bindings for forking and answers with them (grouped by q when `group`).
 pub fn lookup(
     aor: &str,
     mut bindings: Vec<BindingView>,
     now_s: u64,
     fields: Fields,
     group: bool,
-) -> Value {
+) -> Lookup<'_> {
     sort_for_forking(&mut bindings);
-    if !group {
-        let list: Vec<Value> = bindings.iter().map(|b| binding(b, now_s, fields)).collect();
-        return json!({ "aor": aor, "bindings": list });
+    Lookup {
+        aor,
+        bindings,
+        now_s,
+        fields,
+        group,
     }
-    let mut groups: Vec<(Option<u16>, Vec<Value>)> = Vec::new();
-    for b in &bindings {
-        let q = Some(b.q.unwrap_or(1000));
-        match groups.last_mut() {
-            Some((last, list)) if *last == q => list.push(binding(b, now_s, fields)),
-            _ => groups.push((q, vec![binding(b, now_s, fields)])),
+}
+
+impl Lookup<'_> {
+    fn json<'b>(&self, bindings: &'b [BindingView]) -> impl Serialize + 'b {
+        let (now_s, fields) = (self.now_s, self.fields);
+        SeqJson(bindings, move |b: &'b BindingView| BindingJson {
+            b,
+            now_s,
+            fields,
+        })
+    }
+}
+
+/// A slice written as a JSON array, each element through `F`.
+struct SeqJson<'b, T, F>(&'b [T], F);
+
+impl<'b, T, F, J> Serialize for SeqJson<'b, T, F>
+where
+    F: Fn(&'b T) -> J,
+    J: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(&self.1))
+    }
+}
+
+impl Serialize for Lookup<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("aor", self.aor)?;
+        if !self.group {
+            m.serialize_entry("bindings", &self.json(&self.bindings))?;
+            return m.end();
         }
+        let q = |b: &BindingView| b.q.unwrap_or(1000);
+        let groups: Vec<_> = self
+            .bindings
+            .chunk_by(|a, b| q(a) == q(b))
+            .map(|group| GroupJson(q_number(Some(q(&group[0]))), self.json(group)))
+            .collect();
+        m.serialize_entry("groups", &groups)?;
+        m.end()
     }
-    let groups: Vec<Value> = groups
-        .into_iter()
-        .map(|(q, list)| json!({ "q": q_value(q), "bindings": list }))
-        .collect();
-    json!({ "aor": aor, "groups": groups })
+}
+
+/// One q group of a lookup: its q and its bindings.
+struct GroupJson<B>(Option<f64>, B);
+
+impl<B: Serialize> Serialize for GroupJson<B> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("q", &self.0)?;
+        m.serialize_entry("bindings", &self.1)?;
+        m.end()
+    }
 }
 
 /// The user and host parts of a canonical AoR (`sip:user@host:port`): Kazoo's From-User and From-Host.
@@ -180,25 +275,36 @@ pub fn user_and_host(aor: &str) -> (&str, &str) {
     }
 }
 
-/// [`event`] as text, made once per event however many subscribers write it.
-pub fn event_text(e: &Event) -> &str {
-    e.json.get_or_init(|| event(e).to_string())
+/// One change event's data, as the stream and the webhook send it.
+#[derive(Clone, Copy, Debug)]
+pub struct EventJson<'a>(pub &'a Event);
+
+impl Serialize for EventJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let (user, host) = user_and_host(&e.aor);
+        let mut m = s.serialize_map(Some(9))?;
+        m.serialize_entry("id", &e.id)?;
+        m.serialize_entry("kind", e.kind.as_str())?;
+        m.serialize_entry("shard", &e.shard)?;
+        m.serialize_entry("seq", &e.seq)?;
+        m.serialize_entry("at", &e.at_s)?;
+        m.serialize_entry("aor", &e.aor)?;
+        m.serialize_entry("user", user)?;
+        m.serialize_entry("host", host)?;
+        let binding = BindingJson {
+            b: &e.binding,
+            now_s: e.at_s,
+            fields: Fields::default(),
+        };
+        m.serialize_entry("binding", &binding)?;
+        m.end()
+    }
 }
 
-/// One change event's data, as the stream and the webhook send it.
+/// One change event's data as a JSON value.
 pub fn event(e: &Event) -> Value {
-    let (user, host) = user_and_host(&e.aor);
-    json!({
-        "id": e.id,
-        "kind": e.kind.as_str(),
-        "shard": e.shard,
-        "seq": e.seq,
-        "at": e.at_s,
-        "aor": e.aor,
-        "user": user,
-        "host": host,
-        "binding": binding(&e.binding, e.at_s, Fields::default()),
-    })
+    serde_json::to_value(EventJson(e)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -252,7 +358,14 @@ mod tests {
             view(2, None, 900),
             view(3, Some(500), 1001),
         ];
-        let flat = lookup("sip:a@x", list.clone(), 1000, Fields::default(), false);
+        let flat = serde_json::to_value(lookup(
+            "sip:a@x",
+            list.clone(),
+            1000,
+            Fields::default(),
+            false,
+        ))
+        .expect("json");
         let ids: Vec<u64> = flat["bindings"]
             .as_array()
             .expect("array")
@@ -260,7 +373,8 @@ mod tests {
             .map(|b| b["id"].as_u64().expect("id"))
             .collect();
         assert_eq!(ids, [2, 3, 1]);
-        let grouped = lookup("sip:a@x", list, 1000, Fields::default(), true);
+        let grouped = serde_json::to_value(lookup("sip:a@x", list, 1000, Fields::default(), true))
+            .expect("json");
         let groups = grouped["groups"].as_array().expect("groups");
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0]["q"], 1.0);

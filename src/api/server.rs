@@ -797,8 +797,12 @@ async fn produce(
 fn append(ctx: &ApiContext, chunk: &mut String, message: Message) -> bool {
     match message {
         Message::Event(e) => {
-            let id = format!("{}-{}", ctx.run_id, e.id);
-            chunk.push_str(&sse(e.kind.as_str(), Some(&id), json::event_text(&e)));
+            let frame = e.sse.get_or_init(|| {
+                let id = format!("{}-{}", ctx.run_id, e.id);
+                let data = serde_json::to_string(&json::EventJson(&e)).unwrap_or_default();
+                sse(e.kind.as_str(), Some(&id), &data)
+            });
+            chunk.push_str(frame);
             true
         }
         Message::Lost { shard, changes } => {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
-use serde_json::{json, Value};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -450,8 +449,12 @@ impl Webhook {
 
     /// POSTs `batch` until the endpoint accepts it; false when stopped first.
     fn deliver(&mut self, batch: &[Arc<Event>], stop: &dyn Fn() -> bool) -> bool {
-        let events: Vec<Value> = batch.iter().map(|e| json::event(e)).collect();
-        let body = json!({ "events": events }).to_string();
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            events: Vec<json::EventJson<'a>>,
+        }
+        let events = batch.iter().map(|e| json::EventJson(e)).collect();
+        let body = serde_json::to_string(&Body { events }).unwrap_or_default();
         let mut backoff = self.cfg.backoff_min;
         loop {
             match self.post(&body) {
@@ -567,6 +570,7 @@ fn sleep(total: Duration, stop: &dyn Fn() -> bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::collections::VecDeque;
     use std::io::{BufRead, BufReader, Write};
     use std::net::{SocketAddr, TcpListener};
