@@ -21,11 +21,13 @@
 #                         [--subscribers N] (N event streams, `curl -N .../v1/events`, attached to the corereg
 #                                            under test, none to the baseline: with `--against` the same
 #                                            build, the ratio is the cost of N subscribers)
+#                         [--threads NAME]  (count only the threads whose name holds NAME, e.g. `shard`: the
+#                                            REGISTER path alone, without the API's and the event hub's)
 #   REG_ARGS="..." adds flags to the corereg under test.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/benches/peers}"
-ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU="" SUBSCRIBERS=0
+ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU="" SUBSCRIBERS=0 THREADS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -38,7 +40,8 @@ while [[ $# -gt 0 ]]; do
     --shuffle) SHUFFLE=1; shift ;;
     --sipp-cpu) SIPP_CPU="$2"; shift 2 ;;
     --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -102,8 +105,13 @@ if ((SUBSCRIBERS > 0)); then
 fi
 
 
-# CPU nanoseconds of all threads of a process.
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
+# CPU nanoseconds of the threads of a process (those whose name holds $THREADS, or all).
+cpu_ns() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ -z $THREADS || "$(cat "$t/comm" 2>/dev/null)" == *"$THREADS"* ]] && cat "$t/schedstat" 2>/dev/null
+  done | awk '{ s += $1 } END { printf "%.0f", s }'
+}
 
 burst() { # target-port pid round -> prints "cpu_us_per_register ok failed"
   local port=$1 pid=$2 round=$3
