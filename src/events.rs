@@ -193,6 +193,9 @@ pub struct Hub {
     shard_seq: Vec<u64>,
     /// Each subscriber's queue (closed once its [`Subscription`] is dropped).
     subscribers: Vec<mpsc::Sender<Message>>,
+    /// Messages for the subscribers, sent by [`Hub::flush`]: each subscriber then gets a look's messages
+    /// back to back, and its stream wakes once for them rather than once per event.
+    outbox: Vec<Message>,
     /// Changes the shards dropped before the hub saw them.
     pub lost: u64,
     /// Subscribers cut off for falling behind.
@@ -208,6 +211,7 @@ impl Hub {
             last_id: 0,
             shard_seq: vec![0; shards],
             subscribers: Vec::new(),
+            outbox: Vec::new(),
             lost: 0,
             cut_off: 0,
         }
@@ -255,7 +259,8 @@ impl Hub {
         Ok(Subscription { messages: rx })
     }
 
-    /// Takes one shard's batch: numbers its changes, keeps them, sends them to every subscriber.
+    /// Takes one shard's batch: numbers its changes, keeps them, and readies them for every subscriber
+    /// (sent by the next [`Hub::flush`]).
     pub fn ingest(&mut self, changes: ShardChanges) {
         let ShardChanges { shard, batch } = changes;
         if shard >= self.shard_seq.len() {
@@ -275,7 +280,7 @@ impl Hub {
             if change.seq > expected {
                 let missing = change.seq - expected;
                 self.lost += missing;
-                self.broadcast(Message::Lost {
+                self.post(Message::Lost {
                     shard,
                     changes: missing,
                 });
@@ -287,7 +292,7 @@ impl Hub {
             }
             if !self.subscribers.is_empty() {
                 let event = Arc::new(Event::from_change(self.last_id, shard, &change));
-                self.broadcast(Message::Event(event));
+                self.post(Message::Event(event));
             }
         }
         let count = self.last_id + 1 - first_id;
@@ -316,20 +321,39 @@ impl Hub {
         }
     }
 
-    fn broadcast(&mut self, message: Message) {
+    fn post(&mut self, message: Message) {
+        if !self.subscribers.is_empty() {
+            self.outbox.push(message);
+        }
+    }
+
+    /// Sends every message readied since the last flush to every subscriber, in order; a subscriber whose
+    /// queue is full gets the cut-off notice instead and is dropped.
+    pub fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
         // The last slot of each queue is kept for the cut-off notice.
         let room = self.queue_capacity() - 1;
+        let outbox = std::mem::take(&mut self.outbox);
         let mut cut = 0;
         self.subscribers.retain(|tx| {
-            if queued(tx) >= room {
-                if tx.try_send(Message::CutOff).is_ok() {
-                    cut += 1;
+            for message in &outbox {
+                if queued(tx) >= room {
+                    if tx.try_send(Message::CutOff).is_ok() {
+                        cut += 1;
+                    }
+                    return false;
                 }
-                return false;
+                if tx.try_send(message.clone()).is_err() {
+                    return false;
+                }
             }
-            tx.try_send(message.clone()).is_ok()
+            true
         });
         self.cut_off += cut;
+        self.outbox = outbox;
+        self.outbox.clear();
     }
 
     fn queue_capacity(&self) -> usize {
@@ -439,8 +463,14 @@ fn drain(hub: &mut Hub, changes: &Receiver<ShardChanges>) -> Result<usize, ()> {
                 hub.ingest(batch);
                 taken += 1;
             }
-            Err(crossbeam_channel::TryRecvError::Empty) => return Ok(taken),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(()),
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                hub.flush();
+                return Ok(taken);
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                hub.flush();
+                return Err(());
+            }
         }
     }
 }
@@ -484,6 +514,7 @@ mod tests {
         while let Ok(batch) = rx.try_recv() {
             hub.ingest(batch);
         }
+        hub.flush();
     }
 
     fn events(sub: &mut Subscription) -> Vec<(u64, ChangeKind, String)> {
@@ -654,6 +685,7 @@ mod tests {
         hub.ingest(small_rx.try_recv().expect("first batch"));
         a.register("u3", 60);
         hub.ingest(small_rx.try_recv().expect("third batch"));
+        hub.flush();
         drop((tx, rx));
         let got: Vec<_> = live.drain();
         assert!(matches!(&got[0], Message::Event(e) if e.seq == 1));
