@@ -390,7 +390,8 @@ mod tests {
 
     #[test]
     fn bad_rows_are_refused_with_the_column() {
-        let cases: Vec<(Box<dyn Fn(&mut RawRow)>, RowError)> = vec![
+        type Change = Box<dyn Fn(&mut RawRow)>;
+        let cases: Vec<(Change, RowError)> = vec![
             (Box::new(|r| r.aor = None), RowError::Missing("aor")),
             (
                 Box::new(|r| r.registrar = Some("  ".into())),

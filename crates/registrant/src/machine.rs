@@ -804,7 +804,6 @@ impl Registrant {
         };
         let mut buf = vec![0u8; self.settings.max_request_bytes];
         let written = write_register(&mut buf, &request);
-        drop(request);
         drop(auth);
         let Some(n) = written else {
             tracing::warn!(aor = %self.account.aor, max = self.settings.max_request_bytes, "REGISTER does not fit");
