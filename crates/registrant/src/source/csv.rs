@@ -3,14 +3,10 @@
 
 use std::path::Path;
 
-use super::{column, set_text, Column, LoadLimits, Location, SourceError};
+use super::{column, set_text, Column, LoadLimits, Location, Rows, SourceError};
 use crate::account::{RawRow, RowError};
 
-pub(super) fn rows(
-    path: &Path,
-    text: &str,
-    limits: &LoadLimits,
-) -> Result<Vec<(Location, Result<RawRow, RowError>)>, SourceError> {
+pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows, SourceError> {
     let format = |message: String| SourceError::Format {
         path: path.to_owned(),
         message,

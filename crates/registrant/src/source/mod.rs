@@ -21,6 +21,9 @@ use crate::account::{Account, RawRow, RowError};
 
 pub use sqlite::write_state;
 
+/// The rows a source read, each with where it came from, before they are checked.
+pub(crate) type Rows = Vec<(Location, Result<RawRow, RowError>)>;
+
 /// Where a row came from: its line in a file, or its rowid in SQLite (OpenSIPS's `id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Location {
@@ -166,7 +169,7 @@ fn read_file(path: &Path, limits: &LoadLimits) -> Result<String, SourceError> {
 }
 
 /// Checks each row and the uniqueness of (aor, binding_URI, registrar): a later duplicate is left out.
-fn check_rows(rows: Vec<(Location, Result<RawRow, RowError>)>, limits: &LoadLimits) -> Loaded {
+fn check_rows(rows: Rows, limits: &LoadLimits) -> Loaded {
     let mut loaded = Loaded::default();
     let mut seen: HashMap<String, Location> = HashMap::new();
     for (at, row) in rows {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use super::{column, set_int, set_text, Column, LoadLimits, Location, SourceError};
+use super::{column, set_int, set_text, Column, LoadLimits, Location, Rows, SourceError};
 use crate::account::{RawRow, RowError};
 
 /// How long a statement waits for a lock held by another writer.
@@ -35,10 +35,7 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection, SourceError> {
     Ok(conn)
 }
 
-pub(super) fn rows(
-    path: &Path,
-    limits: &LoadLimits,
-) -> Result<Vec<(Location, Result<RawRow, RowError>)>, SourceError> {
+pub(super) fn rows(path: &Path, limits: &LoadLimits) -> Result<Rows, SourceError> {
     let err = sql_error(path);
     let conn = open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     // The columns this table has.

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::{Spanned, Table, Value};
 
-use super::{column, set_int, set_text, LoadLimits, Location, SourceError};
+use super::{column, set_int, set_text, LoadLimits, Location, Rows, SourceError};
 use crate::account::{RawRow, RowError};
 
 #[derive(Deserialize)]
@@ -15,11 +15,7 @@ struct File {
     registrant: Vec<Spanned<Table>>,
 }
 
-pub(super) fn rows(
-    path: &Path,
-    text: &str,
-    limits: &LoadLimits,
-) -> Result<Vec<(Location, Result<RawRow, RowError>)>, SourceError> {
+pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows, SourceError> {
     let file: File = ::toml::from_str(text).map_err(|e| SourceError::Format {
         path: path.to_owned(),
         message: e.to_string(),
