@@ -303,7 +303,8 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     // Every authenticator starts its replay window now (see corereg::auth::replay).
     let started_s = shard::now().unix_s();
 
-    let mut api = prepare_api(&config, shards, seed)?;
+    let (registrants, mut registrant_parts) = prepare_registrants(&config, bound, shards, seed)?;
+    let mut api = prepare_api(&config, shards, seed, registrants.clone())?;
     let mut inboxes = std::mem::take(&mut api.inboxes);
 
     let stop = Stop::default();
@@ -331,6 +332,7 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
             }),
             api: inboxes.get_mut(id).and_then(Option::take),
             changes: api.changes.clone(),
+            registrants: registrant_parts.get_mut(id).and_then(Option::take),
         };
         match shard::spawn(spec, stop.clone(), events_tx.clone()) {
             Ok(handle) => handles.push(handle),
@@ -383,6 +385,38 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     result
 }
 
+/// The registrants' service (None without `--registrants`) and each shard's part.
+type PreparedRegistrants = (
+    Option<Arc<corereg::registrants::Service>>,
+    Vec<Option<corereg::registrants::ShardRegistrants>>,
+);
+
+/// Loads the registrants' source (when `--registrants` is given) and splits it among the shards. A
+/// source that cannot be read stops start-up; a bad row is logged and skipped.
+fn prepare_registrants(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    shards: usize,
+    seed: HashSeed,
+) -> Result<PreparedRegistrants> {
+    let Some(source) = &config.registrants.source else {
+        return Ok((None, (0..shards).map(|_| None).collect()));
+    };
+    let (service, parts, bad) =
+        corereg::registrants::Service::start(&config.registrants, source, listen, shards, seed)
+            .map_err(|e| anyhow!("cannot load --registrants: {e}"))?;
+    for row in &bad {
+        tracing::warn!("--registrants {source}: {row}: row skipped");
+    }
+    let count: usize = parts.iter().map(|p| p.initial.len()).sum();
+    tracing::info!(
+        "registrants: {count} loaded from {source} ({} rows skipped), first REGISTERs spread over {} s",
+        bad.len(),
+        config.registrants.spread_s
+    );
+    Ok((Some(service), parts.into_iter().map(Some).collect()))
+}
+
 /// The HTTP API, the event hub and the webhook, as started before the shards.
 struct PreparedApi {
     /// Each shard's end of its API queue (None without the API), taken by the shard specs.
@@ -414,7 +448,12 @@ const CHANGE_BATCHES_QUEUED: usize = 4096;
 
 /// Starts the event hub (when anything listens to it: the API or the webhook), the webhook and the HTTP API,
 /// before the shards: a port that is taken or a token file that cannot be read stops start-up here.
-fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<PreparedApi> {
+fn prepare_api(
+    config: &Config,
+    shards: usize,
+    seed: HashSeed,
+    registrants: Option<Arc<corereg::registrants::Service>>,
+) -> Result<PreparedApi> {
     let settings = &config.api;
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut prepared = PreparedApi {
@@ -480,6 +519,7 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         metrics: ApiMetrics::default(),
         webhook: webhook_counters,
         snapshots: Arc::new(tokio::sync::Semaphore::new(server::MAX_SNAPSHOTS)),
+        registrants,
     };
     let server = server::start(listen, settings.threads, settings.max_connections, ctx)?;
     tracing::info!(

@@ -65,6 +65,8 @@ pub struct ApiContext {
     pub webhook: Option<Arc<super::webhook::WebhookCounters>>,
     /// Snapshots being streamed at once, at most [`MAX_SNAPSHOTS`] (each holds its AoRs' names a while).
     pub snapshots: Arc<Semaphore>,
+    /// The registrants (`--registrants`), when any.
+    pub registrants: Option<Arc<crate::registrants::Service>>,
 }
 
 /// Event streams that start with a snapshot at once; more get 503 until one ends.
@@ -178,6 +180,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
             axum::routing::delete(delete_binding),
         )
         .route("/v1/events", get(events_stream))
+        .merge(super::registrants::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .layer(middleware::from_fn_with_state(ctx.clone(), guard))
         .with_state(ctx)

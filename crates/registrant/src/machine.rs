@@ -179,6 +179,9 @@ struct Attempt {
     remove: Vec<String>,
     /// The removal of other contacts of our instance was already asked.
     cleanup_done: bool,
+    /// `maybe_bound_until_ms` before this attempt: restored when the upstream refuses it (it then
+    /// bound nothing).
+    bound_before_ms: u64,
 }
 
 impl Attempt {
@@ -191,6 +194,7 @@ impl Attempt {
             rounds_423: 0,
             remove: Vec::new(),
             cleanup_done: false,
+            bound_before_ms: 0,
         }
     }
 }
@@ -467,6 +471,10 @@ impl Registrant {
         let Some(attempt) = self.attempt.take() else {
             return Disposition::Handled;
         };
+        if facts.status >= 300 && attempt.purpose == Purpose::Register {
+            // Refused: this attempt bound nothing (a challenge answered raises it again).
+            self.maybe_bound_until_ms = attempt.bound_before_ms;
+        }
         match facts.status {
             200..=299 => self.on_success(attempt, &facts, now_ms, out),
             401 | 407 => self.on_challenge(attempt, &facts, now_ms, out),
@@ -718,7 +726,9 @@ impl Registrant {
             Purpose::Unregister => 0,
         };
         self.txn = None;
-        self.attempt = Some(Attempt::new(purpose, expires));
+        let mut attempt = Attempt::new(purpose, expires);
+        attempt.bound_before_ms = self.maybe_bound_until_ms;
+        self.attempt = Some(attempt);
         if self.send_request(now_ms, out) {
             self.set_state(
                 match purpose {

@@ -831,6 +831,26 @@ fn shutdown_unregisters_only_what_may_be_bound() {
 }
 
 #[test]
+fn a_refused_registration_is_not_unregistered() {
+    let mut r = registrant("rita");
+    let mut out = Vec::new();
+    r.enable(T0, &mut out);
+    let req = one(&out);
+    out.clear();
+    let c = "WWW-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n";
+    r.handle_response(&respond(&req, 401, c), T0 + 1, &mut out);
+    let auth = one(&out);
+    out.clear();
+    r.handle_response(&respond(&auth, 401, c), T0 + 2, &mut out);
+    assert_eq!(r.state(), State::WrongCredentials);
+    out.clear();
+    r.shutdown(T0 + 3, &mut out);
+    assert!(sent(&out).is_empty(), "nothing was bound");
+    assert_eq!(r.state(), State::NotRegistered);
+    assert!(r.is_idle());
+}
+
+#[test]
 fn enable_registers_now_and_disabled_rows_wait() {
     let mut rr = row("paul");
     rr.state = Some(1);

@@ -1,0 +1,370 @@
+//! A shard's registrants: the accounts whose AoR the shard owns, each a sans-IO
+//! [`Registrant`](corereg_registrant::Registrant), driven by one task.
+//!
+//! The task binds its own UDP socket on an ephemeral port (the registrants' Via names it): the responses
+//! come back to that socket, so to this shard, whatever the kernel's `SO_REUSEPORT` choice among the
+//! listening sockets would have been. It matches each response to its registrant by Call-ID, sends what
+//! the registrants ask, sleeps until the earliest timer (at most [`TICK`], so that commands and the stop
+//! flag are seen), and publishes a snapshot of the states for the API.
+//!
+//! Host names (a `registrar` or `proxy` that is not an IP literal) are resolved off the shard
+//! (`spawn_blocking`) and cached for [`RESOLVE_TTL`]; a name that does not resolve drops the datagram,
+//! which the registrant then sees as a timeout.
+//!
+//! On stop, every registrant that may hold a binding unREGISTERs; the task ends when all are answered or
+//! after the shutdown timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corereg_registrant::account::Target;
+use corereg_registrant::{Effect, Registrant};
+use glommio::net::UdpSocket;
+
+use super::Stop;
+use crate::registrants::{Command, Entry, Info, ShardRegistrants};
+use crate::sip::parse::{parse_message, HeaderName, ParseLimits, MAX_HEADERS};
+
+/// Longest sleep: commands and the stop flag are seen within it.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How long a resolved name (or a failure to resolve it) is kept.
+pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
+/// Registrants whose timers are handled in one turn before the task yields.
+const BATCH: usize = 1024;
+
+struct Slot {
+    at: corereg_registrant::source::Location,
+    registrant: Registrant,
+    /// Removed from the source: dropped once its unREGISTER is done.
+    removed: bool,
+}
+
+struct Table {
+    shard: usize,
+    settings: Arc<corereg_registrant::Settings>,
+    seed: u64,
+    slots: Vec<Slot>,
+    by_key: HashMap<String, usize>,
+    by_call_id: HashMap<String, usize>,
+    dirty: bool,
+}
+
+impl Table {
+    fn rebuild_index(&mut self) {
+        self.by_key.clear();
+        self.by_call_id.clear();
+        for (i, s) in self.slots.iter().enumerate() {
+            self.by_key.insert(s.registrant.account().key(), i);
+            self.by_call_id.insert(s.registrant.call_id().to_owned(), i);
+        }
+    }
+
+    fn apply(&mut self, command: Command, now_ms: u64, out: &mut Vec<Effect>) {
+        self.dirty = true;
+        match command {
+            Command::Upsert(entry) => {
+                let Entry { at, account } = *entry;
+                let key = account.key();
+                let seed = self.seed ^ self.slots.len() as u64;
+                let mut registrant = Registrant::new(account, self.settings.clone(), seed);
+                match self.by_key.get(&key) {
+                    Some(&i) => {
+                        // The row changed: the new registrant takes over at once when enabled (same
+                        // contact, so the upstream updates the binding), the old one is forgotten.
+                        if registrant.enabled() {
+                            registrant.enable(now_ms, out);
+                        }
+                        self.slots[i] = Slot {
+                            at,
+                            registrant,
+                            removed: false,
+                        };
+                    }
+                    None => {
+                        registrant.start(now_ms);
+                        self.slots.push(Slot {
+                            at,
+                            registrant,
+                            removed: false,
+                        });
+                    }
+                }
+                self.rebuild_index();
+            }
+            Command::Remove(key) => {
+                if let Some(&i) = self.by_key.get(&key) {
+                    self.slots[i].removed = true;
+                    self.slots[i].registrant.disable(now_ms, out);
+                }
+            }
+            Command::SetEnabled { key, enabled } => {
+                if let Some(&i) = self.by_key.get(&key) {
+                    let r = &mut self.slots[i].registrant;
+                    if enabled {
+                        r.enable(now_ms, out);
+                    } else {
+                        r.disable(now_ms, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the removed registrants that are done.
+    fn collect(&mut self) {
+        let before = self.slots.len();
+        self.slots
+            .retain(|s| !(s.removed && s.registrant.is_idle()));
+        if self.slots.len() != before {
+            self.rebuild_index();
+            self.dirty = true;
+        }
+    }
+
+    fn next_timeout(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.registrant.next_timeout())
+            .min()
+    }
+
+    fn snapshot(&self) -> Vec<Info> {
+        self.slots
+            .iter()
+            .filter(|s| !s.removed)
+            .map(|s| {
+                let r = &s.registrant;
+                let a = r.account();
+                Info {
+                    key: a.key(),
+                    source: s.at.to_string(),
+                    shard: self.shard,
+                    aor: a.aor.clone(),
+                    registrar: a.registrar.clone(),
+                    proxy: a.proxy.clone(),
+                    third_party_registrant: a.third_party_registrant.clone(),
+                    username: a.username.clone(),
+                    binding_uri: a.binding_uri.clone(),
+                    binding_params: a.binding_params.clone(),
+                    expiry: a.expiry,
+                    enabled: r.enabled(),
+                    state: r.state().code(),
+                    state_name: r.state().name(),
+                    last_status: r.last_status(),
+                    next_register: r.next_register_ms().map(|t| t / 1000),
+                    registered_until: r.registered_until_ms().map(|t| t / 1000),
+                }
+            })
+            .collect()
+    }
+}
+
+fn now_ms() -> u64 {
+    super::now().unix_ms
+}
+
+/// The Call-ID of a datagram, when it frames.
+fn call_id_of(datagram: &[u8], max: usize) -> Option<&[u8]> {
+    let limits = ParseLimits {
+        max_message_bytes: max,
+        max_headers: MAX_HEADERS,
+        max_line_bytes: max,
+    };
+    let msg = parse_message(datagram, &limits).ok()?;
+    msg.first(HeaderName::CallId).map(<[u8]>::trim_ascii)
+}
+
+/// Sends the datagrams among `out` and logs the state changes; clears `out`.
+async fn flush(
+    shard: usize,
+    socket: &UdpSocket,
+    aor: &str,
+    out: &mut Vec<Effect>,
+    resolved: &mut HashMap<Target, (Option<SocketAddr>, Instant)>,
+) -> bool {
+    let mut changed = false;
+    for effect in out.drain(..) {
+        match effect {
+            Effect::Send { to, datagram } => {
+                let addr = match &to {
+                    Target::Addr(a) => Some(*a),
+                    Target::Name { host, port } => match resolved.get(&to) {
+                        Some((addr, at)) if at.elapsed() < RESOLVE_TTL => *addr,
+                        _ => {
+                            let (h, p) = (host.clone(), *port);
+                            let addr = glommio::executor()
+                                .spawn_blocking(move || {
+                                    std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), p))
+                                        .ok()
+                                        .and_then(|mut a| a.next())
+                                })
+                                .await;
+                            if addr.is_none() {
+                                tracing::warn!(shard, "registrant {aor}: cannot resolve {to}");
+                            }
+                            resolved.insert(to.clone(), (addr, Instant::now()));
+                            addr
+                        }
+                    },
+                };
+                if let Some(addr) = addr {
+                    if let Err(e) = socket.send_to(&datagram, addr).await {
+                        tracing::debug!(shard, "registrant {aor}: send to {addr} failed: {e}");
+                    }
+                }
+            }
+            Effect::State { from, to, status } => {
+                changed = true;
+                tracing::info!(
+                    shard,
+                    "registrant {aor}: state {} -> {} ({}){}",
+                    from.code(),
+                    to.code(),
+                    to.name(),
+                    status.map(|s| format!(", status {s}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    changed
+}
+
+/// Runs the shard's registrants until a stop, then unregisters them (bounded by the shutdown timeout).
+pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
+    let ShardRegistrants {
+        initial,
+        commands,
+        snapshot,
+        mut settings,
+        bind_ip,
+        shutdown_timeout,
+        seed,
+    } = part;
+    let socket = match UdpSocket::bind(SocketAddr::new(bind_ip, 0)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(shard, "registrants: cannot bind a UDP socket on {bind_ip}: {e}; no registrant runs on this shard");
+            return;
+        }
+    };
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(shard, "registrants: no local address: {e}");
+            return;
+        }
+    };
+    settings.via_sent_by = local.to_string();
+    let max_response = settings.max_response_bytes;
+    let mut table = Table {
+        shard,
+        settings: Arc::new(settings),
+        seed,
+        slots: Vec::new(),
+        by_key: HashMap::new(),
+        by_call_id: HashMap::new(),
+        dirty: true,
+    };
+    let mut out = Vec::new();
+    let start = now_ms();
+    for command in initial {
+        table.apply(command, start, &mut out);
+    }
+    if !table.slots.is_empty() {
+        tracing::info!(
+            shard,
+            "registrants: {} on this shard, sending from {local}",
+            table.slots.len()
+        );
+    }
+    let mut resolved = HashMap::new();
+    let mut buf = vec![0u8; max_response + 1];
+    let mut shutdown_deadline: Option<u64> = None;
+    let mut last_publish = Instant::now();
+    loop {
+        let now = now_ms();
+        while let Ok(command) = commands.try_recv() {
+            if shutdown_deadline.is_none() {
+                table.apply(command, now, &mut out);
+            }
+        }
+        if stop.is_requested() && shutdown_deadline.is_none() {
+            for s in &mut table.slots {
+                s.registrant.shutdown(now, &mut out);
+            }
+            shutdown_deadline = Some(now + shutdown_timeout.as_millis() as u64);
+        }
+        // Timers due, a batch at a time.
+        let mut handled = 0;
+        for i in 0..table.slots.len() {
+            let r = &mut table.slots[i].registrant;
+            if r.next_timeout().is_some_and(|t| t <= now) {
+                r.handle_timeout(now, &mut out);
+                handled += 1;
+                let aor = r.account().aor.clone();
+                table.dirty |= flush(shard, &socket, &aor, &mut out, &mut resolved).await;
+                if handled % BATCH == 0 {
+                    glommio::yield_if_needed().await;
+                }
+            }
+        }
+        if !out.is_empty() {
+            table.dirty |= flush(shard, &socket, "(commands)", &mut out, &mut resolved).await;
+        }
+        table.collect();
+        if table.dirty || last_publish.elapsed() >= Duration::from_secs(1) {
+            *snapshot.lock().unwrap_or_else(|p| p.into_inner()) = table.snapshot();
+            table.dirty = false;
+            last_publish = Instant::now();
+        }
+        if let Some(deadline) = shutdown_deadline {
+            let pending = table
+                .slots
+                .iter()
+                .filter(|s| !s.registrant.is_idle())
+                .count();
+            if pending == 0 {
+                break;
+            }
+            if now >= deadline {
+                tracing::warn!(
+                    shard,
+                    "registrants: {pending} unREGISTERs unanswered at the shutdown timeout"
+                );
+                break;
+            }
+        }
+        let wait = table
+            .next_timeout()
+            .map_or(TICK, |t| Duration::from_millis(t.saturating_sub(now)))
+            .clamp(Duration::from_millis(1), TICK);
+        if let Err(e) = socket.set_read_timeout(Some(wait)) {
+            tracing::debug!(shard, "registrants: set_read_timeout: {e}");
+        }
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let datagram = &buf[..n];
+                let Some(i) = call_id_of(datagram, max_response)
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .and_then(|c| table.by_call_id.get(c).copied())
+                else {
+                    tracing::trace!(shard, "registrants: datagram from {from} for no registrant");
+                    continue;
+                };
+                let r = &mut table.slots[i].registrant;
+                let disposition = r.handle_response(datagram, now_ms(), &mut out);
+                tracing::trace!(shard, "registrants: response from {from}: {disposition:?}");
+                let aor = r.account().aor.clone();
+                table.dirty |= flush(shard, &socket, &aor, &mut out, &mut resolved).await;
+            }
+            Err(glommio::GlommioError::TimedOut(_)) => {}
+            Err(e) => {
+                tracing::debug!(shard, "registrants: receive failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    *snapshot.lock().unwrap_or_else(|p| p.into_inner()) = table.snapshot();
+}
