@@ -359,7 +359,7 @@ settings! {
     /// Accounts corereg registers to upstream registrars (OpenSIPS's `registrant` columns): a `.toml` or
     /// `.csv` file, or `sqlite:PATH` (table `registrant`). See docs/registrant.md.
     #[arg(value_name = "FILE|sqlite:PATH")]
-    registrants: Option<String> = None, flag: Option<String>, via: Some, shown: "none";
+    registrants: Option<String> = None, flag: Option<String>, via: Some, shown: "no registrants";
 
     /// Local address of the registrants' sockets (and their Via). Default: the --listen address, or when
     /// that is unspecified, the address the kernel routes from towards the first registrar.
@@ -1072,9 +1072,6 @@ impl Config {
                 r.retry_min_s, r.retry_max_s
             ));
         }
-        if r.source.is_some() && self.stateless_stub {
-            return invalid("--registrants cannot be used with --stateless-stub".into());
-        }
         if self.min_expires_s == 0 {
             return invalid("--min-expires must be > 0".into());
         }
@@ -1779,6 +1776,15 @@ mod tests {
             events-max-subscribers = 5
             webhook = "http://127.0.0.1:1/file"
             webhook-batch = 6
+            registrants = "file.toml"
+            registrant-address = "127.0.0.2"
+            registrant-spread = 10
+            registrant-default-expiry = 600
+            registrant-refresh-margin = 20
+            registrant-retry-min = 5
+            registrant-retry-max = 50
+            registrant-shutdown-timeout = 2
+            registrant-max-rows = 10
         "#;
         let file = FileConfig::parse(file_text).expect("valid toml");
         let keys = file_text.lines().filter(|l| l.contains(" = ")).count();
@@ -1861,6 +1867,24 @@ mod tests {
             "http://127.0.0.1:1/flag",
             "--webhook-batch",
             "7",
+            "--registrants",
+            "sqlite:flag.db",
+            "--registrant-address",
+            "127.0.0.3",
+            "--registrant-spread",
+            "11",
+            "--registrant-default-expiry",
+            "601",
+            "--registrant-refresh-margin",
+            "21",
+            "--registrant-retry-min",
+            "6",
+            "--registrant-retry-max",
+            "51",
+            "--registrant-shutdown-timeout",
+            "3",
+            "--registrant-max-rows",
+            "11",
         ];
         let flags = argv.iter().filter(|a| a.starts_with("--")).count();
         assert_eq!(

@@ -402,6 +402,10 @@ fn prepare_registrants(
     let Some(source) = &config.registrants.source else {
         return Ok((None, (0..shards).map(|_| None).collect()));
     };
+    if config.stateless_stub {
+        tracing::warn!("--registrants ignored: the stateless stub runs no registrants");
+        return Ok((None, (0..shards).map(|_| None).collect()));
+    }
     let (service, parts, bad) =
         corereg::registrants::Service::start(&config.registrants, source, listen, shards, seed)
             .map_err(|e| anyhow!("cannot load --registrants: {e}"))?;
