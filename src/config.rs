@@ -564,6 +564,31 @@ pub enum CtlCommand {
     },
     /// Print every shard's counters.
     Stats,
+    /// The accounts corereg registers upstream: list them with their state (default), or reload, enable
+    /// or disable those the filters name (enable and disable need one).
+    Registrants {
+        /// list, reload (read the source again), enable (REGISTER now), disable (unREGISTER now).
+        #[arg(value_enum, default_value = "list")]
+        action: RegistrantsAction,
+        /// Only the registrant(s) of this AoR, e.g. sip:trunk1@example.net.
+        #[arg(long, value_name = "URI")]
+        aor: Option<String>,
+        /// Only the registrant(s) whose binding_URI is this.
+        #[arg(long, value_name = "URI")]
+        contact: Option<String>,
+        /// Only the registrant(s) of this registrar URI.
+        #[arg(long, value_name = "URI")]
+        registrar: Option<String>,
+    },
+}
+
+/// What `corereg ctl registrants` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RegistrantsAction {
+    List,
+    Reload,
+    Enable,
+    Disable,
 }
 
 /// `--auth`.

@@ -256,6 +256,34 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
     wait_state(&a, "sip:trunk5@example.com", 3, Duration::from_secs(10));
     wait_bindings(&b, "sip:trunk5@example.com", 1);
 
+    // The same from a terminal.
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_corereg"))
+            .args(["ctl", "--api", &format!("http://{}", a.api.expect("api"))])
+            .args(args)
+            .output()
+            .expect("corereg ctl");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let listed = ctl(&["registrants", "--aor", "sip:trunk5@example.com"]);
+    assert!(
+        listed.starts_with("sip:trunk5@example.com state=3 (REGISTERED_STATE) last=200 next=in "),
+        "{listed}"
+    );
+    assert_eq!(
+        ctl(&["registrants", "disable", "--aor", "sip:trunk5@example.com"]).trim(),
+        "disabled 1 registrant(s)"
+    );
+    wait_bindings(&b, "sip:trunk5@example.com", 0);
+    assert_eq!(
+        ctl(&["registrants", "enable", "--aor", "sip:trunk5@example.com"]).trim(),
+        "enabled 1 registrant(s)"
+    );
+    wait_bindings(&b, "sip:trunk5@example.com", 1);
+    assert!(ctl(&["registrants", "reload"])
+        .starts_with("reloaded: 3 rows, 0 added, 0 changed, 0 removed"));
+
     // Shutdown unregisters what is registered.
     let status = a.terminate(Duration::from_secs(10)).expect("A exits");
     assert!(status.success(), "{status:?}\n{}", a.log_text());
