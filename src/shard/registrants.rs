@@ -56,7 +56,10 @@ impl Table {
         self.by_key.clear();
         self.by_call_id.clear();
         for (i, s) in self.slots.iter().enumerate() {
-            self.by_key.insert(s.registrant.account().key(), i);
+            // A removed registrant still takes the responses to its unREGISTER, but no command.
+            if !s.removed {
+                self.by_key.insert(s.registrant.account().key(), i);
+            }
             self.by_call_id.insert(s.registrant.call_id().to_owned(), i);
         }
     }
@@ -67,20 +70,29 @@ impl Table {
             Command::Upsert(entry) => {
                 let Entry { at, account } = *entry;
                 let key = account.key();
-                let seed = self.seed ^ self.slots.len() as u64;
+                let seed = self.seed ^ self.slots.len() as u64 ^ now_ms;
                 let mut registrant = Registrant::new(account, self.settings.clone(), seed);
                 match self.by_key.get(&key) {
-                    Some(&i) => {
-                        // The row changed: the new registrant takes over at once when enabled (same
-                        // contact, so the upstream updates the binding), the old one is forgotten.
-                        if registrant.enabled() {
-                            registrant.enable(now_ms, out);
-                        }
+                    Some(&i) if registrant.enabled() => {
+                        // The row changed and stays enabled: the new registrant REGISTERs at once (same
+                        // AoR, contact and registrar, so the upstream updates the binding); the old one
+                        // is forgotten.
+                        registrant.enable(now_ms, out);
                         self.slots[i] = Slot {
                             at,
                             registrant,
                             removed: false,
                         };
+                    }
+                    Some(&i) => {
+                        // Now disabled: the old one unREGISTERs (kept until answered), the new one waits.
+                        self.slots[i].removed = true;
+                        self.slots[i].registrant.disable(now_ms, out);
+                        self.slots.push(Slot {
+                            at,
+                            registrant,
+                            removed: false,
+                        });
                     }
                     None => {
                         registrant.start(now_ms);
