@@ -349,3 +349,102 @@ not-a-uri,,sip:bad@{DOMAIN},sip:bad@127.0.0.1:5999,,,300,0\n",
         started.elapsed()
     );
 }
+
+/// An OpenSIPS `registrant` table in SQLite, NULLs included: registered to B; disabling writes `state`
+/// back; a row edited to `state = 1` and reloaded unregisters; a removed row unregisters.
+#[test]
+fn an_opensips_sqlite_table_registers_and_state_is_written_back() {
+    let dir = workdir("registrant-sqlite");
+    let b = start_b(&dir);
+    let db = dir.join("opensips.sqlite");
+    let conn = rusqlite::Connection::open(&db).expect("create");
+    conn.execute_batch(
+        "CREATE TABLE registrant (
+            id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+            registrar CHAR(255) DEFAULT '' NOT NULL,
+            proxy CHAR(255) DEFAULT NULL,
+            aor CHAR(255) DEFAULT '' NOT NULL,
+            third_party_registrant CHAR(255) DEFAULT NULL,
+            username CHAR(64) DEFAULT NULL,
+            password CHAR(64) DEFAULT NULL,
+            binding_URI CHAR(255) DEFAULT '' NOT NULL,
+            binding_params CHAR(64) DEFAULT NULL,
+            expiry INTEGER DEFAULT NULL,
+            forced_socket CHAR(64) DEFAULT NULL,
+            cluster_shtag CHAR(64) DEFAULT NULL,
+            state INTEGER DEFAULT 0 NOT NULL,
+            CONSTRAINT registrant_registrant_idx UNIQUE (aor, binding_URI, registrar));",
+    )
+    .expect("schema");
+    for user in ["trunk1", "trunk2"] {
+        let password = if user == "trunk1" { "pw1" } else { "pw2" };
+        conn.execute(
+            "INSERT INTO registrant (registrar, proxy, aor, username, password, binding_URI) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            [
+                format!("sip:{DOMAIN}"),
+                format!("sip:{}", b.addr),
+                format!("sip:{user}@{DOMAIN}"),
+                user.to_string(),
+                password.to_string(),
+                format!("sip:{user}@127.0.0.1:5999"),
+            ],
+        )
+        .expect("row");
+    }
+    let source = format!("sqlite:{}", db.display());
+    let a = Server::start(&["--registrants", &source, "--registrant-spread", "0"]);
+    for aor in ["sip:trunk1@example.com", "sip:trunk2@example.com"] {
+        let r = wait_state(&a, aor, 3, Duration::from_secs(10));
+        assert_eq!(r["expiry"], Value::Null, "NULL expiry: the default");
+        wait_bindings(&b, aor, 1);
+    }
+    let api = a.api.expect("api");
+    let (status, body) = call(
+        api,
+        "POST",
+        "/v1/registrants/disable?aor=sip%3Atrunk1%40example.com",
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_bindings(&b, "sip:trunk1@example.com", 0);
+    let written: i64 = conn
+        .query_row(
+            "SELECT state FROM registrant WHERE aor = 'sip:trunk1@example.com'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("state");
+    assert_eq!(written, 1, "written back");
+    let (status, _) = call(
+        api,
+        "POST",
+        "/v1/registrants/enable?aor=sip%3Atrunk1%40example.com",
+    );
+    assert_eq!(status, 200);
+    wait_bindings(&b, "sip:trunk1@example.com", 1);
+    // Edited in the table: trunk2 disabled; then trunk1's row deleted.
+    conn.execute(
+        "UPDATE registrant SET state = 1 WHERE aor = 'sip:trunk2@example.com'",
+        [],
+    )
+    .expect("update");
+    let (_, report) = call(api, "POST", "/v1/registrants/reload");
+    assert_eq!(report["changed"], 1, "{report}");
+    wait_bindings(&b, "sip:trunk2@example.com", 0);
+    assert_eq!(
+        wait_state(&a, "sip:trunk2@example.com", 0, Duration::from_secs(5))["enabled"],
+        false
+    );
+    conn.execute(
+        "DELETE FROM registrant WHERE aor = 'sip:trunk1@example.com'",
+        [],
+    )
+    .expect("delete");
+    let (_, report) = call(
+        api,
+        "POST",
+        "/v1/registrants/reload?aor=sip%3Atrunk1%40example.com",
+    );
+    assert_eq!(report["removed"], 1, "{report}");
+    wait_bindings(&b, "sip:trunk1@example.com", 0);
+    assert!(state(&a, "sip:trunk1@example.com").is_none());
+}
