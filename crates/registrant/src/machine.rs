@@ -263,14 +263,12 @@ impl Registrant {
     /// A registrant for `account`, idle until [`start`](Self::start) or [`enable`](Self::enable).
     pub fn new(account: Account, settings: Arc<Settings>, seed: u64) -> Self {
         let key = stable_hash(account.key().as_bytes());
-        let call_id = format!("{:016x}{:016x}@corereg", mix64(seed), mix64(seed ^ key));
-        let from_tag = format!("{:012x}", mix64(seed ^ key ^ 0x7a67) & 0xffff_ffff_ffff);
         let ask_expiry = account
             .expiry
             .unwrap_or(settings.default_expiry_s)
             .min(settings.max_expiry_s)
             .max(1);
-        Registrant {
+        let mut r = Registrant {
             target: account.target(),
             instance: account.outbound_instance(),
             enabled: account.enabled,
@@ -278,8 +276,8 @@ impl Registrant {
             settings,
             state: State::NotRegistered,
             shutting_down: false,
-            call_id,
-            from_tag,
+            call_id: String::new(),
+            from_tag: String::new(),
             seed: mix64(seed ^ key ^ 0x5eed),
             counter: 0,
             cseq: 0,
@@ -292,7 +290,10 @@ impl Registrant {
             registered_until_ms: None,
             maybe_bound_until_ms: 0,
             failures: 0,
-        }
+        };
+        r.call_id = format!("{:016x}{:016x}@corereg", r.token(), r.token());
+        r.from_tag = format!("{:012x}", r.token() & 0xffff_ffff_ffff);
+        r
     }
 
     pub fn account(&self) -> &Account {
@@ -741,9 +742,18 @@ impl Registrant {
         }
     }
 
+    /// The next branch or cnonce token: SHA-256 of the registrant's secret seed and a counter, so that
+    /// one token seen on the wire tells nothing of the next.
     fn token(&mut self) -> u64 {
+        use sha2::{Digest, Sha256};
         self.counter += 1;
-        mix64(self.seed ^ self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        h.update(self.counter.to_le_bytes());
+        let d = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        u64::from_le_bytes(first)
     }
 
     /// Sends the current attempt's next request as a new transaction; false (and INTERNAL_ERROR) when
