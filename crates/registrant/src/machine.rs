@@ -410,11 +410,13 @@ impl Registrant {
                     _ => self.fail(State::RegisterTimeout, Some(408), None, now_ms, out),
                 }
             } else if now_ms >= t.next_retransmit_ms {
+                // At least 1 ms: settings of 0 cannot make the caller spin.
                 t.interval_ms = if t.proceeding {
                     self.settings.t2_ms
                 } else {
                     (t.interval_ms * 2).min(self.settings.t2_ms)
-                };
+                }
+                .max(1);
                 t.next_retransmit_ms = now_ms + t.interval_ms;
                 out.push(Effect::Send {
                     to: self.target.clone(),
@@ -462,8 +464,8 @@ impl Registrant {
             // Proceeding: retransmit at T2 from now on (RFC 3261 §17.1.2.2).
             if !txn.proceeding {
                 txn.proceeding = true;
-                txn.interval_ms = self.settings.t2_ms;
-                txn.next_retransmit_ms = now_ms + self.settings.t2_ms;
+                txn.interval_ms = self.settings.t2_ms.max(1);
+                txn.next_retransmit_ms = now_ms + txn.interval_ms;
             }
             return Disposition::Handled;
         }
@@ -846,8 +848,8 @@ impl Registrant {
             cseq: self.cseq,
             datagram: buf,
             started_ms: now_ms,
-            next_retransmit_ms: now_ms + self.settings.t1_ms,
-            interval_ms: self.settings.t1_ms,
+            next_retransmit_ms: now_ms + self.settings.t1_ms.max(1),
+            interval_ms: self.settings.t1_ms.max(1),
             proceeding: false,
         });
         true
