@@ -6,7 +6,7 @@
 //! bounded command queue and reads the snapshot of states the shard publishes. Nothing here runs on a
 //! shard: loading a source and writing a SQLite row are blocking I/O.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +41,8 @@ pub enum Command {
     Remove(String),
     /// Enable (REGISTER now) or disable (unREGISTER now) the registrant with this key.
     SetEnabled { key: String, enabled: bool },
+    /// Several at once: what one reload or one enable/disable asks of a shard is one command.
+    Batch(Vec<Command>),
 }
 
 /// One registrant as listed: its row (without the password), its state and its timers.
@@ -282,6 +284,7 @@ impl Service {
             ..ReloadReport::default()
         };
         let mut given = self.given.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batches: Vec<Vec<Command>> = self.shards.iter().map(|_| Vec::new()).collect();
         let fresh: Vec<Entry> = loaded
             .accounts
             .into_iter()
@@ -294,35 +297,40 @@ impl Service {
                 next.push(old.clone());
             }
         }
+        let old_by_key: HashMap<String, &Entry> =
+            given.iter().map(|o| (o.account.key(), o)).collect();
+        let fresh_keys: HashSet<String> = fresh
+            .iter()
+            .filter(|e| filter.matches(&e.account))
+            .map(|e| e.account.key())
+            .collect();
         for e in &fresh {
             if !filter.matches(&e.account) {
                 continue;
             }
             report.loaded += 1;
             let key = e.account.key();
-            match given.iter().find(|o| o.account.key() == key) {
-                Some(old) if old == e => {}
+            match old_by_key.get(&key) {
+                Some(old) if *old == e => {}
                 Some(_) => {
                     report.changed += 1;
-                    self.send(self.owner(&e.account), Command::Upsert(Box::new(e.clone())))?;
+                    batches[self.owner(&e.account)].push(Command::Upsert(Box::new(e.clone())));
                 }
                 None => {
                     report.added += 1;
-                    self.send(self.owner(&e.account), Command::Upsert(Box::new(e.clone())))?;
+                    batches[self.owner(&e.account)].push(Command::Upsert(Box::new(e.clone())));
                 }
             }
             next.push(e.clone());
         }
         for old in given.iter().filter(|o| filter.matches(&o.account)) {
             let key = old.account.key();
-            if !fresh
-                .iter()
-                .any(|e| e.account.key() == key && filter.matches(&e.account))
-            {
+            if !fresh_keys.contains(&key) {
                 report.removed += 1;
-                self.send(self.owner(&old.account), Command::Remove(key))?;
+                batches[self.owner(&old.account)].push(Command::Remove(key));
             }
         }
+        self.send_batches(batches)?;
         *given = next;
         Ok(report)
     }
@@ -331,16 +339,17 @@ impl Service {
     /// SQLite. Returns the keys affected.
     pub fn set_enabled(&self, filter: &Filter, enabled: bool) -> Result<Vec<String>, ServiceError> {
         let mut given = self.given.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batches: Vec<Vec<Command>> = self.shards.iter().map(|_| Vec::new()).collect();
+        for e in given.iter().filter(|e| filter.matches(&e.account)) {
+            batches[self.owner(&e.account)].push(Command::SetEnabled {
+                key: e.account.key(),
+                enabled,
+            });
+        }
+        self.send_batches(batches)?;
         let mut keys = Vec::new();
         for e in given.iter_mut().filter(|e| filter.matches(&e.account)) {
             let key = e.account.key();
-            self.send(
-                self.owner(&e.account),
-                Command::SetEnabled {
-                    key: key.clone(),
-                    enabled,
-                },
-            )?;
             e.account.enabled = enabled;
             if let (Spec::Sqlite(path), Location::Id(id)) = (&self.spec, e.at) {
                 if let Err(err) = write_state(path, id, enabled) {
@@ -353,6 +362,22 @@ impl Service {
             keys.push(key);
         }
         Ok(keys)
+    }
+
+    /// One command per shard that has any. All or nothing: every queue is checked for room first (the
+    /// lock on `given` keeps other senders out; a shard only takes commands out meanwhile).
+    fn send_batches(&self, batches: Vec<Vec<Command>>) -> Result<(), ServiceError> {
+        for (shard, batch) in batches.iter().enumerate() {
+            if !batch.is_empty() && self.shards[shard].commands.is_full() {
+                return Err(ServiceError::Busy(shard));
+            }
+        }
+        for (shard, batch) in batches.into_iter().enumerate() {
+            if !batch.is_empty() {
+                self.send(shard, Command::Batch(batch))?;
+            }
+        }
+        Ok(())
     }
 
     fn send(&self, shard: usize, command: Command) -> Result<(), ServiceError> {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corereg_registrant::account::Target;
-use corereg_registrant::{Effect, Registrant};
+use corereg_registrant::{Effect, Registrant, State};
 use glommio::net::UdpSocket;
 
 use super::Stop;
@@ -64,7 +64,7 @@ impl Table {
         }
     }
 
-    fn apply(&mut self, command: Command, now_ms: u64, out: &mut Vec<Effect>) {
+    fn apply(&mut self, command: Command, now_ms: u64, out: &mut Vec<Tagged>) {
         self.dirty = true;
         match command {
             Command::Upsert(entry) => {
@@ -77,7 +77,7 @@ impl Table {
                         // The row changed and stays enabled: the new registrant REGISTERs at once (same
                         // AoR, contact and registrar, so the upstream updates the binding); the old one
                         // is forgotten.
-                        registrant.enable(now_ms, out);
+                        drive(&mut registrant, out, |r, o| r.enable(now_ms, o));
                         self.slots[i] = Slot {
                             at,
                             registrant,
@@ -87,7 +87,9 @@ impl Table {
                     Some(&i) => {
                         // Now disabled: the old one unREGISTERs (kept until answered), the new one waits.
                         self.slots[i].removed = true;
-                        self.slots[i].registrant.disable(now_ms, out);
+                        drive(&mut self.slots[i].registrant, out, |r, o| {
+                            r.disable(now_ms, o)
+                        });
                         self.slots.push(Slot {
                             at,
                             registrant,
@@ -96,11 +98,15 @@ impl Table {
                     }
                     None => {
                         registrant.start(now_ms);
+                        let i = self.slots.len();
+                        self.by_key.insert(key, i);
+                        self.by_call_id.insert(registrant.call_id().to_owned(), i);
                         self.slots.push(Slot {
                             at,
                             registrant,
                             removed: false,
                         });
+                        return;
                     }
                 }
                 self.rebuild_index();
@@ -108,17 +114,25 @@ impl Table {
             Command::Remove(key) => {
                 if let Some(&i) = self.by_key.get(&key) {
                     self.slots[i].removed = true;
-                    self.slots[i].registrant.disable(now_ms, out);
+                    drive(&mut self.slots[i].registrant, out, |r, o| {
+                        r.disable(now_ms, o)
+                    });
+                }
+            }
+            Command::Batch(commands) => {
+                for c in commands {
+                    self.apply(c, now_ms, out);
                 }
             }
             Command::SetEnabled { key, enabled } => {
                 if let Some(&i) = self.by_key.get(&key) {
-                    let r = &mut self.slots[i].registrant;
-                    if enabled {
-                        r.enable(now_ms, out);
-                    } else {
-                        r.disable(now_ms, out);
-                    }
+                    drive(&mut self.slots[i].registrant, out, |r, o| {
+                        if enabled {
+                            r.enable(now_ms, o);
+                        } else {
+                            r.disable(now_ms, o);
+                        }
+                    });
                 }
             }
         }
@@ -188,16 +202,32 @@ fn call_id_of(datagram: &[u8], max: usize) -> Option<&[u8]> {
     msg.first(HeaderName::CallId).map(<[u8]>::trim_ascii)
 }
 
+/// An effect and the AoR of the registrant that asked for it (for the log).
+type Tagged = (String, Effect);
+
+/// Runs `f` on `r`, tagging the effects it asks for with its AoR.
+fn drive(
+    r: &mut Registrant,
+    out: &mut Vec<Tagged>,
+    f: impl FnOnce(&mut Registrant, &mut Vec<Effect>),
+) {
+    let mut effects = Vec::new();
+    f(r, &mut effects);
+    if !effects.is_empty() {
+        let aor = &r.account().aor;
+        out.extend(effects.into_iter().map(|e| (aor.clone(), e)));
+    }
+}
+
 /// Sends the datagrams among `out` and logs the state changes; clears `out`.
 async fn flush(
     shard: usize,
     socket: &UdpSocket,
-    aor: &str,
-    out: &mut Vec<Effect>,
+    out: &mut Vec<Tagged>,
     resolved: &mut HashMap<Target, (Option<SocketAddr>, Instant)>,
 ) -> bool {
     let mut changed = false;
-    for effect in out.drain(..) {
+    for (aor, effect) in out.drain(..) {
         match effect {
             Effect::Send { to, datagram } => {
                 let addr = match &to {
@@ -229,14 +259,33 @@ async fn flush(
             }
             Effect::State { from, to, status } => {
                 changed = true;
-                tracing::info!(
-                    shard,
-                    "registrant {aor}: state {} -> {} ({}){}",
-                    from.code(),
-                    to.code(),
-                    to.name(),
-                    status.map(|s| format!(", status {s}")).unwrap_or_default()
-                );
+                let status = status.map(|s| format!(", status {s}")).unwrap_or_default();
+                // The routine steps (registering, authenticating, registered: every refresh passes
+                // through them) at debug; failures and unregistrations at info.
+                if matches!(
+                    to,
+                    State::NotRegistered
+                        | State::RegisterTimeout
+                        | State::InternalError
+                        | State::WrongCredentials
+                        | State::RegistrarError
+                ) {
+                    tracing::info!(
+                        shard,
+                        "registrant {aor}: state {} -> {} ({}){status}",
+                        from.code(),
+                        to.code(),
+                        to.name()
+                    );
+                } else {
+                    tracing::debug!(
+                        shard,
+                        "registrant {aor}: state {} -> {} ({}){status}",
+                        from.code(),
+                        to.code(),
+                        to.name()
+                    );
+                }
             }
         }
     }
@@ -294,7 +343,6 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
     let mut resolved = HashMap::new();
     let mut buf = vec![0u8; max_response + 1];
     let mut shutdown_deadline: Option<u64> = None;
-    let mut last_publish = Instant::now();
     loop {
         let now = now_ms();
         while let Ok(command) = commands.try_recv() {
@@ -304,7 +352,7 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
         }
         if stop.is_requested() && shutdown_deadline.is_none() {
             for s in &mut table.slots {
-                s.registrant.shutdown(now, &mut out);
+                drive(&mut s.registrant, &mut out, |r, o| r.shutdown(now, o));
             }
             shutdown_deadline = Some(now + shutdown_timeout.as_millis() as u64);
         }
@@ -313,23 +361,22 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
         for i in 0..table.slots.len() {
             let r = &mut table.slots[i].registrant;
             if r.next_timeout().is_some_and(|t| t <= now) {
-                r.handle_timeout(now, &mut out);
+                drive(r, &mut out, |r, o| r.handle_timeout(now, o));
                 handled += 1;
-                let aor = r.account().aor.clone();
-                table.dirty |= flush(shard, &socket, &aor, &mut out, &mut resolved).await;
                 if handled % BATCH == 0 {
+                    table.dirty |= flush(shard, &socket, &mut out, &mut resolved).await;
                     glommio::yield_if_needed().await;
                 }
             }
         }
         if !out.is_empty() {
-            table.dirty |= flush(shard, &socket, "(commands)", &mut out, &mut resolved).await;
+            table.dirty |= flush(shard, &socket, &mut out, &mut resolved).await;
         }
         table.collect();
-        if table.dirty || last_publish.elapsed() >= Duration::from_secs(1) {
+        // Every change of what is listed comes with a state change or a command.
+        if table.dirty {
             *snapshot.lock().unwrap_or_else(|p| p.into_inner()) = table.snapshot();
             table.dirty = false;
-            last_publish = Instant::now();
         }
         if let Some(deadline) = shutdown_deadline {
             let pending = table
@@ -365,11 +412,12 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
                     tracing::trace!(shard, "registrants: datagram from {from} for no registrant");
                     continue;
                 };
-                let r = &mut table.slots[i].registrant;
-                let disposition = r.handle_response(datagram, now_ms(), &mut out);
+                let mut disposition = None;
+                drive(&mut table.slots[i].registrant, &mut out, |r, o| {
+                    disposition = Some(r.handle_response(datagram, now_ms(), o));
+                });
                 tracing::trace!(shard, "registrants: response from {from}: {disposition:?}");
-                let aor = r.account().aor.clone();
-                table.dirty |= flush(shard, &socket, &aor, &mut out, &mut resolved).await;
+                table.dirty |= flush(shard, &socket, &mut out, &mut resolved).await;
             }
             Err(glommio::GlommioError::TimedOut(_)) => {}
             Err(e) => {

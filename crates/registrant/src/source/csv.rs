@@ -36,6 +36,7 @@ pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows,
         }
     }
     let mut out = Vec::new();
+    let mut lines = LineCounter::default();
     for record in reader.records() {
         if out.len() >= limits.max_rows {
             return Err(SourceError::TooManyRows {
@@ -46,7 +47,7 @@ pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows,
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| line_of(text, p.byte()));
+                let line = e.position().map_or(0, |p| lines.line_of(text, p.byte()));
                 out.push((Location::Line(line), Err(RowError::Source(e.to_string()))));
                 if matches!(e.kind(), ::csv::ErrorKind::Io(_)) {
                     break;
@@ -54,7 +55,9 @@ pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows,
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| line_of(text, p.byte()));
+        let line = record
+            .position()
+            .map_or(0, |p| lines.line_of(text, p.byte()));
         let at = Location::Line(line);
         if record.len() != columns.len() {
             out.push((
@@ -80,22 +83,36 @@ pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows,
     Ok(out)
 }
 
-/// 1-based line of the record at byte `offset` (the csv crate does not count comment lines, and a
-/// record's position is before the comment lines that precede it).
-fn line_of(text: &str, offset: u64) -> usize {
-    let bytes = text.as_bytes();
-    let mut offset = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    while bytes.get(offset) == Some(&b'#') {
-        match memchr_newline(&bytes[offset..]) {
-            Some(n) => offset += n + 1,
-            None => break,
-        }
-    }
-    bytes[..offset].iter().filter(|&&c| c == b'\n').count() + 1
+/// Lines counted as the records go by: each record's line in time proportional to its own length.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    /// Newlines before `offset`.
+    newlines: usize,
 }
 
-fn memchr_newline(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&c| c == b'\n')
+impl LineCounter {
+    /// 1-based line of the record at byte `offset` (the csv crate does not count comment lines, and a
+    /// record's position is before the comment lines that precede it). Offsets only grow.
+    fn line_of(&mut self, text: &str, offset: u64) -> usize {
+        let bytes = text.as_bytes();
+        let mut offset = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        while bytes.get(offset) == Some(&b'#') {
+            match bytes[offset..].iter().position(|&c| c == b'\n') {
+                Some(n) => offset += n + 1,
+                None => break,
+            }
+        }
+        if offset < self.offset {
+            *self = LineCounter::default();
+        }
+        self.newlines += bytes[self.offset..offset]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count();
+        self.offset = offset;
+        self.newlines + 1
+    }
 }

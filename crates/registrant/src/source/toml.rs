@@ -26,22 +26,21 @@ pub(super) fn rows(path: &Path, text: &str, limits: &LoadLimits) -> Result<Rows,
             max: limits.max_rows,
         });
     }
+    // The tables come in file order: their lines are counted in one pass.
+    let (mut offset, mut newlines) = (0, 0);
     Ok(file
         .registrant
         .into_iter()
         .map(|t| {
-            let line = line_of(text, t.span().start);
-            (Location::Line(line), row(t.into_inner()))
+            let start = t.span().start.clamp(offset, text.len());
+            newlines += text.as_bytes()[offset..start]
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count();
+            offset = start;
+            (Location::Line(newlines + 1), row(t.into_inner()))
         })
         .collect())
-}
-
-/// 1-based line of byte `offset`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .get(..offset)
-        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-        + 1
 }
 
 fn row(table: Table) -> Result<RawRow, RowError> {
