@@ -353,6 +353,7 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         signals,
         events_tx,
         auth.as_ref().map(|a| a.reloader.clone()),
+        registrants,
     )?;
 
     // Start-up completes when every shard serves; a shard that dies first reports its error.
@@ -716,6 +717,7 @@ fn spawn_signal_thread(
     set: SigSet,
     events: mpsc::Sender<Event>,
     reloader: Option<Reloader>,
+    registrants: Option<Arc<corereg::registrants::Service>>,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name("corereg-signals".into())
@@ -726,9 +728,13 @@ fn spawn_signal_thread(
                     continue;
                 };
                 if sig == Signal::SIGHUP {
-                    match &reloader {
-                        Some(r) => r.reload(),
-                        None => tracing::info!("SIGHUP: nothing to reload (--auth off)"),
+                    match (&reloader, &registrants) {
+                        (Some(r), _) => r.reload(),
+                        (None, Some(_)) => {}
+                        (None, None) => tracing::info!("SIGHUP: nothing to reload (--auth off)"),
+                    }
+                    if let Some(service) = &registrants {
+                        reload_registrants(service);
                     }
                     continue;
                 }
@@ -744,6 +750,29 @@ fn spawn_signal_thread(
         })
         .context("cannot start the signal thread")?;
     Ok(())
+}
+
+/// SIGHUP: the registrants' source read again; a source that does not load leaves the registrants as
+/// they were.
+fn reload_registrants(service: &corereg::registrants::Service) {
+    match service.reload(&corereg::registrants::Filter::default()) {
+        Ok(report) => {
+            for row in &report.bad_rows {
+                tracing::warn!("SIGHUP: registrants: {row}: row skipped");
+            }
+            tracing::info!(
+                "SIGHUP: registrants reloaded: {} rows, {} added, {} changed, {} removed, {} skipped",
+                report.loaded,
+                report.added,
+                report.changed,
+                report.removed,
+                report.bad_rows.len()
+            );
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: registrants reload failed, keeping the previous ones: {e}")
+        }
+    }
 }
 
 /// glommio panics deep inside executor start-up when RLIMIT_MEMLOCK is too low; check first, raise the soft

@@ -447,4 +447,26 @@ fn an_opensips_sqlite_table_registers_and_state_is_written_back() {
     assert_eq!(report["removed"], 1, "{report}");
     wait_bindings(&b, "sip:trunk1@example.com", 0);
     assert!(state(&a, "sip:trunk1@example.com").is_none());
+    // SIGHUP reloads too: a row inserted registers.
+    conn.execute(
+        "INSERT INTO registrant (registrar, proxy, aor, username, password, binding_URI) VALUES (?1, ?2, ?3, 'trunk5', 'pw5', ?4)",
+        [
+            format!("sip:{DOMAIN}"),
+            format!("sip:{}", b.addr),
+            format!("sip:trunk5@{DOMAIN}"),
+            "sip:trunk5@127.0.0.1:5999".to_string(),
+        ],
+    )
+    .expect("insert");
+    // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+    unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGHUP) };
+    wait_state(&a, "sip:trunk5@example.com", 3, Duration::from_secs(10));
+    wait_bindings(&b, "sip:trunk5@example.com", 1);
+    assert!(
+        a.log_text().contains(
+            "SIGHUP: registrants reloaded: 2 rows, 1 added, 0 changed, 0 removed, 0 skipped"
+        ),
+        "{}",
+        a.log_text()
+    );
 }
