@@ -353,7 +353,7 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         signals,
         events_tx,
         auth.as_ref().map(|a| a.reloader.clone()),
-        registrants,
+        registrants.clone(),
     )?;
 
     // Start-up completes when every shard serves; a shard that dies first reports its error.
@@ -371,7 +371,11 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     log_startup(&config, bound, &cpus, auth.as_ref());
 
     let first = events.recv().context("all shards vanished")?;
-    // The API goes first: nothing asks a shard that is stopping.
+    // The API goes first: nothing asks a shard that is stopping. The registrants' event streams end
+    // first, so that the API does not wait on them.
+    if let Some(service) = &registrants {
+        service.close();
+    }
     drop(api);
     stop.request();
     match first {

@@ -24,6 +24,26 @@ use crate::sip::uri::{canonical_aor, parse_uri, AorBuf};
 
 /// Commands one shard's queue holds before [`Service`] reports it busy.
 pub const COMMAND_QUEUE: usize = 64;
+/// State changes kept for the subscribers of `GET /v1/registrants/events`: one that falls further
+/// behind is told how many it missed.
+pub const EVENTS_BUFFER: usize = 4096;
+/// Subscribers of `GET /v1/registrants/events` at once.
+pub const MAX_EVENT_SUBSCRIBERS: usize = 64;
+
+/// A registrant's state change, as its event stream carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateEvent {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub shard: usize,
+    pub key: String,
+    pub aor: String,
+    pub from: u8,
+    pub to: u8,
+    pub state_name: &'static str,
+    /// The final status that caused it (408: a timeout).
+    pub status: Option<u16>,
+}
 
 /// One row, checked, with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +93,14 @@ pub struct Info {
     pub registered_until: Option<u64>,
 }
 
+/// One follower of the state changes.
+pub struct Subscription {
+    pub events: tokio::sync::broadcast::Receiver<Arc<StateEvent>>,
+    /// Turns true when the process stops.
+    pub closed: tokio::sync::watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// A shard's published list.
 pub type Snapshot = Arc<Mutex<Vec<Info>>>;
 
@@ -90,6 +118,8 @@ pub struct ShardRegistrants {
     pub shutdown_timeout: Duration,
     /// Random per process: the Call-IDs, tags and branches derive from it.
     pub seed: u64,
+    /// Where state changes go (never waited on).
+    pub events: tokio::sync::broadcast::Sender<Arc<StateEvent>>,
 }
 
 /// Which registrants a management request is about; empty: all.
@@ -157,6 +187,10 @@ pub struct Service {
     shards: Vec<ShardLink>,
     /// The rows each shard was given last (by key), to tell what a reload changes.
     given: Mutex<Vec<Entry>>,
+    events: tokio::sync::broadcast::Sender<Arc<StateEvent>>,
+    subscribers: Arc<tokio::sync::Semaphore>,
+    /// True once the process stops: the event streams end (the API then stops without waiting on them).
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Service {
@@ -201,6 +235,7 @@ impl Service {
         let mut bytes = [0u8; 8];
         let _ = getrandom::getrandom(&mut bytes);
         let process_seed = u64::from_le_bytes(bytes);
+        let (events, _) = tokio::sync::broadcast::channel(EVENTS_BUFFER);
         let mut links = Vec::with_capacity(shards);
         let mut parts = Vec::with_capacity(shards);
         for _ in 0..shards {
@@ -218,6 +253,7 @@ impl Service {
                 bind_ip,
                 shutdown_timeout: Duration::from_secs(u64::from(settings.shutdown_timeout_s)),
                 seed: process_seed,
+                events: events.clone(),
             });
         }
         let service = Arc::new(Service {
@@ -226,6 +262,9 @@ impl Service {
             seed,
             shards: links,
             given: Mutex::new(Vec::new()),
+            events,
+            subscribers: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_SUBSCRIBERS)),
+            closed: tokio::sync::watch::Sender::new(false),
         });
         // The first load goes through the queues: nothing else is queued yet, and each shard takes its
         // part before it starts (the queue holds what does not fit until the shard drains it).
@@ -257,6 +296,21 @@ impl Service {
             canonical.unwrap_or(account.aor.as_bytes()),
             self.shards.len(),
         )
+    }
+
+    /// A subscription to the state changes; None when [`MAX_EVENT_SUBSCRIBERS`] already follow them.
+    pub fn subscribe(&self) -> Option<Subscription> {
+        let permit = self.subscribers.clone().try_acquire_owned().ok()?;
+        Some(Subscription {
+            events: self.events.subscribe(),
+            closed: self.closed.subscribe(),
+            _permit: permit,
+        })
+    }
+
+    /// Ends the event streams (the process is stopping).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// Every registrant matching `filter`, in shard order then source order.

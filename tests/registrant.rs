@@ -99,6 +99,27 @@ fn wait_bindings(b: &Server, aor: &str, want: usize) -> Vec<String> {
     }
 }
 
+/// Follows `GET /v1/registrants/events`: each event's JSON data, in order.
+fn follow_events(api: SocketAddr) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let response = ureq::get(&format!("http://{api}/v1/registrants/events"))
+        .call()
+        .expect("subscribe");
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(response.into_reader()).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data: ") {
+                if tx.send(serde_json::from_str(data).expect("json")).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
 fn row(user: &str, password: &str, proxy: SocketAddr) -> String {
     format!(
         "[[registrant]]\nregistrar = \"sip:{DOMAIN}\"\nproxy = \"sip:{proxy}\"\naor = \"sip:{user}@{DOMAIN}\"\n\
@@ -222,6 +243,9 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
     );
     assert_eq!(by_contact["count"], 1);
 
+    // The state changes, as events.
+    let events = follow_events(a.api.expect("api"));
+
     // Disable removes the binding on B; enable brings it back.
     let (status, body) = call(
         a.api.expect("api"),
@@ -241,6 +265,25 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
     assert_eq!(status, 200, "{body}");
     wait_state(&a, "sip:trunk1@example.com", 3, Duration::from_secs(5));
     wait_bindings(&b, "sip:trunk1@example.com", 1);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.len() < 4 && Instant::now() < deadline {
+        if let Ok(e) = events.recv_timeout(Duration::from_millis(100)) {
+            if e["aor"] == "sip:trunk1@example.com" {
+                seen.push((e["from"].as_u64(), e["to"].as_u64(), e["status"].as_u64()));
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (Some(3), Some(8), None),
+            (Some(8), Some(0), Some(200)),
+            (Some(0), Some(1), None),
+            (Some(1), Some(3), Some(200)),
+        ],
+        "disable, then enable (the credentials cached: no new challenge)"
+    );
 
     // A row added to the source is picked up by a reload.
     write_file(

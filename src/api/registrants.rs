@@ -5,7 +5,8 @@
 //! - `POST /v1/registrants/reload?...`: reads the source again and applies the rows matching the filter
 //!   (all without one);
 //! - `POST /v1/registrants/enable?...`, `POST /v1/registrants/disable?...`: REGISTER now / unREGISTER
-//!   now, written back to a SQLite source; a filter is required.
+//!   now, written back to a SQLite source; a filter is required;
+//! - `GET /v1/registrants/events`: the registrants' state changes as Server-Sent Events.
 //!
 //! Loading a source and writing SQLite are blocking: they run on tokio's blocking threads.
 
@@ -28,6 +29,58 @@ pub fn routes() -> Router<Arc<ApiContext>> {
         .route("/v1/registrants/reload", post(reload))
         .route("/v1/registrants/enable", post(enable))
         .route("/v1/registrants/disable", post(disable))
+        .route("/v1/registrants/events", get(events))
+}
+
+/// A comment line sent when nothing else was, so that idle connections stay open through proxies.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The registrants' state changes as Server-Sent Events: `event: registrant` with the change as JSON
+/// data; `event: lost` with `{"missed": N}` when this subscriber fell more than the buffer behind.
+async fn events(State(ctx): State<Arc<ApiContext>>) -> Response {
+    let service = match service(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(subscription) = service.subscribe() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many registrant event subscribers; try again later",
+        );
+    };
+    let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        if *sub.closed.borrow() {
+            return None;
+        }
+        let chunk = tokio::select! {
+            r = sub.events.recv() => match r {
+                Ok(event) => format!(
+                    "event: registrant\ndata: {}\n\n",
+                    serde_json::to_string(&*event).unwrap_or_default()
+                ),
+                Err(RecvError::Lagged(missed)) => {
+                    format!("event: lost\ndata: {{\"missed\":{missed}}}\n\n")
+                }
+                Err(RecvError::Closed) => return None,
+            },
+            // The process is stopping (or the service is gone): the stream ends.
+            _ = sub.closed.changed() => return None,
+            () = tokio::time::sleep(KEEP_ALIVE) => ":\n\n".to_string(),
+        };
+        Some((
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)),
+            sub,
+        ))
+    });
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn service(ctx: &ApiContext) -> Result<Arc<Service>, Response> {

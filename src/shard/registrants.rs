@@ -24,7 +24,7 @@ use corereg_registrant::{Effect, Registrant, State};
 use glommio::net::UdpSocket;
 
 use super::Stop;
-use crate::registrants::{Command, Entry, Info, ShardRegistrants};
+use crate::registrants::{Command, Entry, Info, ShardRegistrants, StateEvent};
 use crate::sip::parse::{parse_message, HeaderName, ParseLimits, MAX_HEADERS};
 
 /// Longest sleep: commands and the stop flag are seen within it.
@@ -202,10 +202,10 @@ fn call_id_of(datagram: &[u8], max: usize) -> Option<&[u8]> {
     msg.first(HeaderName::CallId).map(<[u8]>::trim_ascii)
 }
 
-/// An effect and the AoR of the registrant that asked for it (for the log).
-type Tagged = (String, Effect);
+/// An effect and the registrant that asked for it: (AoR, key).
+type Tagged = ((String, String), Effect);
 
-/// Runs `f` on `r`, tagging the effects it asks for with its AoR.
+/// Runs `f` on `r`, tagging the effects it asks for with its AoR and key.
 fn drive(
     r: &mut Registrant,
     out: &mut Vec<Tagged>,
@@ -214,8 +214,8 @@ fn drive(
     let mut effects = Vec::new();
     f(r, &mut effects);
     if !effects.is_empty() {
-        let aor = &r.account().aor;
-        out.extend(effects.into_iter().map(|e| (aor.clone(), e)));
+        let tag = (r.account().aor.clone(), r.account().key());
+        out.extend(effects.into_iter().map(|e| (tag.clone(), e)));
     }
 }
 
@@ -223,11 +223,12 @@ fn drive(
 async fn flush(
     shard: usize,
     socket: &UdpSocket,
+    events: &tokio::sync::broadcast::Sender<Arc<StateEvent>>,
     out: &mut Vec<Tagged>,
     resolved: &mut HashMap<Target, (Option<SocketAddr>, Instant)>,
 ) -> bool {
     let mut changed = false;
-    for (aor, effect) in out.drain(..) {
+    for ((aor, key), effect) in out.drain(..) {
         match effect {
             Effect::Send { to, datagram } => {
                 let addr = match &to {
@@ -259,6 +260,17 @@ async fn flush(
             }
             Effect::State { from, to, status } => {
                 changed = true;
+                // No subscriber is no error; a slow one is told what it missed.
+                let _ = events.send(Arc::new(StateEvent {
+                    at_ms: now_ms(),
+                    shard,
+                    key,
+                    aor: aor.clone(),
+                    from: from.code(),
+                    to: to.code(),
+                    state_name: to.name(),
+                    status,
+                }));
                 let status = status.map(|s| format!(", status {s}")).unwrap_or_default();
                 // The routine steps (registering, authenticating, registered: every refresh passes
                 // through them) at debug; failures and unregistrations at info.
@@ -302,6 +314,7 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
         bind_ip,
         shutdown_timeout,
         seed,
+        events,
     } = part;
     let socket = match UdpSocket::bind(SocketAddr::new(bind_ip, 0)) {
         Ok(s) => s,
@@ -364,13 +377,13 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
                 drive(r, &mut out, |r, o| r.handle_timeout(now, o));
                 handled += 1;
                 if handled % BATCH == 0 {
-                    table.dirty |= flush(shard, &socket, &mut out, &mut resolved).await;
+                    table.dirty |= flush(shard, &socket, &events, &mut out, &mut resolved).await;
                     glommio::yield_if_needed().await;
                 }
             }
         }
         if !out.is_empty() {
-            table.dirty |= flush(shard, &socket, &mut out, &mut resolved).await;
+            table.dirty |= flush(shard, &socket, &events, &mut out, &mut resolved).await;
         }
         table.collect();
         // Every change of what is listed comes with a state change or a command.
@@ -417,7 +430,7 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
                     disposition = Some(r.handle_response(datagram, now_ms(), o));
                 });
                 tracing::trace!(shard, "registrants: response from {from}: {disposition:?}");
-                table.dirty |= flush(shard, &socket, &mut out, &mut resolved).await;
+                table.dirty |= flush(shard, &socket, &events, &mut out, &mut resolved).await;
             }
             Err(glommio::GlommioError::TimedOut(_)) => {}
             Err(e) => {
