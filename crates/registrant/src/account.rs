@@ -69,7 +69,7 @@ pub enum RowError {
         column: &'static str,
         reason: String,
     },
-    #[error("column binding_params is not a parameter list (`;name=value;...`)")]
+    #[error("column binding_params is not a parameter list (`;name=value;...`) without expires")]
     BadBindingParams,
     #[error("column expiry must be between 0 and {max} (got {got})")]
     BadExpiry { got: i64, max: u32 },
@@ -189,8 +189,11 @@ impl Account {
             Some(p) => format!(";{p}"),
         };
         let contact = format!("<{binding_uri}>{binding_params}");
-        if parse_name_addr(contact.as_bytes()).is_err() {
-            return Err(RowError::BadBindingParams);
+        match parse_name_addr(contact.as_bytes()) {
+            // The expiry is the `expiry` column's: an `expires` here would clash with the one written
+            // when unregistering.
+            Ok(na) if na.params.get(b"expires").is_none() => {}
+            _ => return Err(RowError::BadBindingParams),
         }
         // The password is not trimmed: it is compared byte for byte by the registrar.
         let password = match row.password {
@@ -428,6 +431,10 @@ mod tests {
             (
                 Box::new(|r| r.password = Some("x".repeat(600))),
                 RowError::TooLong("password"),
+            ),
+            (
+                Box::new(|r| r.binding_params = Some(";q=0.5;expires=60".into())),
+                RowError::BadBindingParams,
             ),
         ];
         for (change, want) in cases {
