@@ -358,6 +358,8 @@ not-a-uri,,sip:bad@{DOMAIN},sip:bad@127.0.0.1:5999,,,300,0\n",
         "0",
         "--registrant-shutdown-timeout",
         "1",
+        "--registrant-retry-min",
+        "1",
     ]);
     assert!(
         a.log_text()
@@ -382,6 +384,18 @@ not-a-uri,,sip:bad@{DOMAIN},sip:bad@127.0.0.1:5999,,,300,0\n",
         (9..=12).contains(&sent),
         "Timer E retransmissions: {sent} datagrams"
     );
+    // The retry (1 s later here): REGISTERING again, a new REGISTER sent.
+    wait_state(&a, "sip:silent@example.com", 1, Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while silent.received.load(Ordering::Relaxed) == sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        silent.received.load(Ordering::Relaxed) > sent,
+        "the retry was sent"
+    );
+    // The 503 is retried too (1 s, 2 s, 4 s, ...), and answered 503 again.
+    assert!(busy.received.load(Ordering::Relaxed) >= 2, "503 retried");
     // The shutdown's unREGISTER to the silent upstream is bounded by the timeout.
     let started = Instant::now();
     let status = a.terminate(Duration::from_secs(10)).expect("A exits");
