@@ -286,17 +286,22 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
     );
 
     // A row added to the source is picked up by a reload.
+    // trunk5 reaches B by a host name (`localhost`), which the shell resolves.
     write_file(
         &registrants,
         &(row("trunk1", "pw1", b.addr)
             + &row("trunk2", "not-the-password", b.addr)
-            + &row("trunk5", "pw5", b.addr)),
+            + &row("trunk5", "pw5", b.addr).replace(
+                &format!("proxy = \"sip:{}\"", b.addr),
+                &format!("proxy = \"sip:localhost:{}\"", b.addr.port()),
+            )),
     );
     let (status, report) = call(a.api.expect("api"), "POST", "/v1/registrants/reload");
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["added"], 1, "{report}");
     assert_eq!(report["changed"], 0, "{report}");
-    wait_state(&a, "sip:trunk5@example.com", 3, Duration::from_secs(10));
+    let r = wait_state(&a, "sip:trunk5@example.com", 3, Duration::from_secs(10));
+    assert_eq!(r["proxy"], format!("sip:localhost:{}", b.addr.port()));
     wait_bindings(&b, "sip:trunk5@example.com", 1);
 
     // The same from a terminal.

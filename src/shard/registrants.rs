@@ -237,11 +237,13 @@ async fn flush(
                         Some((addr, at)) if at.elapsed() < RESOLVE_TTL => *addr,
                         _ => {
                             let (h, p) = (host.clone(), *port);
+                            // An address of the socket's family (IPv4 or IPv6), which it can reach.
+                            let v4 = socket.local_addr().map_or(true, |a| a.is_ipv4());
                             let addr = glommio::executor()
                                 .spawn_blocking(move || {
                                     std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), p))
                                         .ok()
-                                        .and_then(|mut a| a.next())
+                                        .and_then(|mut a| a.find(|a| a.is_ipv4() == v4))
                                 })
                                 .await;
                             if addr.is_none() {
