@@ -313,6 +313,24 @@ impl Service {
         self.closed.send_replace(true);
     }
 
+    /// How many registrants are in each state (0..9).
+    pub fn state_counts(&self) -> [u64; 10] {
+        let mut counts = [0u64; 10];
+        for shard in &self.shards {
+            for info in shard
+                .snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                if let Some(c) = counts.get_mut(usize::from(info.state)) {
+                    *c += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// Every registrant matching `filter`, in shard order then source order.
     pub fn list(&self, filter: &Filter) -> Vec<Info> {
         let given = self.given.lock().unwrap_or_else(|p| p.into_inner());

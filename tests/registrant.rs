@@ -227,6 +227,21 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
         "passwords are never logged"
     );
 
+    // Counted by state in /metrics.
+    let metrics = ureq::get(&format!("http://{}/metrics", a.api.expect("api")))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    assert!(
+        metrics.contains("corereg_registrants{state=\"3\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("corereg_registrants{state=\"6\"} 1"),
+        "{metrics}"
+    );
+
     // Filters.
     let (_, all) = call(a.api.expect("api"), "GET", "/v1/registrants");
     assert_eq!(all["count"], 2);

@@ -534,7 +534,11 @@ async fn metrics(State(ctx): State<Arc<ApiContext>>) -> Response {
         Err(response) => return response,
     };
     let webhook = ctx.webhook.as_ref().map(|c| c.stats());
-    match ctx.metrics.encode(&shards, &hub, webhook.as_ref()) {
+    let registrants = ctx.registrants.as_ref().map(|r| r.state_counts());
+    match ctx
+        .metrics
+        .encode_with_registrants(&shards, &hub, webhook.as_ref(), registrants.as_ref())
+    {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
