@@ -31,6 +31,8 @@ use crate::sip::parse::{parse_message, HeaderName, ParseLimits, MAX_HEADERS};
 pub const TICK: Duration = Duration::from_millis(100);
 /// How long a resolved name (or a failure to resolve it) is kept.
 pub const RESOLVE_TTL: Duration = Duration::from_secs(60);
+/// The listing (`GET /v1/registrants`) is rewritten at most this often.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Registrants whose timers are handled in one turn before the task yields.
 const BATCH: usize = 1024;
 
@@ -358,6 +360,7 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
     let mut resolved = HashMap::new();
     let mut buf = vec![0u8; max_response + 1];
     let mut shutdown_deadline: Option<u64> = None;
+    let mut last_publish: Option<Instant> = None;
     loop {
         let now = now_ms();
         while let Ok(command) = commands.try_recv() {
@@ -388,10 +391,12 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
             table.dirty |= flush(shard, &socket, &events, &mut out, &mut resolved).await;
         }
         table.collect();
-        // Every change of what is listed comes with a state change or a command.
-        if table.dirty {
+        // Every change of what is listed comes with a state change or a command; the list is written
+        // at most every PUBLISH_EVERY (a busy start-up changes states hundreds of times a second).
+        if table.dirty && last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY) {
             *snapshot.lock().unwrap_or_else(|p| p.into_inner()) = table.snapshot();
             table.dirty = false;
+            last_publish = Some(Instant::now());
         }
         if let Some(deadline) = shutdown_deadline {
             let pending = table
@@ -414,6 +419,12 @@ pub async fn registrant_loop(shard: usize, part: ShardRegistrants, stop: Stop) {
             .next_timeout()
             .map_or(TICK, |t| Duration::from_millis(t.saturating_sub(now)))
             .clamp(Duration::from_millis(1), TICK);
+        // A change not yet listed is listed at the next look.
+        let wait = if table.dirty {
+            wait.min(PUBLISH_EVERY)
+        } else {
+            wait
+        };
         if let Err(e) = socket.set_read_timeout(Some(wait)) {
             tracing::debug!(shard, "registrants: set_read_timeout: {e}");
         }
