@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, including the process-level ones (real binary over loopback UDP) and the
 # interop tests with real SIP clients. Installs the clients first when one is missing and we are root:
-# SIPp (Debian package sip-tester), sipsak (sipsak) and baresip (baresip-core).
+# SIPp (Debian package sip-tester), sipsak (sipsak), baresip (baresip-core) and Kamailio (kamailio, the
+# authenticating registrar the registrant registers to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # program:package for each client the tests run.
 missing=()
-for pair in sipp:sip-tester sipsak:sipsak baresip:baresip-core; do
+for pair in sipp:sip-tester sipsak:sipsak baresip:baresip-core kamailio:kamailio; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

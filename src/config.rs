@@ -76,6 +76,15 @@ pub mod defaults {
     pub const EVENTS_GATHER_MS: usize = 10;
     pub const HTTP_HEADER_TIMEOUT_S: usize = 30;
     pub const WEBHOOK_BATCH: usize = 100;
+    /// The registrants' start-up window, as OpenSIPS's `timer_interval`.
+    pub const REGISTRANT_SPREAD_S: u32 = 100;
+    /// As OpenSIPS's `default_expires`.
+    pub const REGISTRANT_DEFAULT_EXPIRY_S: u32 = 3600;
+    pub const REGISTRANT_REFRESH_MARGIN_S: u32 = 60;
+    pub const REGISTRANT_RETRY_MIN_S: u32 = 30;
+    pub const REGISTRANT_RETRY_MAX_S: u32 = 900;
+    pub const REGISTRANT_SHUTDOWN_TIMEOUT_S: u32 = 5;
+    pub const REGISTRANT_MAX_ROWS: usize = 100_000;
 }
 
 /// Longest `--nonce-ttl`, `--auth-failure-window` and `--auth-cooldown` accepted: a day. Longer values are
@@ -358,6 +367,45 @@ settings! {
     /// Events per webhook request, at most.
     #[arg(value_name = "N")]
     webhook_batch: usize = defaults::WEBHOOK_BATCH, flag: Option<usize>;
+
+    /// Accounts corereg registers to upstream registrars (OpenSIPS's `registrant` columns): a `.toml` or
+    /// `.csv` file, or `sqlite:PATH` (table `registrant`). See docs/registrant.md.
+    #[arg(value_name = "FILE|sqlite:PATH")]
+    registrants: Option<String> = None, flag: Option<String>, via: Some, shown: "no registrants";
+
+    /// Local address of the registrants' sockets (and their Via). Default: the --listen address, or when
+    /// that is unspecified, the address the kernel routes from towards the first registrar.
+    #[arg(value_name = "IP")]
+    registrant_address: Option<std::net::IpAddr> = None, flag: Option<std::net::IpAddr>, via: Some,
+        shown: "from --listen";
+
+    /// Window over which the registrants' first REGISTERs are spread at start-up, in seconds.
+    #[arg(value_name = "S")]
+    registrant_spread: u32 = defaults::REGISTRANT_SPREAD_S, flag: Option<u32>;
+
+    /// Expiry a registrant asks for when its `expiry` column is NULL or 0, in seconds.
+    #[arg(value_name = "S")]
+    registrant_default_expiry: u32 = defaults::REGISTRANT_DEFAULT_EXPIRY_S, flag: Option<u32>;
+
+    /// A registrant refreshes this long before its granted expiry (at most half of it), in seconds.
+    #[arg(value_name = "S")]
+    registrant_refresh_margin: u32 = defaults::REGISTRANT_REFRESH_MARGIN_S, flag: Option<u32>;
+
+    /// First retry delay after a registrant's failure (doubling with each failure in a row), in seconds.
+    #[arg(value_name = "S")]
+    registrant_retry_min: u32 = defaults::REGISTRANT_RETRY_MIN_S, flag: Option<u32>;
+
+    /// Longest retry delay of a registrant, in seconds.
+    #[arg(value_name = "S")]
+    registrant_retry_max: u32 = defaults::REGISTRANT_RETRY_MAX_S, flag: Option<u32>;
+
+    /// How long shutdown waits for the registrants' unREGISTERs to be answered, in seconds.
+    #[arg(value_name = "S")]
+    registrant_shutdown_timeout: u32 = defaults::REGISTRANT_SHUTDOWN_TIMEOUT_S, flag: Option<u32>;
+
+    /// Rows a registrant source may hold.
+    #[arg(value_name = "N")]
+    registrant_max_rows: usize = defaults::REGISTRANT_MAX_ROWS, flag: Option<usize>;
 }
 
 /// The TOML file's contents: the file deserialises straight into [`Settings`].
@@ -528,6 +576,31 @@ pub enum CtlCommand {
     },
     /// Print every shard's counters.
     Stats,
+    /// The accounts corereg registers upstream: list them with their state (default), or reload, enable
+    /// or disable those the filters name (enable and disable need one).
+    Registrants {
+        /// list, reload (read the source again), enable (REGISTER now), disable (unREGISTER now).
+        #[arg(value_enum, default_value = "list")]
+        action: RegistrantsAction,
+        /// Only the registrant(s) of this AoR, e.g. sip:trunk1@example.net.
+        #[arg(long, value_name = "URI")]
+        aor: Option<String>,
+        /// Only the registrant(s) whose binding_URI is this.
+        #[arg(long, value_name = "URI")]
+        contact: Option<String>,
+        /// Only the registrant(s) of this registrar URI.
+        #[arg(long, value_name = "URI")]
+        registrar: Option<String>,
+    },
+}
+
+/// What `corereg ctl registrants` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RegistrantsAction {
+    List,
+    Reload,
+    Enable,
+    Disable,
 }
 
 /// `--auth`.
@@ -741,7 +814,26 @@ pub struct Config {
     pub socket_buffer_bytes: usize,
     pub auth: AuthSettings,
     pub api: ApiSettings,
+    pub registrants: RegistrantSettings,
 }
+
+/// The registrants' settings (`--registrants` and friends), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrantSettings {
+    /// `FILE` or `sqlite:PATH`; None: no registrants.
+    pub source: Option<String>,
+    pub address: Option<std::net::IpAddr>,
+    pub spread_s: u32,
+    pub default_expiry_s: u32,
+    pub refresh_margin_s: u32,
+    pub retry_min_s: u32,
+    pub retry_max_s: u32,
+    pub shutdown_timeout_s: u32,
+    pub max_rows: usize,
+}
+
+/// Longest registrant delays accepted (`--registrant-*` seconds): a day.
+pub const MAX_REGISTRANT_SECONDS: u32 = 86_400;
 
 /// The HTTP API's settings (`--http` and friends), validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -916,6 +1008,15 @@ impl Config {
             events_gather_ms,
             webhook,
             webhook_batch,
+            registrants,
+            registrant_address,
+            registrant_spread,
+            registrant_default_expiry,
+            registrant_refresh_margin,
+            registrant_retry_min,
+            registrant_retry_max,
+            registrant_shutdown_timeout,
+            registrant_max_rows,
         } = settings;
         let invalid =
             |key: &'static str| move |e: String| ConfigError::Invalid(format!("{key}: {e}"));
@@ -977,11 +1078,49 @@ impl Config {
                 webhook,
                 webhook_batch,
             },
+            registrants: RegistrantSettings {
+                source: registrants,
+                address: registrant_address,
+                spread_s: registrant_spread,
+                default_expiry_s: registrant_default_expiry,
+                refresh_margin_s: registrant_refresh_margin,
+                retry_min_s: registrant_retry_min,
+                retry_max_s: registrant_retry_max,
+                shutdown_timeout_s: registrant_shutdown_timeout,
+                max_rows: registrant_max_rows,
+            },
         })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let r = &self.registrants;
+        for (name, value) in [
+            ("--registrant-spread", r.spread_s),
+            ("--registrant-default-expiry", r.default_expiry_s),
+            ("--registrant-refresh-margin", r.refresh_margin_s),
+            ("--registrant-retry-min", r.retry_min_s),
+            ("--registrant-retry-max", r.retry_max_s),
+            ("--registrant-shutdown-timeout", r.shutdown_timeout_s),
+        ] {
+            if value > MAX_REGISTRANT_SECONDS {
+                return invalid(format!(
+                    "{name} must be <= {MAX_REGISTRANT_SECONDS}, got {value}"
+                ));
+            }
+        }
+        if r.default_expiry_s == 0 || r.retry_min_s == 0 || r.max_rows == 0 {
+            return invalid(
+                "--registrant-default-expiry, --registrant-retry-min and --registrant-max-rows must be > 0"
+                    .into(),
+            );
+        }
+        if r.retry_min_s > r.retry_max_s {
+            return invalid(format!(
+                "--registrant-retry-min ({}) must be <= --registrant-retry-max ({})",
+                r.retry_min_s, r.retry_max_s
+            ));
+        }
         if self.min_expires_s == 0 {
             return invalid("--min-expires must be > 0".into());
         }
@@ -1700,6 +1839,15 @@ mod tests {
             events-gather-ms = 9
             webhook = "http://127.0.0.1:1/file"
             webhook-batch = 6
+            registrants = "file.toml"
+            registrant-address = "127.0.0.2"
+            registrant-spread = 10
+            registrant-default-expiry = 600
+            registrant-refresh-margin = 20
+            registrant-retry-min = 5
+            registrant-retry-max = 50
+            registrant-shutdown-timeout = 2
+            registrant-max-rows = 10
         "#;
         let file = FileConfig::parse(file_text).expect("valid toml");
         let keys = file_text.lines().filter(|l| l.contains(" = ")).count();
@@ -1786,6 +1934,24 @@ mod tests {
             "http://127.0.0.1:1/flag",
             "--webhook-batch",
             "7",
+            "--registrants",
+            "sqlite:flag.db",
+            "--registrant-address",
+            "127.0.0.3",
+            "--registrant-spread",
+            "11",
+            "--registrant-default-expiry",
+            "601",
+            "--registrant-refresh-margin",
+            "21",
+            "--registrant-retry-min",
+            "6",
+            "--registrant-retry-max",
+            "51",
+            "--registrant-shutdown-timeout",
+            "3",
+            "--registrant-max-rows",
+            "11",
         ];
         let flags = argv.iter().filter(|a| a.starts_with("--")).count();
         assert_eq!(

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{Map, Value};
 
 use corereg::api::webhook::check_http_url;
-use corereg::config::{CtlArgs, CtlCommand};
+use corereg::config::{CtlArgs, CtlCommand, RegistrantsAction};
 
 /// The largest answer read, except the event stream (a page of 1000 AoRs or an AoR's bindings is far less).
 const MAX_BODY_BYTES: u64 = 64 << 20;
@@ -90,6 +90,42 @@ fn run(args: CtlArgs) -> Result<ExitCode> {
         CtlCommand::Stats => {
             let body = client.call("GET", "/v1/stats")??;
             print(&mut out, &body, args.json, format_stats)?;
+        }
+        CtlCommand::Registrants {
+            action,
+            aor,
+            contact,
+            registrar,
+        } => {
+            let mut query = Vec::new();
+            for (key, value) in [("aor", aor), ("contact", contact), ("registrar", registrar)] {
+                if let Some(v) = value {
+                    query.push((key, v));
+                }
+            }
+            let query = query_string(&query);
+            let (method, path, format): (&str, String, fn(&Value) -> String) = match action {
+                RegistrantsAction::List => {
+                    ("GET", format!("/v1/registrants{query}"), format_registrants)
+                }
+                RegistrantsAction::Reload => (
+                    "POST",
+                    format!("/v1/registrants/reload{query}"),
+                    format_reload,
+                ),
+                RegistrantsAction::Enable => (
+                    "POST",
+                    format!("/v1/registrants/enable{query}"),
+                    format_enabled,
+                ),
+                RegistrantsAction::Disable => (
+                    "POST",
+                    format!("/v1/registrants/disable{query}"),
+                    format_enabled,
+                ),
+            };
+            let body = client.call(method, &path)??;
+            print(&mut out, &body, args.json, format)?;
         }
         CtlCommand::Events {
             snapshot,
@@ -553,6 +589,79 @@ pub fn format_list_page(v: &Value) -> String {
 }
 
 /// `deleted 2 binding(s) of sip:alice@example.com`.
+/// One line per registrant: AoR, state, last status, next REGISTER, registrar and contact.
+pub fn format_registrants(v: &Value) -> String {
+    let Some(list) = v.get("registrants").and_then(Value::as_array) else {
+        return plain(v).into_owned();
+    };
+    if list.is_empty() {
+        return "no registrants".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    list.iter()
+        .map(|r| {
+            let field = |k: &str| r.get(k).map(plain).unwrap_or_default();
+            let next = match r.get("next_register").and_then(Value::as_u64) {
+                Some(t) => format!("in {}s", t.saturating_sub(now)),
+                None => "-".into(),
+            };
+            format!(
+                "{} state={} ({}) last={} next={} enabled={} registrar={} contact={} [{}, shard {}]",
+                field("aor"),
+                field("state"),
+                field("state_name"),
+                r.get("last_status")
+                    .filter(|s| !s.is_null())
+                    .map(plain)
+                    .unwrap_or(Cow::Borrowed("-")),
+                next,
+                field("enabled"),
+                field("registrar"),
+                field("binding_uri"),
+                field("source"),
+                field("shard"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A reload's counts, then the rows it left out.
+pub fn format_reload(v: &Value) -> String {
+    let n = |k: &str| v.get(k).map(plain).unwrap_or(Cow::Borrowed("?"));
+    let mut text = format!(
+        "reloaded: {} rows, {} added, {} changed, {} removed",
+        n("loaded"),
+        n("added"),
+        n("changed"),
+        n("removed")
+    );
+    for bad in v
+        .get("bad_rows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        text += &format!("\nskipped {}", plain(bad));
+    }
+    text
+}
+
+/// The registrants an enable or disable reached.
+pub fn format_enabled(v: &Value) -> String {
+    let enabled = v.get("enabled").and_then(Value::as_bool).unwrap_or(false);
+    let keys = v
+        .get("registrants")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    format!(
+        "{} {keys} registrant(s)",
+        if enabled { "enabled" } else { "disabled" }
+    )
+}
+
 pub fn format_delete(v: &Value) -> String {
     let aor = v.get("aor").map(plain).unwrap_or_default();
     let deleted = v.get("deleted").map(plain).unwrap_or(Cow::Borrowed("?"));

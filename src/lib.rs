@@ -6,7 +6,8 @@
 //! - [`auth`]: digest authentication (RFC 7616) pieces: credentials, nonces, response verification;
 //! - [`shard`]: the glommio UDP shell that feeds datagrams to the core;
 //! - [`config`]: flags and TOML configuration;
-//! - [`events`]: the event hub, the change stream of every shard merged for subscribers.
+//! - [`events`]: the event hub, the change stream of every shard merged for subscribers;
+//! - [`registrants`]: the accounts corereg registers upstream (the shell of `corereg-registrant`).
 //!
 //! # Unsafe code
 //!
@@ -19,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod registrants;
 pub mod registrar;
 pub mod shard;
 

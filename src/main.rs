@@ -304,7 +304,8 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     // Every authenticator starts its replay window now (see corereg::auth::replay).
     let started_s = shard::now().unix_s();
 
-    let mut api = prepare_api(&config, shards, seed)?;
+    let (registrants, mut registrant_parts) = prepare_registrants(&config, bound, shards, seed)?;
+    let mut api = prepare_api(&config, shards, seed, registrants.clone())?;
     let mut inboxes = std::mem::take(&mut api.inboxes);
 
     let stop = Stop::default();
@@ -332,6 +333,7 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
             }),
             api: inboxes.get_mut(id).and_then(Option::take),
             changes: api.changes.clone(),
+            registrants: registrant_parts.get_mut(id).and_then(Option::take),
         };
         match shard::spawn(spec, stop.clone(), events_tx.clone()) {
             Ok(handle) => handles.push(handle),
@@ -352,6 +354,7 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         signals,
         events_tx,
         auth.as_ref().map(|a| a.reloader.clone()),
+        registrants.clone(),
     )?;
 
     // Start-up completes when every shard serves; a shard that dies first reports its error.
@@ -369,7 +372,11 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     log_startup(&config, bound, &cpus, auth.as_ref());
 
     let first = events.recv().context("all shards vanished")?;
-    // The API goes first: nothing asks a shard that is stopping.
+    // The API goes first: nothing asks a shard that is stopping. The registrants' event streams end
+    // first, so that the API does not wait on them.
+    if let Some(service) = &registrants {
+        service.close();
+    }
     drop(api);
     stop.request();
     match first {
@@ -382,6 +389,42 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         bail!("shard {id} stopped on its own");
     }
     result
+}
+
+/// The registrants' service (None without `--registrants`) and each shard's part.
+type PreparedRegistrants = (
+    Option<Arc<corereg::registrants::Service>>,
+    Vec<Option<corereg::registrants::ShardRegistrants>>,
+);
+
+/// Loads the registrants' source (when `--registrants` is given) and splits it among the shards. A
+/// source that cannot be read stops start-up; a bad row is logged and skipped.
+fn prepare_registrants(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    shards: usize,
+    seed: HashSeed,
+) -> Result<PreparedRegistrants> {
+    let Some(source) = &config.registrants.source else {
+        return Ok((None, (0..shards).map(|_| None).collect()));
+    };
+    if config.stateless_stub {
+        tracing::warn!("--registrants ignored: the stateless stub runs no registrants");
+        return Ok((None, (0..shards).map(|_| None).collect()));
+    }
+    let (service, parts, bad) =
+        corereg::registrants::Service::start(&config.registrants, source, listen, shards, seed)
+            .map_err(|e| anyhow!("cannot load --registrants: {e}"))?;
+    for row in &bad {
+        tracing::warn!("--registrants {source}: {row}: row skipped");
+    }
+    let count: usize = parts.iter().map(|p| p.initial.len()).sum();
+    tracing::info!(
+        "registrants: {count} loaded from {source} ({} rows skipped), first REGISTERs spread over {} s",
+        bad.len(),
+        config.registrants.spread_s
+    );
+    Ok((Some(service), parts.into_iter().map(Some).collect()))
 }
 
 /// The HTTP API, the event hub and the webhook, as started before the shards.
@@ -416,7 +459,12 @@ const CHANGE_BATCHES_QUEUED_PER_SHARD: usize = 2048;
 
 /// Starts the event hub (when anything listens to it: the API or the webhook), the webhook and the HTTP API,
 /// before the shards: a port that is taken or a token file that cannot be read stops start-up here.
-fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<PreparedApi> {
+fn prepare_api(
+    config: &Config,
+    shards: usize,
+    seed: HashSeed,
+    registrants: Option<Arc<corereg::registrants::Service>>,
+) -> Result<PreparedApi> {
     let settings = &config.api;
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut prepared = PreparedApi {
@@ -484,6 +532,7 @@ fn prepare_api(config: &Config, shards: usize, seed: HashSeed) -> Result<Prepare
         metrics: ApiMetrics::default(),
         webhook: webhook_counters,
         snapshots: Arc::new(tokio::sync::Semaphore::new(server::MAX_SNAPSHOTS)),
+        registrants,
     };
     let limits = server::ServeLimits {
         threads: settings.threads,
@@ -681,6 +730,7 @@ fn spawn_signal_thread(
     set: SigSet,
     events: mpsc::Sender<Event>,
     reloader: Option<Reloader>,
+    registrants: Option<Arc<corereg::registrants::Service>>,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name("corereg-signals".into())
@@ -691,9 +741,13 @@ fn spawn_signal_thread(
                     continue;
                 };
                 if sig == Signal::SIGHUP {
-                    match &reloader {
-                        Some(r) => r.reload(),
-                        None => tracing::info!("SIGHUP: nothing to reload (--auth off)"),
+                    match (&reloader, &registrants) {
+                        (Some(r), _) => r.reload(),
+                        (None, Some(_)) => {}
+                        (None, None) => tracing::info!("SIGHUP: nothing to reload (--auth off)"),
+                    }
+                    if let Some(service) = &registrants {
+                        reload_registrants(service);
                     }
                     continue;
                 }
@@ -709,6 +763,29 @@ fn spawn_signal_thread(
         })
         .context("cannot start the signal thread")?;
     Ok(())
+}
+
+/// SIGHUP: the registrants' source read again; a source that does not load leaves the registrants as
+/// they were.
+fn reload_registrants(service: &corereg::registrants::Service) {
+    match service.reload(&corereg::registrants::Filter::default()) {
+        Ok(report) => {
+            for row in &report.bad_rows {
+                tracing::warn!("SIGHUP: registrants: {row}: row skipped");
+            }
+            tracing::info!(
+                "SIGHUP: registrants reloaded: {} rows, {} added, {} changed, {} removed, {} skipped",
+                report.loaded,
+                report.added,
+                report.changed,
+                report.removed,
+                report.bad_rows.len()
+            );
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: registrants reload failed, keeping the previous ones: {e}")
+        }
+    }
 }
 
 /// glommio panics deep inside executor start-up when RLIMIT_MEMLOCK is too low; check first, raise the soft

@@ -60,7 +60,30 @@ impl ApiMetrics {
         hub: &HubStats,
         webhook: Option<&WebhookStats>,
     ) -> Result<String, std::fmt::Error> {
+        self.encode_with_registrants(shards, hub, webhook, None)
+    }
+
+    /// [`encode`](Self::encode), with the registrants (`--registrants`): how many are in each state
+    /// (OpenSIPS's numbers, 0..9).
+    pub fn encode_with_registrants(
+        &self,
+        shards: &[ShardStats],
+        hub: &HubStats,
+        webhook: Option<&WebhookStats>,
+        registrants: Option<&[u64; 10]>,
+    ) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::with_prefix("corereg");
+        if let Some(counts) = registrants {
+            gauge_family(
+                &mut registry,
+                "registrants",
+                "Registrants (accounts registered upstream) in each state, OpenSIPS uac_registrant's numbers",
+                counts
+                    .iter()
+                    .enumerate()
+                    .map(|(state, &n)| (vec![("state", state.to_string())], n as i64)),
+            );
+        }
         register_shards(&mut registry, shards);
         register_hub(&mut registry, hub);
         if let Some(w) = webhook {

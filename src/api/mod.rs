@@ -3,5 +3,6 @@
 
 pub mod json;
 pub mod metrics;
+pub mod registrants;
 pub mod server;
 pub mod webhook;

@@ -62,6 +62,8 @@ pub struct ApiContext {
     pub webhook: Option<Arc<super::webhook::WebhookCounters>>,
     /// Snapshots being streamed at once, at most [`MAX_SNAPSHOTS`] (each holds its AoRs' names a while).
     pub snapshots: Arc<Semaphore>,
+    /// The registrants (`--registrants`), when any.
+    pub registrants: Option<Arc<crate::registrants::Service>>,
 }
 
 /// Event streams that start with a snapshot at once; more get 503 until one ends.
@@ -240,6 +242,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
             axum::routing::delete(delete_binding),
         )
         .route("/v1/events", get(events_stream))
+        .merge(super::registrants::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .layer(middleware::from_fn_with_state(ctx.clone(), guard))
         .with_state(ctx)
@@ -593,7 +596,11 @@ async fn metrics(State(ctx): State<Arc<ApiContext>>) -> Response {
         Err(response) => return response,
     };
     let webhook = ctx.webhook.as_ref().map(|c| c.stats());
-    match ctx.metrics.encode(&shards, &hub, webhook.as_ref()) {
+    let registrants = ctx.registrants.as_ref().map(|r| r.state_counts());
+    match ctx
+        .metrics
+        .encode_with_registrants(&shards, &hub, webhook.as_ref(), registrants.as_ref())
+    {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -27,6 +27,7 @@
 pub mod api;
 pub mod changes;
 pub mod handoff;
+pub mod registrants;
 pub mod reload;
 pub mod stub;
 pub mod timer;
@@ -120,6 +121,8 @@ pub struct ShardSpec {
     pub api: Option<api::ShardInbox>,
     /// Where the shard hands its binding changes (the event hub); None: nobody listens.
     pub changes: Option<crossbeam_channel::Sender<changes::ShardChanges>>,
+    /// The accounts this shard registers upstream ([`registrants`]); None: no `--registrants`.
+    pub registrants: Option<crate::registrants::ShardRegistrants>,
 }
 
 /// A shard's digest authentication.
@@ -365,6 +368,7 @@ async fn serve(
         auth,
         api,
         changes,
+        registrants,
     } = spec;
     tracing::debug!(shard = id, "executor running");
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
@@ -412,7 +416,14 @@ async fn serve(
                 };
                 glommio::spawn_local(api::api_loop(inbox, state))
             });
+            // Not cancelled at the stop: it sees the flag itself and unregisters, bounded by its timeout.
+            let registrants = registrants.map(|part| {
+                glommio::spawn_local(registrants::registrant_loop(id, part, stop.clone()))
+            });
             let served = run_until_stopped(id, &stop, body).await;
+            if let Some(task) = registrants {
+                task.await;
+            }
             drop((reload, api));
             served?;
             let mut report = counters.borrow().clone();
@@ -429,7 +440,7 @@ async fn serve(
         Mode::StatelessStub => {
             // The stub has no state, so no owner: every shard answers what it receives. (Configuration
             // refuses --auth with the stub; an authenticator given anyway is simply unused.)
-            drop((links, auth, api, changes));
+            drop((links, auth, api, changes, registrants));
             // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));
