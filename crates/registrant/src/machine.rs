@@ -709,7 +709,13 @@ impl Registrant {
         self.registered_until_ms = self.registered_until_ms.filter(|&u| u > now_ms);
         self.set_state(state, status, out);
         if self.enabled && !self.shutting_down {
-            self.wake_ms = Some(now_ms + self.retry_delay_ms(retry_after));
+            let mut delay = self.retry_delay_ms(retry_after);
+            // A refresh that failed while the binding still runs: retry within half the time left (at
+            // least 1 s apart), so that the binding is renewed before it expires if the upstream recovers.
+            if let Some(until) = self.registered_until_ms {
+                delay = delay.min(((until - now_ms) / 2).max(1000));
+            }
+            self.wake_ms = Some(now_ms + delay);
         }
     }
 

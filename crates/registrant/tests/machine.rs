@@ -315,6 +315,34 @@ fn retransmits_on_timer_e_and_times_out_on_timer_f_then_retries_with_back_off() 
 }
 
 #[test]
+fn a_failed_refresh_is_retried_before_the_binding_expires() {
+    let mut r = registrant("sam");
+    let mut out = Vec::new();
+    // Granted 120 s: refreshed at 60 s (half), 60 s before the expiry.
+    let (at, _) = register(&mut r, &mut out, "Expires: 120\r\n");
+    let until = r.registered_until_ms().expect("registered");
+    out.clear();
+    let refresh_at = fire(&mut r, &mut out);
+    assert_eq!(refresh_at, at + 60_000);
+    let mut timed_out = refresh_at;
+    while r.state() == State::Registering {
+        timed_out = fire(&mut r, &mut out);
+    }
+    assert_eq!(r.state(), State::RegisterTimeout);
+    // 28 s left: retried in 14 s, not after the 30 s back-off.
+    assert_eq!(timed_out, refresh_at + 32_000);
+    assert_eq!(r.next_timeout(), Some(timed_out + (until - timed_out) / 2));
+    // The 503 of that retry: 7 s left, retried in 3.5 s.
+    out.clear();
+    let retry_at = fire(&mut r, &mut out);
+    let req = one(&out);
+    out.clear();
+    r.handle_response(&respond(&req, 503, ""), retry_at, &mut out);
+    assert_eq!(r.state(), State::RegistrarError);
+    assert_eq!(r.next_timeout(), Some(retry_at + (until - retry_at) / 2));
+}
+
+#[test]
 fn a_provisional_response_slows_retransmissions_to_t2() {
     let mut r = registrant("dave");
     let mut out = Vec::new();
