@@ -308,6 +308,12 @@ impl Service {
         })
     }
 
+    /// The state changes from now on, for the binding change stream (`GET /v1/events`), whose own
+    /// subscriber limit applies.
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<Arc<StateEvent>> {
+        self.events.subscribe()
+    }
+
     /// Ends the event streams (the process is stopping).
     pub fn close(&self) {
         self.closed.send_replace(true);

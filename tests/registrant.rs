@@ -99,25 +99,49 @@ fn wait_bindings(b: &Server, aor: &str, want: usize) -> Vec<String> {
     }
 }
 
-/// Follows `GET /v1/registrants/events`: each event's JSON data, in order.
-fn follow_events(api: SocketAddr) -> std::sync::mpsc::Receiver<Value> {
+/// Follows an event stream (`/v1/registrants/events`, or `/v1/events` where they join the binding
+/// changes): each `registrant` event's JSON data, in order.
+fn follow_events(api: SocketAddr, path: &str) -> std::sync::mpsc::Receiver<Value> {
     use std::io::BufRead;
-    let response = ureq::get(&format!("http://{api}/v1/registrants/events"))
+    let response = ureq::get(&format!("http://{api}{path}"))
         .call()
         .expect("subscribe");
     assert_eq!(response.header("content-type"), Some("text/event-stream"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut name = String::new();
         for line in std::io::BufReader::new(response.into_reader()).lines() {
             let Ok(line) = line else { return };
-            if let Some(data) = line.strip_prefix("data: ") {
-                if tx.send(serde_json::from_str(data).expect("json")).is_err() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                if name == "registrant"
+                    && tx.send(serde_json::from_str(data).expect("json")).is_err()
+                {
                     return;
                 }
             }
         }
     });
     rx
+}
+
+/// The first `n` (from, to, status) changes of `aor` a stream gives within 5 s.
+fn changes_of(
+    events: &std::sync::mpsc::Receiver<Value>,
+    aor: &str,
+    n: usize,
+) -> Vec<(Option<u64>, Option<u64>, Option<u64>)> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.len() < n && Instant::now() < deadline {
+        if let Ok(e) = events.recv_timeout(Duration::from_millis(100)) {
+            if e["aor"] == aor {
+                seen.push((e["from"].as_u64(), e["to"].as_u64(), e["status"].as_u64()));
+            }
+        }
+    }
+    seen
 }
 
 fn row(user: &str, password: &str, proxy: SocketAddr) -> String {
@@ -259,7 +283,8 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
     assert_eq!(by_contact["count"], 1);
 
     // The state changes, as events.
-    let events = follow_events(a.api.expect("api"));
+    let events = follow_events(a.api.expect("api"), "/v1/registrants/events");
+    let changes = follow_events(a.api.expect("api"), "/v1/events");
 
     // Disable removes the binding on B; enable brings it back.
     let (status, body) = call(
@@ -280,15 +305,12 @@ fn registers_to_an_authenticating_corereg_disables_reloads_and_unregisters_at_sh
     assert_eq!(status, 200, "{body}");
     wait_state(&a, "sip:trunk1@example.com", 3, Duration::from_secs(5));
     wait_bindings(&b, "sip:trunk1@example.com", 1);
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while seen.len() < 4 && Instant::now() < deadline {
-        if let Ok(e) = events.recv_timeout(Duration::from_millis(100)) {
-            if e["aor"] == "sip:trunk1@example.com" {
-                seen.push((e["from"].as_u64(), e["to"].as_u64(), e["status"].as_u64()));
-            }
-        }
-    }
+    let seen = changes_of(&events, "sip:trunk1@example.com", 4);
+    assert_eq!(
+        changes_of(&changes, "sip:trunk1@example.com", 4),
+        seen,
+        "the binding change stream carries the same state changes"
+    );
     assert_eq!(
         seen,
         [

@@ -775,8 +775,19 @@ async fn produce(
             return;
         }
     }
+    // The registrants' state changes join the stream as they come (unnumbered: they are not replayed).
+    let mut registrants = ctx.registrants.as_ref().map(|r| r.follow());
     loop {
-        let first = match tokio::time::timeout(KEEP_ALIVE, sub.next()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(KEEP_ALIVE, sub.next()) => next,
+            change = registrant_change(&mut registrants) => {
+                if tx.send(change).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let first = match next {
             Ok(Some(message)) => message,
             Ok(None) => return,
             Err(_) => {
@@ -796,6 +807,33 @@ async fn produce(
         }
         if tx.send(chunk).await.is_err() || !going {
             return;
+        }
+    }
+}
+
+/// The next registrant state change as SSE text (`event: registrant`, or `event: registrant-lost` when
+/// this stream fell behind them); never ready without registrants.
+async fn registrant_change(
+    follow: &mut Option<tokio::sync::broadcast::Receiver<Arc<crate::registrants::StateEvent>>>,
+) -> String {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let Some(rx) = follow.as_mut() else {
+            return std::future::pending().await;
+        };
+        match rx.recv().await {
+            Ok(change) => {
+                let data = serde_json::to_string(&*change).unwrap_or_default();
+                return sse("registrant", None, &data);
+            }
+            Err(RecvError::Lagged(missed)) => {
+                return sse(
+                    "registrant-lost",
+                    None,
+                    &json!({ "missed": missed }).to_string(),
+                );
+            }
+            Err(RecvError::Closed) => *follow = None,
         }
     }
 }
