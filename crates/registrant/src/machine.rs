@@ -594,30 +594,14 @@ impl Registrant {
         };
         let slot = usize::from(proxy);
         let (Some(user), Some(password)) = (&self.account.username, &self.account.password) else {
-            self.credentials = [None, None];
-            self.finish_failed(
-                attempt.purpose,
-                State::WrongCredentials,
-                facts.status,
-                None,
-                now_ms,
-                out,
-            );
+            self.credentials_refused(attempt.purpose, facts.status, now_ms, out);
             return;
         };
         let repeated =
             attempt.answered[slot].as_deref() == Some(&challenge.nonce[..]) && !challenge.stale;
         if repeated || attempt.auth_rounds >= self.settings.max_auth_rounds {
             tracing::info!(aor = %self.account.aor, "credentials refused");
-            self.credentials = [None, None];
-            self.finish_failed(
-                attempt.purpose,
-                State::WrongCredentials,
-                facts.status,
-                None,
-                now_ms,
-                out,
-            );
+            self.credentials_refused(attempt.purpose, facts.status, now_ms, out);
             return;
         }
         attempt.auth_rounds += 1;
@@ -681,6 +665,18 @@ impl Registrant {
     }
 
     /// A failed attempt: a registration is retried later, an unregistration is not.
+    /// The upstream refused our credentials (or we have none to give): forget them, WRONG_CREDENTIALS.
+    fn credentials_refused(
+        &mut self,
+        purpose: Purpose,
+        status: u16,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        self.credentials = [None, None];
+        self.finish_failed(purpose, State::WrongCredentials, status, None, now_ms, out);
+    }
+
     fn finish_failed(
         &mut self,
         purpose: Purpose,

@@ -39,6 +39,16 @@ fn registrant(user: &str) -> Registrant {
     registrant_with(row(user), settings())
 }
 
+/// A registrant enabled at T0: it, an emptied effects buffer, and the REGISTER it sent.
+fn enabled(user: &str) -> (Registrant, Vec<Effect>, String) {
+    let mut r = registrant(user);
+    let mut out = Vec::new();
+    r.enable(T0, &mut out);
+    let req = one(&out);
+    out.clear();
+    (r, out, req)
+}
+
 /// The datagrams sent, as text.
 fn sent(out: &[Effect]) -> Vec<String> {
     out.iter()
@@ -344,11 +354,7 @@ fn a_failed_refresh_is_retried_before_the_binding_expires() {
 
 #[test]
 fn a_provisional_response_slows_retransmissions_to_t2() {
-    let mut r = registrant("dave");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("dave");
     assert_eq!(fire(&mut r, &mut out), T0 + 500);
     assert_eq!(
         r.handle_response(&respond(&req, 100, ""), T0 + 600, &mut out),
@@ -378,11 +384,7 @@ fn verify_auth(req: &str, header_name: &str, realm: &str, alg: Algorithm, nc: u3
 
 #[test]
 fn answers_a_401_with_md5_and_reuses_the_credentials_on_refresh() {
-    let mut r = registrant("erin");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("erin");
     let challenge = "WWW-Authenticate: Digest realm=\"example.net\", nonce=\"n1\", qop=\"auth\", opaque=\"op\"\r\n";
     r.handle_response(&respond(&req, 401, challenge), T0 + 10, &mut out);
     let auth = one(&out);
@@ -413,11 +415,7 @@ fn answers_a_401_with_md5_and_reuses_the_credentials_on_refresh() {
 
 #[test]
 fn answers_a_407_with_sha256() {
-    let mut r = registrant("erin");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("erin");
     let challenges = "Proxy-Authenticate: Digest realm=\"proxy\", nonce=\"m\", qop=\"auth\"\r\n\
 Proxy-Authenticate: Digest realm=\"proxy\", nonce=\"s\", qop=\"auth,auth-int\", algorithm=SHA-256\r\n";
     r.handle_response(&respond(&req, 407, challenges), T0 + 10, &mut out);
@@ -537,11 +535,7 @@ fn error_replies_are_registrar_errors_retried_with_back_off() {
 
 #[test]
 fn a_423_is_retried_with_its_min_expires() {
-    let mut r = registrant("hugo");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("hugo");
     r.handle_response(
         &respond(&req, 423, "Min-Expires: 1800\r\n"),
         T0 + 10,
@@ -790,11 +784,7 @@ fn shutdown_unregisters_only_what_may_be_bound() {
     assert!(r.enabled(), "shutdown keeps the account enabled");
 
     // Registered: unREGISTER, with the cached credentials.
-    let mut r = registrant("erin");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("erin");
     r.handle_response(
         &respond(
             &req,
@@ -837,11 +827,7 @@ fn shutdown_unregisters_only_what_may_be_bound() {
     assert_eq!(r.next_timeout(), None);
 
     // A REGISTER in flight when disabled: unregistered too; the late 200 is ignored.
-    let mut r = registrant("olga");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("olga");
     r.disable(T0 + 10, &mut out);
     let unreg = one(&out);
     assert_eq!(header(&unreg, "Expires").as_deref(), Some("0"));
@@ -860,11 +846,7 @@ fn shutdown_unregisters_only_what_may_be_bound() {
 
 #[test]
 fn a_refused_registration_is_not_unregistered() {
-    let mut r = registrant("rita");
-    let mut out = Vec::new();
-    r.enable(T0, &mut out);
-    let req = one(&out);
-    out.clear();
+    let (mut r, mut out, req) = enabled("rita");
     let c = "WWW-Authenticate: Digest realm=\"x\", nonce=\"n\"\r\n";
     r.handle_response(&respond(&req, 401, c), T0 + 1, &mut out);
     let auth = one(&out);
