@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod journal;
 pub mod registrar;
 pub mod shard;
 
