@@ -422,5 +422,3 @@ fn count_records(path: &Path, offset: u64, skip_damaged: bool) -> u64 {
     count
 }
 
-#[cfg(test)]
-mod tests;
