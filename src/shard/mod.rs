@@ -27,6 +27,7 @@
 pub mod api;
 pub mod changes;
 pub mod handoff;
+pub mod journal;
 pub mod reload;
 pub mod stub;
 pub mod timer;
@@ -90,6 +91,11 @@ pub enum ShardError {
     },
     #[error("shard {shard} panicked")]
     Panicked { shard: usize },
+    #[error("shard {shard}: journal: {source}")]
+    Journal {
+        shard: usize,
+        source: crate::journal::JournalError,
+    },
 }
 
 /// What a shard runs.
@@ -120,6 +126,8 @@ pub struct ShardSpec {
     pub api: Option<api::ShardInbox>,
     /// Where the shard hands its binding changes (the event hub); None: nobody listens.
     pub changes: Option<crossbeam_channel::Sender<changes::ShardChanges>>,
+    /// The journal (`--data-dir`); None: memory only. Registrar mode only.
+    pub journal: Option<journal::JournalSpec>,
 }
 
 /// A shard's digest authentication.
@@ -172,6 +180,8 @@ pub struct ShardReport {
     pub changes_dropped: u64,
     /// Bindings held when the shard stopped.
     pub bindings: usize,
+    /// The journal's counters (None with `--data-dir none`).
+    pub journal: Option<journal::JournalStats>,
 }
 
 impl ShardReport {
@@ -220,6 +230,9 @@ impl ShardReport {
         }
         if let Some(stats) = &self.auth {
             lines.push(line(self.id, "auth", None, &stats.counters()));
+        }
+        if let Some(stats) = &self.journal {
+            lines.push(line(self.id, "journal", None, &stats.counters()));
         }
         lines
     }
@@ -365,6 +378,7 @@ async fn serve(
         auth,
         api,
         changes,
+        journal: journal_spec,
     } = spec;
     tracing::debug!(shard = id, "executor running");
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
@@ -376,6 +390,30 @@ async fn serve(
     let mut report = match mode {
         Mode::Registrar(config) => {
             let mut core = Registrar::new(config, now());
+            // Load before anything serves: the shard reports ready only after this.
+            let journal = match &journal_spec {
+                Some(spec) => {
+                    let started = journal::start(spec, id, &mut core)
+                        .map_err(|source| ShardError::Journal { shard: id, source })?;
+                    let r = &started.report;
+                    tracing::info!(
+                        shard = id,
+                        bindings = r.restored,
+                        expired_while_down = r.expired,
+                        not_owned = r.not_owned,
+                        refused = r.refused,
+                        records = started.loaded_records,
+                        bytes = started.loaded_bytes,
+                        next_seq = started.next_seq,
+                        took_ms = started.took.as_millis() as u64,
+                        "journal loaded"
+                    );
+                    let first_segment = started.next_seq;
+                    let j = journal::Journal::new(id, spec.shards, &started, spec.settings.clone());
+                    Some((j, first_segment))
+                }
+                None => None,
+            };
             let feed = auth.map(
                 |ShardAuth {
                      authenticator,
@@ -386,11 +424,22 @@ async fn serve(
                 },
             );
             let registrar = Rc::new(RefCell::new(core));
-            let changes = Rc::new(RefCell::new(ChangeFeed::new(id, changes)));
+            let mut change_feed = ChangeFeed::new(id, changes);
+            change_feed.set_journal(journal.as_ref().map(|(j, _)| j.clone()));
+            let changes = Rc::new(RefCell::new(change_feed));
             let core = changes::Publishing {
                 registrar: registrar.clone(),
                 feed: changes.clone(),
             };
+            let commits = journal.as_ref().map(|(j, first_segment)| {
+                glommio::spawn_local(journal::commit_loop(
+                    j.clone(),
+                    registrar.clone(),
+                    socket.clone(),
+                    counters.clone(),
+                    *first_segment,
+                ))
+            });
             let body = serve_registrar(
                 id,
                 socket,
@@ -413,7 +462,7 @@ async fn serve(
                 glommio::spawn_local(api::api_loop(inbox, state))
             });
             let served = run_until_stopped(id, &stop, body).await;
-            drop((reload, api));
+            drop((reload, api, commits));
             served?;
             let mut report = counters.borrow().clone();
             let mut registrar = registrar.borrow_mut();
@@ -424,12 +473,13 @@ async fn serve(
             report.auth = registrar.authenticator_mut().map(|a| a.stats());
             report.registrar = Some(registrar.stats().clone());
             report.bindings = registrar.binding_count();
+            report.journal = journal.map(|(j, _)| j.stats());
             report
         }
         Mode::StatelessStub => {
             // The stub has no state, so no owner: every shard answers what it receives. (Configuration
             // refuses --auth with the stub; an authenticator given anyway is simply unused.)
-            drop((links, auth, api, changes));
+            drop((links, auth, api, changes, journal_spec));
             // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));

@@ -41,9 +41,16 @@ impl Server {
         } else {
             &["--http", "127.0.0.1:0"]
         };
+        // Memory only unless the test gives a data directory (the default one would be shared by every test).
+        let data: &[&str] = if args.iter().any(|a| a.starts_with("--data-dir")) {
+            &[]
+        } else {
+            &["--data-dir", "none"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_corereg"))
             .args(["--listen", listen, "--log", "info"])
             .args(http)
+            .args(data)
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
