@@ -368,8 +368,9 @@ impl Journal {
 
     /// Keeps `reply` until every change up to `seq` is written; false when nothing is pending (send it
     /// now). A reply over --journal-max-held is dropped (true: do not send it; the client retransmits).
+    /// Only success replies wait: a refusal changed nothing (and a 503 must leave while writes fail).
     pub fn hold(&self, reply: &[u8], to: SocketAddr, seq: u64) -> bool {
-        if seq <= self.durable.get() {
+        if seq <= self.durable.get() || !reply.starts_with(b"SIP/2.0 2") {
             return false;
         }
         let mut s = self.state.borrow_mut();
