@@ -373,3 +373,64 @@ fn a_write_error_answers_503_loses_nothing_acknowledged_and_recovers() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn snapshots_keep_the_journal_bounded_while_serving_and_load_back() {
+    let dir = workdir("persist-snapshot");
+    let args = [
+        "--cores",
+        "1",
+        "--journal-segment-bytes",
+        "65536",
+        "--snapshot-ratio",
+        "1",
+    ];
+    let mut server = start(&dir, &args);
+    let client = server.client();
+    let mut phones: Vec<Phone> = (0..20).map(|i| register(&client, &format!("s{i}"), 3600)).collect();
+    // Refresh them over and over: the changes far outgrow the live data.
+    for round in 0..100u32 {
+        let reqs: Vec<Req> = phones
+            .iter()
+            .map(|p| {
+                p.req
+                    .next()
+                    .contact(&format!("<{}>", p.contact))
+                    .expires(&(1800 + round).to_string())
+            })
+            .collect();
+        for r in &reqs {
+            client.send(&r.build());
+        }
+        for _ in &reqs {
+            let raw = client.recv(Duration::from_secs(5)).expect("reply");
+            let resp = common::Response::parse(&raw).expect("parsable");
+            assert_eq!(resp.status, 200, "{}", resp.raw);
+        }
+        for (p, r) in phones.iter_mut().zip(reqs) {
+            p.req = r;
+        }
+    }
+    let total: u64 = journal_files(&dir).iter().map(|(_, n)| n).sum();
+    assert!(
+        journal_files(&dir)
+            .iter()
+            .any(|(p, _)| p.extension().is_some_and(|e| e == "snap")
+                && !p.to_string_lossy().contains("snap-00000000000000000000")),
+        "no snapshot while serving: {:?}",
+        journal_files(&dir)
+    );
+    // 2,000 refreshes of ~300 bytes each were written; a bounded journal keeps a few segments' worth.
+    assert!(total < 4 * 65536 + 65536, "{total} bytes: {:?}", journal_files(&dir));
+    kill9(&mut server);
+    let server = start(&dir, &args);
+    assert!(!server.log_text().contains("journal damaged"), "{}", server.log_text());
+    let client = server.client();
+    for phone in &mut phones {
+        let contacts = fetch(&client, phone);
+        assert_eq!(contacts.len(), 1, "{contacts:?}");
+        let left = contacts[0].1.expect("expiry");
+        assert!((1800..=1899).contains(&left), "{left}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -311,8 +311,6 @@ const FREE_REPLIES: usize = 1024;
 /// Back-off between retries of a failed write: from the first to the last, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_LAST: Duration = Duration::from_secs(1);
-/// A snapshot is not considered while the segments hold less than this (tiny live sets).
-const SNAPSHOT_FLOOR_BYTES: u64 = 1 << 20;
 
 impl Journal {
     pub fn new(shard: usize, shards: usize, started: &Started, settings: JournalSettings) -> Rc<Self> {
@@ -661,8 +659,9 @@ fn maybe_snapshot(
         }
         let avg = s.record_bytes_written / s.records_written;
         let live = (registrar.borrow().binding_count() as u64).saturating_mul(avg);
+        // Tiny live sets: not before the segments hold as much as one full segment per unit of the ratio.
         let limit = live
-            .max(SNAPSHOT_FLOOR_BYTES)
+            .max(j.settings.segment_bytes)
             .saturating_mul(u64::from(j.settings.snapshot_ratio));
         if s.since_snapshot <= limit {
             return;
