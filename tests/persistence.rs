@@ -434,3 +434,68 @@ fn snapshots_keep_the_journal_bounded_while_serving_and_load_back() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_registration() {
+    let dir = workdir("persist-load");
+    let cores = if usable_cores() >= 2 { "2" } else { "1" };
+    let mut server = start(&dir, &["--cores", cores]);
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let client = Client::new(addr);
+                let mut acknowledged = Vec::new();
+                let mut i = 0u32;
+                // Pipelined: 16 in flight per client, so commits group several registrations.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let batch: Vec<Req> = (0..16)
+                        .map(|k| {
+                            let user = format!("l{t}x{}", i + k);
+                            Req::register(&client, &user, DOMAIN)
+                                .contact(&format!("<sip:{user}@192.0.2.3>"))
+                                .expires("3600")
+                        })
+                        .collect();
+                    i += 16;
+                    for r in &batch {
+                        client.send(&r.build());
+                    }
+                    for _ in &batch {
+                        let Some(raw) = client.recv(Duration::from_millis(500)) else {
+                            break;
+                        };
+                        let Some(resp) = common::Response::parse(&raw) else {
+                            continue;
+                        };
+                        if resp.status == 200 {
+                            let call_id = resp.header("Call-ID").unwrap_or_default().to_string();
+                            if let Some(r) = batch.iter().find(|r| r.call_id == call_id) {
+                                acknowledged.push(r.clone());
+                            }
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    kill9(&mut server);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged: Vec<Req> = senders
+        .into_iter()
+        .flat_map(|s| s.join().expect("sender"))
+        .collect();
+    assert!(acknowledged.len() > 50, "only {} acknowledged", acknowledged.len());
+    let server = start(&dir, &["--cores", cores]);
+    let client = server.client();
+    for req in &acknowledged {
+        let resp = client.request(&req.next().build());
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.contacts().len(), 1, "{} lost: {}", req.aor, resp.raw);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
