@@ -426,6 +426,21 @@ pub fn retire_dir(dir: &Path) -> Result<(), JournalError> {
     Ok(())
 }
 
+/// Removes what a snapshot cut short by a stop or a crash left (`*.tmp`): never read, never complete.
+pub fn remove_temporaries(dir: &Path) -> Result<(), JournalError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+            std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes every journal file of `dir` (a leftover of a re-partition that did not complete: the old layout
 /// is still in force, so these files hold nothing acknowledged).
 pub fn clear_dir(dir: &Path) -> Result<(), JournalError> {

@@ -174,6 +174,7 @@ fn start_inner(
         // directory may have a new one's name).
         spec.sync.wait().map_err(|()| stopped_peer())?;
         journal::clear_dir(&dir)?;
+        journal::remove_temporaries(&dir)?;
         snapshot_bytes = journal::write_snapshot_blocking(&dir, shard, shards, registrar)?;
         if spec.sync.wait().map_err(|()| stopped_peer())? {
             for damage in &loaded.set_aside {
@@ -201,6 +202,7 @@ fn start_inner(
         for damage in &loaded.set_aside {
             damage.apply()?;
         }
+        journal::remove_temporaries(&dir)?;
         std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
             path: dir.clone(),
             source,
@@ -508,14 +510,12 @@ pub async fn commit_loop(
     registrar: Rc<RefCell<Registrar>>,
     socket: Rc<UdpSocket>,
     counters: Rc<RefCell<ShardReport>>,
-    first_segment: u64,
 ) {
     let Some(bell) = j.bell.borrow_mut().take() else {
         return;
     };
     let mut backoff = RETRY_FIRST;
     let mut segment: Option<Segment> = None;
-    let mut next_base = first_segment;
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let interval = Duration::from_millis(j.settings.fsync_interval_ms);
@@ -551,7 +551,7 @@ pub async fn commit_loop(
         let Some((buf, first, last)) = j.take_pending() else {
             continue;
         };
-        let result = commit(&j, &mut segment, &mut next_base, &buf, first).await;
+        let result = commit(&j, &mut segment, &buf, first).await;
         match result {
             Ok(()) => {
                 let written = buf.len() as u64;
@@ -562,7 +562,7 @@ pub async fn commit_loop(
                     s.since_snapshot += written;
                 }
                 j.recycle(buf);
-                next_base = last + 1;
+                let next_base = last + 1;
                 match j.settings.fsync {
                     FsyncMode::Always => {}
                     FsyncMode::Interval => {
@@ -591,9 +591,14 @@ pub async fn commit_loop(
                 }
                 if segment.as_ref().is_some_and(|s| s.pos >= j.settings.segment_bytes) {
                     // The next commit starts a new segment.
-                    segment = None;
+                    close_segment(&j, &mut segment).await;
                 }
-                maybe_snapshot(&j, &registrar, &mut segment, next_base);
+                if snapshot_due(&j, &registrar) {
+                    // The snapshot starts where the next segment does: every older segment goes once it is
+                    // complete.
+                    close_segment(&j, &mut segment).await;
+                    start_snapshot(&j, &registrar, next_base - 1);
+                }
             }
             Err(e) => {
                 j.state.borrow_mut().stats.write_errors += 1;
@@ -620,12 +625,11 @@ pub async fn commit_loop(
 async fn commit(
     j: &Journal,
     segment: &mut Option<Segment>,
-    next_base: &mut u64,
     buf: &[u8],
     first: u64,
 ) -> std::io::Result<()> {
     if segment.is_none() {
-        *segment = Some(open_segment(j, first.min(*next_base).max(first)).await?);
+        *segment = Some(open_segment(j, first).await?);
     }
     let Some(seg) = segment.as_mut() else {
         return Ok(());
@@ -636,7 +640,6 @@ async fn commit(
         if let Err(e) = seg.file.fdatasync().await {
             tracing::error!(shard = j.shard, file = %seg.path.display(), "fdatasync failed: {e}; the changes go to a new segment");
             *segment = None;
-            *next_base = first;
             return Err(io(e));
         }
     }
@@ -644,39 +647,50 @@ async fn commit(
     Ok(())
 }
 
-/// Starts a snapshot when the segments written since the last one exceed --snapshot-ratio times the live
-/// data (estimated from the bindings held and the average record written).
-fn maybe_snapshot(
-    j: &Rc<Journal>,
-    registrar: &Rc<RefCell<Registrar>>,
-    segment: &mut Option<Segment>,
-    next_base: u64,
-) {
-    let live = {
-        let s = j.state.borrow();
-        if s.snapshot_running || s.records_written == 0 {
-            return;
-        }
-        let avg = s.record_bytes_written / s.records_written;
-        let live = (registrar.borrow().binding_count() as u64).saturating_mul(avg);
-        // Tiny live sets: not before the segments hold as much as one full segment per unit of the ratio.
-        let limit = live
-            .max(j.settings.segment_bytes)
-            .saturating_mul(u64::from(j.settings.snapshot_ratio));
-        if s.since_snapshot <= limit {
-            return;
-        }
-        live
+/// Closes the current segment (fdatasync'ed first unless `--fsync off`: with `--fsync interval` its last
+/// writes may not be yet).
+async fn close_segment(j: &Journal, segment: &mut Option<Segment>) {
+    let Some(seg) = segment.take() else {
+        return;
     };
-    // The snapshot starts where the next segment does: every older segment goes once it is complete.
-    *segment = None;
-    let base = next_base - 1;
+    if j.settings.fsync == FsyncMode::Interval {
+        match seg.file.fdatasync().await {
+            Ok(()) => j.state.borrow_mut().stats.fsyncs += 1,
+            Err(e) => {
+                j.state.borrow_mut().stats.write_errors += 1;
+                tracing::error!(shard = j.shard, file = %seg.path.display(), "fdatasync failed: {e}");
+            }
+        }
+    }
+    if let Err(e) = seg.file.close().await {
+        tracing::debug!(shard = j.shard, "closing a journal segment: {e}");
+    }
+}
+
+/// Whether the segments written since the last snapshot exceed --snapshot-ratio times the live data
+/// (estimated from the bindings held and the average record written), or one segment per unit of the ratio
+/// when the live data is smaller than a segment.
+fn snapshot_due(j: &Journal, registrar: &RefCell<Registrar>) -> bool {
+    let s = j.state.borrow();
+    if s.snapshot_running || s.records_written == 0 {
+        return false;
+    }
+    let avg = s.record_bytes_written / s.records_written;
+    let live = (registrar.borrow().binding_count() as u64).saturating_mul(avg);
+    let limit = live
+        .max(j.settings.segment_bytes)
+        .saturating_mul(u64::from(j.settings.snapshot_ratio));
+    s.since_snapshot > limit
+}
+
+/// Starts a snapshot task at `base` (every change up to `base` is in the segments before the next one).
+fn start_snapshot(j: &Rc<Journal>, registrar: &Rc<RefCell<Registrar>>, base: u64) {
     {
         let mut s = j.state.borrow_mut();
         s.snapshot_running = true;
         s.since_snapshot = 0;
     }
-    tracing::debug!(shard = j.shard, base, live_bytes = live, "journal snapshot starting");
+    tracing::debug!(shard = j.shard, base, "journal snapshot starting");
     glommio::spawn_local(snapshot_task(j.clone(), registrar.clone(), base)).detach();
 }
 

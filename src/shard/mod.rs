@@ -408,9 +408,12 @@ async fn serve(
                         took_ms = started.took.as_millis() as u64,
                         "journal loaded"
                     );
-                    let first_segment = started.next_seq;
-                    let j = journal::Journal::new(id, spec.shards, &started, spec.settings.clone());
-                    Some((j, first_segment))
+                    Some(journal::Journal::new(
+                        id,
+                        spec.shards,
+                        &started,
+                        spec.settings.clone(),
+                    ))
                 }
                 None => None,
             };
@@ -425,19 +428,18 @@ async fn serve(
             );
             let registrar = Rc::new(RefCell::new(core));
             let mut change_feed = ChangeFeed::new(id, changes);
-            change_feed.set_journal(journal.as_ref().map(|(j, _)| j.clone()));
+            change_feed.set_journal(journal.clone());
             let changes = Rc::new(RefCell::new(change_feed));
             let core = changes::Publishing {
                 registrar: registrar.clone(),
                 feed: changes.clone(),
             };
-            let commits = journal.as_ref().map(|(j, first_segment)| {
+            let commits = journal.as_ref().map(|j| {
                 glommio::spawn_local(journal::commit_loop(
                     j.clone(),
                     registrar.clone(),
                     socket.clone(),
                     counters.clone(),
-                    *first_segment,
                 ))
             });
             let body = serve_registrar(
@@ -473,7 +475,7 @@ async fn serve(
             report.auth = registrar.authenticator_mut().map(|a| a.stats());
             report.registrar = Some(registrar.stats().clone());
             report.bindings = registrar.binding_count();
-            report.journal = journal.map(|(j, _)| j.stats());
+            report.journal = journal.map(|j| j.stats());
             report
         }
         Mode::StatelessStub => {
