@@ -1165,7 +1165,10 @@ impl Config {
     fn validate_journal(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         let j = &self.journal;
-        if j.data_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+        if j.data_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
             return invalid("--data-dir must be a directory or `none`".into());
         }
         if !(MIN_JOURNAL_SEGMENT_BYTES..=MAX_JOURNAL_SEGMENT_BYTES).contains(&j.segment_bytes) {

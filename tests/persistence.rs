@@ -72,7 +72,10 @@ fn journal_files(dir: &Path) -> Vec<(PathBuf, u64)> {
         if !shard.path().is_dir() {
             continue;
         }
-        for f in std::fs::read_dir(shard.path()).expect("read shard dir").flatten() {
+        for f in std::fs::read_dir(shard.path())
+            .expect("read shard dir")
+            .flatten()
+        {
             files.push((f.path(), f.metadata().map_or(0, |m| m.len())));
         }
     }
@@ -109,14 +112,22 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
     let gone: Vec<String> = (0..150).step_by(7).map(|i| format!("p{i}")).collect();
     for user in &gone {
         let phone = phones.get_mut(user).expect("phone");
-        let req = phone.req.next().contact(&format!("<{}>", phone.contact)).expires("0");
+        let req = phone
+            .req
+            .next()
+            .contact(&format!("<{}>", phone.contact))
+            .expires("0");
         let resp = client.request(&req.build());
         assert_eq!(resp.status, 200);
         assert!(resp.contacts().is_empty(), "{}", resp.raw);
         phone.req = req;
     }
     kill9(&mut server);
-    assert!(!segments(&dir).is_empty(), "no journal in {}", dir.display());
+    assert!(
+        !segments(&dir).is_empty(),
+        "no journal in {}",
+        dir.display()
+    );
 
     let server = start(&dir, &["--cores", "1"]);
     let log = server.log_text();
@@ -143,7 +154,9 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
     let mut stale = phone.req.clone();
     stale.cseq = 1;
     stale.via = format!("SIP/2.0/UDP {};branch=z9hG4bK-stale", client.local);
-    let stale = stale.contact(&format!("<{}>", phone.contact)).expires("600");
+    let stale = stale
+        .contact(&format!("<{}>", phone.contact))
+        .expires("600");
     assert_eq!(client.request(&stale.build()).status, 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -153,7 +166,9 @@ fn a_torn_tail_a_flipped_byte_and_an_empty_file_keep_the_good_prefix() {
     let dir = workdir("persist-damage");
     let mut server = start(&dir, &["--cores", "1"]);
     let client = server.client();
-    let mut phones: Vec<Phone> = (0..40).map(|i| register(&client, &format!("d{i}"), 3600)).collect();
+    let mut phones: Vec<Phone> = (0..40)
+        .map(|i| register(&client, &format!("d{i}"), 3600))
+        .collect();
     kill9(&mut server);
     let segs = segments(&dir);
     assert_eq!(segs.len(), 1, "{segs:?}");
@@ -175,7 +190,10 @@ fn a_torn_tail_a_flipped_byte_and_an_empty_file_keep_the_good_prefix() {
         if i < 39 {
             assert_eq!(contacts.len(), 1, "d{i}: {contacts:?}");
         } else {
-            assert!(contacts.is_empty(), "the torn registration came back: {contacts:?}");
+            assert!(
+                contacts.is_empty(),
+                "the torn registration came back: {contacts:?}"
+            );
         }
     }
     kill9(&mut server);
@@ -225,8 +243,13 @@ fn a_journal_of_an_unknown_version_stops_start_up_naming_the_file() {
         .output()
         .expect("run corereg");
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    let name = seg.file_name().expect("name").to_string_lossy().into_owned();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let name = seg
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     assert!(text.contains(&name) && text.contains("version 7"), "{text}");
     // Nothing was set aside: the file may be a newer corereg's.
     assert!(corrupt_files(&dir).is_empty());
@@ -239,7 +262,11 @@ fn crc32fast_hash(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -254,7 +281,9 @@ fn two_shards_to_one_and_back_keep_every_binding() {
     let dir = workdir("persist-shards");
     let mut server = start(&dir, &["--cores", "2"]);
     let client = server.client();
-    let mut phones: Vec<Phone> = (0..60).map(|i| register(&client, &format!("m{i}"), 3600)).collect();
+    let mut phones: Vec<Phone> = (0..60)
+        .map(|i| register(&client, &format!("m{i}"), 3600))
+        .collect();
     kill9(&mut server);
     for cores in ["1", "2"] {
         let mut server = start(&dir, &["--cores", cores]);
@@ -343,7 +372,11 @@ fn a_write_error_answers_503_loses_nothing_acknowledged_and_recovers() {
             break;
         }
     }
-    assert!(refused >= 5, "no 503 after {} registrations", acknowledged.len());
+    assert!(
+        refused >= 5,
+        "no 503 after {} registrations",
+        acknowledged.len()
+    );
     assert!(silent <= 2, "{silent} registrations went unanswered");
     assert!(server.is_running());
     // Space returns: registrations are accepted again.
@@ -358,7 +391,11 @@ fn a_write_error_answers_503_loses_nothing_acknowledged_and_recovers() {
             acknowledged.push(req);
             break;
         }
-        assert!(Instant::now() < deadline, "still {} after the limit was lifted", resp.status);
+        assert!(
+            Instant::now() < deadline,
+            "still {} after the limit was lifted",
+            resp.status
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Held replies left once written; drain them.
@@ -387,7 +424,9 @@ fn snapshots_keep_the_journal_bounded_while_serving_and_load_back() {
     ];
     let mut server = start(&dir, &args);
     let client = server.client();
-    let mut phones: Vec<Phone> = (0..20).map(|i| register(&client, &format!("s{i}"), 3600)).collect();
+    let mut phones: Vec<Phone> = (0..20)
+        .map(|i| register(&client, &format!("s{i}"), 3600))
+        .collect();
     // Refresh them over and over: the changes far outgrow the live data.
     for round in 0..100u32 {
         let reqs: Vec<Req> = phones
@@ -421,10 +460,18 @@ fn snapshots_keep_the_journal_bounded_while_serving_and_load_back() {
         journal_files(&dir)
     );
     // 2,000 refreshes of ~300 bytes each were written; a bounded journal keeps a few segments' worth.
-    assert!(total < 4 * 65536 + 65536, "{total} bytes: {:?}", journal_files(&dir));
+    assert!(
+        total < 4 * 65536 + 65536,
+        "{total} bytes: {:?}",
+        journal_files(&dir)
+    );
     kill9(&mut server);
     let server = start(&dir, &args);
-    assert!(!server.log_text().contains("journal damaged"), "{}", server.log_text());
+    assert!(
+        !server.log_text().contains("journal damaged"),
+        "{}",
+        server.log_text()
+    );
     let client = server.client();
     for phone in &mut phones {
         let contacts = fetch(&client, phone);
@@ -489,7 +536,11 @@ fn kill_9_under_load_loses_no_acknowledged_registration() {
         .into_iter()
         .flat_map(|s| s.join().expect("sender"))
         .collect();
-    assert!(acknowledged.len() > 50, "only {} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() > 50,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
     let server = start(&dir, &["--cores", cores]);
     let client = server.client();
     for req in &acknowledged {

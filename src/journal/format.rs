@@ -243,9 +243,7 @@ impl<R: std::io::Read> FrameReader<R> {
         self.buf.clear();
         self.buf.resize(len, 0);
         match read_full(&mut self.inner, &mut self.buf) {
-            Ok(n) if n < len => {
-                return Some(Err(ReadError::Frame(FrameError::TruncatedPayload)))
-            }
+            Ok(n) if n < len => return Some(Err(ReadError::Frame(FrameError::TruncatedPayload))),
             Ok(_) => {}
             Err(e) => return Some(Err(ReadError::Io(e))),
         }
@@ -310,7 +308,9 @@ mod tests {
         let crc = crc32fast::hash(&v2[..28]);
         v2[28..32].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(FileHeader::decode(&v2), Err(HeaderError::UnknownVersion(2)));
-        assert!(HeaderError::UnknownVersion(2).to_string().contains("version 2"));
+        assert!(HeaderError::UnknownVersion(2)
+            .to_string()
+            .contains("version 2"));
         // A flipped version bit without a matching CRC is damage.
         let mut flipped = h;
         flipped[8] ^= 4;

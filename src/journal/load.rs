@@ -212,8 +212,9 @@ pub fn load_dir(
     into: &mut Loaded,
 ) -> Result<(), JournalError> {
     let entries = list(dir)?;
-    let (snapshots, segments): (Vec<_>, Vec<_>) =
-        entries.into_iter().partition(|e| e.kind == FileKind::Snapshot);
+    let (snapshots, segments): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|e| e.kind == FileKind::Snapshot);
     // The newest snapshot whose header reads; older ones are left for the writer to delete.
     let mut last: Option<u64> = None;
     for snap in snapshots.iter().rev() {
@@ -247,7 +248,11 @@ pub fn load_dir(
                 note_whole(
                     into,
                     &seg.path,
-                    &format!("sequence numbers {} to {} are missing", l + 1, header.base_seq - 1),
+                    &format!(
+                        "sequence numbers {} to {} are missing",
+                        l + 1,
+                        header.base_seq - 1
+                    ),
                 );
                 continue;
             }
@@ -316,7 +321,8 @@ fn read_frames(
     };
     let mut file = File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
-    file.seek(SeekFrom::Start(HEADER_BYTES as u64)).map_err(io)?;
+    file.seek(SeekFrom::Start(HEADER_BYTES as u64))
+        .map_err(io)?;
     into.files += 1;
     into.bytes += len;
     let mut reader = FrameReader::new(BufReader::with_capacity(1 << 20, file), HEADER_BYTES as u64);
@@ -324,7 +330,13 @@ fn read_frames(
     let end = loop {
         let frame_start = reader.offset;
         let payload = match reader.next_frame() {
-            None => break if snapshot && !ended { Err("snapshot cut short (no end frame)".to_string()) } else { Ok(()) },
+            None => {
+                break if snapshot && !ended {
+                    Err("snapshot cut short (no end frame)".to_string())
+                } else {
+                    Ok(())
+                }
+            }
             Some(Ok(p)) => p,
             Some(Err(ReadError::Io(source))) => return Err(io(source)),
             Some(Err(ReadError::Frame(e))) => break Err(e.to_string()),
@@ -346,17 +358,15 @@ fn read_frames(
                     bad = Some(e.to_string());
                     break;
                 }
-                Ok(c) if !snapshot => {
-                    match expect {
-                        Some(next) if c.seq > next => {
-                            bad = Some(format!("sequence number {} where {next} was due", c.seq));
-                            break;
-                        }
-                        Some(next) if c.seq == next => expect = Some(next + 1),
-                        Some(_) => {}
-                        None => expect = Some(c.seq + 1),
+                Ok(c) if !snapshot => match expect {
+                    Some(next) if c.seq > next => {
+                        bad = Some(format!("sequence number {} where {next} was due", c.seq));
+                        break;
                     }
-                }
+                    Some(next) if c.seq == next => expect = Some(next + 1),
+                    Some(_) => {}
+                    None => expect = Some(c.seq + 1),
+                },
                 Ok(_) => {}
             }
         }
@@ -367,7 +377,8 @@ fn read_frames(
         }
         let mut at = 0;
         for c in records(payload).flatten() {
-            let rec_len = 4 + u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default()) as usize;
+            let rec_len =
+                4 + u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default()) as usize;
             let raw = &payload[at..at + rec_len];
             at += rec_len;
             if !snapshot {
@@ -421,4 +432,3 @@ fn count_records(path: &Path, offset: u64, skip_damaged: bool) -> u64 {
     }
     count
 }
-

@@ -126,7 +126,9 @@ impl Layout {
         };
         let mut lines = text.lines();
         if lines.next() != Some(LAYOUT_MAGIC) {
-            return Err(bad(format!("not a corereg layout file (first line is not {LAYOUT_MAGIC:?})")));
+            return Err(bad(format!(
+                "not a corereg layout file (first line is not {LAYOUT_MAGIC:?})"
+            )));
         }
         let mut field = |name: &str| {
             lines
@@ -278,7 +280,9 @@ pub fn plan(
             repartition: false,
         },
         Some(l) => LoadPlan {
-            dirs: (0..l.shards).map(|i| shard_dir(root, i, l.shards)).collect(),
+            dirs: (0..l.shards)
+                .map(|i| shard_dir(root, i, l.shards))
+                .collect(),
             repartition: true,
         },
         None => LoadPlan {
@@ -359,7 +363,8 @@ pub fn write_snapshot_blocking(
     let base = registrar.last_seq();
     let path = snapshot_path(dir, base);
     let tmp = path.with_extension("snap.tmp");
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err(&tmp))?);
+    let mut file =
+        std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err(&tmp))?);
     let header = FileHeader {
         kind: FileKind::Snapshot,
         shard: shard as u32,
@@ -383,7 +388,9 @@ pub fn write_snapshot_blocking(
     format::push_end(&mut frame);
     file.write_all(&frame).map_err(io_err(&tmp))?;
     bytes += frame.len() as u64;
-    let file = file.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+    let file = file
+        .into_inner()
+        .map_err(|e| io_err(&tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)?;
@@ -434,7 +441,11 @@ pub fn remove_temporaries(dir: &Path) -> Result<(), JournalError> {
         Err(e) => return Err(io_err(dir)(e)),
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".tmp"))
+        {
             std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
         }
     }

@@ -34,7 +34,9 @@ fn register(reg: &mut Registrar, user: &str, cseq: u32, expires: u32, now_s: u64
 }
 
 /// Every binding: AoR -> (id, contact, expiry, CSeq).
-fn state(reg: &Registrar) -> BTreeMap<String, Vec<(u32, String, u64, u32)>> {
+type State = BTreeMap<String, Vec<(u32, String, u64, u32)>>;
+
+fn state(reg: &Registrar) -> State {
     let store = reg.store();
     let mut map = BTreeMap::new();
     for rec in store.aors() {
@@ -85,13 +87,14 @@ fn load(dir: &Path) -> Loaded {
 fn restored(loaded: &Loaded, seed: HashSeed, now_s: u64) -> Registrar {
     let mut reg = Registrar::new(config(seed), Now::from_secs(now_s));
     restore(loaded, &mut reg, Now::from_secs(now_s));
-    reg.check_invariants(Now::from_secs(now_s)).expect("invariants");
+    reg.check_invariants(Now::from_secs(now_s))
+        .expect("invariants");
     reg
 }
 
 /// A registrar that made some history (registrations, refreshes, removals), each turn's changes as one
 /// batch, and the registrar's state after each batch.
-fn history(seed: HashSeed) -> (Vec<Vec<u8>>, Vec<BTreeMap<String, Vec<(u32, String, u64, u32)>>>) {
+fn history(seed: HashSeed) -> (Vec<Vec<u8>>, Vec<State>) {
     let mut reg = Registrar::new(config(seed), Now::from_secs(T0));
     let mut batches = Vec::new();
     let mut states = Vec::new();
@@ -136,7 +139,11 @@ fn any_cut_or_flipped_byte_loads_a_prefix_of_the_history_never_anything_else() {
         std::fs::write(&path, &good[..cut]).expect("write");
         let loaded = load(dir.path());
         let kept = ends.iter().filter(|&&e| e <= cut as u64).count();
-        assert_eq!(&state(&restored(&loaded, seed, T0 + 20)), expect(kept), "cut {cut}");
+        assert_eq!(
+            &state(&restored(&loaded, seed, T0 + 20)),
+            expect(kept),
+            "cut {cut}"
+        );
         let boundary = cut == HEADER_BYTES || ends.contains(&(cut as u64));
         assert_eq!(loaded.set_aside.is_empty(), boundary, "cut {cut}");
     }
@@ -146,7 +153,11 @@ fn any_cut_or_flipped_byte_loads_a_prefix_of_the_history_never_anything_else() {
         std::fs::write(&path, &bad).expect("write");
         let loaded = load(dir.path());
         let kept = ends.iter().filter(|&&e| e <= at as u64).count();
-        assert_eq!(&state(&restored(&loaded, seed, T0 + 20)), expect(kept), "flip at {at}");
+        assert_eq!(
+            &state(&restored(&loaded, seed, T0 + 20)),
+            expect(kept),
+            "flip at {at}"
+        );
         assert_eq!(loaded.set_aside.len(), 1);
     }
 }
@@ -274,7 +285,11 @@ fn a_snapshot_written_while_changes_go_on_loads_with_the_segment_after_it() {
     std::fs::write(snapshot_path(dir.path(), base), &snap[..snap.len() - 8]).expect("snap");
     let loaded = load(dir.path());
     assert_eq!(loaded.set_aside.len(), 1);
-    assert!(loaded.set_aside[0].reason.contains("end"), "{:?}", loaded.set_aside);
+    assert!(
+        loaded.set_aside[0].reason.contains("end"),
+        "{:?}",
+        loaded.set_aside
+    );
 }
 
 #[test]
@@ -341,7 +356,12 @@ fn repartitioned_shards_each_keep_their_own_aors_and_all_of_them_together() {
         let dir = shard_dir(root.path(), shard, 2);
         write_segment(&dir, 1, &[reg.take_changes(Vec::new()).into_bytes()]);
         for (aor, b) in state(&reg) {
-            all.insert(aor, b.into_iter().map(|(_, c, e, q)| (c, e, q)).collect::<Vec<_>>());
+            all.insert(
+                aor,
+                b.into_iter()
+                    .map(|(_, c, e, q)| (c, e, q))
+                    .collect::<Vec<_>>(),
+            );
         }
     }
     assert_eq!(all.len(), 200);
@@ -359,13 +379,16 @@ fn repartitioned_shards_each_keep_their_own_aors_and_all_of_them_together() {
             let mut reg = Registrar::new(config(seed), Now::from_secs(T0 + 1));
             reg.set_partition(shard, shards);
             restore(&loaded, &mut reg, Now::from_secs(T0 + 1));
-            reg.check_invariants(Now::from_secs(T0 + 1)).expect("invariants");
+            reg.check_invariants(Now::from_secs(T0 + 1))
+                .expect("invariants");
             for (aor, b) in state(&reg) {
                 let owner = crate::registrar::query::owner_of(seed, aor.as_bytes(), shards);
                 assert_eq!(owner, shard, "{aor}");
                 let prev = union.insert(
                     aor,
-                    b.into_iter().map(|(_, c, e, q)| (c, e, q)).collect::<Vec<_>>(),
+                    b.into_iter()
+                        .map(|(_, c, e, q)| (c, e, q))
+                        .collect::<Vec<_>>(),
                 );
                 assert!(prev.is_none());
             }
@@ -390,7 +413,14 @@ fn the_layout_file_round_trips_and_other_versions_are_refused() {
     assert!(matches!(err, JournalError::Locked { .. }), "{err}");
     drop(dir);
     let text = std::fs::read_to_string(root.path().join("LAYOUT")).expect("read");
-    std::fs::write(root.path().join("LAYOUT"), text.replace("version 1", "version 2")).expect("write");
+    std::fs::write(
+        root.path().join("LAYOUT"),
+        text.replace("version 1", "version 2"),
+    )
+    .expect("write");
     let err = DataDir::open(root.path()).expect_err("refused");
-    assert!(err.to_string().contains("LAYOUT") && err.to_string().contains("version 2"), "{err}");
+    assert!(
+        err.to_string().contains("LAYOUT") && err.to_string().contains("version 2"),
+        "{err}"
+    );
 }

@@ -514,7 +514,8 @@ impl BindingStore {
     /// Ends a restore: free slots are reused again, and the change log goes on after `last_seq`.
     pub fn finish_restore(&mut self, last_seq: u64) {
         self.bindings.rebuild_free_list();
-        self.changes = ChangeLog::starting_at(last_seq.saturating_add(1).max(self.changes.next_seq()));
+        self.changes =
+            ChangeLog::starting_at(last_seq.saturating_add(1).max(self.changes.next_seq()));
     }
 
     /// Records a change to the binding at `idx` (still in the store).

@@ -78,10 +78,10 @@ impl StartupSync {
     }
 
     /// Waits for every shard; Ok(true) for exactly one of them (the leader); Err when a shard failed.
-    pub fn wait(&self) -> Result<bool, ()> {
-        let mut s = self.state.lock().map_err(|_| ())?;
+    pub fn wait(&self) -> Result<bool, PeerFailed> {
+        let mut s = self.state.lock().map_err(|_| PeerFailed)?;
         if s.failed {
-            return Err(());
+            return Err(PeerFailed);
         }
         s.arrived += 1;
         if s.arrived == self.parties {
@@ -92,10 +92,10 @@ impl StartupSync {
         }
         let generation = s.generation;
         while s.generation == generation && !s.failed {
-            s = self.cv.wait(s).map_err(|_| ())?;
+            s = self.cv.wait(s).map_err(|_| PeerFailed)?;
         }
         if s.failed {
-            Err(())
+            Err(PeerFailed)
         } else {
             Ok(false)
         }
@@ -110,7 +110,11 @@ impl StartupSync {
     }
 }
 
-fn stopped_peer() -> JournalError {
+/// Another shard failed its start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerFailed;
+
+fn stopped_peer(_: PeerFailed) -> JournalError {
     JournalError::Io {
         path: PathBuf::new(),
         source: std::io::Error::other("another shard failed its start-up"),
@@ -172,11 +176,11 @@ fn start_inner(
     if plan.repartition {
         // Every shard has read the old directories before any new one is cleared (with no LAYOUT, an old
         // directory may have a new one's name).
-        spec.sync.wait().map_err(|()| stopped_peer())?;
+        spec.sync.wait().map_err(stopped_peer)?;
         journal::clear_dir(&dir)?;
         journal::remove_temporaries(&dir)?;
         snapshot_bytes = journal::write_snapshot_blocking(&dir, shard, shards, registrar)?;
-        if spec.sync.wait().map_err(|()| stopped_peer())? {
+        if spec.sync.wait().map_err(stopped_peer)? {
             for damage in &loaded.set_aside {
                 if let Err(e) = damage.apply() {
                     tracing::warn!("cannot set a damaged journal part aside: {e}");
@@ -197,7 +201,7 @@ fn start_inner(
                 );
             }
         }
-        spec.sync.wait().map_err(|()| stopped_peer())?;
+        spec.sync.wait().map_err(stopped_peer)?;
     } else {
         for damage in &loaded.set_aside {
             damage.apply()?;
@@ -315,7 +319,12 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_LAST: Duration = Duration::from_secs(1);
 
 impl Journal {
-    pub fn new(shard: usize, shards: usize, started: &Started, settings: JournalSettings) -> Rc<Self> {
+    pub fn new(
+        shard: usize,
+        shards: usize,
+        started: &Started,
+        settings: JournalSettings,
+    ) -> Rc<Self> {
         let (doorbell, bell) = local_channel::new_bounded(1);
         Rc::new(Journal {
             shard,
@@ -524,7 +533,8 @@ pub async fn commit_loop(
         if j.state.borrow().pending.is_empty() {
             if j.settings.fsync == FsyncMode::Interval && unsynced {
                 let left = interval.saturating_sub(last_sync.elapsed());
-                let sleep = std::pin::pin!(glommio::timer::sleep(left.max(Duration::from_millis(1))));
+                let sleep =
+                    std::pin::pin!(glommio::timer::sleep(left.max(Duration::from_millis(1))));
                 let rung = std::pin::pin!(bell.recv());
                 let timed_out = matches!(
                     futures_util::future::select(rung, sleep).await,
@@ -589,7 +599,10 @@ pub async fn commit_loop(
                     send_reply(shard, &socket, &h.reply, h.to, &counters).await;
                     j.reuse_reply(h.reply);
                 }
-                if segment.as_ref().is_some_and(|s| s.pos >= j.settings.segment_bytes) {
+                if segment
+                    .as_ref()
+                    .is_some_and(|s| s.pos >= j.settings.segment_bytes)
+                {
                     // The next commit starts a new segment.
                     close_segment(&j, &mut segment).await;
                 }
