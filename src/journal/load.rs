@@ -4,7 +4,6 @@
 //! Loading only reads: several shards may load the same directory at once (after a change of shard count).
 //! What it found damaged is moved aside afterwards, by one of them.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -24,7 +23,7 @@ pub struct AorState {
 /// Everything loaded from one or more shard directories.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    pub aors: HashMap<Box<[u8]>, AorState>,
+    pub aors: hashbrown::HashMap<Box<[u8]>, AorState, ahash::RandomState>,
     /// The highest sequence number read (0: none).
     pub last_seq: u64,
     /// Records (and snapshot entries) read.
@@ -58,10 +57,7 @@ impl Loaded {
         if !keep(c.aor) {
             return;
         }
-        let state = match self.aors.get_mut(c.aor) {
-            Some(s) => s,
-            None => self.aors.entry(c.aor.into()).or_default(),
-        };
+        let state = self.aors.entry_ref(c.aor).or_default();
         // A snapshot entry carries the sequence number its AoR was read at (several entries may share it);
         // a change applies only when it is newer than what the AoR already reflects.
         if snapshot {
@@ -352,13 +348,22 @@ fn read_frames(
         // Check the whole frame before applying any of it: a frame is one write.
         let mut expect = last.map(|l| l + 1);
         let mut bad = None;
+        let mut decoded = Vec::new();
+        let mut at = 0;
         for rec in records(payload) {
-            match rec {
+            let c = match rec {
                 Err(e) => {
                     bad = Some(e.to_string());
                     break;
                 }
-                Ok(c) if !snapshot => match expect {
+                Ok(c) => c,
+            };
+            let rec_len = 4 + u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default())
+                as usize;
+            let range = at..at + rec_len;
+            at += rec_len;
+            if !snapshot {
+                match expect {
                     Some(next) if c.seq > next => {
                         bad = Some(format!("sequence number {} where {next} was due", c.seq));
                         break;
@@ -366,28 +371,23 @@ fn read_frames(
                     Some(next) if c.seq == next => expect = Some(next + 1),
                     Some(_) => {}
                     None => expect = Some(c.seq + 1),
-                },
-                Ok(_) => {}
+                }
             }
+            decoded.push((c, range));
         }
         if let Some(reason) = bad {
-            // Undo the frame's length from the offset: the damage starts at the frame.
+            // The damage starts at the frame.
             reader.offset = frame_start;
             break Err(reason);
         }
-        let mut at = 0;
-        for c in records(payload).flatten() {
-            let rec_len =
-                4 + u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default()) as usize;
-            let raw = &payload[at..at + rec_len];
-            at += rec_len;
+        for (c, range) in decoded {
             if !snapshot {
                 match *last {
                     Some(l) if c.seq <= l => continue,
                     _ => *last = Some(c.seq),
                 }
             }
-            into.apply(&c, raw, snapshot, keep);
+            into.apply(&c, &payload[range], snapshot, keep);
         }
     };
     if let Err(reason) = end {
