@@ -21,7 +21,10 @@
 #                         [--subscribers N] (N event streams, `curl -N .../v1/events`, attached to the corereg
 #                                            under test, none to the baseline: with `--against` the same
 #                                            build, the ratio is the cost of N subscribers)
-#   REG_ARGS="..." adds flags to the corereg under test.
+#   REG_ARGS="..." adds flags to the corereg under test, BASE_ARGS="..." to the baseline of --against (e.g.
+#   BASE_ARGS="--data-dir none" with --against the same build: the ratio is then the journal's cost). Each
+#   target runs in a directory of its own under a fresh temporary one, so the default --data-dir of each is
+#   new and empty.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/benches/peers}"
@@ -38,7 +41,7 @@ while [[ $# -gt 0 ]]; do
     --shuffle) SHUFFLE=1; shift ;;
     --sipp-cpu) SIPP_CPU="$2"; shift 2 ;;
     --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -64,15 +67,16 @@ http_args() {
   if "$1" --help 2>/dev/null | grep -q -- '--http <'; then echo "--http 127.0.0.1:0"; fi
 }
 STUB_PORT=$PORT REG_PORT=$((PORT + 1))
+mkdir -p "$WORK/base" "$WORK/test"
 if [[ -n "$AGAINST" ]]; then
-  # shellcheck disable=SC2046
-  "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 $(http_args "$AGAINST/corereg") >"$WORK/stub.log" 2>&1 &
+  # shellcheck disable=SC2046,SC2086
+  (cd "$WORK/base" && exec "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 $(http_args "$AGAINST/corereg") ${BASE_ARGS:-}) >"$WORK/stub.log" 2>&1 &
 else
-  "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
+  (cd "$WORK/base" && exec "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub) >"$WORK/stub.log" 2>&1 &
 fi
 STUB_PID=$!; PIDS+=("$STUB_PID")
 # shellcheck disable=SC2046,SC2086
-"$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 $(http_args "$BIN/corereg") ${REG_ARGS:-} >"$WORK/corereg.log" 2>&1 &
+(cd "$WORK/test" && exec "$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 $(http_args "$BIN/corereg") ${REG_ARGS:-}) >"$WORK/corereg.log" 2>&1 &
 REG_PID=$!; PIDS+=("$REG_PID")
 sleep 0.5
 for p in "$STUB_PID" "$REG_PID"; do
