@@ -57,7 +57,10 @@ fn main() {
              Expires: 3600\r\nContent-Length: 0\r\n\r\n"
         );
         let outcome = reg.handle(msg.as_bytes(), source, Now::from_secs(T0), &mut out);
-        assert!(matches!(outcome, Outcome::Reply { status: 200, .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, Outcome::Reply { status: 200, .. }),
+            "{outcome:?}"
+        );
         if i % 64 == 63 || i + 1 == n {
             let batch = reg.take_changes(Vec::new());
             format::push_records(&mut segment, batch.as_bytes(), format::MAX_FRAME_BYTES);

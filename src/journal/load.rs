@@ -358,8 +358,8 @@ fn read_frames(
                 }
                 Ok(c) => c,
             };
-            let rec_len = 4 + u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default())
-                as usize;
+            let rec_len =
+                4 + u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default()) as usize;
             let range = at..at + rec_len;
             at += rec_len;
             if !snapshot {

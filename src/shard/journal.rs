@@ -211,6 +211,14 @@ fn start_inner(
             path: dir.clone(),
             source,
         })?;
+        // A directory that cannot be written is a start-up error, not a 503 for every change later.
+        let probe = dir.join("probe.tmp");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|source| JournalError::Io {
+                path: probe.clone(),
+                source,
+            })?;
         if report.renumbered > 0 {
             // Ids in the journal and in the store no longer agree: start afresh from a snapshot.
             snapshot_bytes = journal::write_snapshot_blocking(&dir, shard, shards, registrar)?;
@@ -397,6 +405,15 @@ impl Journal {
         });
         s.stats.replies_held += 1;
         true
+    }
+
+    /// Waits (at most `limit`) until every change recorded up to `seq` is written: a clean stop writes what
+    /// the last turns recorded.
+    pub async fn flush(&self, seq: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.durable.get() < seq && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     fn take_pending(&self) -> Option<(Vec<u8>, u64, u64)> {
@@ -784,4 +801,39 @@ async fn write_snapshot(
     sync_dir(&j.dir).await?;
     journal::remove_older(&j.dir, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_sync_names_one_leader_and_a_failure_releases_everyone() {
+        let sync = Arc::new(StartupSync::new(3));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let sync = sync.clone();
+                std::thread::spawn(move || sync.wait())
+            })
+            .collect();
+        let results: Vec<_> = waiters
+            .into_iter()
+            .map(|w| w.join().expect("join"))
+            .collect();
+        assert_eq!(results.iter().filter(|r| **r == Ok(true)).count(), 1);
+        assert_eq!(results.iter().filter(|r| **r == Ok(false)).count(), 2);
+        // One shard fails while the others wait: they are released with an error, never stuck.
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let sync = sync.clone();
+                std::thread::spawn(move || sync.wait())
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+        sync.fail();
+        for w in waiting {
+            assert_eq!(w.join().expect("join"), Err(PeerFailed));
+        }
+        assert_eq!(sync.wait(), Err(PeerFailed));
+    }
 }

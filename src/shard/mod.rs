@@ -67,6 +67,9 @@ use changes::ChangeFeed;
 /// the shard's own timers (the stop poll, expiry) bound such a stall to [`STOP_POLL`].
 pub const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
+/// How long a stopping shard waits for its journal to write what its last turns recorded.
+pub const JOURNAL_FLUSH_ON_STOP: Duration = Duration::from_secs(2);
+
 /// How often a shard checks its stop flag: bounds shutdown latency, costs one timer wake-up per period.
 pub const STOP_POLL: Duration = Duration::from_millis(100);
 
@@ -464,7 +467,17 @@ async fn serve(
                 glommio::spawn_local(api::api_loop(inbox, state))
             });
             let served = run_until_stopped(id, &stop, body).await;
-            drop((reload, api, commits));
+            drop((reload, api));
+            if let Some(j) = &journal {
+                // What the last turns recorded (replies held, deletes, expiries) is written before the
+                // commit loop goes.
+                let mut registrar = registrar.borrow_mut();
+                changes.borrow_mut().publish(&mut registrar);
+                let last = registrar.last_seq();
+                drop(registrar);
+                j.flush(last, JOURNAL_FLUSH_ON_STOP).await;
+            }
+            drop(commits);
             served?;
             let mut report = counters.borrow().clone();
             let mut registrar = registrar.borrow_mut();
