@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{BufferedFile, Directory, OpenOptions};
+use corereg_udp::SendBatch;
 use glommio::net::UdpSocket;
 
-use super::udp::send_reply;
+use super::udp::{send_batch, REPLY_CAPACITY};
 use super::ShardReport;
 use crate::config::{FsyncMode, JournalSettings};
 use crate::journal::format::{self, FileHeader, FileKind, MAX_FRAME_BYTES};
@@ -320,6 +321,8 @@ struct State {
     snapshot_running: bool,
 }
 
+/// Replies one sendmmsg releases at most.
+const RELEASE_BATCH: usize = 64;
 /// Replies kept for reuse, at most.
 const FREE_REPLIES: usize = 1024;
 /// Back-off between retries of a failed write: from the first to the last, doubling.
@@ -545,6 +548,8 @@ pub async fn commit_loop(
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let interval = Duration::from_millis(j.settings.fsync_interval_ms);
+    // The replies a commit releases leave by sendmmsg, a batch at a time.
+    let mut outbox = SendBatch::new(RELEASE_BATCH, REPLY_CAPACITY);
     loop {
         // Wait for changes (or, with --fsync interval, for the next fdatasync due).
         if j.state.borrow().pending.is_empty() {
@@ -612,9 +617,17 @@ pub async fn commit_loop(
                 }
                 backoff = RETRY_FIRST;
                 let shard = j.shard;
+                outbox.clear();
                 for h in j.release(last) {
-                    send_reply(shard, &socket, &h.reply, h.to, &counters).await;
+                    if outbox.is_full() {
+                        send_batch(shard, &socket, &mut outbox, &counters).await;
+                        outbox.clear();
+                    }
+                    outbox.push(&h.reply, Some(h.to));
                     j.reuse_reply(h.reply);
+                }
+                if !outbox.is_empty() {
+                    send_batch(shard, &socket, &mut outbox, &counters).await;
                 }
                 if segment
                     .as_ref()
