@@ -550,3 +550,15 @@ fn kill_9_under_load_loses_no_acknowledged_registration() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_default_data_dir_beside_where_corereg_runs_keeps_bindings() {
+    let cwd = workdir("persist-default");
+    let mut server = Server::start_in(&cwd, &["--cores", "1"]);
+    let mut phone = register(&server.client(), "default", 3600);
+    kill9(&mut server);
+    assert!(cwd.join("corereg-data").join("LAYOUT").exists());
+    let server = Server::start_in(&cwd, &["--cores", "1"]);
+    assert_eq!(fetch(&server.client(), &mut phone).len(), 1);
+    let _ = std::fs::remove_dir_all(&cwd);
+}

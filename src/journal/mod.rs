@@ -199,6 +199,8 @@ impl DataDir {
             .mode(0o700)
             .create(root)
             .map_err(io_err(root))?;
+        // Absolute from here on: glommio opens files and directories relative to no directory of ours.
+        let root = &std::fs::canonicalize(root).map_err(io_err(root))?;
         let lock_path = root.join(LOCK_FILE);
         let lock = std::fs::OpenOptions::new()
             .create(true)

@@ -25,9 +25,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use corereg_udp::SendBatch;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{BufferedFile, Directory, OpenOptions};
-use corereg_udp::SendBatch;
 use glommio::net::UdpSocket;
 
 use super::udp::{send_batch, REPLY_CAPACITY};
