@@ -90,6 +90,11 @@ fn segments(dir: &Path) -> Vec<(PathBuf, u64)> {
         .collect()
 }
 
+/// Where a segment's data ends (it is followed by the zeros the segment was extended with).
+fn data_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
 fn corrupt_files(dir: &Path) -> Vec<PathBuf> {
     journal_files(dir)
         .into_iter()
@@ -172,11 +177,13 @@ fn a_torn_tail_a_flipped_byte_and_an_empty_file_keep_the_good_prefix() {
     kill9(&mut server);
     let segs = segments(&dir);
     assert_eq!(segs.len(), 1, "{segs:?}");
-    let (seg, len) = segs[0].clone();
+    let (seg, _) = segs[0].clone();
 
-    // A torn tail: the last 5 bytes gone. The last registration is lost (its frame is cut), the rest stay.
+    // A torn tail: the last 5 bytes of data gone (the zeros the segment was extended with too). The last
+    // registration is lost (its frame is cut), the rest stay.
     let bytes = std::fs::read(&seg).expect("read");
-    std::fs::write(&seg, &bytes[..len as usize - 5]).expect("truncate");
+    let end = data_end(&bytes);
+    std::fs::write(&seg, &bytes[..end - 5]).expect("truncate");
     // And an empty segment after it, as a crash right after creating one leaves.
     let shard_dir = seg.parent().expect("shard dir").to_owned();
     std::fs::write(shard_dir.join("seg-00000000000000099999.log"), b"").expect("empty");
@@ -200,9 +207,9 @@ fn a_torn_tail_a_flipped_byte_and_an_empty_file_keep_the_good_prefix() {
 
     // A flipped byte in the middle of the first segment: what follows it is set aside, never misread.
     let segs = segments(&dir);
-    let (first, len) = segs[0].clone();
+    let (first, _) = segs[0].clone();
     let mut bytes = std::fs::read(&first).expect("read");
-    let middle = len as usize / 2;
+    let middle = data_end(&bytes) / 2;
     bytes[middle] ^= 0x5a;
     std::fs::write(&first, &bytes).expect("flip");
     let server = start(&dir, &["--cores", "1"]);

@@ -22,6 +22,10 @@
 //! | n | payload: change records back to back, in the change stream's format |
 //!
 //! A snapshot ends with an empty frame (length 0): a snapshot without it was cut short.
+//!
+//! A segment is extended with zeros ahead of its frames (so that an fdatasync has data to write, not the
+//! file's size): a frame header of eight zero bytes, which no frame has (the CRC of an empty frame is not
+//! 0), ends the segment's data when every byte after it is zero too.
 
 use thiserror::Error;
 
@@ -182,6 +186,8 @@ pub enum FrameError {
     TruncatedPayload,
     #[error("frame checksum mismatch")]
     BadCrc,
+    #[error("data after the zeros that end a segment")]
+    Garbage,
 }
 
 /// Checks a frame's header and payload (as read) against each other.
@@ -230,6 +236,14 @@ impl<R: std::io::Read> FrameReader<R> {
         let mut header = [0u8; FRAME_HEADER_BYTES];
         match read_full(&mut self.inner, &mut header) {
             Ok(0) => return None,
+            Ok(n) if header[..n].iter().all(|&b| b == 0) => {
+                // The zeros a segment is extended with: the end, when nothing but zeros follows.
+                return match rest_is_zero(&mut self.inner) {
+                    Ok(true) => None,
+                    Ok(false) => Some(Err(ReadError::Frame(FrameError::Garbage))),
+                    Err(e) => Some(Err(ReadError::Io(e))),
+                };
+            }
             Ok(n) if n < FRAME_HEADER_BYTES => {
                 return Some(Err(ReadError::Frame(FrameError::TruncatedHeader)))
             }
@@ -261,6 +275,20 @@ pub enum ReadError {
     Frame(FrameError),
     #[error("read error: {0}")]
     Io(std::io::Error),
+}
+
+/// Whether every byte left in `r` is zero.
+fn rest_is_zero(r: &mut impl std::io::Read) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = read_full(r, &mut chunk)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        if n < chunk.len() {
+            return Ok(true);
+        }
+    }
 }
 
 /// Reads until `buf` is full or the end of the input; returns the bytes read.
@@ -331,6 +359,22 @@ mod tests {
     }
 
     #[test]
+    fn zeros_after_the_frames_end_them_and_anything_after_the_zeros_is_damage() {
+        let mut out = Vec::new();
+        push_frame(&mut out, b"one");
+        push_frame(&mut out, b"");
+        let end = out.len() as u64;
+        out.extend_from_slice(&[0; 10_000]);
+        let (got, err, offset) = frames(&out);
+        assert_eq!(got, vec![b"one".to_vec(), Vec::new()]);
+        assert_eq!((err, offset), (None, end));
+        out[9_000] = 1;
+        let (got, err, offset) = frames(&out);
+        assert_eq!(got.len(), 2);
+        assert_eq!((err, offset), (Some(FrameError::Garbage), end));
+    }
+
+    #[test]
     fn a_declared_length_over_the_bound_is_refused_before_any_allocation() {
         let mut out = Vec::new();
         out.extend_from_slice(&u32::MAX.to_le_bytes());
@@ -364,7 +408,9 @@ mod tests {
             let whole = ends.iter().filter(|&&e| e <= cut as u64).count();
             prop_assert_eq!(got.len(), whole);
             prop_assert_eq!(&got[..], &payloads[..whole]);
-            prop_assert_eq!(err.is_some(), cut as u64 != offset);
+            // The cut is reported, unless what it left of the frame is zeros (as good as unwritten).
+            let left_zero = out[offset as usize..cut].iter().all(|&b| b == 0);
+            prop_assert_eq!(err.is_some(), !left_zero);
             // One flipped bit: the frames before it, and the one it is in is refused.
             let at = flip.index(out.len());
             let mut bad = out.clone();

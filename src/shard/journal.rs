@@ -483,6 +483,25 @@ struct Segment {
     path: PathBuf,
     /// Where the next frame goes.
     pos: u64,
+    /// The file is zeros from `pos` up to here: frames written below it change no metadata, so their
+    /// fdatasync writes data only (the file system does not commit its journal for each).
+    zeroed: u64,
+}
+
+/// Bytes a segment is extended with at a time, as zeros ahead of its frames (at most a quarter of
+/// --journal-segment-bytes).
+const ZERO_AHEAD: u64 = 1 << 20;
+
+/// Extends the segment with zeros so that `end` lies within them.
+async fn zero_ahead(seg: &mut Segment, end: u64, segment_bytes: u64) -> std::io::Result<()> {
+    if end <= seg.zeroed {
+        return Ok(());
+    }
+    let upto = end.max(seg.zeroed + ZERO_AHEAD.min(segment_bytes / 4));
+    let from = seg.zeroed.max(seg.pos);
+    write_all(&seg.file, vec![0u8; (upto - from) as usize], from).await?;
+    seg.zeroed = upto;
+    Ok(())
 }
 
 async fn open_segment(j: &Journal, base: u64) -> std::io::Result<Segment> {
@@ -496,14 +515,22 @@ async fn open_segment(j: &Journal, base: u64) -> std::io::Result<Segment> {
         .map_err(io)?;
     let header = j.header(FileKind::Segment, base).to_vec();
     write_all(&file, header, 0).await?;
-    file.fdatasync().await.map_err(io)?;
-    sync_dir(&j.dir).await?;
-    j.state.borrow_mut().stats.segments_started += 1;
-    Ok(Segment {
+    let mut segment = Segment {
         file,
         path,
         pos: format::HEADER_BYTES as u64,
-    })
+        zeroed: format::HEADER_BYTES as u64,
+    };
+    zero_ahead(
+        &mut segment,
+        format::HEADER_BYTES as u64 + 1,
+        j.settings.segment_bytes,
+    )
+    .await?;
+    segment.file.fdatasync().await.map_err(io)?;
+    sync_dir(&j.dir).await?;
+    j.state.borrow_mut().stats.segments_started += 1;
+    Ok(segment)
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -677,6 +704,7 @@ async fn commit(
     let Some(seg) = segment.as_mut() else {
         return Ok(());
     };
+    zero_ahead(seg, seg.pos + buf.len() as u64, j.settings.segment_bytes).await?;
     write_all(&seg.file, buf.to_vec(), seg.pos).await?;
     if j.settings.fsync == FsyncMode::Always {
         j.state.borrow_mut().stats.fsyncs += 1;
