@@ -313,6 +313,7 @@ pub struct RestoreReport {
 pub fn restore(loaded: &load::Loaded, registrar: &mut Registrar, now: Now) -> RestoreReport {
     use crate::registrar::RestoreOutcome;
     let mut report = RestoreReport::default();
+    registrar.reserve_restore(loaded.aors.len());
     for (aor, change) in loaded.bindings() {
         match registrar.restore_binding(aor, &change.binding, now) {
             RestoreOutcome::Restored => report.restored += 1,

@@ -511,6 +511,14 @@ impl BindingStore {
         Ok((idx, renumbered))
     }
 
+    /// Before a restore into an empty store: room for `aors` AoRs in the index (bounded by the store's
+    /// limit), so that it does not grow by doubling while they come in.
+    pub fn reserve_aors(&mut self, aors: usize) {
+        if self.table.is_empty() && self.table.capacity() < aors {
+            self.table = AorTable::with_capacity(aors.min(self.max_bindings));
+        }
+    }
+
     /// Ends a restore: free slots are reused again, and the change log goes on after `last_seq`.
     pub fn finish_restore(&mut self, last_seq: u64) {
         self.bindings.rebuild_free_list();

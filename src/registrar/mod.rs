@@ -410,6 +410,11 @@ impl Registrar {
         }
     }
 
+    /// Before a restore: room for about `aors` AoRs in the index.
+    pub fn reserve_restore(&mut self, aors: usize) {
+        self.store.reserve_aors(aors);
+    }
+
     /// Ends the restore: the change log goes on after `last_seq` (the last sequence number in the journal).
     pub fn finish_restore(&mut self, last_seq: u64) {
         self.store.finish_restore(last_seq);
