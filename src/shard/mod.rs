@@ -471,10 +471,11 @@ async fn serve(
             if let Some(j) = &journal {
                 // What the last turns recorded (replies held, deletes, expiries) is written before the
                 // commit loop goes.
-                let mut registrar = registrar.borrow_mut();
-                changes.borrow_mut().publish(&mut registrar);
-                let last = registrar.last_seq();
-                drop(registrar);
+                let last = {
+                    let mut registrar = registrar.borrow_mut();
+                    changes.borrow_mut().publish(&mut registrar);
+                    registrar.last_seq()
+                };
                 j.flush(last, JOURNAL_FLUSH_ON_STOP).await;
             }
             drop(commits);
