@@ -506,14 +506,13 @@ async fn zero_ahead(seg: &mut Segment, end: u64, segment_bytes: u64) -> std::io:
 
 async fn open_segment(j: &Journal, base: u64) -> std::io::Result<Segment> {
     let path = journal::segment_path(&j.dir, base);
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    if j.settings.fsync == FsyncMode::Always {
-        // Each write returns once its data is on the device (as a write and an fdatasync would): one
-        // operation per commit instead of two.
-        options.custom_flags(nix::fcntl::OFlag::O_DSYNC.bits());
-    }
-    let file = options.buffered_open(&path).await.map_err(io)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .buffered_open(&path)
+        .await
+        .map_err(io)?;
     let header = j.header(FileKind::Segment, base).to_vec();
     write_all(&file, header, 0).await?;
     let mut segment = Segment {
@@ -706,19 +705,18 @@ async fn commit(
         return Ok(());
     };
     zero_ahead(seg, seg.pos + buf.len() as u64, j.settings.segment_bytes).await?;
-    let written = write_all(&seg.file, buf.to_vec(), seg.pos).await;
+    // Out of room (a full disk, a file size limit): nothing acknowledged depends on it, retried in place.
+    write_all(&seg.file, buf.to_vec(), seg.pos).await?;
     if j.settings.fsync == FsyncMode::Always {
-        // The segment is O_DSYNC: the write was the fdatasync. A failure may have been the sync's, which
-        // makes the data suspect: it goes to a new segment.
         j.state.borrow_mut().stats.fsyncs += 1;
-        if let Some(e) = written.as_ref().err().filter(|e| !is_out_of_space(e)) {
-            let e = std::io::Error::new(e.kind(), e.to_string());
-            tracing::error!(shard = j.shard, file = %seg.path.display(), "durable write failed: {e}; the changes go to a new segment");
+        if let Err(e) = seg.file.fdatasync().await {
+            // The data may not have reached the device, and the kernel may have dropped it: written again,
+            // into a new segment.
+            tracing::error!(shard = j.shard, file = %seg.path.display(), "fdatasync failed: {e}; the changes go to a new segment");
             *segment = None;
-            return Err(e);
+            return Err(io(e));
         }
     }
-    written?;
     seg.pos += buf.len() as u64;
     Ok(())
 }
@@ -757,17 +755,6 @@ fn snapshot_due(j: &Journal, registrar: &RefCell<Registrar>) -> bool {
         .max(j.settings.segment_bytes)
         .saturating_mul(u64::from(j.settings.snapshot_ratio));
     s.since_snapshot > limit
-}
-
-/// A write refused for want of room (a full disk or quota, a file size limit): nothing was written, the
-/// segment is still good, the write is retried in place.
-fn is_out_of_space(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    // By kind: glommio's errors keep the kind, not the errno.
-    matches!(
-        e.kind(),
-        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded
-    )
 }
 
 /// Starts a snapshot task at `base` (every change up to `base` is in the segments before the next one).
