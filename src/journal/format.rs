@@ -255,8 +255,12 @@ impl<R: std::io::Read> FrameReader<R> {
             Err(e) => return Some(Err(ReadError::Frame(e))),
         };
         self.buf.clear();
-        self.buf.resize(len, 0);
-        match read_full(&mut self.inner, &mut self.buf) {
+        // Read into the buffer's spare room (no zeroing first); `len` is bounded above.
+        use std::io::Read as _;
+        let read = std::io::Read::by_ref(&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.buf);
+        match read {
             Ok(n) if n < len => return Some(Err(ReadError::Frame(FrameError::TruncatedPayload))),
             Ok(_) => {}
             Err(e) => return Some(Err(ReadError::Io(e))),

@@ -321,6 +321,10 @@ fn read_frames(
         .map_err(io)?;
     into.files += 1;
     into.bytes += len;
+    // Room for the AoRs the file may name (a record takes at least ~100 bytes; most take ~200), so the map
+    // does not grow by rehashing while they come in. Bounded: a crafted size reserves no more than this.
+    let estimate = (len / 256).min(1 << 20) as usize;
+    into.aors.reserve(estimate.saturating_sub(into.aors.len()));
     let mut reader = FrameReader::new(BufReader::with_capacity(1 << 20, file), HEADER_BYTES as u64);
     let mut ended = false;
     let end = loop {
@@ -348,7 +352,7 @@ fn read_frames(
         // Check the whole frame before applying any of it: a frame is one write.
         let mut expect = last.map(|l| l + 1);
         let mut bad = None;
-        let mut decoded = Vec::new();
+        let mut decoded = Vec::with_capacity(64);
         let mut at = 0;
         for rec in records(payload) {
             let c = match rec {
