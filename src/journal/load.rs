@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::format::{FileHeader, FileKind, FrameReader, HeaderError, ReadError, HEADER_BYTES};
 use super::{JournalError, SEGMENT_PREFIX, SEGMENT_SUFFIX, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX};
 use crate::registrar::changes::{records, Change};
+use crate::registrar::register::MAX_CONTACTS_PER_AOR;
 
 /// An AoR's state as the journal tells it: its version (the sequence number of the last change applied to
 /// it) and its bindings, each by its id with its last record.
@@ -30,6 +31,8 @@ pub struct Loaded {
     pub records: u64,
     /// Damage found, to be moved aside.
     pub set_aside: Vec<SetAside>,
+    /// Records dropped because their AoR already held the most bindings an AoR can.
+    pub dropped: u64,
     /// Files read, with their bytes.
     pub files: usize,
     pub bytes: u64,
@@ -71,6 +74,9 @@ impl Loaded {
         let slot = state.bindings.iter().position(|(i, _)| *i == id);
         match (c.kind.is_removal(), slot) {
             (false, Some(i)) => state.bindings[i].1 = raw.into(),
+            // An AoR never holds more than this: a file that says otherwise is crafted, and each record
+            // then costs a bounded search.
+            (false, None) if state.bindings.len() >= MAX_CONTACTS_PER_AOR => self.dropped += 1,
             (false, None) => state.bindings.push((id, raw.into())),
             (true, Some(i)) => {
                 state.bindings.swap_remove(i);

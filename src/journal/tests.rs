@@ -424,3 +424,50 @@ fn the_layout_file_round_trips_and_other_versions_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_crafted_journal_cannot_overfill_an_aor_or_bind_for_ever() {
+    use crate::registrar::changes::{BindingFields, ChangeKind, ChangeLog};
+    let dir = tempfile::tempdir().expect("tmp");
+    let seed = HashSeed([7, 7, 7, 7]);
+    let mut log = ChangeLog::default();
+    let source = "192.0.2.1:5060".parse().expect("addr");
+    for id in 0..2000u32 {
+        let contact = format!("<sip:c{id}@192.0.2.1>");
+        let fields = BindingFields {
+            id,
+            // One that would never expire.
+            expires_at_s: if id == 0 { u64::MAX } else { T0 + 3600 },
+            updated_at_s: T0,
+            cseq: 1,
+            q: None,
+            reg_id: None,
+            source,
+            contact: contact.as_bytes(),
+            call_id: b"crafted",
+            path: b"",
+            instance: b"",
+            user_agent: b"",
+        };
+        log.record(
+            ChangeKind::Registered,
+            b"sip:victim@example.com",
+            T0,
+            &fields,
+        );
+    }
+    write_segment(dir.path(), 1, &[log.take(Vec::new()).into_bytes()]);
+    let started = std::time::Instant::now();
+    let loaded = load(dir.path());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(loaded.binding_count(), 256);
+    assert_eq!(loaded.dropped, 2000 - 256);
+    let mut reg = Registrar::new(config(seed), Now::from_secs(T0 + 10));
+    let report = restore(&loaded, &mut reg, Now::from_secs(T0 + 10));
+    reg.check_invariants(Now::from_secs(T0 + 10))
+        .expect("invariants");
+    // --max-contacts (10) holds after a restore too.
+    assert_eq!(report.restored, 10);
+    let longest = T0 + 10 + u64::from(RegistrarConfig::default().max_expires_s);
+    assert!(reg.store().iter().all(|(_, b)| b.expires_at_s <= longest));
+}

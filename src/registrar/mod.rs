@@ -387,12 +387,35 @@ impl Registrar {
             return RestoreOutcome::NotOwned;
         }
         let now_s = now.unix_s();
+        // Never longer than a registration could be granted now (a clock set back, a crafted file).
+        let longest = now_s.saturating_add(u64::from(self.cfg.max_expires_s));
+        let clamped;
+        let fields = if fields.expires_at_s > longest {
+            clamped = changes::BindingFields {
+                expires_at_s: longest,
+                ..*fields
+            };
+            &clamped
+        } else {
+            fields
+        };
         if fields.expires_at_s <= now_s {
             if self.cfg.expires_range_pct > 0 {
                 self.spread.insert(hash);
                 self.spread_until_s = now_s + u64::from(self.cfg.max_expires_s);
             }
             return RestoreOutcome::Expired;
+        }
+        let max_contacts = self
+            .cfg
+            .max_contacts_per_aor
+            .min(register::MAX_CONTACTS_PER_AOR);
+        let held = self
+            .store
+            .find_aor(hash, aor)
+            .map_or(0, |rec| self.store.binding_count_of(rec));
+        if held >= max_contacts {
+            return RestoreOutcome::Refused;
         }
         match self.store.restore(hash, aor, fields) {
             Ok((idx, renumbered)) => {
