@@ -127,6 +127,8 @@ fn stopped_peer(_: PeerFailed) -> JournalError {
 pub struct Started {
     pub report: RestoreReport,
     pub loaded_records: u64,
+    /// Records dropped while loading (an AoR over the most bindings an AoR can hold: a crafted file).
+    pub dropped: u64,
     pub loaded_bytes: u64,
     /// The shard's directory, and the base of the segment to open.
     pub dir: PathBuf,
@@ -228,6 +230,7 @@ fn start_inner(
     Ok(Started {
         report,
         loaded_records: loaded.records,
+        dropped: loaded.dropped,
         loaded_bytes: loaded.bytes,
         dir,
         next_seq: registrar.last_seq() + 1,
