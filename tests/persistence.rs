@@ -137,6 +137,14 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
     let server = start(&dir, &["--cores", "1"]);
     let log = server.log_text();
     assert!(log.contains("journal loaded"), "{log}");
+    // The journal's counters are in /metrics.
+    let url = format!("http://{}/metrics", server.api.expect("API"));
+    let metrics = ureq::get(&url)
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    assert!(metrics.contains("journal_commits"), "{metrics}");
     let client = server.client();
     for (user, phone) in &mut phones {
         let contacts = fetch(&client, phone);
