@@ -161,7 +161,9 @@ fn start_inner(
     let seed = spec.seed;
     let keep_all = |_: &[u8]| true;
     let keep_owned = |aor: &[u8]| owner_of(seed, aor, shards) == shard;
-    let keep: &dyn Fn(&[u8]) -> bool = if plan.repartition {
+    // Ownership is checked even in the shard's own directory: a file moved there from another shard's
+    // cannot put an AoR on a shard that does not own it.
+    let keep: &dyn Fn(&[u8]) -> bool = if plan.repartition || shards > 1 {
         &keep_owned
     } else {
         &keep_all
