@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::registrar::bindings::HashSeed;
-use crate::registrar::changes::{encode_record, ChangeKind};
+use crate::registrar::changes::{encode_record, records, ChangeKind};
 use crate::registrar::{Now, Registrar};
 use format::{FileHeader, FileKind};
 
@@ -314,8 +314,16 @@ pub fn restore(loaded: &load::Loaded, registrar: &mut Registrar, now: Now) -> Re
     use crate::registrar::RestoreOutcome;
     let mut report = RestoreReport::default();
     registrar.reserve_restore(loaded.aors.len());
-    for (aor, change) in loaded.bindings() {
-        match registrar.restore_binding(aor, &change.binding, now) {
+    let mut fields = Vec::new();
+    for (aor, state) in &loaded.aors {
+        fields.clear();
+        fields.extend(
+            state
+                .bindings
+                .iter()
+                .filter_map(|(_, rec)| records(rec).next()?.ok().map(|c| c.binding)),
+        );
+        registrar.restore_aor(aor, &fields, now, |outcome| match outcome {
             RestoreOutcome::Restored => report.restored += 1,
             RestoreOutcome::Renumbered => {
                 report.restored += 1;
@@ -324,7 +332,7 @@ pub fn restore(loaded: &load::Loaded, registrar: &mut Registrar, now: Now) -> Re
             RestoreOutcome::Expired => report.expired += 1,
             RestoreOutcome::NotOwned => report.not_owned += 1,
             RestoreOutcome::Refused => report.refused += 1,
-        }
+        });
     }
     registrar.finish_restore(loaded.last_seq);
     report

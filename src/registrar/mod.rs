@@ -382,53 +382,69 @@ impl Registrar {
         fields: &changes::BindingFields<'_>,
         now: Now,
     ) -> RestoreOutcome {
+        let mut outcome = RestoreOutcome::Refused;
+        self.restore_aor(aor, std::slice::from_ref(fields), now, |o| outcome = o);
+        outcome
+    }
+
+    /// [`Registrar::restore_binding`] for every binding of one AoR at once (the AoR hashed and looked up
+    /// once); `outcome` is told what became of each, in order.
+    pub fn restore_aor(
+        &mut self,
+        aor: &[u8],
+        bindings: &[changes::BindingFields<'_>],
+        now: Now,
+        mut outcome: impl FnMut(RestoreOutcome),
+    ) {
         let hash = self.store.hash_aor(aor);
         if self.partition.owner_elsewhere(hash).is_some() {
-            return RestoreOutcome::NotOwned;
+            bindings
+                .iter()
+                .for_each(|_| outcome(RestoreOutcome::NotOwned));
+            return;
         }
         let now_s = now.unix_s();
         // Never longer than a registration could be granted now (a clock set back, a crafted file).
         let longest = now_s.saturating_add(u64::from(self.cfg.max_expires_s));
-        let clamped;
-        let fields = if fields.expires_at_s > longest {
-            clamped = changes::BindingFields {
-                expires_at_s: longest,
-                ..*fields
-            };
-            &clamped
-        } else {
-            fields
-        };
-        if fields.expires_at_s <= now_s {
-            if self.cfg.expires_range_pct > 0 {
-                self.spread.insert(hash);
-                self.spread_until_s = now_s + u64::from(self.cfg.max_expires_s);
-            }
-            return RestoreOutcome::Expired;
-        }
         let max_contacts = self
             .cfg
             .max_contacts_per_aor
             .min(register::MAX_CONTACTS_PER_AOR);
-        let held = self
+        let mut held = self
             .store
             .find_aor(hash, aor)
             .map_or(0, |rec| self.store.binding_count_of(rec));
-        if held >= max_contacts {
-            return RestoreOutcome::Refused;
-        }
-        match self.store.restore(hash, aor, fields) {
-            Ok((idx, renumbered)) => {
-                self.wheel.schedule(idx, fields.expires_at_s);
-                if renumbered {
-                    RestoreOutcome::Renumbered
-                } else {
-                    RestoreOutcome::Restored
+        for fields in bindings {
+            let fields = changes::BindingFields {
+                expires_at_s: fields.expires_at_s.min(longest),
+                ..*fields
+            };
+            if fields.expires_at_s <= now_s {
+                if self.cfg.expires_range_pct > 0 {
+                    self.spread.insert(hash);
+                    self.spread_until_s = now_s + u64::from(self.cfg.max_expires_s);
                 }
+                outcome(RestoreOutcome::Expired);
+                continue;
             }
-            Err(e) => {
-                tracing::warn!(aor = %String::from_utf8_lossy(aor), "binding not restored: {e}");
-                RestoreOutcome::Refused
+            if held >= max_contacts {
+                outcome(RestoreOutcome::Refused);
+                continue;
+            }
+            match self.store.restore(hash, aor, &fields) {
+                Ok((idx, renumbered)) => {
+                    held += 1;
+                    self.wheel.schedule(idx, fields.expires_at_s);
+                    outcome(if renumbered {
+                        RestoreOutcome::Renumbered
+                    } else {
+                        RestoreOutcome::Restored
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(aor = %String::from_utf8_lossy(aor), "binding not restored: {e}");
+                    outcome(RestoreOutcome::Refused);
+                }
             }
         }
     }
