@@ -577,3 +577,57 @@ fn the_default_data_dir_beside_where_corereg_runs_keeps_bindings() {
     assert_eq!(fetch(&server.client(), &mut phone).len(), 1);
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[test]
+fn every_registration_the_loadgen_got_a_200_for_survives_kill_9_mid_run() {
+    let loadgen = common::loadgen_binary();
+    let dir = workdir("persist-loadgen");
+    let cores = if usable_cores() >= 2 { "2" } else { "1" };
+    let mut server = start(&dir, &["--cores", cores]);
+    let json = dir.join("loadgen.json");
+    let mut run = Command::new(&loadgen)
+        .args(["run", "--target", &server.addr.to_string()])
+        .args(["--users", "200000", "--concurrency", "200"])
+        .args(["--duration", "2", "--timeout-ms", "1000", "--quiet"])
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start corereg-loadgen");
+    std::thread::sleep(Duration::from_millis(700));
+    kill9(&mut server);
+    let _ = run.wait().expect("loadgen exits");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("loadgen json")).expect("json");
+    let succeeded = report["succeeded"].as_u64().expect("succeeded");
+    assert!(
+        succeeded > 100,
+        "only {succeeded} registrations before the kill: {report}"
+    );
+    let server = start(&dir, &["--cores", cores]);
+    let url = format!("http://{}/v1/stats", server.api.expect("API"));
+    let stats: serde_json::Value = ureq::get(&url)
+        .call()
+        .expect("stats")
+        .into_json()
+        .expect("json");
+    let bindings: u64 = stats["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["bindings"].as_u64().expect("bindings"))
+        .sum();
+    // Each loadgen user registers one binding once: every 200 it got is one binding restored (and a
+    // registration whose 200 was lost in flight may be there too).
+    assert!(
+        bindings >= succeeded,
+        "{bindings} bindings restored, {succeeded} acknowledged"
+    );
+    let attempted = report["attempted"].as_u64().expect("attempted");
+    assert!(
+        bindings <= attempted,
+        "{bindings} bindings, {attempted} attempted"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
