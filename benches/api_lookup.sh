@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-args=(--listen "127.0.0.1:$PORT" --http "127.0.0.1:$((PORT + 1))" --http-threads "$HTTP_THREADS" --log warn)
+args=(--listen "127.0.0.1:$PORT" --http "127.0.0.1:$((PORT + 1))" --http-threads "$HTTP_THREADS" --log warn --data-dir none)
 [[ -n "$CORES" ]] && args+=(--cores "$CORES")
 "$BIN/corereg" "${args[@]}" >"$WORK/corereg.log" 2>&1 &
 PID=$!

@@ -108,6 +108,8 @@ case "$MODE" in
     # COREREG_ARGS: more corereg flags, split on spaces (e.g. COREREG_ARGS="--recv-batch 1").
     read -r -a more <<<"${COREREG_ARGS:-}"
     args+=("${more[@]}")
+    # Memory only, as the peers it is compared with run, unless COREREG_ARGS names a --data-dir.
+    [[ " ${COREREG_ARGS:-} " == *" --data-dir "* ]] || args+=(--data-dir none)
     "$COREREG" "${args[@]}" >"$WORK/target.log" 2>&1 &
     STARTED_PID=$!; TARGET_PID=$STARTED_PID; TARGET="127.0.0.1:$PORT" ;;
   responder)

@@ -23,7 +23,10 @@
 #                                            build, the ratio is the cost of N subscribers)
 #                         [--threads NAME]  (count only the threads whose name holds NAME, e.g. `shard`: the
 #                                            REGISTER path alone, without the API's and the event hub's)
-#   REG_ARGS="..." adds flags to the corereg under test.
+#   REG_ARGS="..." adds flags to the corereg under test, BASE_ARGS="..." to the baseline of --against (e.g.
+#   BASE_ARGS="--data-dir none" with --against the same build: the ratio is then the journal's cost). Each
+#   target runs in a directory of its own under a fresh temporary one, so the default --data-dir of each is
+#   new and empty.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/benches/peers}"
@@ -41,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --sipp-cpu) SIPP_CPU="$2"; shift 2 ;;
     --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -67,15 +70,16 @@ http_args() {
   if "$1" --help 2>/dev/null | grep -q -- '--http <'; then echo "--http 127.0.0.1:0"; fi
 }
 STUB_PORT=$PORT REG_PORT=$((PORT + 1))
+mkdir -p "$WORK/base" "$WORK/test"
 if [[ -n "$AGAINST" ]]; then
-  # shellcheck disable=SC2046
-  "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 $(http_args "$AGAINST/corereg") >"$WORK/stub.log" 2>&1 &
+  # shellcheck disable=SC2046,SC2086
+  (cd "$WORK/base" && exec "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 $(http_args "$AGAINST/corereg") ${BASE_ARGS:-}) >"$WORK/stub.log" 2>&1 &
 else
-  "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub >"$WORK/stub.log" 2>&1 &
+  (cd "$WORK/base" && exec "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub) >"$WORK/stub.log" 2>&1 &
 fi
 STUB_PID=$!; PIDS+=("$STUB_PID")
 # shellcheck disable=SC2046,SC2086
-"$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 $(http_args "$BIN/corereg") ${REG_ARGS:-} >"$WORK/corereg.log" 2>&1 &
+(cd "$WORK/test" && exec "$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 $(http_args "$BIN/corereg") ${REG_ARGS:-}) >"$WORK/corereg.log" 2>&1 &
 REG_PID=$!; PIDS+=("$REG_PID")
 sleep 0.5
 for p in "$STUB_PID" "$REG_PID"; do

@@ -79,7 +79,9 @@ BIN=target/pgo-instrumented/release
 
 # Starts `corereg ARGS...` on 127.0.0.1:$PORT and waits until it answers (an OPTIONS round trip).
 start() {
-  "$BIN/corereg" --listen "127.0.0.1:$PORT" --http none --log warn "$@" >"$WORK/corereg.log" 2>&1 &
+  # With the journal, as corereg runs by default (a fresh directory each run, so the path is trained too).
+  rm -rf "$WORK/corereg-data"
+  "$BIN/corereg" --listen "127.0.0.1:$PORT" --http none --log warn --data-dir "$WORK/corereg-data" "$@" >"$WORK/corereg.log" 2>&1 &
   SERVER=$!
   PIDS+=("$SERVER")
   for _ in $(seq 50); do

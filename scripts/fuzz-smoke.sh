@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds="${FUZZ_SECONDS:-30}"
-targets=(parse registrar users_file config registrant)
+targets=(parse registrar users_file config registrant journal)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz-smoke: no nightly toolchain (rustup toolchain install nightly): skipped"

@@ -85,6 +85,43 @@ pub mod defaults {
     pub const REGISTRANT_RETRY_MAX_S: u32 = 900;
     pub const REGISTRANT_SHUTDOWN_TIMEOUT_S: u32 = 5;
     pub const REGISTRANT_MAX_ROWS: usize = 100_000;
+    /// The journal's directory, relative to where corereg runs (so the README's run command keeps its
+    /// bindings across restarts with nothing to set up).
+    pub const DATA_DIR: &str = "./corereg-data";
+    pub const FSYNC: super::FsyncMode = super::FsyncMode::Always;
+    pub const FSYNC_INTERVAL_MS: u64 = 200;
+    /// A segment is closed and a new one started past this size.
+    pub const JOURNAL_SEGMENT_BYTES: u64 = 64 << 20;
+    /// A snapshot is taken when the segments hold more than this many times the live data.
+    pub const SNAPSHOT_RATIO: u32 = 4;
+    /// Replies one shard may hold while their changes are being written; beyond it a reply is dropped (the
+    /// client retransmits, and is answered from the state once written).
+    pub const JOURNAL_MAX_HELD: usize = 65_536;
+    /// Kamailio's usual `expires_range`.
+    pub const EXPIRES_RANGE_PCT: u32 = 10;
+}
+
+/// `--fsync`: when a change counts as written, hence when its 200 OK leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsyncMode {
+    /// Group commit: one write and one fdatasync for every change that arrived meanwhile, the replies after
+    /// it. Survives a power cut.
+    Always,
+    /// Write, reply, and fdatasync every --fsync-interval: a power cut loses up to that interval.
+    Interval,
+    /// Write and reply, never fdatasync: survives a crash of the process, not of the machine.
+    Off,
+}
+
+impl fmt::Display for FsyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsyncMode::Always => "always",
+            FsyncMode::Interval => "interval",
+            FsyncMode::Off => "off",
+        })
+    }
 }
 
 /// Longest `--nonce-ttl`, `--auth-failure-window` and `--auth-cooldown` accepted: a day. Longer values are
@@ -406,6 +443,38 @@ settings! {
     /// Rows a registrant source may hold.
     #[arg(value_name = "N")]
     registrant_max_rows: usize = defaults::REGISTRANT_MAX_ROWS, flag: Option<usize>;
+    /// Directory of the journal (the bindings kept across restarts; see docs/persistence.md), created when
+    /// missing; `none`: memory only, a restart forgets every binding.
+    #[arg(value_name = "DIR|none")]
+    data_dir: String = defaults::DATA_DIR.to_string(), flag: Option<String>;
+
+    /// When a change counts as written, so when its 200 OK leaves: `always` (group commit: write and
+    /// fdatasync first; survives a power cut), `interval` (write, fdatasync every --fsync-interval), `off`
+    /// (write only; survives a crash of the process, not of the machine).
+    #[arg(value_name = "MODE")]
+    fsync: FsyncMode = defaults::FSYNC, flag: Option<FsyncMode>;
+
+    /// With --fsync interval: milliseconds between two fdatasyncs (what a power cut may lose).
+    #[arg(value_name = "MS")]
+    fsync_interval: u64 = defaults::FSYNC_INTERVAL_MS, flag: Option<u64>;
+
+    /// Bytes of a journal segment before the next one is started.
+    #[arg(value_name = "BYTES")]
+    journal_segment_bytes: u64 = defaults::JOURNAL_SEGMENT_BYTES, flag: Option<u64>;
+
+    /// A snapshot is written when a shard's segments hold more than this many times its live bindings'
+    /// bytes: the journal stays under about (ratio + 2) times the live data.
+    #[arg(value_name = "K")]
+    snapshot_ratio: u32 = defaults::SNAPSHOT_RATIO, flag: Option<u32>;
+
+    /// Replies a shard holds while their changes are written; more are dropped (the client retransmits).
+    #[arg(value_name = "N")]
+    journal_max_held: usize = defaults::JOURNAL_MAX_HELD, flag: Option<usize>;
+
+    /// When bindings expired while corereg was down, their AoRs' next registrations get an expiry shortened
+    /// at random by up to this percent, so that their refreshes spread out (0: off).
+    #[arg(value_name = "PERCENT")]
+    expires_range: u32 = defaults::EXPIRES_RANGE_PCT, flag: Option<u32>;
 }
 
 /// The TOML file's contents: the file deserialises straight into [`Settings`].
@@ -455,7 +524,7 @@ macro_rules! show_default {
     };
 }
 
-show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode);
+show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode, FsyncMode);
 show_default!(none: Option<T>, Vec<T>);
 
 impl ShowDefault for bool {
@@ -815,7 +884,29 @@ pub struct Config {
     pub auth: AuthSettings,
     pub api: ApiSettings,
     pub registrants: RegistrantSettings,
+    pub journal: JournalSettings,
+    /// `--expires-range`, percent.
+    pub expires_range_pct: u32,
 }
+
+/// The journal's settings (`--data-dir` and friends), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalSettings {
+    /// None: `--data-dir none`.
+    pub data_dir: Option<PathBuf>,
+    pub fsync: FsyncMode,
+    pub fsync_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub snapshot_ratio: u32,
+    pub max_held: usize,
+}
+
+/// Bounds of the journal's settings: beyond these a value is a mistake, not a tuning.
+pub const MIN_JOURNAL_SEGMENT_BYTES: u64 = 64 << 10;
+pub const MAX_JOURNAL_SEGMENT_BYTES: u64 = 1 << 30;
+pub const MAX_SNAPSHOT_RATIO: u32 = 100;
+pub const MAX_FSYNC_INTERVAL_MS: u64 = 60_000;
+pub const MAX_EXPIRES_RANGE_PCT: u32 = 90;
 
 /// The registrants' settings (`--registrants` and friends), validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1017,6 +1108,13 @@ impl Config {
             registrant_retry_max,
             registrant_shutdown_timeout,
             registrant_max_rows,
+            data_dir,
+            fsync,
+            fsync_interval,
+            journal_segment_bytes,
+            snapshot_ratio,
+            journal_max_held,
+            expires_range,
         } = settings;
         let invalid =
             |key: &'static str| move |e: String| ConfigError::Invalid(format!("{key}: {e}"));
@@ -1089,6 +1187,18 @@ impl Config {
                 shutdown_timeout_s: registrant_shutdown_timeout,
                 max_rows: registrant_max_rows,
             },
+            journal: JournalSettings {
+                data_dir: match data_dir.trim() {
+                    d if d.eq_ignore_ascii_case("none") => None,
+                    d => Some(PathBuf::from(d)),
+                },
+                fsync,
+                fsync_interval_ms: fsync_interval,
+                segment_bytes: journal_segment_bytes,
+                snapshot_ratio,
+                max_held: journal_max_held,
+            },
+            expires_range_pct: expires_range,
         })
     }
 
@@ -1210,7 +1320,50 @@ impl Config {
             ));
         }
         self.validate_auth()?;
-        self.validate_api()
+        self.validate_api()?;
+        self.validate_journal()
+    }
+
+    fn validate_journal(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let j = &self.journal;
+        if j.data_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return invalid("--data-dir must be a directory or `none`".into());
+        }
+        if !(MIN_JOURNAL_SEGMENT_BYTES..=MAX_JOURNAL_SEGMENT_BYTES).contains(&j.segment_bytes) {
+            return invalid(format!(
+                "--journal-segment-bytes must be in {MIN_JOURNAL_SEGMENT_BYTES}..={MAX_JOURNAL_SEGMENT_BYTES}, got {}",
+                j.segment_bytes
+            ));
+        }
+        if !(1..=MAX_SNAPSHOT_RATIO).contains(&j.snapshot_ratio) {
+            return invalid(format!(
+                "--snapshot-ratio must be in 1..={MAX_SNAPSHOT_RATIO}, got {}",
+                j.snapshot_ratio
+            ));
+        }
+        if !(1..=MAX_FSYNC_INTERVAL_MS).contains(&j.fsync_interval_ms) {
+            return invalid(format!(
+                "--fsync-interval must be in 1..={MAX_FSYNC_INTERVAL_MS} ms, got {}",
+                j.fsync_interval_ms
+            ));
+        }
+        if !(1..=MAX_API_LIMIT).contains(&j.max_held) {
+            return invalid(format!(
+                "--journal-max-held must be in 1..={MAX_API_LIMIT}, got {}",
+                j.max_held
+            ));
+        }
+        if self.expires_range_pct > MAX_EXPIRES_RANGE_PCT {
+            return invalid(format!(
+                "--expires-range must be at most {MAX_EXPIRES_RANGE_PCT} (percent), got {}",
+                self.expires_range_pct
+            ));
+        }
+        Ok(())
     }
 
     fn validate_api(&self) -> Result<(), ConfigError> {
@@ -1441,6 +1594,7 @@ impl Config {
                 .map(|m| (m.domain.clone(), m.realm.clone()))
                 .collect(),
             reserve_arenas: true,
+            expires_range_pct: self.expires_range_pct,
             ..RegistrarConfig::default()
         }
     }
@@ -1848,6 +2002,13 @@ mod tests {
             registrant-retry-max = 50
             registrant-shutdown-timeout = 2
             registrant-max-rows = 10
+            data-dir = "file-data"
+            fsync = "interval"
+            fsync-interval = 50
+            journal-segment-bytes = 1000000
+            snapshot-ratio = 3
+            journal-max-held = 100
+            expires-range = 20
         "#;
         let file = FileConfig::parse(file_text).expect("valid toml");
         let keys = file_text.lines().filter(|l| l.contains(" = ")).count();
@@ -1952,6 +2113,20 @@ mod tests {
             "3",
             "--registrant-max-rows",
             "11",
+            "--data-dir",
+            "none",
+            "--fsync",
+            "off",
+            "--fsync-interval",
+            "60",
+            "--journal-segment-bytes",
+            "2000000",
+            "--snapshot-ratio",
+            "5",
+            "--journal-max-held",
+            "200",
+            "--expires-range",
+            "30",
         ];
         let flags = argv.iter().filter(|a| a.starts_with("--")).count();
         assert_eq!(

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod registrants;
+pub mod journal;
 pub mod registrar;
 pub mod shard;
 

@@ -29,8 +29,10 @@ use corereg::auth::nonce::NonceKey;
 use corereg::auth::{AuthConfig, Authenticator};
 use corereg::config::{Args, AuthMode, Command, Config};
 use corereg::events;
+use corereg::journal;
 use corereg::registrar::bindings::HashSeed;
 use corereg::shard::handoff::{self, Links as HandoffLinks};
+use corereg::shard::journal::{JournalSpec, StartupSync};
 use corereg::shard::reload::{CredentialsFeed, RELOAD_POLL};
 use corereg::shard::{self, Event, Mode, ShardAuth, ShardSpec, Stop};
 use corereg::sip::digest::{ha1_hex, Algorithm};
@@ -284,9 +286,25 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
     for _ in 1..shards {
         sockets.push(shard::bind_udp(bound, config.socket_buffer_bytes)?);
     }
+    // The journal's directory, locked for this process; its hash seed (which places every AoR on its shard)
+    // is the one the data was written with.
+    let data_dir = match (&config.journal.data_dir, config.stateless_stub) {
+        (Some(dir), false) => Some(
+            journal::DataDir::open(dir)
+                .with_context(|| format!("cannot use --data-dir {}", dir.display()))?,
+        ),
+        _ => None,
+    };
     // One base config for all: every shard (and the API) must route AoRs with the same hash seed.
-    let registrar_configs = config.registrar_configs(shards);
+    let mut registrar_configs = config.registrar_configs(shards);
+    if let Some(dir) = &data_dir {
+        let seed = dir.seed();
+        for c in &mut registrar_configs {
+            c.hash_seed = seed;
+        }
+    }
     let seed = registrar_configs[0].hash_seed;
+    let startup_sync = Arc::new(StartupSync::new(shards));
     let modes: Vec<Mode> = if config.stateless_stub {
         vec![Mode::StatelessStub; shards]
     } else {
@@ -334,6 +352,14 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
             api: inboxes.get_mut(id).and_then(Option::take),
             changes: api.changes.clone(),
             registrants: registrant_parts.get_mut(id).and_then(Option::take),
+            journal: data_dir.as_ref().map(|dir| JournalSpec {
+                root: dir.root.clone(),
+                previous: dir.previous,
+                seed,
+                shards,
+                settings: config.journal.clone(),
+                sync: startup_sync.clone(),
+            }),
         };
         match shard::spawn(spec, stop.clone(), events_tx.clone()) {
             Ok(handle) => handles.push(handle),
@@ -668,12 +694,21 @@ fn log_startup(
             )
         }
     };
+    let journal = match (&config.journal.data_dir, config.stateless_stub) {
+        (Some(dir), false) => format!(
+            "data-dir={} fsync={} expires-range={}%",
+            dir.display(),
+            config.journal.fsync,
+            config.expires_range_pct
+        ),
+        _ => "data-dir=none".to_string(),
+    };
     // ONE line, parsed by the integration tests ("listening on udp ADDR", "shards=N", "users=N"): keep those
     // phrases.
     tracing::info!(
         "corereg {} listening on udp {bound} mode={mode} shards={} shard-cpus={map} handoff-queue={} \
          domains={domains} expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} max-bindings={} \
-         max-datagram={}B recv-batch={} max-headers={} max-line={}B retry-after={}s {auth}",
+         max-datagram={}B recv-batch={} max-headers={} max-line={}B retry-after={}s {journal} {auth}",
         env!("CARGO_PKG_VERSION"),
         cpus.len(),
         config.handoff_queue,
@@ -715,12 +750,16 @@ fn stop_all(handles: Vec<shard::ShardHandle>) -> Result<()> {
 
 /// SIGINT/SIGTERM stop; SIGHUP reloads the credentials (and is harmless without --auth: it would otherwise
 /// terminate the process, as the default action does).
+/// SIGXFSZ is blocked too and never waited for: a journal write past the file size limit then fails with
+/// EFBIG (answered like a full disk) instead of killing the process.
 fn block_handled_signals() -> Result<SigSet> {
     let mut set = SigSet::empty();
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(sig);
     }
-    set.thread_block().context("pthread_sigmask failed")?;
+    let mut blocked = set;
+    blocked.add(Signal::SIGXFSZ);
+    blocked.thread_block().context("pthread_sigmask failed")?;
     Ok(set)
 }
 

@@ -89,7 +89,7 @@ fn loadgen_registers_every_user_in_corereg() {
     let target = format!("127.0.0.1:{port}");
     let registrar = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_corereg"))
-            .args(["--listen", &target, "--http", "none"])
+            .args(["--listen", &target, "--http", "none", "--data-dir", "none"])
             .stdout(Stdio::null())
             .spawn()
             .expect("start corereg"),

@@ -46,7 +46,16 @@ fn a_port_in_use_is_reported_once_with_its_address() {
     let addr = holder.local_addr().expect("addr").to_string();
     let child = corereg()
         .args([
-            "--listen", &addr, "--cores", "1", "--log", "info", "--http", "none",
+            "--listen",
+            &addr,
+            "--cores",
+            "1",
+            "--log",
+            "info",
+            "--http",
+            "none",
+            "--data-dir",
+            "none",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -246,6 +246,22 @@ fn register_shards(registry: &mut Registry, shards: &[ShardStats]) {
             );
         }
     }
+    let journal: Vec<_> = shards
+        .iter()
+        .filter_map(|s| s.report.journal.clone().map(|j| (s.report.id, j)))
+        .collect();
+    if let Some((_, first)) = journal.first() {
+        for (i, (name, _)) in first.counters().iter().enumerate() {
+            counter_family(
+                registry,
+                &format!("journal_{name}"),
+                &format!("Journal counter {name} (see docs/persistence.md), per shard"),
+                journal
+                    .iter()
+                    .map(|(id, j)| (shard_label(*id), j.counters()[i].1)),
+            );
+        }
+    }
 }
 
 fn register_hub(registry: &mut Registry, hub: &HubStats) {

@@ -78,6 +78,38 @@ impl<T> Arena<T> {
         self.slots.len() - 1
     }
 
+    /// Stores `value` in slot `i` when that slot is free, growing the arena with free slots up to it;
+    /// gives the value back when slot `i` is taken. For restoring saved state into a new arena: the free list
+    /// is not kept meanwhile (new slots from [`Arena::insert`] go at the end), so call
+    /// [`Arena::rebuild_free_list`] once done.
+    pub fn restore_at(&mut self, i: usize, value: T) -> Result<(), T> {
+        if self.free != NONE {
+            return Err(value);
+        }
+        while self.slots.len() <= i {
+            self.slots.push(Slot::Free { next: NONE });
+        }
+        match &self.slots[i] {
+            Slot::Used(_) => Err(value),
+            Slot::Free { .. } => {
+                self.slots[i] = Slot::Used(value);
+                self.len += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Links every free slot into the free list (the lowest index first), after [`Arena::restore_at`].
+    pub fn rebuild_free_list(&mut self) {
+        self.free = NONE;
+        for i in (0..self.slots.len()).rev() {
+            if let Slot::Free { next } = &mut self.slots[i] {
+                *next = self.free;
+                self.free = i;
+            }
+        }
+    }
+
     pub fn get(&self, i: usize) -> Option<&T> {
         match self.slots.get(i) {
             Some(Slot::Used(v)) => Some(v),

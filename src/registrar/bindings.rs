@@ -448,6 +448,84 @@ impl BindingStore {
         Ok(idx)
     }
 
+    /// Restores a binding read back from the journal, at start-up, into a store that has served nothing yet:
+    /// under its id `fields.id` when that slot is free, else under a new one (the bool says so). Records no
+    /// change (the journal has it already). Call [`BindingStore::finish_restore`] once every binding is in.
+    pub fn restore(
+        &mut self,
+        hash: u64,
+        aor: &[u8],
+        fields: &BindingFields<'_>,
+    ) -> Result<(BindingIdx, bool), StoreError> {
+        if self.bindings.len() >= self.max_bindings {
+            return Err(StoreError::Full);
+        }
+        let d = BindingData {
+            contact: fields.contact,
+            call_id: fields.call_id,
+            path: fields.path,
+            instance: fields.instance,
+            user_agent: fields.user_agent,
+            cseq: fields.cseq,
+            // Not kept in the journal: a retransmission of the last REGISTER before the restart is taken as
+            // a new transaction (and refused if it reuses the CSeq).
+            txn: 0,
+            expires_at_s: fields.expires_at_s,
+            q: fields.q,
+            reg_id: fields.reg_id,
+            source: fields.source,
+            now_s: fields.updated_at_s,
+        };
+        let (strings, ends) = pack_strings(&d)?;
+        let aor_idx = match self.find_aor(hash, aor) {
+            Some(i) => i,
+            None => self.insert_aor(hash, aor),
+        };
+        let record = &mut self.aors[aor_idx as usize];
+        let binding = Binding {
+            strings,
+            ends,
+            cseq: d.cseq,
+            txn: d.txn,
+            expires_at_s: d.expires_at_s,
+            updated_at_s: d.now_s,
+            q: d.q,
+            reg_id: d.reg_id,
+            source: d.source,
+            aor: aor_idx,
+            next: record.head,
+        };
+        let wanted = fields.id as usize;
+        let placed = if wanted < self.max_bindings {
+            self.bindings.restore_at(wanted, binding).map(|()| wanted)
+        } else {
+            Err(binding)
+        };
+        let (idx, renumbered) = match placed {
+            Ok(i) => (i as BindingIdx, false),
+            Err(binding) => (self.bindings.insert(binding) as BindingIdx, true),
+        };
+        let record = &mut self.aors[aor_idx as usize];
+        record.head = idx;
+        record.count += 1;
+        Ok((idx, renumbered))
+    }
+
+    /// Before a restore into an empty store: room for `aors` AoRs in the index (bounded by the store's
+    /// limit), so that it does not grow by doubling while they come in.
+    pub fn reserve_aors(&mut self, aors: usize) {
+        if self.table.is_empty() && self.table.capacity() < aors {
+            self.table = AorTable::with_capacity(aors.min(self.max_bindings));
+        }
+    }
+
+    /// Ends a restore: free slots are reused again, and the change log goes on after `last_seq`.
+    pub fn finish_restore(&mut self, last_seq: u64) {
+        self.bindings.rebuild_free_list();
+        self.changes =
+            ChangeLog::starting_at(last_seq.saturating_add(1).max(self.changes.next_seq()));
+    }
+
     /// Records a change to the binding at `idx` (still in the store).
     fn record_change(&mut self, kind: ChangeKind, idx: BindingIdx, now_s: u64) {
         let Some(b) = self.bindings.get(idx as usize) else {

@@ -213,44 +213,7 @@ impl ChangeLog {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.pending += 1;
-        let strings = [aor, b.contact, b.call_id, b.path, b.instance, b.user_agent];
-        let var: usize = strings
-            .iter()
-            .map(|s| 2 + s.len().min(usize::from(u16::MAX)))
-            .sum();
-        let len = FIXED_BYTES + var;
-        let buf = &mut self.buf;
-        buf.reserve(4 + len);
-        buf.extend_from_slice(&(len as u32).to_le_bytes());
-        buf.push(kind as u8);
-        buf.extend_from_slice(&seq.to_le_bytes());
-        buf.extend_from_slice(&b.id.to_le_bytes());
-        buf.extend_from_slice(&at_s.to_le_bytes());
-        buf.extend_from_slice(&b.expires_at_s.to_le_bytes());
-        buf.extend_from_slice(&b.updated_at_s.to_le_bytes());
-        buf.extend_from_slice(&b.cseq.to_le_bytes());
-        buf.extend_from_slice(&b.q.unwrap_or(u16::MAX).to_le_bytes());
-        buf.extend_from_slice(&b.reg_id.map_or(0, NonZeroU32::get).to_le_bytes());
-        let mut addr = [0u8; 16];
-        let family = match b.source.ip() {
-            IpAddr::V4(v4) => {
-                addr[..4].copy_from_slice(&v4.octets());
-                4
-            }
-            IpAddr::V6(v6) => {
-                addr = v6.octets();
-                6
-            }
-        };
-        buf.push(family);
-        buf.extend_from_slice(&addr);
-        buf.extend_from_slice(&b.source.port().to_le_bytes());
-        for s in strings {
-            // The store caps a binding's strings at 65535 bytes in all, and AoRs are shorter still.
-            let s = &s[..s.len().min(usize::from(u16::MAX))];
-            buf.extend_from_slice(&(s.len() as u16).to_le_bytes());
-            buf.extend_from_slice(s);
-        }
+        encode_record(&mut self.buf, kind, seq, aor, at_s, b);
         seq
     }
 
@@ -262,6 +225,55 @@ impl ChangeLog {
         let buf = std::mem::replace(&mut self.buf, next);
         let count = std::mem::take(&mut self.pending);
         ChangeBatch { buf, count }
+    }
+}
+
+/// Appends one record in the format above to `buf` (the change log's encoder; the journal's snapshots write
+/// the live bindings with it too).
+pub fn encode_record(
+    buf: &mut Vec<u8>,
+    kind: ChangeKind,
+    seq: u64,
+    aor: &[u8],
+    at_s: u64,
+    b: &BindingFields<'_>,
+) {
+    let strings = [aor, b.contact, b.call_id, b.path, b.instance, b.user_agent];
+    let var: usize = strings
+        .iter()
+        .map(|s| 2 + s.len().min(usize::from(u16::MAX)))
+        .sum();
+    let len = FIXED_BYTES + var;
+    buf.reserve(4 + len);
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    buf.push(kind as u8);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&b.id.to_le_bytes());
+    buf.extend_from_slice(&at_s.to_le_bytes());
+    buf.extend_from_slice(&b.expires_at_s.to_le_bytes());
+    buf.extend_from_slice(&b.updated_at_s.to_le_bytes());
+    buf.extend_from_slice(&b.cseq.to_le_bytes());
+    buf.extend_from_slice(&b.q.unwrap_or(u16::MAX).to_le_bytes());
+    buf.extend_from_slice(&b.reg_id.map_or(0, NonZeroU32::get).to_le_bytes());
+    let mut addr = [0u8; 16];
+    let family = match b.source.ip() {
+        IpAddr::V4(v4) => {
+            addr[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        IpAddr::V6(v6) => {
+            addr = v6.octets();
+            6
+        }
+    };
+    buf.push(family);
+    buf.extend_from_slice(&addr);
+    buf.extend_from_slice(&b.source.port().to_le_bytes());
+    for s in strings {
+        // The store caps a binding's strings at 65535 bytes in all, and AoRs are shorter still.
+        let s = &s[..s.len().min(usize::from(u16::MAX))];
+        buf.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        buf.extend_from_slice(s);
     }
 }
 
@@ -305,6 +317,14 @@ impl ChangeBatch {
         }
     }
 }
+
+/// The records encoded back to back in `buf` (from a journal, say), checked as [`ChangeBatch::iter`] does.
+pub fn records(buf: &[u8]) -> Records<'_> {
+    Records { buf, at: 0 }
+}
+
+/// The longest record the format can hold: the fixed fields and six strings of at most 65535 bytes.
+pub const MAX_RECORD_BYTES: usize = 4 + FIXED_BYTES + STRINGS * (2 + u16::MAX as usize);
 
 /// Iterator over encoded records.
 pub struct Records<'a> {

@@ -123,6 +123,10 @@ pub struct RegistrarConfig {
     /// middle of traffic. The server sets it; tests that
     /// build thousands of registrars leave it off.
     pub reserve_arenas: bool,
+    /// Percent by which the expiry of the next registration of an AoR whose bindings expired while the
+    /// registrar was down is shortened at random (0 to this), so that the refreshes of phones that all
+    /// re-registered together after a restart spread out (Kamailio's `expires_range`). 0: off.
+    pub expires_range_pct: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -143,6 +147,7 @@ impl Default for RegistrarConfig {
             hash_seed: HashSeed::random(),
             realms: Vec::new(),
             reserve_arenas: false,
+            expires_range_pct: 0,
         }
     }
 }
@@ -304,6 +309,28 @@ pub struct Registrar {
     /// Digest authentication (RFC 3261 §10.3 steps 3-4); None: every REGISTER is accepted.
     auth: Option<Authenticator>,
     partition: Partition,
+    /// AoR hashes whose bindings expired while the registrar was down (see
+    /// [`RegistrarConfig::expires_range_pct`]); each spreads its next registration once. Forgotten after
+    /// `spread_until_s` (by then every such phone has registered again).
+    spread: std::collections::HashSet<u64>,
+    spread_until_s: u64,
+    /// False while the journal cannot write: REGISTERs that would change bindings get 503.
+    accepting_changes: bool,
+}
+
+/// What [`Registrar::restore_binding`] did with a binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// Restored under its id.
+    Restored,
+    /// Restored under another id (its own was taken).
+    Renumbered,
+    /// Expired while the registrar was down: dropped, and its AoR's next registration is spread.
+    Expired,
+    /// Another shard owns its AoR.
+    NotOwned,
+    /// The store is full, or refuses the binding's fields.
+    Refused,
 }
 
 impl Registrar {
@@ -339,8 +366,136 @@ impl Registrar {
                 shard: 0,
                 shards: 1,
             },
+            spread: std::collections::HashSet::new(),
+            spread_until_s: 0,
+            accepting_changes: true,
             cfg,
         }
+    }
+
+    /// Restores one binding read back from the journal, at start-up, before the registrar serves (after
+    /// [`Registrar::set_partition`]): keeps it when this shard owns its AoR and it has not expired by `now`,
+    /// arms its expiry. Records no change. Call [`Registrar::finish_restore`] once every binding is in.
+    pub fn restore_binding(
+        &mut self,
+        aor: &[u8],
+        fields: &changes::BindingFields<'_>,
+        now: Now,
+    ) -> RestoreOutcome {
+        let mut outcome = RestoreOutcome::Refused;
+        self.restore_aor(aor, std::slice::from_ref(fields), now, |o| outcome = o);
+        outcome
+    }
+
+    /// [`Registrar::restore_binding`] for every binding of one AoR at once (the AoR hashed and looked up
+    /// once); `outcome` is told what became of each, in order.
+    pub fn restore_aor(
+        &mut self,
+        aor: &[u8],
+        bindings: &[changes::BindingFields<'_>],
+        now: Now,
+        mut outcome: impl FnMut(RestoreOutcome),
+    ) {
+        let hash = self.store.hash_aor(aor);
+        if self.partition.owner_elsewhere(hash).is_some() {
+            bindings
+                .iter()
+                .for_each(|_| outcome(RestoreOutcome::NotOwned));
+            return;
+        }
+        let now_s = now.unix_s();
+        // Never longer than a registration could be granted now (a clock set back, a crafted file).
+        let longest = now_s.saturating_add(u64::from(self.cfg.max_expires_s));
+        let max_contacts = self
+            .cfg
+            .max_contacts_per_aor
+            .min(register::MAX_CONTACTS_PER_AOR);
+        let mut held = self
+            .store
+            .find_aor(hash, aor)
+            .map_or(0, |rec| self.store.binding_count_of(rec));
+        for fields in bindings {
+            let fields = changes::BindingFields {
+                expires_at_s: fields.expires_at_s.min(longest),
+                ..*fields
+            };
+            if fields.expires_at_s <= now_s {
+                if self.cfg.expires_range_pct > 0 {
+                    self.spread.insert(hash);
+                    self.spread_until_s = now_s + u64::from(self.cfg.max_expires_s);
+                }
+                outcome(RestoreOutcome::Expired);
+                continue;
+            }
+            if held >= max_contacts {
+                outcome(RestoreOutcome::Refused);
+                continue;
+            }
+            match self.store.restore(hash, aor, &fields) {
+                Ok((idx, renumbered)) => {
+                    held += 1;
+                    self.wheel.schedule(idx, fields.expires_at_s);
+                    outcome(if renumbered {
+                        RestoreOutcome::Renumbered
+                    } else {
+                        RestoreOutcome::Restored
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(aor = %String::from_utf8_lossy(aor), "binding not restored: {e}");
+                    outcome(RestoreOutcome::Refused);
+                }
+            }
+        }
+    }
+
+    /// Before a restore: room for about `aors` AoRs in the index.
+    pub fn reserve_restore(&mut self, aors: usize) {
+        self.store.reserve_aors(aors);
+    }
+
+    /// Ends the restore: the change log goes on after `last_seq` (the last sequence number in the journal).
+    pub fn finish_restore(&mut self, last_seq: u64) {
+        self.store.finish_restore(last_seq);
+    }
+
+    /// While false, REGISTERs that would add, refresh or remove bindings are answered 503 with Retry-After
+    /// (the journal cannot write); fetches are still answered.
+    pub fn set_accepting_changes(&mut self, accepting: bool) {
+        self.accepting_changes = accepting;
+    }
+
+    pub fn is_accepting_changes(&self) -> bool {
+        self.accepting_changes
+    }
+
+    /// AoRs whose next registration is still to be spread.
+    pub fn spread_pending(&self) -> usize {
+        self.spread.len()
+    }
+
+    /// Shortens `expires_s` by a pseudo-random 0..=`expires_range_pct` percent (never under
+    /// `--min-expires`), when this AoR's bindings expired while the registrar was down.
+    fn spread_expires(&mut self, aor_hash: u64, now_s: u64, contacts: &mut register::Contacts<'_>) {
+        if self.spread.is_empty() {
+            return;
+        }
+        if now_s >= self.spread_until_s {
+            self.spread = std::collections::HashSet::new();
+            return;
+        }
+        if !self.spread.remove(&aor_hash) {
+            return;
+        }
+        let pct = u64::from(self.cfg.expires_range_pct.min(100));
+        let min = self.cfg.min_expires_s;
+        let mut salt = self.tag_hasher.hash_one((aor_hash, now_s));
+        contacts.map_expires(|e| {
+            salt = salt.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+            let range = u64::from(e) * pct / 100;
+            let cut = if range == 0 { 0 } else { salt % (range + 1) };
+            (u64::from(e) - cut).max(u64::from(min.min(e))) as u32
+        });
     }
 
     pub fn config(&self) -> &RegistrarConfig {
@@ -623,6 +778,10 @@ impl Registrar {
         }
         let aor = aor.as_bytes();
         let now_s = now.unix_s();
+        if !contacts.is_empty() && !self.accepting_changes {
+            return self.refuse(Refusal::Unavailable, ex, out, aor);
+        }
+        self.spread_expires(aor_hash, now_s, &mut contacts);
         let mut state = State {
             store: &mut self.store,
             wheel: &mut self.wheel,

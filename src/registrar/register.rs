@@ -96,6 +96,14 @@ impl<'a> Contacts<'a> {
             c.reg_id = None;
         }
     }
+    /// Rewrites each non-zero expiry with `f` (spreading the refreshes of restored AoRs).
+    pub fn map_expires(&mut self, mut f: impl FnMut(u32) -> u32) {
+        for c in &mut self.items {
+            if c.expires_s > 0 {
+                c.expires_s = f(c.expires_s);
+            }
+        }
+    }
 }
 
 /// Why a REGISTER is refused; maps to one status code.
@@ -116,6 +124,8 @@ pub enum Refusal {
     TooManyContacts503,
     /// 503: the shard's binding table is full.
     StoreFull,
+    /// 503: changes cannot be made durable now (the journal cannot write).
+    Unavailable,
     /// 413: a binding would store more than `max_binding_bytes`.
     BindingTooLarge,
     /// 439: an outbound registration (reg-id, and `Supported: outbound`) through a first hop that does not

@@ -26,7 +26,7 @@ impl Registrar {
             Refusal::BadRequest(_) | Refusal::OutOfOrder | Refusal::Retransmission => 400,
             Refusal::IntervalTooBrief => 423,
             Refusal::TooManyContacts403 => 403,
-            Refusal::TooManyContacts503 | Refusal::StoreFull => 503,
+            Refusal::TooManyContacts503 | Refusal::StoreFull | Refusal::Unavailable => 503,
             Refusal::FirstHopLacksOutbound => 439,
             Refusal::BindingTooLarge => 413,
         };

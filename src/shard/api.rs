@@ -232,6 +232,7 @@ fn answer(state: &ApiState, request: Request) {
             report.auth = registrar.authenticator_mut().map(|a| a.stats());
             report.registrar = Some(registrar.stats().clone());
             report.bindings = registrar.binding_count();
+            report.journal = feed.journal().map(|j| j.stats());
             let stats = ShardStats {
                 report,
                 aors: registrar.aor_count(),

@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use super::journal::Journal;
 use super::udp::DatagramHandler;
 use crate::registrar::changes::ChangeBatch;
 use crate::registrar::{Now, Registrar};
@@ -32,6 +33,8 @@ pub struct ChangeFeed {
     shard: usize,
     sink: Option<Sender<ShardChanges>>,
     spare: Vec<u8>,
+    /// The shard's journal (None: `--data-dir none`): every batch is appended to it first.
+    journal: Option<Rc<Journal>>,
     /// Changes handed on.
     pub published: u64,
     /// Changes dropped because the listener's channel was full.
@@ -44,18 +47,41 @@ impl ChangeFeed {
             shard,
             sink,
             spare: Vec::new(),
+            journal: None,
             published: 0,
             dropped: 0,
         }
     }
 
-    /// Takes the registrar's pending changes and hands them on (or drops them, without a listener).
+    /// Appends every batch to `journal` before handing it on.
+    pub fn set_journal(&mut self, journal: Option<Rc<Journal>>) {
+        self.journal = journal;
+    }
+
+    pub fn journal(&self) -> Option<&Rc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// Whether `reply`, written after the registrar's change `seq`, must wait for the journal (then the
+    /// journal keeps it and sends it once written; see [`Journal::hold`]).
+    pub fn hold(&self, reply: &[u8], to: SocketAddr, seq: u64) -> bool {
+        self.journal
+            .as_ref()
+            .is_some_and(|j| j.hold(reply, to, seq))
+    }
+
+    /// Takes the registrar's pending changes, appends them to the journal, and hands them on (or drops them,
+    /// without a listener).
     pub fn publish(&mut self, registrar: &mut Registrar) {
         if registrar.store().changes().pending() == 0 {
             return;
         }
         let batch = registrar.take_changes(std::mem::take(&mut self.spare));
         let count = batch.len() as u64;
+        if let Some(journal) = &self.journal {
+            let last = registrar.last_seq();
+            journal.append(batch.as_bytes(), last + 1 - count, last);
+        }
         let Some(sink) = &self.sink else {
             self.keep_spare(batch.into_bytes());
             return;
@@ -104,6 +130,11 @@ impl DatagramHandler for Publishing {
         self.feed
             .borrow_mut()
             .publish(&mut self.registrar.borrow_mut());
+    }
+
+    fn hold_reply(&mut self, reply: &[u8], to: SocketAddr) -> bool {
+        let seq = self.registrar.borrow().last_seq();
+        self.feed.borrow().hold(reply, to, seq)
     }
 }
 

@@ -132,6 +132,11 @@ impl DatagramHandler for Router {
             .publish(&mut self.registrar.borrow_mut());
     }
 
+    fn hold_reply(&mut self, reply: &[u8], to: SocketAddr) -> bool {
+        let seq = self.registrar.borrow().last_seq();
+        self.feed.borrow().hold(reply, to, seq)
+    }
+
     fn on_datagram(
         &mut self,
         datagram: &[u8],
@@ -203,8 +208,10 @@ pub async fn inbound_loop(
         let reply = {
             let mut registrar = registrar.borrow_mut();
             let reply = registrar.on_datagram(&request.datagram, request.source, now(), &mut out);
-            feed.borrow_mut().publish(&mut registrar);
-            reply
+            let mut feed = feed.borrow_mut();
+            feed.publish(&mut registrar);
+            // A reply whose changes are not written yet leaves once they are (the journal sends it).
+            reply && !feed.hold(&out, request.source, registrar.last_seq())
         };
         if reply {
             send_reply(shard, &socket, &out, request.source, &counters).await;

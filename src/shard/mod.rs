@@ -28,6 +28,7 @@ pub mod api;
 pub mod changes;
 pub mod handoff;
 pub mod registrants;
+pub mod journal;
 pub mod reload;
 pub mod stub;
 pub mod timer;
@@ -67,6 +68,9 @@ use changes::ChangeFeed;
 /// the shard's own timers (the stop poll, expiry) bound such a stall to [`STOP_POLL`].
 pub const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
+/// How long a stopping shard waits for its journal to write what its last turns recorded.
+pub const JOURNAL_FLUSH_ON_STOP: Duration = Duration::from_secs(2);
+
 /// How often a shard checks its stop flag: bounds shutdown latency, costs one timer wake-up per period.
 pub const STOP_POLL: Duration = Duration::from_millis(100);
 
@@ -91,6 +95,11 @@ pub enum ShardError {
     },
     #[error("shard {shard} panicked")]
     Panicked { shard: usize },
+    #[error("shard {shard}: journal: {source}")]
+    Journal {
+        shard: usize,
+        source: crate::journal::JournalError,
+    },
 }
 
 /// What a shard runs.
@@ -123,6 +132,8 @@ pub struct ShardSpec {
     pub changes: Option<crossbeam_channel::Sender<changes::ShardChanges>>,
     /// The accounts this shard registers upstream ([`registrants`]); None: no `--registrants`.
     pub registrants: Option<crate::registrants::ShardRegistrants>,
+    /// The journal (`--data-dir`); None: memory only. Registrar mode only.
+    pub journal: Option<journal::JournalSpec>,
 }
 
 /// A shard's digest authentication.
@@ -175,6 +186,8 @@ pub struct ShardReport {
     pub changes_dropped: u64,
     /// Bindings held when the shard stopped.
     pub bindings: usize,
+    /// The journal's counters (None with `--data-dir none`).
+    pub journal: Option<journal::JournalStats>,
 }
 
 impl ShardReport {
@@ -223,6 +236,9 @@ impl ShardReport {
         }
         if let Some(stats) = &self.auth {
             lines.push(line(self.id, "auth", None, &stats.counters()));
+        }
+        if let Some(stats) = &self.journal {
+            lines.push(line(self.id, "journal", None, &stats.counters()));
         }
         lines
     }
@@ -369,6 +385,7 @@ async fn serve(
         api,
         changes,
         registrants,
+        journal: journal_spec,
     } = spec;
     tracing::debug!(shard = id, "executor running");
     let socket = Rc::new(glommio::net::UdpSocket::from(socket));
@@ -380,6 +397,42 @@ async fn serve(
     let mut report = match mode {
         Mode::Registrar(config) => {
             let mut core = Registrar::new(config, now());
+            // Load before anything serves: the shard reports ready only after this.
+            let journal = match &journal_spec {
+                Some(spec) => {
+                    let started = journal::start(spec, id, &mut core)
+                        .map_err(|source| ShardError::Journal { shard: id, source })?;
+                    let r = &started.report;
+                    if started.dropped > 0 || r.refused > 0 {
+                        tracing::warn!(
+                            shard = id,
+                            dropped = started.dropped,
+                            refused = r.refused,
+                            "journal: some bindings were not restored (over an AoR's limit, the store \
+                             full, or fields the store refuses)"
+                        );
+                    }
+                    tracing::info!(
+                        shard = id,
+                        bindings = r.restored,
+                        expired_while_down = r.expired,
+                        not_owned = r.not_owned,
+                        refused = r.refused,
+                        records = started.loaded_records,
+                        bytes = started.loaded_bytes,
+                        next_seq = started.next_seq,
+                        took_ms = started.took.as_millis() as u64,
+                        "journal loaded"
+                    );
+                    Some(journal::Journal::new(
+                        id,
+                        spec.shards,
+                        &started,
+                        spec.settings.clone(),
+                    ))
+                }
+                None => None,
+            };
             let feed = auth.map(
                 |ShardAuth {
                      authenticator,
@@ -390,11 +443,21 @@ async fn serve(
                 },
             );
             let registrar = Rc::new(RefCell::new(core));
-            let changes = Rc::new(RefCell::new(ChangeFeed::new(id, changes)));
+            let mut change_feed = ChangeFeed::new(id, changes);
+            change_feed.set_journal(journal.clone());
+            let changes = Rc::new(RefCell::new(change_feed));
             let core = changes::Publishing {
                 registrar: registrar.clone(),
                 feed: changes.clone(),
             };
+            let commits = journal.as_ref().map(|j| {
+                glommio::spawn_local(journal::commit_loop(
+                    j.clone(),
+                    registrar.clone(),
+                    socket.clone(),
+                    counters.clone(),
+                ))
+            });
             let body = serve_registrar(
                 id,
                 socket,
@@ -425,6 +488,17 @@ async fn serve(
                 task.await;
             }
             drop((reload, api));
+            if let Some(j) = &journal {
+                // What the last turns recorded (replies held, deletes, expiries) is written before the
+                // commit loop goes.
+                let last = {
+                    let mut registrar = registrar.borrow_mut();
+                    changes.borrow_mut().publish(&mut registrar);
+                    registrar.last_seq()
+                };
+                j.flush(last, JOURNAL_FLUSH_ON_STOP).await;
+            }
+            drop(commits);
             served?;
             let mut report = counters.borrow().clone();
             let mut registrar = registrar.borrow_mut();
@@ -435,12 +509,13 @@ async fn serve(
             report.auth = registrar.authenticator_mut().map(|a| a.stats());
             report.registrar = Some(registrar.stats().clone());
             report.bindings = registrar.binding_count();
+            report.journal = journal.map(|j| j.stats());
             report
         }
         Mode::StatelessStub => {
             // The stub has no state, so no owner: every shard answers what it receives. (Configuration
             // refuses --auth with the stub; an authenticator given anyway is simply unused.)
-            drop((links, auth, api, changes, registrants));
+            drop((links, auth, api, changes, registrants, journal_spec));
             // Ready is sent before the loop is first polled; datagrams arriving meanwhile wait in the buffer.
             let _ = events.send(Event::Ready(id));
             let core = Rc::new(RefCell::new(stub::Stub));

@@ -33,6 +33,12 @@ pub trait DatagramHandler {
     /// Called after each turn of work (a datagram, or a batch of them): a core that records changes hands
     /// them on here.
     fn end_of_turn(&mut self) {}
+
+    /// Called with each reply before it is sent: true when the core keeps it to send later itself (its
+    /// changes are not yet written to the journal).
+    fn hold_reply(&mut self, _reply: &[u8], _to: SocketAddr) -> bool {
+        false
+    }
 }
 
 impl DatagramHandler for Registrar {
@@ -144,7 +150,7 @@ pub async fn recv_loop<H: DatagramHandler>(
             let mut core = core.borrow_mut();
             let reply = core.on_datagram(datagram, source, now(), &mut out);
             core.end_of_turn();
-            reply
+            reply && !core.hold_reply(&out, source)
         };
         if reply {
             send_reply(shard, &socket, &out, source, &counters).await;
@@ -231,10 +237,8 @@ async fn drain<H: DatagramHandler>(
             let Some(source) = received.source else {
                 continue;
             };
-            if core
-                .borrow_mut()
-                .on_datagram(received.datagram, source, now, out)
-            {
+            let mut c = core.borrow_mut();
+            if c.on_datagram(received.datagram, source, now, out) && !c.hold_reply(out, source) {
                 // The outbox holds as many replies as the inbox datagrams: it cannot be full here.
                 let queued = outbox.push(out, Some(source));
                 debug_assert!(queued);
@@ -252,7 +256,7 @@ async fn drain<H: DatagramHandler>(
 /// Sends a batch's replies with `sendmmsg`. A full send buffer (nothing taken) falls back to glommio's send
 /// for the next reply, which waits for room; a reply the kernel refuses is counted and skipped, like
 /// [`send_reply`]'s.
-async fn send_batch(
+pub(super) async fn send_batch(
     shard: usize,
     socket: &UdpSocket,
     outbox: &mut SendBatch,

@@ -36,14 +36,35 @@ impl Server {
 
     /// Starts `corereg --listen LISTEN <args>` and waits for its "listening on udp ADDR" line.
     pub fn start_at(listen: &str, args: &[&str]) -> Server {
+        Server::start_with(listen, args, None)
+    }
+
+    /// Starts `corereg --listen 127.0.0.1:0 <args>` in directory `cwd`; without `--data-dir` in `args` it
+    /// keeps the default data directory (`./corereg-data` in `cwd`).
+    pub fn start_in(cwd: &Path, args: &[&str]) -> Server {
+        Server::start_with("127.0.0.1:0", args, Some(cwd))
+    }
+
+    fn start_with(listen: &str, args: &[&str], cwd: Option<&Path>) -> Server {
         let http: &[&str] = if args.iter().any(|a| a.starts_with("--http")) {
             &[]
         } else {
             &["--http", "127.0.0.1:0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corereg"))
+        // Memory only unless the test gives a data directory (the default one would be shared by every test).
+        let data: &[&str] = if cwd.is_some() || args.iter().any(|a| a.starts_with("--data-dir")) {
+            &[]
+        } else {
+            &["--data-dir", "none"]
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_corereg"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["--listen", listen, "--log", "info"])
             .args(http)
+            .args(data)
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
