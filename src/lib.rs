@@ -20,8 +20,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod events;
-pub mod registrants;
 pub mod journal;
+pub mod registrants;
 pub mod registrar;
 pub mod shard;
 

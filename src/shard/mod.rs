@@ -27,8 +27,8 @@
 pub mod api;
 pub mod changes;
 pub mod handoff;
-pub mod registrants;
 pub mod journal;
+pub mod registrants;
 pub mod reload;
 pub mod stub;
 pub mod timer;
