@@ -21,16 +21,7 @@ fn get(server: &Server, path: &str) -> (u16, Value) {
 }
 
 fn call(server: &Server, method: &str, path: &str) -> (u16, Value) {
-    let url = format!("http://{}{path}", api(server));
-    let response = match ureq::request(method, &url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = response.status();
-    let text = response.into_string().expect("body");
-    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, json)
+    common::http(api(server), method, path)
 }
 
 /// Registers `contacts` (each a Contact header value) for `user` in one REGISTER with `extra` headers.

@@ -16,18 +16,7 @@ use serde_json::Value;
 const DOMAIN: &str = "example.com";
 
 fn call(api: SocketAddr, method: &str, path: &str) -> (u16, Value) {
-    let url = format!("http://{api}{path}");
-    let response = match ureq::request(method, &url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = response.status();
-    let text = response.into_string().expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    common::http(api, method, path)
 }
 
 /// The state of A's registrant for `aor` (None: not listed).

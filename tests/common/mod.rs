@@ -757,3 +757,17 @@ pub fn files_report(dir: &Path, keep: impl Fn(&str) -> bool, max: usize) -> Stri
     }
     report
 }
+
+/// An HTTP request to corereg's API at `api`: the status and the body as JSON (a string when it is not).
+pub fn http(api: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{api}{path}");
+    let response = match ureq::request(method, &url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json)
+}
