@@ -358,6 +358,17 @@ fn a_write_error_answers_503_loses_nothing_acknowledged_and_recovers() {
             .expect("prlimit");
         assert!(status.success());
     };
+    // Two AoRs for the operator's deletes below, registered while the disk takes writes.
+    let to_delete: Vec<Req> = ["d0", "d1"]
+        .into_iter()
+        .map(|user| {
+            let req = Req::register(&client, user, DOMAIN)
+                .contact(&format!("<sip:{user}@192.0.2.9>"))
+                .expires("3600");
+            assert_eq!(client.request(&req.build()).status, 200);
+            req
+        })
+        .collect();
     limit("49152:unlimited");
     let mut acknowledged = Vec::new();
     let mut refused = 0;
@@ -394,6 +405,21 @@ fn a_write_error_answers_503_loses_nothing_acknowledged_and_recovers() {
     );
     assert!(silent <= 2, "{silent} registrations went unanswered");
     assert!(server.is_running());
+    // An operator's delete is answered only once written: now it cannot be, and says so.
+    let gone = &to_delete[0];
+    let api = server.api.expect("api");
+    let path = format!(
+        "/v1/aors/{}",
+        gone.aor.replace(':', "%3A").replace('@', "%40")
+    );
+    let (status, body) = common::http(api, "DELETE", &path);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not yet written")),
+        "{body}"
+    );
     // Space returns: registrations are accepted again.
     limit("unlimited:unlimited");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -423,6 +449,22 @@ fn a_write_error_answers_503_loses_nothing_acknowledged_and_recovers() {
         assert_eq!(resp.status, 200);
         assert_eq!(resp.contacts().len(), 1, "{} lost: {}", req.aor, resp.raw);
     }
+    // The delete was written once space returned: the AoR stays gone.
+    let (status, _) = common::http(server.api.expect("api"), "GET", &path);
+    assert_eq!(status, 404, "{} came back", gone.aor);
+    // A delete on a healthy disk is answered once written, and survives kill -9 at once.
+    let second = &to_delete[1];
+    let second_path = format!(
+        "/v1/aors/{}",
+        second.aor.replace(':', "%3A").replace('@', "%40")
+    );
+    let mut server = server;
+    let (status, body) = common::http(server.api.expect("api"), "DELETE", &second_path);
+    assert_eq!(status, 200, "{body}");
+    kill9(&mut server);
+    let server = start(&dir, &["--cores", "1"]);
+    let (status, _) = common::http(server.api.expect("api"), "GET", &second_path);
+    assert_eq!(status, 404, "{} came back after kill -9", second.aor);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

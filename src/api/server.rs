@@ -517,14 +517,15 @@ async fn delete(ctx: &ApiContext, aor: &str, binding: Option<u32>) -> Response {
     })
     .await;
     match deleted {
-        Ok(0) => error(
+        Ok(Err(not_written)) => error(StatusCode::SERVICE_UNAVAILABLE, not_written.to_string()),
+        Ok(Ok(0)) => error(
             StatusCode::NOT_FOUND,
             match binding {
                 Some(id) => format!("{aor} has no binding {id}"),
                 None => format!("no bindings for {aor}"),
             },
         ),
-        Ok(n) => {
+        Ok(Ok(n)) => {
             tracing::info!(
                 aor,
                 ?binding,

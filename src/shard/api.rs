@@ -55,11 +55,12 @@ pub enum Request {
         limit: usize,
         reply: oneshot::Sender<StatePage>,
     },
-    /// Removes the AoR's bindings (or one of them): how many went.
+    /// Removes the AoR's bindings (or one of them): how many went, answered once the removal is written
+    /// to the journal (when there is one).
     Delete {
         aor: Vec<u8>,
         binding: Option<u32>,
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<Result<usize, NotWritten>>,
     },
     /// The shard's counters now.
     Stats { reply: oneshot::Sender<ShardStats> },
@@ -71,6 +72,16 @@ pub struct ShardStats {
     pub report: ShardReport,
     pub aors: usize,
 }
+
+/// A delete was applied but the journal could not write it within [`DELETE_WRITE_WAIT`] (it keeps trying).
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[error("{deleted} binding(s) deleted, but not yet written to the journal (it cannot write; see the log)")]
+pub struct NotWritten {
+    pub deleted: usize,
+}
+
+/// How long a delete waits for the journal to write it before it is answered [`NotWritten`].
+pub const DELETE_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
 pub enum ApiError {
@@ -172,7 +183,7 @@ pub async fn api_loop(inbox: ShardInbox, state: ApiState) {
     loop {
         let mut answered = 0;
         while let Ok(request) = queue.try_recv() {
-            answer(&state, request);
+            answer(&state, request).await;
             answered += 1;
             if answered % BATCH == 0 {
                 glommio::executor().yield_task_queue_now().await;
@@ -190,7 +201,29 @@ pub async fn api_loop(inbox: ShardInbox, state: ApiState) {
     }
 }
 
-fn answer(state: &ApiState, request: Request) {
+/// Applies a delete, then waits until the journal (if any) has written it: an operator's delete is
+/// acknowledged as durably as a REGISTER's 200.
+async fn delete(state: &ApiState, aor: &[u8], binding: Option<u32>) -> Result<usize, NotWritten> {
+    let (deleted, seq) = {
+        let mut registrar = state.registrar.borrow_mut();
+        let deleted = registrar.delete(aor, binding, now());
+        state.feed.borrow_mut().publish(&mut registrar);
+        (deleted, registrar.last_seq())
+    };
+    let journal = state.feed.borrow().journal().cloned();
+    match journal {
+        Some(journal) if deleted > 0 => {
+            if journal.flush(seq, DELETE_WRITE_WAIT).await {
+                Ok(deleted)
+            } else {
+                Err(NotWritten { deleted })
+            }
+        }
+        _ => Ok(deleted),
+    }
+}
+
+async fn answer(state: &ApiState, request: Request) {
     // A client that stopped waiting dropped its receiver: the answer is simply not delivered.
     match request {
         Request::Lookup { aor, reply } => {
@@ -218,10 +251,7 @@ fn answer(state: &ApiState, request: Request) {
             binding,
             reply,
         } => {
-            let mut registrar = state.registrar.borrow_mut();
-            let deleted = registrar.delete(&aor, binding, now());
-            state.feed.borrow_mut().publish(&mut registrar);
-            let _ = reply.send(deleted);
+            let _ = reply.send(delete(state, &aor, binding).await);
         }
         Request::Stats { reply } => {
             let mut registrar = state.registrar.borrow_mut();

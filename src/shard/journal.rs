@@ -415,13 +415,14 @@ impl Journal {
         true
     }
 
-    /// Waits (at most `limit`) until every change recorded up to `seq` is written: a clean stop writes what
-    /// the last turns recorded.
-    pub async fn flush(&self, seq: u64, limit: Duration) {
+    /// Waits (at most `limit`) until every change recorded up to `seq` is written (a clean stop writes what
+    /// the last turns recorded; an API delete is answered once written); whether it is.
+    pub async fn flush(&self, seq: u64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while self.durable.get() < seq && Instant::now() < deadline {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
+        self.durable.get() >= seq
     }
 
     fn take_pending(&self) -> Option<(Vec<u8>, u64, u64)> {

@@ -496,7 +496,7 @@ async fn serve(
                     changes.borrow_mut().publish(&mut registrar);
                     registrar.last_seq()
                 };
-                j.flush(last, JOURNAL_FLUSH_ON_STOP).await;
+                let _ = j.flush(last, JOURNAL_FLUSH_ON_STOP).await;
             }
             drop(commits);
             served?;
