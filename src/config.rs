@@ -53,6 +53,8 @@ pub mod defaults {
     pub const HANDOFF_QUEUE: usize = 1024;
     /// Datagrams a shard takes from its socket per `recvmmsg` when they queue up (and replies per `sendmmsg`).
     pub const RECV_BATCH: usize = 32;
+    /// One client socket (an SBC, a proxy, SIPp) spreads over every shard.
+    pub const RECEIVE_SPREAD: super::ReceiveSpread = super::ReceiveSpread::Random;
     pub const AUTH: AuthMode = AuthMode::Off;
     /// Digest nonce lifetime: long enough for a phone to answer its challenge and re-use the nonce for a
     /// few refreshes, short enough that a captured nonce soon goes stale.
@@ -261,6 +263,13 @@ settings! {
     #[arg(value_name = "N")]
     recv_batch: usize = defaults::RECV_BATCH, flag: Option<usize>;
 
+    /// How the kernel picks the shard whose socket receives a datagram: `random` (a random shard per
+    /// datagram, so even one client socket spreads over every shard), `cpu` (the shard of the CPU that runs
+    /// the kernel's receive path) or `flow` (a hash of the 4-tuple: one client socket always lands on the
+    /// same shard).
+    #[arg(value_enum, value_name = "HOW")]
+    receive_spread: ReceiveSpread = defaults::RECEIVE_SPREAD, flag: Option<ReceiveSpread>;
+
     /// Digest authentication of REGISTER (RFC 7616): `off`, or `required` (every REGISTER must carry valid
     /// credentials; needs --credentials).
     #[arg(value_enum, value_name = "MODE")]
@@ -407,7 +416,7 @@ macro_rules! show_default {
     };
 }
 
-show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode);
+show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode, ReceiveSpread);
 show_default!(none: Option<T>, Vec<T>);
 
 impl ShowDefault for bool {
@@ -528,6 +537,32 @@ pub enum CtlCommand {
     },
     /// Print every shard's counters.
     Stats,
+}
+
+/// `--receive-spread`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiveSpread {
+    #[default]
+    Random,
+    Cpu,
+    Flow,
+}
+
+impl ReceiveSpread {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReceiveSpread::Random => "random",
+            ReceiveSpread::Cpu => "cpu",
+            ReceiveSpread::Flow => "flow",
+        }
+    }
+}
+
+impl fmt::Display for ReceiveSpread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `--auth`.
@@ -737,6 +772,7 @@ pub struct Config {
     pub cpu_list: Vec<usize>,
     pub handoff_queue: usize,
     pub recv_batch: usize,
+    pub receive_spread: ReceiveSpread,
     /// Not a setting: [`defaults::SOCKET_BUFFER_BYTES`].
     pub socket_buffer_bytes: usize,
     pub auth: AuthSettings,
@@ -895,6 +931,7 @@ impl Config {
             cpu_list,
             handoff_queue,
             recv_batch,
+            receive_spread,
             auth,
             credentials,
             realm,
@@ -946,6 +983,7 @@ impl Config {
             },
             handoff_queue,
             recv_batch,
+            receive_spread,
             socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
             auth: AuthSettings {
                 mode: auth,
@@ -1679,6 +1717,7 @@ mod tests {
             cpu-list = [0, 1]
             handoff-queue = 64
             recv-batch = 8
+            receive-spread = "cpu"
             auth = "required"
             credentials = "file-users.csv"
             realm = ["a.example=A"]
@@ -1744,6 +1783,8 @@ mod tests {
             "32",
             "--recv-batch",
             "4",
+            "--receive-spread",
+            "flow",
             "--auth",
             "off",
             "--credentials",
