@@ -252,7 +252,7 @@ async fn drain<H: DatagramHandler>(
 /// Sends a batch's replies with `sendmmsg`. A full send buffer (nothing taken) falls back to glommio's send
 /// for the next reply, which waits for room; a reply the kernel refuses is counted and skipped, like
 /// [`send_reply`]'s.
-async fn send_batch(
+pub(super) async fn send_batch(
     shard: usize,
     socket: &UdpSocket,
     outbox: &mut SendBatch,
