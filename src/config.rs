@@ -48,9 +48,10 @@ pub mod defaults {
     pub const LOG: &str = "info";
     /// Kernel socket buffers: large enough to absorb a burst of registrations while the shard is busy.
     pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-    /// Requests one shard may have queued for another before the sender answers 503: about a millisecond of
-    /// a busy shard's work, so a short stall is absorbed but a stuck owner is noticed quickly.
-    pub const HANDOFF_QUEUE: usize = 1024;
+    /// Requests other shards may have queued for one shard (its inbox, counted in datagrams) before a sender
+    /// answers 503: a few milliseconds of a busy shard's work, so bursts of thousands of requests in flight
+    /// are absorbed but a stuck owner is noticed quickly. 64 B of slot per datagram, allocated up front.
+    pub const HANDOFF_QUEUE: usize = 4096;
     /// Datagrams a shard takes from its socket per `recvmmsg` when they queue up (and replies per `sendmmsg`).
     pub const RECV_BATCH: usize = 32;
     /// One client socket (an SBC, a proxy, SIPp) spreads over every shard.
@@ -252,8 +253,9 @@ settings! {
     cpu_list: Option<CpuListValue> = None, flag: Option<CpuList>, via: CpuListValue::given,
         shown: "the first --cores CPUs";
 
-    /// Capacity of each bounded queue between two shards (requests handed to the shard owning their AoR);
-    /// when an owner's queue is full the receiving shard answers 503 with Retry-After.
+    /// Requests, counted in datagrams, that other shards may have handed to one shard (the owner of their AoR)
+    /// and it has not applied yet: its inbox. When the owner's inbox is full the receiving shard answers 503
+    /// with Retry-After.
     #[arg(value_name = "N")]
     handoff_queue: usize = defaults::HANDOFF_QUEUE, flag: Option<usize>;
 
@@ -714,7 +716,7 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
 /// Highest CPU number + 1 accepted in a CPU list: the size of the kernel's `cpu_set_t` (CPU_SETSIZE).
 pub const MAX_CPU: usize = 1024;
 
-/// Largest `--handoff-queue`: each queue is allocated up front, and N shards have N * (N - 1) of them.
+/// Largest `--handoff-queue`: each shard's inbox is allocated up front (64 B per datagram of capacity).
 pub const MAX_HANDOFF_QUEUE: usize = 1 << 20;
 
 /// `--http`: an address, or `none`.
@@ -1643,7 +1645,7 @@ mod tests {
         let example = readme_example_file();
         let file = FileConfig::parse(&example).expect("the README example parses");
         assert_eq!(file.recv_batch, 32);
-        assert_eq!(file.handoff_queue, 1024);
+        assert_eq!(file.handoff_queue, 4096);
         let c = Config::merge(args(&[]), file).expect("the README example validates");
         c.shard_cpus(&[0, 1]).expect("the example runs on 2 CPUs");
         for (flag, path) in [

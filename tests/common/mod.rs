@@ -36,6 +36,11 @@ impl Server {
 
     /// Starts `corereg --listen LISTEN <args>` and waits for its "listening on udp ADDR" line.
     pub fn start_at(listen: &str, args: &[&str]) -> Server {
+        Server::start_with_env(listen, args, &[])
+    }
+
+    /// Starts `corereg --listen LISTEN <args>` with extra environment variables.
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let http: &[&str] = if args.iter().any(|a| a.starts_with("--http")) {
             &[]
         } else {
@@ -46,6 +51,7 @@ impl Server {
             .args(http)
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
