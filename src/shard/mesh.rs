@@ -526,6 +526,13 @@ mod tests {
 
     #[test]
     fn the_mesh_is_linear_in_the_shard_count() {
+        // The figures the tuning guide states: 64 B a slot, 0.5 MiB for 2 shards of 4096, 32.5 MiB for 128.
+        if cfg!(target_pointer_width = "64") {
+            assert_eq!(SLOT_BYTES, 64);
+            assert_eq!(preallocated_bytes(2, 4096), 2 * 4098 * 64);
+            assert_eq!(preallocated_bytes(64, 4096), 64 * (4096 + 64) * 64);
+            assert_eq!(preallocated_bytes(128, 4096), 128 * (4096 + 64) * 64);
+        }
         let two = preallocated_bytes(2, 4096);
         let many = preallocated_bytes(128, 4096);
         assert!(

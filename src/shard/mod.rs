@@ -2,7 +2,8 @@
 //!
 //! A *shard* is one thread running one glommio `LocalExecutor`, pinned to its CPU, that owns one UDP socket
 //! and one core (the [`Registrar`], or the benchmark-only stateless stub). Every shard's socket is bound to the
-//! same address and port with SO_REUSEPORT; the kernel picks a socket per datagram by hashing its 4-tuple.
+//! same address and port with SO_REUSEPORT; the kernel picks a socket per datagram at random, by CPU or by
+//! 4-tuple ([`steer`]).
 //! Every AoR belongs to exactly one shard (hash of the AoR with one process-wide seed, modulo the shard
 //! count), which alone holds its bindings, expiry timers and counters: nothing on the REGISTER path is shared
 //! mutable state. Tasks of a registrar shard (they share the registrar through `Rc<RefCell<_>>`, never
