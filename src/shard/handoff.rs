@@ -25,7 +25,7 @@ use corereg_udp::SendBatch;
 use glommio::net::UdpSocket;
 
 use super::changes::ChangeFeed;
-use super::mesh::{Inbox, Outbound, Refused};
+use super::mesh::{Inbox, Outbound, Refused, Wake};
 use super::udp::{send_batch, DatagramHandler, REPLY_CAPACITY};
 use super::{now, ShardReport};
 use crate::registrar::{Now, Outcome, Registrar};
@@ -36,12 +36,19 @@ pub struct Router {
     pub id: usize,
     pub registrar: Rc<RefCell<Registrar>>,
     pub outbound: Outbound,
+    /// Shared with this shard's inbound loop.
+    pub wake: Rc<Wake>,
     pub counters: Rc<RefCell<ShardReport>>,
     pub feed: Rc<RefCell<ChangeFeed>>,
 }
 
 impl DatagramHandler for Router {
+    fn about_to_wait(&mut self) {
+        self.outbound.about_to_wait(&self.wake);
+    }
+
     fn end_of_turn(&mut self) {
+        self.outbound.awake(&self.wake);
         let flushed = self.outbound.flush();
         if flushed.lost > 0 {
             tracing::debug!(
@@ -101,26 +108,37 @@ impl DatagramHandler for Router {
 const INBOUND_SEND_BATCH: usize = 64;
 
 /// Applies the batches other shards hand to this one, a whole batch at a time, and answers each batch with
-/// `sendmmsg` from this shard's socket. Sleeps on the inbox's doorbell when nothing is queued, having said
-/// so ([`Inbox::arm`]), so senders ring only a sleeping owner. Runs until its task is cancelled, or until the
-/// doorbell socket fails.
+/// `sendmmsg` from this shard's socket. Between batches it waits for a kick: from the receive loop, which
+/// looks at the inbox after each turn of work (no system call while the shard is busy), or from the
+/// doorbell, which senders ring only once the shard said it would sleep ([`Outbound::about_to_wait`],
+/// [`Inbox::arm`]). Runs until its task is cancelled.
 pub async fn inbound_loop(
     shard: usize,
     mut inbox: Inbox,
+    wake: Rc<Wake>,
     registrar: Rc<RefCell<Registrar>>,
     socket: Rc<UdpSocket>,
     counters: Rc<RefCell<ShardReport>>,
     feed: Rc<RefCell<ChangeFeed>>,
 ) {
-    let Some(bell) = inbox.take_bell() else {
-        tracing::warn!(
-            shard,
-            "handoff doorbell already taken; requests handed to this shard stop"
-        );
-        return;
-    };
-    let bell = UdpSocket::from(bell);
-    let mut ring = [0u8; 64];
+    // Cancelled with this loop (dropped at its end).
+    let _doorbell = inbox.take_bell().map(|bell| {
+        let bell = UdpSocket::from(bell);
+        let wake = wake.clone();
+        glommio::spawn_local(async move {
+            let mut ring = [0u8; 64];
+            loop {
+                if let Err(e) = bell.recv(&mut ring).await {
+                    tracing::warn!(
+                        shard,
+                        "handoff doorbell failed: {e}; handed requests now wait for this shard's own traffic"
+                    );
+                    return;
+                }
+                wake.kick();
+            }
+        })
+    });
     let mut out = Vec::with_capacity(REPLY_CAPACITY);
     let mut outbox = SendBatch::new(INBOUND_SEND_BATCH, REPLY_CAPACITY);
     loop {
@@ -147,15 +165,10 @@ pub async fn inbound_loop(
             send_batch(shard, &socket, &mut outbox, &counters).await;
             glommio::executor().yield_if_needed().await;
         }
-        if !inbox.arm() {
+        // While the receive loop waits for its socket, only the doorbell brings new batches in time.
+        if wake.is_idle() && !inbox.arm() {
             continue;
         }
-        if let Err(e) = bell.recv(&mut ring).await {
-            tracing::warn!(
-                shard,
-                "handoff doorbell failed: {e}; requests handed to this shard stop"
-            );
-            return;
-        }
+        wake.kicked().await;
     }
 }

@@ -25,9 +25,12 @@
 //! and a batch is applied in order, so a client that waits for each answer before its next request sees its
 //! requests applied in order, whichever shards receive them.
 
+use std::cell::Cell;
+use std::future::poll_fn;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -368,6 +371,79 @@ impl Drop for Outbound {
         for (owner, credits) in self.credits.iter_mut().enumerate() {
             self.doors[owner].release(std::mem::take(credits));
         }
+    }
+}
+
+impl Outbound {
+    /// The shard runs a turn of work: senders need not ring it (it looks at its inbox at the end of each
+    /// turn), and batches already queued get the inbound loop going without any system call.
+    pub fn awake(&self, wake: &Wake) {
+        wake.idle.set(false);
+        let door = &self.doors[self.id];
+        if door.armed.load(Ordering::Relaxed) {
+            door.armed.store(false, Ordering::Relaxed);
+        }
+        if !door.queue.is_empty() {
+            wake.kick();
+        }
+    }
+
+    /// The shard's receive loop is about to wait: from now on senders ring the doorbell. SeqCst with the
+    /// senders' push-then-swap: either a batch pushed meanwhile is seen here, or its sender sees the flag.
+    pub fn about_to_wait(&self, wake: &Wake) {
+        wake.idle.set(true);
+        let door = &self.doors[self.id];
+        door.armed.store(true, Ordering::SeqCst);
+        if !door.queue.is_empty() {
+            door.armed.store(false, Ordering::SeqCst);
+            wake.kick();
+        }
+    }
+}
+
+/// How a shard's own tasks tell its inbound loop that batches wait (no system call: a local wake-up), and
+/// whether the shard's receive loop is waiting for its socket. Shared within one shard only.
+#[derive(Default)]
+pub struct Wake {
+    kicked: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+    idle: Cell<bool>,
+}
+
+impl std::fmt::Debug for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wake")
+            .field("kicked", &self.kicked.get())
+            .field("idle", &self.idle.get())
+            .finish()
+    }
+}
+
+impl Wake {
+    /// Wakes the inbound loop (or makes its next wait return at once).
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits for a kick.
+    pub async fn kicked(&self) {
+        poll_fn(|cx| {
+            if self.kicked.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Whether the receive loop waits for its socket (then the inbound loop arms the doorbell itself).
+    pub fn is_idle(&self) -> bool {
+        self.idle.get()
     }
 }
 

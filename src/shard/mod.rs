@@ -464,9 +464,11 @@ async fn serve_registrar(
         Some(links) => {
             registrar.borrow_mut().set_partition(id, links.shards());
             let (outbound, inbox) = links.split();
+            let wake = Rc::new(mesh::Wake::default());
             let inbound = glommio::spawn_local(handoff::inbound_loop(
                 id,
                 inbox,
+                wake.clone(),
                 registrar.clone(),
                 socket.clone(),
                 counters.clone(),
@@ -476,6 +478,7 @@ async fn serve_registrar(
                 id,
                 registrar,
                 outbound,
+                wake,
                 counters: counters.clone(),
                 feed,
             };

@@ -33,6 +33,9 @@ pub trait DatagramHandler {
     /// Called after each turn of work (a datagram, or a batch of them): a core that records changes hands
     /// them on here.
     fn end_of_turn(&mut self) {}
+
+    /// Called when the receive loop finds its socket empty and is about to wait: the shard may sleep next.
+    fn about_to_wait(&mut self) {}
 }
 
 impl DatagramHandler for Registrar {
@@ -105,6 +108,9 @@ pub async fn recv_loop<H: DatagramHandler>(
             let mut recv = pin!(socket.recv_from(&mut buf));
             poll_fn(|cx| {
                 let polled = recv.as_mut().poll(cx);
+                if polled.is_pending() && !waited {
+                    core.borrow_mut().about_to_wait();
+                }
                 waited |= polled.is_pending();
                 polled
             })
