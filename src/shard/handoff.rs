@@ -69,6 +69,10 @@ impl DatagramHandler for Router {
         now: Now,
         out: &mut Vec<u8>,
     ) -> bool {
+        // The first datagram after a wait: the shard is awake, peers need not ring it for this turn.
+        if self.wake.is_idle() {
+            self.outbound.awake(&self.wake);
+        }
         // The core answers what it can here and names the owner of anything else (one parse either way).
         let outcome = self
             .registrar
