@@ -77,7 +77,7 @@ load() { # port round
   if [[ -n $LOADGEN ]]; then
     "$BIN/corereg-loadgen" run --target "127.0.0.1:$port" --users "$BURST" --first-user "$first" --count "$BURST" \
       --concurrency "$LOADGEN" --threads 2 --tick-us 200 --quiet --json "$WORK/lg.json" >/dev/null || true
-    jq -r '"\(.succeeded) \(.failed + .timeouts) loadgen_cpu_s=\(.cpu_s // "?")"' "$WORK/lg.json"
+    jq -r '"\(.succeeded) \(.failed + .timeouts) throughput=\(.succeeded / .elapsed_s | floor)/s 503s=\(.failed_by_status["503"] // 0) loadgen_cpu_us/REGISTER=\(.cpu_us_per_transaction // "?")"' "$WORK/lg.json"
   else
     { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done; } >"$WORK/users.csv"
     sipp -sf "$ROOT/benches/peers/sipp-register.xml" -inf "$WORK/users.csv" "127.0.0.1:$port" -i 127.0.0.1 \

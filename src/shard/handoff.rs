@@ -146,9 +146,10 @@ pub async fn inbound_loop(
     let mut out = Vec::with_capacity(REPLY_CAPACITY);
     let mut outbox = SendBatch::new(INBOUND_SEND_BATCH, REPLY_CAPACITY);
     loop {
+        // Replies of consecutive batches share a sendmmsg: with many shards a batch may hold one request.
+        outbox.clear();
         while let Some(batch) = inbox.try_take() {
             counters.borrow_mut().from_peers += batch.len() as u64;
-            outbox.clear();
             let now = now();
             for (datagram, source) in batch.iter() {
                 // The borrow ends before any await: the socket loop and the expiry task share the registrar.
@@ -166,9 +167,14 @@ pub async fn inbound_loop(
             }
             inbox.recycle(batch);
             feed.borrow_mut().publish(&mut registrar.borrow_mut());
-            send_batch(shard, &socket, &mut outbox, &counters).await;
-            glommio::executor().yield_if_needed().await;
+            if glommio::executor().need_preempt() {
+                // Nothing waits behind a yield: what is answered leaves first.
+                send_batch(shard, &socket, &mut outbox, &counters).await;
+                outbox.clear();
+                glommio::executor().yield_if_needed().await;
+            }
         }
+        send_batch(shard, &socket, &mut outbox, &counters).await;
         // While the receive loop waits for its socket, only the doorbell brings new batches in time.
         if wake.is_idle() && !inbox.arm() {
             continue;
