@@ -504,6 +504,12 @@ fn one_source_spreads_over_two_shards_and_every_register_lands_on_its_owner() {
     assert_traffic_crossed_shards(&lines);
     assert_eq!(sum(&lines, "bindings"), users.len() as u64, "{lines:?}");
     assert_eq!(sum(&lines, "overloaded_503"), 0, "{lines:?}");
+    // Handed over in batches, and a doorbell rung at most once per batch.
+    assert!(
+        sum(&lines, "doorbell_rings") <= sum(&lines, "handoff_batches")
+            && sum(&lines, "handoff_batches") <= sum(&lines, "handed_off"),
+        "{lines:?}"
+    );
 }
 
 #[test]

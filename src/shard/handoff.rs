@@ -50,6 +50,11 @@ impl DatagramHandler for Router {
     fn end_of_turn(&mut self) {
         self.outbound.awake(&self.wake);
         let flushed = self.outbound.flush();
+        if flushed.batches > 0 {
+            let mut c = self.counters.borrow_mut();
+            c.handoff_batches += flushed.batches as u64;
+            c.doorbell_rings += flushed.rings as u64;
+        }
         if flushed.lost > 0 {
             tracing::debug!(
                 shard = self.id,

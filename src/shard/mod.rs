@@ -167,6 +167,10 @@ pub struct ShardReport {
     pub handed_off: u64,
     /// Requests other shards handed to this one because it owns their AoR (counted as `handed_off` there).
     pub from_peers: u64,
+    /// Batches of handed-off requests this shard pushed onto its peers' inboxes (one per owner per turn).
+    pub handoff_batches: u64,
+    /// Doorbells this shard rang: batches pushed to a peer that had said it would sleep.
+    pub doorbell_rings: u64,
     /// 503s sent because the owner's handoff queue was full (back-pressure).
     pub overloaded_503: u64,
     /// 503s sent because the owner had already stopped (only while the process stops).
@@ -185,11 +189,13 @@ pub struct ShardReport {
 
 impl ShardReport {
     /// The shard's own counters with their names, in the order they are logged.
-    pub fn counters(&self) -> [(&'static str, u64); 13] {
+    pub fn counters(&self) -> [(&'static str, u64); 15] {
         [
             ("datagrams_in", self.datagrams_in),
             ("handed_off", self.handed_off),
             ("from_peers", self.from_peers),
+            ("handoff_batches", self.handoff_batches),
+            ("doorbell_rings", self.doorbell_rings),
             ("overloaded_503", self.overloaded_503),
             ("peer_closed_503", self.peer_closed_503),
             ("replies_out", self.replies_out),
@@ -622,7 +628,8 @@ mod report_tests {
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert_eq!(
             lines[0],
-            "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 overloaded_503=0 \
+            "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 handoff_batches=0 doorbell_rings=0 \
+             overloaded_503=0 \
              peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
              changes_published=0 changes_dropped=0 bindings=7"
         );
