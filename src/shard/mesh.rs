@@ -97,15 +97,23 @@ impl Batch {
     }
 }
 
+/// A value alone on its cache line (64 B on x86-64 and most ARM cores), so that writes to it do not slow
+/// readers of its neighbours.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded<T>(T);
+
 /// The part of a shard's inbox every shard sees: where batches go, the room left, the doorbell.
 #[derive(Debug)]
 struct Door {
     queue: Sender<Batch>,
-    /// Datagrams reserved: queued, being applied, or being gathered by a sender.
-    pending: AtomicUsize,
+    /// Datagrams reserved: queued, being applied, or being gathered by a sender. On a cache line of its own:
+    /// senders reserve a few datagrams at a time, the owner releases per batch.
+    pending: Padded<AtomicUsize>,
     capacity: usize,
-    /// Set by the owner just before it sleeps; the first sender to see it set clears it and rings.
-    armed: AtomicBool,
+    /// Set by the owner just before it sleeps; the first sender to see it set clears it and rings. Read by
+    /// every sender after every push: on its own cache line, written only when it changes.
+    armed: Padded<AtomicBool>,
     /// Cleared when the owner stops taking batches.
     open: AtomicBool,
     /// The senders' end of the doorbell (a connected loopback socket, non-blocking).
@@ -117,14 +125,14 @@ struct Door {
 impl Door {
     /// Reserves room for up to `want` datagrams; how many it got (0: the inbox is full).
     fn reserve(&self, want: usize) -> usize {
-        let mut pending = self.pending.load(Ordering::Relaxed);
+        let mut pending = self.pending.0.load(Ordering::Relaxed);
         loop {
             let room = self.capacity.saturating_sub(pending);
             let take = want.min(room);
             if take == 0 {
                 return 0;
             }
-            match self.pending.compare_exchange_weak(
+            match self.pending.0.compare_exchange_weak(
                 pending,
                 pending + take,
                 Ordering::AcqRel,
@@ -138,14 +146,16 @@ impl Door {
 
     fn release(&self, n: usize) {
         if n > 0 {
-            self.pending.fetch_sub(n, Ordering::AcqRel);
+            self.pending.0.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
     fn ring_if_armed(&self) -> bool {
-        // SeqCst with the owner's store-then-check: either the owner sees the batch before it sleeps, or
-        // this sees it armed and rings.
-        if self.armed.swap(false, Ordering::SeqCst) {
+        // Push-then-check against the owner's store-then-check (both with a full fence between): either the
+        // owner sees the batch before it sleeps, or this sees it armed and rings. The swap, a write, only
+        // when it is armed.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.armed.0.load(Ordering::Relaxed) && self.armed.0.swap(false, Ordering::SeqCst) {
             // A full socket buffer means rings are already pending: nothing is lost.
             let _ = self.bell.send(&[1]);
             return true;
@@ -212,9 +222,9 @@ pub fn mesh(shards: usize, capacity: usize) -> std::io::Result<Vec<Links>> {
         let (bell, owner_bell) = doorbell()?;
         doors.push(Arc::new(Door {
             queue,
-            pending: AtomicUsize::new(0),
+            pending: Padded(AtomicUsize::new(0)),
             capacity,
-            armed: AtomicBool::new(false),
+            armed: Padded(AtomicBool::new(false)),
             open: AtomicBool::new(true),
             bell,
             spares: spares_tx,
@@ -380,8 +390,8 @@ impl Outbound {
     pub fn awake(&self, wake: &Wake) {
         wake.idle.set(false);
         let door = &self.doors[self.id];
-        if door.armed.load(Ordering::Relaxed) {
-            door.armed.store(false, Ordering::Relaxed);
+        if door.armed.0.load(Ordering::Relaxed) {
+            door.armed.0.store(false, Ordering::Relaxed);
         }
         if !door.queue.is_empty() {
             wake.kick();
@@ -393,9 +403,10 @@ impl Outbound {
     pub fn about_to_wait(&self, wake: &Wake) {
         wake.idle.set(true);
         let door = &self.doors[self.id];
-        door.armed.store(true, Ordering::SeqCst);
+        door.armed.0.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !door.queue.is_empty() {
-            door.armed.store(false, Ordering::SeqCst);
+            door.armed.0.store(false, Ordering::SeqCst);
             wake.kick();
         }
     }
@@ -477,11 +488,12 @@ impl Inbox {
 
     /// Says the owner is about to sleep; false when a batch arrived meanwhile (then it must not sleep).
     pub fn arm(&self) -> bool {
-        self.door.armed.store(true, Ordering::SeqCst);
+        self.door.armed.0.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.queue.is_empty() {
             return true;
         }
-        self.door.armed.store(false, Ordering::SeqCst);
+        self.door.armed.0.store(false, Ordering::SeqCst);
         false
     }
 
@@ -563,7 +575,7 @@ mod tests {
         out2.offer(1, b"x", src(2)).unwrap();
         out0.flush();
         out2.flush();
-        assert_eq!(in1.door.pending.load(Ordering::Relaxed), 2);
+        assert_eq!(in1.door.pending.0.load(Ordering::Relaxed), 2);
         for _ in 0..8 {
             out0.offer(1, b"x", src(1)).unwrap();
         }
