@@ -266,9 +266,9 @@ settings! {
     recv_batch: usize = defaults::RECV_BATCH, flag: Option<usize>;
 
     /// How the kernel picks the shard whose socket receives a datagram: `random` (a random shard per
-    /// datagram, so even one client socket spreads over every shard), `cpu` (the shard of the CPU that runs
-    /// the kernel's receive path) or `flow` (a hash of the 4-tuple: one client socket always lands on the
-    /// same shard).
+    /// datagram, so even one client socket spreads over every shard), `cpu` (the shard pinned to the CPU
+    /// that runs the kernel's receive path; random for a CPU without a shard) or `flow` (a hash of the
+    /// 4-tuple: one client socket always lands on the same shard).
     #[arg(value_enum, value_name = "HOW")]
     receive_spread: ReceiveSpread = defaults::RECEIVE_SPREAD, flag: Option<ReceiveSpread>;
 

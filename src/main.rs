@@ -285,7 +285,8 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         sockets.push(shard::bind_udp(bound, config.socket_buffer_bytes)?);
     }
     // With every socket in the group (index i = shard i, the bind order), choose how datagrams spread.
-    shard::steer::spread_receive(&sockets[0], config.receive_spread, shards)?;
+    let pinned: Vec<Option<usize>> = cpus.iter().copied().map(Some).collect();
+    shard::steer::spread_receive(&sockets[0], config.receive_spread, &pinned)?;
     // One base config for all: every shard (and the API) must route AoRs with the same hash seed.
     let registrar_configs = config.registrar_configs(shards);
     let seed = registrar_configs[0].hash_seed;
