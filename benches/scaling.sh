@@ -4,8 +4,8 @@
 #
 # For each burst and target: CPU µs per REGISTER (all the process' threads, from schedstat), each shard's
 # share of the CPU and of the datagrams (`datagrams_in`, from GET /v1/stats), context switches per
-# datagram (voluntary + involuntary, all threads, from /proc/<pid>/task/*/status), handed-off requests and
-# 503s. Optional: system calls per datagram from `strace -c -f` attached to each target for one extra burst
+# datagram (voluntary + involuntary, all threads, from /proc/<pid>/task/*/status), handed-off requests, the
+# batches they went in and the doorbells rung, and 503s. Optional: system calls per datagram from `strace -c -f` attached to each target for one extra burst
 # (strace slows a target several-fold: its CPU figures are not used).
 #
 #   benches/scaling.sh [--rounds 4] [--rate 10000] [--burst 30000] [--cores 2] [--port 5390]
@@ -69,7 +69,7 @@ shard_ns() {
   done | sort
 }
 ctxt() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
-stats() { curl -s "http://${API[$1]}/v1/stats" | jq -c '[.shards[] | {id, datagrams_in, handed_off, overloaded_503}]'; }
+stats() { curl -s "http://${API[$1]}/v1/stats" | jq -c '[.shards[] | {id, datagrams_in, handed_off, overloaded_503, handoff_batches: (.handoff_batches // 0), doorbell_rings: (.doorbell_rings // 0)}]'; }
 
 load() { # port round
   local port=$1 round=$2 first
@@ -100,7 +100,7 @@ burst() { # name port round
   local split
   split=$(paste <(echo "$s0") <(echo "$s1") | awk '{ d[NR] = $4 - $2; n[NR] = $1; t += $4 - $2 } END { for (i = 1; i <= NR; i++) printf "%s%s=%.0f%%", (i > 1 ? "," : ""), n[i], (t > 0 ? 100 * d[i] / t : 0) }')
   local per_shard
-  per_shard=$(jq -n -c --argjson a "$d0" --argjson b "$d1" '[range($b|length)] | map({in: ($b[.].datagrams_in - $a[.].datagrams_in), off: ($b[.].handed_off - $a[.].handed_off), shed: ($b[.].overloaded_503 - $a[.].overloaded_503)})')
+  per_shard=$(jq -n -c --argjson a "$d0" --argjson b "$d1" '[range($b|length)] | map({in: ($b[.].datagrams_in - $a[.].datagrams_in), off: ($b[.].handed_off - $a[.].handed_off), batches: ($b[.].handoff_batches - $a[.].handoff_batches), rings: ($b[.].doorbell_rings - $a[.].doorbell_rings), shed: ($b[.].overloaded_503 - $a[.].overloaded_503)})')
   awk -v c="$((c1 - c0))" -v n="$ok" -v x="$((x1 - x0))" -v d="$dgrams" -v name="$name" -v f="$fail" -v s="$split" -v p="$per_shard" -v e="${extra:-}" \
     'BEGIN { printf "%-5s %8.3f us/REGISTER  %6.3f ctxsw/datagram  ok=%s failed=%s cpu_split=%s %s %s\n", name, (n > 0 ? c / n / 1000 : 0), (d > 0 ? x / d : 0), n, f, s, p, e }'
 }
