@@ -5,16 +5,18 @@
 # For each burst and target: CPU µs per REGISTER (all the process' threads, from schedstat), each shard's
 # share of the CPU and of the datagrams (`datagrams_in`, from GET /v1/stats), context switches per
 # datagram (voluntary + involuntary, all threads, from /proc/<pid>/task/*/status), handed-off requests, the
-# batches they went in and the doorbells rung, and 503s. Optional: system calls per datagram from `strace -c -f` attached to each target for one extra burst
-# (strace slows a target several-fold: its CPU figures are not used).
+# batches they went in and the doorbells rung, and 503s. Optional: system calls per datagram from
+# `strace -c -f` attached to each target for one extra burst (strace slows a target several-fold: its CPU
+# figures are not used).
 #
 #   benches/scaling.sh [--rounds 4] [--rate 10000] [--burst 30000] [--cores 2] [--port 5390]
-#                      [--bin-dir DIR] (default target/release) [--strace]
+#                      [--no-build] [--bin-dir DIR] (binaries from DIR, not built; default: builds
+#                      the release binaries into $CARGO_TARGET_DIR or target/) [--strace]
 #                      [--loadgen CONCURRENCY] (closed loop from the loadgen's sockets instead of SIPp)
 #   REG_ARGS="..." adds flags to both targets (e.g. REG_ARGS="--receive-spread flow").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ROUNDS=4 RATE=10000 BURST=30000 CORES=2 PORT=5390 BIN="$ROOT/target/release" STRACE=0 LOADGEN=""
+ROUNDS=4 RATE=10000 BURST=30000 CORES=2 PORT=5390 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release" STRACE=0 LOADGEN="" BUILD=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -22,13 +24,15 @@ while [[ $# -gt 0 ]]; do
     --burst) BURST="$2"; shift 2 ;;
     --cores) CORES="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
-    --bin-dir) BIN="$(cd "$2" && pwd)"; shift 2 ;;
+    --bin-dir) BIN="$(cd "$2" && pwd)"; BUILD=0; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
     --strace) STRACE=1; shift ;;
     --loadgen) LOADGEN="$2"; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
+[[ $BUILD == 1 ]] && (cd "$ROOT" && cargo build --release -p corereg -p corereg-loadgen)
 command -v sipp >/dev/null || [[ -n $LOADGEN ]] || { echo "sipp not found" >&2; exit 1; }
 WORK="$(mktemp -d /tmp/corereg-scaling.XXXXXX)"
 PIDS=()
