@@ -23,6 +23,8 @@
 #                                            build, the ratio is the cost of N subscribers)
 #                         [--threads NAME]  (count only the threads whose name holds NAME, e.g. `shard`: the
 #                                            REGISTER path alone, without the API's and the event hub's)
+#                         [--cores N]       (shards of the corereg under test; default 1)
+#                         [--base-cores N]  (shards of the baseline given by --against; default 1)
 #   REG_ARGS="..." adds flags to the corereg under test, BASE_ARGS="..." to the baseline of --against (e.g.
 #   BASE_ARGS="--data-dir none" with --against the same build: the ratio is then the journal's cost). Each
 #   target runs in a directory of its own under a fresh temporary one, so the default --data-dir of each is
@@ -31,6 +33,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$ROOT/benches/peers}"
 ROUNDS=8 RATE=10000 BURST=30000 PORT=5290 BUILD=1 BIN="" AGAINST="" SHUFFLE=0 SIPP_CPU="" SUBSCRIBERS=0 THREADS=""
+CORES=1 BASE_CORES=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -44,7 +47,9 @@ while [[ $# -gt 0 ]]; do
     --sipp-cpu) SIPP_CPU="$2"; shift 2 ;;
     --subscribers) SUBSCRIBERS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
-    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cores) CORES="$2"; shift 2 ;;
+    --base-cores) BASE_CORES="$2"; shift 2 ;;
+    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -73,13 +78,13 @@ STUB_PORT=$PORT REG_PORT=$((PORT + 1))
 mkdir -p "$WORK/base" "$WORK/test"
 if [[ -n "$AGAINST" ]]; then
   # shellcheck disable=SC2046,SC2086
-  (cd "$WORK/base" && exec "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 $(http_args "$AGAINST/corereg") ${BASE_ARGS:-}) >"$WORK/stub.log" 2>&1 &
+  (cd "$WORK/base" && exec "$AGAINST/corereg" --listen "127.0.0.1:$STUB_PORT" --cores "$BASE_CORES" $(http_args "$AGAINST/corereg") ${BASE_ARGS:-}) >"$WORK/stub.log" 2>&1 &
 else
   (cd "$WORK/base" && exec "$BIN/corereg" --listen "127.0.0.1:$STUB_PORT" --cores 1 --stateless-stub) >"$WORK/stub.log" 2>&1 &
 fi
 STUB_PID=$!; PIDS+=("$STUB_PID")
 # shellcheck disable=SC2046,SC2086
-(cd "$WORK/test" && exec "$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores 1 $(http_args "$BIN/corereg") ${REG_ARGS:-}) >"$WORK/corereg.log" 2>&1 &
+(cd "$WORK/test" && exec "$BIN/corereg" --listen "127.0.0.1:$REG_PORT" --cores "$CORES" $(http_args "$BIN/corereg") ${REG_ARGS:-}) >"$WORK/corereg.log" 2>&1 &
 REG_PID=$!; PIDS+=("$REG_PID")
 sleep 0.5
 for p in "$STUB_PID" "$REG_PID"; do

@@ -48,11 +48,14 @@ pub mod defaults {
     pub const LOG: &str = "info";
     /// Kernel socket buffers: large enough to absorb a burst of registrations while the shard is busy.
     pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-    /// Requests one shard may have queued for another before the sender answers 503: about a millisecond of
-    /// a busy shard's work, so a short stall is absorbed but a stuck owner is noticed quickly.
-    pub const HANDOFF_QUEUE: usize = 1024;
+    /// Requests other shards may have queued for one shard (its inbox, counted in datagrams) before a sender
+    /// answers 503: a few milliseconds of a busy shard's work, so bursts of thousands of requests in flight
+    /// are absorbed but a stuck owner is noticed quickly. 64 B of slot per datagram, allocated up front.
+    pub const HANDOFF_QUEUE: usize = 4096;
     /// Datagrams a shard takes from its socket per `recvmmsg` when they queue up (and replies per `sendmmsg`).
     pub const RECV_BATCH: usize = 32;
+    /// One client socket (an SBC, a proxy, SIPp) spreads over every shard.
+    pub const RECEIVE_SPREAD: super::ReceiveSpread = super::ReceiveSpread::Random;
     pub const AUTH: AuthMode = AuthMode::Off;
     /// Digest nonce lifetime: long enough for a phone to answer its challenge and re-use the nonce for a
     /// few refreshes, short enough that a captured nonce soon goes stale.
@@ -296,8 +299,9 @@ settings! {
     cpu_list: Option<CpuListValue> = None, flag: Option<CpuList>, via: CpuListValue::given,
         shown: "the first --cores CPUs";
 
-    /// Capacity of each bounded queue between two shards (requests handed to the shard owning their AoR);
-    /// when an owner's queue is full the receiving shard answers 503 with Retry-After.
+    /// Requests, counted in datagrams, that other shards may have handed to one shard (the owner of their AoR)
+    /// and it has not applied yet: its inbox. When the owner's inbox is full the receiving shard answers 503
+    /// with Retry-After.
     #[arg(value_name = "N")]
     handoff_queue: usize = defaults::HANDOFF_QUEUE, flag: Option<usize>;
 
@@ -306,6 +310,13 @@ settings! {
     /// batches, so this changes nothing at low rates. Costs N x (--max-datagram + 1) bytes per shard.
     #[arg(value_name = "N")]
     recv_batch: usize = defaults::RECV_BATCH, flag: Option<usize>;
+
+    /// How the kernel picks the shard whose socket receives a datagram: `random` (a random shard per
+    /// datagram, so even one client socket spreads over every shard), `cpu` (the shard pinned to the CPU
+    /// that runs the kernel's receive path; random for a CPU without a shard) or `flow` (a hash of the
+    /// 4-tuple: one client socket always lands on the same shard).
+    #[arg(value_enum, value_name = "HOW")]
+    receive_spread: ReceiveSpread = defaults::RECEIVE_SPREAD, flag: Option<ReceiveSpread>;
 
     /// Digest authentication of REGISTER (RFC 7616): `off`, or `required` (every REGISTER must carry valid
     /// credentials; needs --credentials).
@@ -524,7 +535,7 @@ macro_rules! show_default {
     };
 }
 
-show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode, FsyncMode);
+show_default!(display: SocketAddr, String, u32, u64, usize, OverLimitPolicy, AuthMode, FsyncMode, ReceiveSpread);
 show_default!(none: Option<T>, Vec<T>);
 
 impl ShowDefault for bool {
@@ -670,6 +681,32 @@ pub enum RegistrantsAction {
     Reload,
     Enable,
     Disable,
+}
+
+/// `--receive-spread`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiveSpread {
+    #[default]
+    Random,
+    Cpu,
+    Flow,
+}
+
+impl ReceiveSpread {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReceiveSpread::Random => "random",
+            ReceiveSpread::Cpu => "cpu",
+            ReceiveSpread::Flow => "flow",
+        }
+    }
+}
+
+impl fmt::Display for ReceiveSpread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `--auth`.
@@ -821,7 +858,7 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
 /// Highest CPU number + 1 accepted in a CPU list: the size of the kernel's `cpu_set_t` (CPU_SETSIZE).
 pub const MAX_CPU: usize = 1024;
 
-/// Largest `--handoff-queue`: each queue is allocated up front, and N shards have N * (N - 1) of them.
+/// Largest `--handoff-queue`: each shard's inbox is allocated up front (64 B per datagram of capacity).
 pub const MAX_HANDOFF_QUEUE: usize = 1 << 20;
 
 /// `--http`: an address, or `none`.
@@ -879,6 +916,7 @@ pub struct Config {
     pub cpu_list: Vec<usize>,
     pub handoff_queue: usize,
     pub recv_batch: usize,
+    pub receive_spread: ReceiveSpread,
     /// Not a setting: [`defaults::SOCKET_BUFFER_BYTES`].
     pub socket_buffer_bytes: usize,
     pub auth: AuthSettings,
@@ -1078,6 +1116,7 @@ impl Config {
             cpu_list,
             handoff_queue,
             recv_batch,
+            receive_spread,
             auth,
             credentials,
             realm,
@@ -1145,6 +1184,7 @@ impl Config {
             },
             handoff_queue,
             recv_batch,
+            receive_spread,
             socket_buffer_bytes: defaults::SOCKET_BUFFER_BYTES,
             auth: AuthSettings {
                 mode: auth,
@@ -1898,7 +1938,7 @@ mod tests {
         let example = readme_example_file();
         let file = FileConfig::parse(&example).expect("the README example parses");
         assert_eq!(file.recv_batch, 32);
-        assert_eq!(file.handoff_queue, 1024);
+        assert_eq!(file.handoff_queue, 4096);
         let c = Config::merge(args(&[]), file).expect("the README example validates");
         c.shard_cpus(&[0, 1]).expect("the example runs on 2 CPUs");
         for (flag, path) in [
@@ -1972,6 +2012,7 @@ mod tests {
             cpu-list = [0, 1]
             handoff-queue = 64
             recv-batch = 8
+            receive-spread = "cpu"
             auth = "required"
             credentials = "file-users.csv"
             realm = ["a.example=A"]
@@ -2053,6 +2094,8 @@ mod tests {
             "32",
             "--recv-batch",
             "4",
+            "--receive-spread",
+            "flow",
             "--auth",
             "off",
             "--credentials",

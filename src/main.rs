@@ -31,8 +31,8 @@ use corereg::config::{Args, AuthMode, Command, Config};
 use corereg::events;
 use corereg::journal;
 use corereg::registrar::bindings::HashSeed;
-use corereg::shard::handoff::{self, Links as HandoffLinks};
 use corereg::shard::journal::{JournalSpec, StartupSync};
+use corereg::shard::mesh::{self, Links as HandoffLinks};
 use corereg::shard::reload::{CredentialsFeed, RELOAD_POLL};
 use corereg::shard::{self, Event, Mode, ShardAuth, ShardSpec, Stop};
 use corereg::sip::digest::{ha1_hex, Algorithm};
@@ -295,6 +295,9 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         ),
         _ => None,
     };
+    // With every socket in the group (index i = shard i, the bind order), choose how datagrams spread.
+    let pinned: Vec<Option<usize>> = cpus.iter().copied().map(Some).collect();
+    shard::steer::spread_receive(&sockets[0], config.receive_spread, &pinned)?;
     // One base config for all: every shard (and the API) must route AoRs with the same hash seed.
     let mut registrar_configs = config.registrar_configs(shards);
     if let Some(dir) = &data_dir {
@@ -311,7 +314,8 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
         registrar_configs.into_iter().map(Mode::Registrar).collect()
     };
     let mut links: Vec<Option<HandoffLinks>> = if shards > 1 && !config.stateless_stub {
-        handoff::mesh(shards, config.handoff_queue)
+        mesh::mesh(shards, config.handoff_queue)
+            .context("cannot create the handoff mesh's doorbells")?
             .into_iter()
             .map(Some)
             .collect()
@@ -706,11 +710,12 @@ fn log_startup(
     // ONE line, parsed by the integration tests ("listening on udp ADDR", "shards=N", "users=N"): keep those
     // phrases.
     tracing::info!(
-        "corereg {} listening on udp {bound} mode={mode} shards={} shard-cpus={map} handoff-queue={} \
-         domains={domains} expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} max-bindings={} \
-         max-datagram={}B recv-batch={} max-headers={} max-line={}B retry-after={}s {journal} {auth}",
+        "corereg {} listening on udp {bound} mode={mode} shards={} shard-cpus={map} receive-spread={} \
+         handoff-queue={} domains={domains} expires={}/{}/{}s(min/default/max) max-contacts={} over-limit={} \
+         max-bindings={} max-datagram={}B recv-batch={} max-headers={} max-line={}B retry-after={}s {journal} {auth}",
         env!("CARGO_PKG_VERSION"),
         cpus.len(),
+        config.receive_spread,
         config.handoff_queue,
         config.min_expires_s,
         config.default_expires_s,

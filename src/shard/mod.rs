@@ -2,7 +2,8 @@
 //!
 //! A *shard* is one thread running one glommio `LocalExecutor`, pinned to its CPU, that owns one UDP socket
 //! and one core (the [`Registrar`], or the benchmark-only stateless stub). Every shard's socket is bound to the
-//! same address and port with SO_REUSEPORT; the kernel picks a socket per datagram by hashing its 4-tuple.
+//! same address and port with SO_REUSEPORT; the kernel picks a socket per datagram at random, by CPU or by
+//! 4-tuple ([`steer`]).
 //! Every AoR belongs to exactly one shard (hash of the AoR with one process-wide seed, modulo the shard
 //! count), which alone holds its bindings, expiry timers and counters: nothing on the REGISTER path is shared
 //! mutable state. Tasks of a registrar shard (they share the registrar through `Rc<RefCell<_>>`, never
@@ -10,7 +11,8 @@
 //! - [`udp::recv_loop`]: receive a datagram; apply it when this shard owns it (or nobody does), else hand it
 //!   to its owner ([`handoff::Router`]); send the reply back to its source. When datagrams have queued up,
 //!   drain them a batch at a time ([`corereg_udp`]: `recvmmsg`, and `sendmmsg` for the replies);
-//! - [`handoff::inbound_loop`], one per peer: apply the requests the peer handed over, reply from this socket;
+//! - [`handoff::inbound_loop`]: apply the batches of requests peers handed over, reply from this socket with
+//!   `sendmmsg` ([`mesh`]: one bounded inbox per shard, a doorbell rung only when the shard sleeps);
 //! - [`timer::expiry_loop`]: sleep until the core's next deadline (at most 1 s), expire in bounded batches;
 //! - [`reload::credentials_loop`] (with `--auth required`): pick up credentials reloaded on SIGHUP.
 //!
@@ -28,8 +30,10 @@ pub mod api;
 pub mod changes;
 pub mod handoff;
 pub mod journal;
+pub mod mesh;
 pub mod registrants;
 pub mod reload;
+pub mod steer;
 pub mod stub;
 pub mod timer;
 pub mod udp;
@@ -81,6 +85,11 @@ pub enum ShardError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot attach the --receive-spread program to the sockets of {addr}: {source}")]
+    Spread {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the executor of shard {shard}: {message}")]
     Executor { shard: usize, message: String },
     #[error("cannot start the thread of shard {shard}: {source}")]
@@ -121,8 +130,8 @@ pub struct ShardSpec {
     pub mode: Mode,
     /// Datagram size limit and receive batching.
     pub recv: udp::RecvConfig,
-    /// This shard's ends of the handoff mesh ([`handoff::mesh`]); None with one shard or the stub.
-    pub links: Option<handoff::Links>,
+    /// This shard's ends of the handoff mesh ([`mesh::mesh`]); None with one shard or the stub.
+    pub links: Option<mesh::Links>,
     /// Digest authentication (`--auth required`): this shard's own authenticator (all shards' share the
     /// nonce key and the credentials) and the feed of credentials reloaded on SIGHUP. Registrar mode only.
     pub auth: Option<ShardAuth>,
@@ -172,6 +181,10 @@ pub struct ShardReport {
     pub handed_off: u64,
     /// Requests other shards handed to this one because it owns their AoR (counted as `handed_off` there).
     pub from_peers: u64,
+    /// Batches of handed-off requests this shard pushed onto its peers' inboxes (one per owner per turn).
+    pub handoff_batches: u64,
+    /// Doorbells this shard rang: batches pushed to a peer that had said it would sleep.
+    pub doorbell_rings: u64,
     /// 503s sent because the owner's handoff queue was full (back-pressure).
     pub overloaded_503: u64,
     /// 503s sent because the owner had already stopped (only while the process stops).
@@ -192,11 +205,13 @@ pub struct ShardReport {
 
 impl ShardReport {
     /// The shard's own counters with their names, in the order they are logged.
-    pub fn counters(&self) -> [(&'static str, u64); 13] {
+    pub fn counters(&self) -> [(&'static str, u64); 15] {
         [
             ("datagrams_in", self.datagrams_in),
             ("handed_off", self.handed_off),
             ("from_peers", self.from_peers),
+            ("handoff_batches", self.handoff_batches),
+            ("doorbell_rings", self.doorbell_rings),
             ("overloaded_503", self.overloaded_503),
             ("peer_closed_503", self.peer_closed_503),
             ("replies_out", self.replies_out),
@@ -458,15 +473,7 @@ async fn serve(
                     counters.clone(),
                 ))
             });
-            let body = serve_registrar(
-                id,
-                socket,
-                core,
-                links.unwrap_or_default(),
-                recv,
-                counters.clone(),
-                events,
-            );
+            let body = serve_registrar(id, socket, core, links, recv, counters.clone(), events);
             // Cancelled when dropped, with the rest of the shard's tasks.
             let reload = feed.map(|feed| {
                 glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed))
@@ -528,55 +535,88 @@ async fn serve(
     Ok(report)
 }
 
-/// A registrar shard: connect the handoff mesh, report Ready, then serve until cancelled (or a fatal socket
-/// error). Cancelling this future drops the inbound and expiry tasks, which cancels them.
+/// A registrar shard: report Ready, then serve until cancelled (or a fatal socket error). Cancelling this
+/// future drops the inbound and expiry tasks, which cancels them.
 async fn serve_registrar(
     id: usize,
     socket: Rc<glommio::net::UdpSocket>,
     core: changes::Publishing,
-    links: handoff::Links,
+    links: Option<mesh::Links>,
     recv: udp::RecvConfig,
     counters: Rc<RefCell<ShardReport>>,
     events: mpsc::Sender<Event>,
 ) -> Result<(), ShardError> {
     let changes::Publishing { registrar, feed } = core;
-    // Ready only once every peer is connected: from then on any shard can hand any request to its owner.
-    tracing::debug!(shard = id, "connecting the handoff mesh");
-    let handoff::Connected { senders, receivers } = links.connect().await;
-    tracing::debug!(shard = id, "handoff mesh connected");
+    // The mesh was built before any shard started: any shard can hand any request to its owner at once.
     let _ = events.send(Event::Ready(id));
     let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone(), feed.clone()));
-    let inbound: Vec<_> = receivers
-        .into_iter()
-        .map(|(peer, queue)| {
-            glommio::spawn_local(handoff::inbound_loop(
+    #[cfg(debug_assertions)]
+    let stall = test_stall::spawn(id);
+    let result = match links.filter(|l| l.shards() > 1) {
+        Some(links) => {
+            registrar.borrow_mut().set_partition(id, links.shards());
+            let (outbound, inbox) = links.split();
+            let wake = Rc::new(mesh::Wake::default());
+            let inbound = glommio::spawn_local(handoff::inbound_loop(
                 id,
-                peer,
-                queue,
+                inbox,
+                wake.clone(),
                 registrar.clone(),
                 socket.clone(),
                 counters.clone(),
                 feed.clone(),
-            ))
-        })
-        .collect();
-    let result = if senders.len() > 1 {
-        registrar.borrow_mut().set_partition(id, senders.len());
-        let router = handoff::Router {
-            id,
-            registrar,
-            peers: senders,
-            counters: counters.clone(),
-            feed,
-        };
-        udp::recv_loop(id, socket, Rc::new(RefCell::new(router)), recv, counters).await
-    } else {
-        // One shard owns everything: skip the owner lookup (a parse) altogether.
-        let core = changes::Publishing { registrar, feed };
-        udp::recv_loop(id, socket, Rc::new(RefCell::new(core)), recv, counters).await
+            ));
+            let router = handoff::Router {
+                id,
+                registrar,
+                outbound,
+                wake,
+                counters: counters.clone(),
+                feed,
+            };
+            let result =
+                udp::recv_loop(id, socket, Rc::new(RefCell::new(router)), recv, counters).await;
+            drop(inbound);
+            result
+        }
+        None => {
+            // One shard owns everything: skip the owner lookup (a parse) altogether.
+            let core = changes::Publishing { registrar, feed };
+            udp::recv_loop(id, socket, Rc::new(RefCell::new(core)), recv, counters).await
+        }
     };
-    drop((expiry, inbound));
+    #[cfg(debug_assertions)]
+    drop(stall);
+    drop(expiry);
     result
+}
+
+/// Debug builds only, for the integration tests: stalls a shard's whole thread while a file exists, as a
+/// shard stuck in a long computation or descheduled would be. `COREREG_TEST_STALL=SHARD:PATH` names the
+/// shard and the file; the shard looks for the file every 10 ms. Release builds ignore the variable.
+#[cfg(debug_assertions)]
+mod test_stall {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    pub fn spawn(id: usize) -> Option<glommio::Task<()>> {
+        let value = std::env::var("COREREG_TEST_STALL").ok()?;
+        let (shard, path) = value.split_once(':')?;
+        if shard.parse::<usize>().ok()? != id {
+            return None;
+        }
+        let path = PathBuf::from(path);
+        tracing::warn!(shard = id, path = %path.display(), "test stall hook armed (COREREG_TEST_STALL)");
+        Some(glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                while path.exists() {
+                    // Blocks the executor on purpose: nothing else on this shard runs meanwhile.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }))
+    }
 }
 
 /// Runs `recv` until a stop is requested (then cancels it) or until it ends by itself (a fatal socket error).
@@ -674,7 +714,8 @@ mod report_tests {
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert_eq!(
             lines[0],
-            "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 overloaded_503=0 \
+            "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 handoff_batches=0 doorbell_rings=0 \
+             overloaded_503=0 \
              peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
              changes_published=0 changes_dropped=0 bindings=7"
         );

@@ -39,6 +39,9 @@ pub trait DatagramHandler {
     fn hold_reply(&mut self, _reply: &[u8], _to: SocketAddr) -> bool {
         false
     }
+
+    /// Called when the receive loop finds its socket empty and is about to wait: the shard may sleep next.
+    fn about_to_wait(&mut self) {}
 }
 
 impl DatagramHandler for Registrar {
@@ -111,6 +114,9 @@ pub async fn recv_loop<H: DatagramHandler>(
             let mut recv = pin!(socket.recv_from(&mut buf));
             poll_fn(|cx| {
                 let polled = recv.as_mut().poll(cx);
+                if polled.is_pending() && !waited {
+                    core.borrow_mut().about_to_wait();
+                }
                 waited |= polled.is_pending();
                 polled
             })

@@ -36,16 +36,21 @@ impl Server {
 
     /// Starts `corereg --listen LISTEN <args>` and waits for its "listening on udp ADDR" line.
     pub fn start_at(listen: &str, args: &[&str]) -> Server {
-        Server::start_with(listen, args, None)
+        Server::start_with(listen, args, None, &[])
     }
 
     /// Starts `corereg --listen 127.0.0.1:0 <args>` in directory `cwd`; without `--data-dir` in `args` it
     /// keeps the default data directory (`./corereg-data` in `cwd`).
     pub fn start_in(cwd: &Path, args: &[&str]) -> Server {
-        Server::start_with("127.0.0.1:0", args, Some(cwd))
+        Server::start_with("127.0.0.1:0", args, Some(cwd), &[])
     }
 
-    fn start_with(listen: &str, args: &[&str], cwd: Option<&Path>) -> Server {
+    /// Starts `corereg --listen LISTEN <args>` with extra environment variables.
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_with(listen, args, None, env)
+    }
+
+    fn start_with(listen: &str, args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Server {
         let http: &[&str] = if args.iter().any(|a| a.starts_with("--http")) {
             &[]
         } else {
@@ -67,6 +72,7 @@ impl Server {
             .args(data)
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

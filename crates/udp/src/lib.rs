@@ -10,6 +10,8 @@
 //!   (connected socket). [`SendBatch::send_from`] hands them to the kernel with one non-blocking
 //!   `sendmmsg` and lets the caller decide about the rest; [`SendBatch::send_all`] sends everything,
 //!   counting what the kernel refuses, and can use UDP generic segmentation offload ([`SendPath::Gso`]).
+//! - [`attach_reuseport_spread`]: a classic BPF program that picks the socket of an `SO_REUSEPORT`
+//!   group at random or by the receiving CPU instead of by the 4-tuple hash.
 //! - Socket helpers: [`bind_udp`] (SO_REUSEPORT, buffer sizes), [`connect`], the GSO probes
 //!   [`gso_supported`] and [`gso_max_segment`], and a nanosecond [`wait_readable`].
 //!
@@ -21,11 +23,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod recv;
+mod reuseport;
 mod send;
 mod socket;
 mod sys;
 
 pub use recv::{Received, RecvBatch};
+pub use reuseport::{
+    attach_reuseport_spread, program as reuseport_program, Spread, MAX_CPU_SOCKETS,
+};
 pub use send::{SendBatch, SendOutcome, SendPath};
 pub use socket::{
     bind_udp, connect, gso_max_segment, gso_supported, wait_readable, GSO_DEFAULT_MAX_SEGMENT,
