@@ -1,5 +1,6 @@
-//! Reading a shard's journal back: the newest snapshot, then the segments after it, into the state of every
-//! AoR; damage found on the way is noted, to be set aside ([`SetAside::apply`]).
+//! Reading a shard's journal back: the newest snapshot, then the segments after it, record by record into
+//! a [`Sink`] (at start-up, the registrar itself: [`Replay`]); damage found on the way is noted, to be set
+//! aside ([`SetAside::apply`]).
 //!
 //! Loading only reads: several shards may load the same directory at once (after a change of shard count).
 //! What it found damaged is moved aside afterwards, by one of them.
@@ -12,6 +13,33 @@ use super::format::{FileHeader, FileKind, FrameReader, HeaderError, ReadError, H
 use super::{JournalError, SEGMENT_PREFIX, SEGMENT_SUFFIX, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX};
 use crate::registrar::changes::{records, Change};
 use crate::registrar::register::MAX_CONTACTS_PER_AOR;
+use crate::registrar::replay::Replay;
+
+/// Where the records read go, in file order: each snapshot entry, then each change of the segments.
+pub trait Sink {
+    /// `raw` is the record as stored (the bytes `change` was decoded from).
+    fn apply(&mut self, change: &Change<'_>, raw: &[u8], snapshot: bool);
+}
+
+impl Sink for Replay<'_> {
+    fn apply(&mut self, change: &Change<'_>, _raw: &[u8], snapshot: bool) {
+        Replay::apply(self, change, snapshot);
+    }
+}
+
+/// What reading found, whatever the records went into.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// The highest sequence number read (0: none).
+    pub last_seq: u64,
+    /// Records (and snapshot entries) read.
+    pub records: u64,
+    /// Damage found, to be moved aside.
+    pub set_aside: Vec<SetAside>,
+    /// Files read, with their bytes.
+    pub files: usize,
+    pub bytes: u64,
+}
 
 /// An AoR's state as the journal tells it: its version (the sequence number of the last change applied to
 /// it) and its bindings, each by its id with its last record.
@@ -21,24 +49,26 @@ pub struct AorState {
     pub bindings: Vec<(u32, Box<[u8]>)>,
 }
 
-/// Everything loaded from one or more shard directories.
+/// The journal merged per AoR in a map: the reference reading, with the same rules as [`Replay`] written
+/// the plain way (the tests and the fuzz target check the replay against it; `super::restore` puts it into
+/// a registrar).
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub aors: hashbrown::HashMap<Box<[u8]>, AorState, ahash::RandomState>,
-    /// The highest sequence number read (0: none).
-    pub last_seq: u64,
-    /// Records (and snapshot entries) read.
-    pub records: u64,
-    /// Damage found, to be moved aside.
-    pub set_aside: Vec<SetAside>,
     /// Records dropped because their AoR already held the most bindings an AoR can.
     pub dropped: u64,
-    /// Files read, with their bytes.
-    pub files: usize,
-    pub bytes: u64,
+    pub report: LoadReport,
 }
 
 impl Loaded {
+    /// Reads one shard directory in (see [`load_dir`]).
+    pub fn read(&mut self, dir: &Path, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), JournalError> {
+        let mut report = std::mem::take(&mut self.report);
+        let result = load_dir(dir, keep, &mut report, self);
+        self.report = report;
+        result
+    }
+
     /// Bindings loaded (expired ones included).
     pub fn binding_count(&self) -> usize {
         self.aors.values().map(|a| a.bindings.len()).sum()
@@ -53,13 +83,10 @@ impl Loaded {
             })
         })
     }
+}
 
-    fn apply(&mut self, c: &Change<'_>, raw: &[u8], snapshot: bool, keep: &dyn Fn(&[u8]) -> bool) {
-        self.records += 1;
-        self.last_seq = self.last_seq.max(c.seq);
-        if !keep(c.aor) {
-            return;
-        }
+impl Sink for Loaded {
+    fn apply(&mut self, c: &Change<'_>, raw: &[u8], snapshot: bool) {
         let state = self.aors.entry_ref(c.aor).or_default();
         // A snapshot entry carries the sequence number its AoR was read at (several entries may share it);
         // a change applies only when it is newer than what the AoR already reflects.
@@ -84,6 +111,19 @@ impl Loaded {
             (true, None) => {}
         }
     }
+}
+
+/// About how many records the journal files in `dirs` hold (from their sizes: a record takes ~200 bytes),
+/// to size the AoR index before loading. Unreadable directories count as empty.
+pub fn estimate_records(dirs: &[PathBuf]) -> usize {
+    let bytes: u64 = dirs
+        .iter()
+        .filter_map(|d| list(d).ok())
+        .flatten()
+        .filter_map(|e| std::fs::metadata(&e.path).ok())
+        .map(|m| m.len())
+        .sum();
+    usize::try_from(bytes / 200).unwrap_or(usize::MAX)
 }
 
 /// A part of a file found damaged: from `offset` to its end (0: the whole file).
@@ -206,12 +246,13 @@ fn parse_name(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Loads one shard directory into `into`, keeping the AoRs `keep` accepts. Damage is noted in
+/// Loads one shard directory into `sink`, keeping the AoRs `keep` accepts. Damage is noted in
 /// `into.set_aside`; a file of an unknown format version is an error (it may be a newer corereg's).
 pub fn load_dir(
     dir: &Path,
     keep: &dyn Fn(&[u8]) -> bool,
-    into: &mut Loaded,
+    into: &mut LoadReport,
+    sink: &mut dyn Sink,
 ) -> Result<(), JournalError> {
     let entries = list(dir)?;
     let (snapshots, segments): (Vec<_>, Vec<_>) = entries
@@ -227,7 +268,7 @@ pub fn load_dir(
             note_whole(into, &snap.path, "not a snapshot");
             continue;
         }
-        read_frames(&snap.path, true, &mut None, keep, into)?;
+        read_frames(&snap.path, true, &mut None, keep, into, sink)?;
         last = Some(header.base_seq);
         break;
     }
@@ -261,12 +302,12 @@ pub fn load_dir(
         } else {
             last = Some(header.base_seq.saturating_sub(1));
         }
-        read_frames(&seg.path, false, &mut last, keep, into)?;
+        read_frames(&seg.path, false, &mut last, keep, into, sink)?;
     }
     Ok(())
 }
 
-fn note_whole(into: &mut Loaded, path: &Path, reason: &str) {
+fn note_whole(into: &mut LoadReport, path: &Path, reason: &str) {
     let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     let records_after = count_records(path, HEADER_BYTES as u64, false);
     into.set_aside.push(SetAside {
@@ -279,7 +320,7 @@ fn note_whole(into: &mut Loaded, path: &Path, reason: &str) {
 }
 
 /// The file's header; None (and noted) when damaged; an error when of an unknown version.
-fn open_header(entry: &Entry, into: &mut Loaded) -> Result<Option<FileHeader>, JournalError> {
+fn open_header(entry: &Entry, into: &mut LoadReport) -> Result<Option<FileHeader>, JournalError> {
     let mut head = [0u8; HEADER_BYTES];
     let read = File::open(&entry.path).and_then(|mut f| {
         let mut n = 0;
@@ -315,7 +356,8 @@ fn read_frames(
     snapshot: bool,
     last: &mut Option<u64>,
     keep: &dyn Fn(&[u8]) -> bool,
-    into: &mut Loaded,
+    into: &mut LoadReport,
+    sink: &mut dyn Sink,
 ) -> Result<(), JournalError> {
     let io = |source| JournalError::Io {
         path: path.to_owned(),
@@ -327,10 +369,6 @@ fn read_frames(
         .map_err(io)?;
     into.files += 1;
     into.bytes += len;
-    // Room for the AoRs the file may name (a record takes at least ~100 bytes; most take ~200), so the map
-    // does not grow by rehashing while they come in. Bounded: a crafted size reserves no more than this.
-    let estimate = (len / 256).min(1 << 20) as usize;
-    into.aors.reserve(estimate.saturating_sub(into.aors.len()));
     let mut reader = FrameReader::new(BufReader::with_capacity(1 << 20, file), HEADER_BYTES as u64);
     let mut ended = false;
     let end = loop {
@@ -397,7 +435,11 @@ fn read_frames(
                     _ => *last = Some(c.seq),
                 }
             }
-            into.apply(&c, &payload[range], snapshot, keep);
+            into.records += 1;
+            into.last_seq = into.last_seq.max(c.seq);
+            if keep(c.aor) {
+                sink.apply(&c, &payload[range], snapshot);
+            }
         }
     };
     if let Err(reason) = end {

@@ -294,25 +294,18 @@ pub fn plan(
     })
 }
 
-/// What restoring loaded bindings into a registrar did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RestoreReport {
-    pub restored: usize,
-    /// Bindings that expired while the registrar was down (their AoRs' next registrations are spread).
-    pub expired: usize,
-    /// Bindings another shard owns (re-partitioning).
-    pub not_owned: usize,
-    /// Bindings restored under another id than the journal's (the journal must be snapshotted anew).
-    pub renumbered: usize,
-    /// Bindings refused (store full, or a record the store refuses).
-    pub refused: usize,
-}
+/// What restoring the journal into a registrar did.
+pub use crate::registrar::replay::ReplayReport as RestoreReport;
 
-/// Restores what was loaded into `registrar` (a fresh one), then continues its change log after the last
-/// sequence number loaded.
+/// Restores what [`load::Loaded`] gathered into `registrar` (a fresh one), then continues its change log
+/// after the last sequence number loaded. The plain way, one AoR at a time: start-up replays the journal
+/// instead ([`Registrar::replay`]); this is its reference.
 pub fn restore(loaded: &load::Loaded, registrar: &mut Registrar, now: Now) -> RestoreReport {
     use crate::registrar::RestoreOutcome;
-    let mut report = RestoreReport::default();
+    let mut report = RestoreReport {
+        dropped: usize::try_from(loaded.dropped).unwrap_or(usize::MAX),
+        ..RestoreReport::default()
+    };
     registrar.reserve_restore(loaded.aors.len());
     let mut fields = Vec::new();
     for (aor, state) in &loaded.aors {
@@ -334,7 +327,7 @@ pub fn restore(loaded: &load::Loaded, registrar: &mut Registrar, now: Now) -> Re
             RestoreOutcome::Refused => report.refused += 1,
         });
     }
-    registrar.finish_restore(loaded.last_seq);
+    registrar.finish_restore(loaded.report.last_seq);
     report
 }
 

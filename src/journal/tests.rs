@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::format::{push_records, FileHeader, FileKind, HEADER_BYTES, MAX_FRAME_BYTES};
-use super::load::{load_dir, Loaded};
+use super::load::{load_dir, LoadReport, Loaded};
 use super::*;
 use crate::registrar::{Now, Registrar, RegistrarConfig};
 
@@ -20,10 +20,22 @@ fn config(seed: HashSeed) -> RegistrarConfig {
 }
 
 fn register(reg: &mut Registrar, user: &str, cseq: u32, expires: u32, now_s: u64) -> u16 {
+    let contact = format!("<sip:{user}@192.0.2.1>");
+    register_contact(reg, user, &contact, cseq, expires, now_s)
+}
+
+fn register_contact(
+    reg: &mut Registrar,
+    user: &str,
+    contact: &str,
+    cseq: u32,
+    expires: u32,
+    now_s: u64,
+) -> u16 {
     let msg = format!(
         "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-{user}-{cseq}\r\n\
          From: <sip:{user}@example.com>;tag=1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: c-{user}\r\n\
-         CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@192.0.2.1>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"
+         CSeq: {cseq} REGISTER\r\nContact: {contact}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"
     );
     let mut out = Vec::new();
     let source = "192.0.2.1:5060".parse().expect("addr");
@@ -80,15 +92,45 @@ fn write_segment(dir: &Path, base: u64, batches: &[Vec<u8>]) -> Vec<u64> {
 
 fn load(dir: &Path) -> Loaded {
     let mut loaded = Loaded::default();
-    load_dir(dir, &|_| true, &mut loaded).expect("loads");
+    loaded.read(dir, &|_| true).expect("loads");
     loaded
 }
 
-fn restored(loaded: &Loaded, seed: HashSeed, now_s: u64) -> Registrar {
-    let mut reg = Registrar::new(config(seed), Now::from_secs(now_s));
-    restore(loaded, &mut reg, Now::from_secs(now_s));
-    reg.check_invariants(Now::from_secs(now_s))
+/// `dirs` replayed into a new registrar (shard `shard` of `shards`), as start-up does.
+fn replayed(
+    dirs: &[&Path],
+    keep: &dyn Fn(&[u8]) -> bool,
+    seed: HashSeed,
+    (shard, shards): (usize, usize),
+    now_s: u64,
+) -> (Registrar, RestoreReport, LoadReport) {
+    let now = Now::from_secs(now_s);
+    let mut reg = Registrar::new(config(seed), now);
+    reg.set_partition(shard, shards);
+    let mut report = LoadReport::default();
+    let mut replay = reg.replay(0, now);
+    for dir in dirs {
+        load_dir(dir, keep, &mut report, &mut replay).expect("loads");
+    }
+    let restored = replay.finish(report.last_seq, now);
+    reg.check_invariants(now).expect("invariants");
+    (reg, restored, report)
+}
+
+/// `dir` restored both ways (merged per AoR, then restored; and replayed as start-up does): both must give
+/// the same bindings under the same ids and the same counts. Returns the replayed registrar.
+fn restored(dir: &Path, seed: HashSeed, now_s: u64) -> Registrar {
+    let loaded = load(dir);
+    let mut reference = Registrar::new(config(seed), Now::from_secs(now_s));
+    let expected = restore(&loaded, &mut reference, Now::from_secs(now_s));
+    reference
+        .check_invariants(Now::from_secs(now_s))
         .expect("invariants");
+    let (reg, report, read) = replayed(&[dir], &|_| true, seed, (0, 1), now_s);
+    assert_eq!(state(&reg), state(&reference), "replayed against merged");
+    assert_eq!(report, expected);
+    assert_eq!(reg.last_seq(), reference.last_seq());
+    assert_eq!(read.set_aside, loaded.report.set_aside);
     reg
 }
 
@@ -117,11 +159,15 @@ fn a_segment_loads_back_into_the_same_bindings_and_the_log_goes_on() {
     let (batches, states) = history(seed);
     write_segment(dir.path(), 1, &batches);
     let loaded = load(dir.path());
-    assert!(loaded.set_aside.is_empty(), "{:?}", loaded.set_aside);
-    let reg = restored(&loaded, seed, T0 + 20);
+    assert!(
+        loaded.report.set_aside.is_empty(),
+        "{:?}",
+        loaded.report.set_aside
+    );
+    let reg = restored(dir.path(), seed, T0 + 20);
     assert_eq!(&state(&reg), states.last().expect("states"));
-    assert_eq!(reg.last_seq(), loaded.last_seq);
-    assert!(loaded.last_seq > 40);
+    assert_eq!(reg.last_seq(), loaded.report.last_seq);
+    assert!(loaded.report.last_seq > 40);
 }
 
 #[test]
@@ -140,12 +186,12 @@ fn any_cut_or_flipped_byte_loads_a_prefix_of_the_history_never_anything_else() {
         let loaded = load(dir.path());
         let kept = ends.iter().filter(|&&e| e <= cut as u64).count();
         assert_eq!(
-            &state(&restored(&loaded, seed, T0 + 20)),
+            &state(&restored(dir.path(), seed, T0 + 20)),
             expect(kept),
             "cut {cut}"
         );
         let boundary = cut == HEADER_BYTES || ends.contains(&(cut as u64));
-        assert_eq!(loaded.set_aside.is_empty(), boundary, "cut {cut}");
+        assert_eq!(loaded.report.set_aside.is_empty(), boundary, "cut {cut}");
     }
     for at in (HEADER_BYTES..good.len()).step_by(13) {
         let mut bad = good.clone();
@@ -154,11 +200,11 @@ fn any_cut_or_flipped_byte_loads_a_prefix_of_the_history_never_anything_else() {
         let loaded = load(dir.path());
         let kept = ends.iter().filter(|&&e| e <= at as u64).count();
         assert_eq!(
-            &state(&restored(&loaded, seed, T0 + 20)),
+            &state(&restored(dir.path(), seed, T0 + 20)),
             expect(kept),
             "flip at {at}"
         );
-        assert_eq!(loaded.set_aside.len(), 1);
+        assert_eq!(loaded.report.set_aside.len(), 1);
     }
 }
 
@@ -174,8 +220,8 @@ fn damage_is_moved_aside_and_the_good_prefix_stays_in_place() {
     bytes[middle] ^= 0xff;
     std::fs::write(&path, &bytes).expect("write");
     let loaded = load(dir.path());
-    assert_eq!(loaded.set_aside.len(), 1);
-    let aside = &loaded.set_aside[0];
+    assert_eq!(loaded.report.set_aside.len(), 1);
+    let aside = &loaded.report.set_aside[0];
     assert_eq!(aside.offset, ends[5]);
     assert_eq!(aside.bytes, bytes.len() as u64 - ends[5]);
     // The frames after the damaged one still read: counted as lost.
@@ -188,8 +234,8 @@ fn damage_is_moved_aside_and_the_good_prefix_stays_in_place() {
     );
     // Loading again finds no damage and the same state.
     let again = load(dir.path());
-    assert!(again.set_aside.is_empty());
-    assert_eq!(state(&restored(&again, seed, T0 + 20)), states[5]);
+    assert!(again.report.set_aside.is_empty());
+    assert_eq!(state(&restored(dir.path(), seed, T0 + 20)), states[5]);
 }
 
 #[test]
@@ -197,9 +243,9 @@ fn empty_and_headerless_files_are_set_aside_and_an_unknown_version_is_refused_by
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(segment_path(dir.path(), 1), b"").expect("write");
     let loaded = load(dir.path());
-    assert_eq!(loaded.set_aside.len(), 1);
+    assert_eq!(loaded.report.set_aside.len(), 1);
     assert_eq!(loaded.binding_count(), 0);
-    loaded.set_aside[0].apply().expect("aside");
+    loaded.report.set_aside[0].apply().expect("aside");
     assert!(load::list(dir.path()).expect("list").is_empty());
 
     let mut header = FileHeader {
@@ -213,8 +259,9 @@ fn empty_and_headerless_files_are_set_aside_and_an_unknown_version_is_refused_by
     let crc = crc32fast::hash(&header[..28]);
     header[28..32].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(segment_path(dir.path(), 1), header).expect("write");
-    let mut loaded = Loaded::default();
-    let err = load_dir(dir.path(), &|_| true, &mut loaded).expect_err("refused");
+    let err = Loaded::default()
+        .read(dir.path(), &|_| true)
+        .expect_err("refused");
     let text = err.to_string();
     assert!(text.contains("seg-00000000000000000001.log"), "{text}");
     assert!(text.contains("version 9"), "{text}");
@@ -233,9 +280,14 @@ fn a_gap_between_segments_stops_the_load_there() {
         .sum();
     write_segment(dir.path(), after + 1, &batches[6..]);
     let loaded = load(dir.path());
-    assert_eq!(loaded.set_aside.len(), 1, "{:?}", loaded.set_aside);
-    assert!(loaded.set_aside[0].reason.contains("missing"));
-    assert_eq!(state(&restored(&loaded, seed, T0 + 20)), states[4]);
+    assert_eq!(
+        loaded.report.set_aside.len(),
+        1,
+        "{:?}",
+        loaded.report.set_aside
+    );
+    assert!(loaded.report.set_aside[0].reason.contains("missing"));
+    assert_eq!(state(&restored(dir.path(), seed, T0 + 20)), states[4]);
 }
 
 #[test]
@@ -277,19 +329,103 @@ fn a_snapshot_written_while_changes_go_on_loads_with_the_segment_after_it() {
     std::fs::write(snapshot_path(dir.path(), base), &snap).expect("snap");
     write_segment(dir.path(), base + 1, &segment);
     let loaded = load(dir.path());
-    assert!(loaded.set_aside.is_empty(), "{:?}", loaded.set_aside);
-    let back = restored(&loaded, seed, T0 + 2);
+    assert!(
+        loaded.report.set_aside.is_empty(),
+        "{:?}",
+        loaded.report.set_aside
+    );
+    let back = restored(dir.path(), seed, T0 + 2);
     assert_eq!(state(&back), state(&reg));
     assert_eq!(back.last_seq(), reg.last_seq());
     // Cut short (no end frame): loads what it holds, and says so.
     std::fs::write(snapshot_path(dir.path(), base), &snap[..snap.len() - 8]).expect("snap");
     let loaded = load(dir.path());
-    assert_eq!(loaded.set_aside.len(), 1);
+    assert_eq!(loaded.report.set_aside.len(), 1);
     assert!(
-        loaded.set_aside[0].reason.contains("end"),
+        loaded.report.set_aside[0].reason.contains("end"),
         "{:?}",
-        loaded.set_aside
+        loaded.report.set_aside
     );
+}
+
+/// Random histories (several contacts per AoR, refreshes, removals of one contact and of all, short
+/// expiries), with a snapshot written page by page amid them or none: replaying the journal gives what the
+/// registrar held, minus what expired meanwhile, and the same as the merged reading.
+#[test]
+fn replaying_random_histories_gives_the_live_bindings() {
+    for case in 0..32u64 {
+        let dir = tempfile::tempdir().expect("tmp");
+        let seed = HashSeed([case, 11, 12, 13]);
+        let mut reg = Registrar::new(config(seed), Now::from_secs(T0));
+        let mut rng = case.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut cseq = [1u32; 24];
+        let mut now_s = T0;
+        let mut turn = |reg: &mut Registrar, next: &mut dyn FnMut(u64) -> u64, now_s: u64| {
+            for _ in 0..8 {
+                let u = next(24) as usize;
+                let contact = match next(6) {
+                    0 => "*".to_string(),
+                    c => format!("<sip:u{u}-{c}@192.0.2.{c}>"),
+                };
+                let expires = match (contact.as_str(), next(5)) {
+                    ("*", _) | (_, 0) => 0,
+                    // The shortest a registrar grants (--min-expires): expires after a few turns.
+                    (_, 1) => 60,
+                    _ => 600,
+                };
+                cseq[u] += 1;
+                let status =
+                    register_contact(reg, &format!("u{u}"), &contact, cseq[u], expires, now_s);
+                assert_eq!(status, 200);
+            }
+            reg.take_changes(Vec::new()).into_bytes()
+        };
+        let before: Vec<_> = (0..6)
+            .map(|_| {
+                now_s += 15;
+                turn(&mut reg, &mut next, now_s)
+            })
+            .collect();
+        write_segment(dir.path(), 1, &before);
+        if next(4) != 0 {
+            let base = reg.last_seq();
+            let mut snap = FileHeader {
+                kind: FileKind::Snapshot,
+                shard: 0,
+                shards: 1,
+                base_seq: base,
+            }
+            .encode()
+            .to_vec();
+            let mut after = Vec::new();
+            let mut cursor = Some(0);
+            while let Some(from) = cursor {
+                let mut page = Vec::new();
+                cursor = snapshot_page(&reg, from, &mut page);
+                push_records(&mut snap, &page, MAX_FRAME_BYTES);
+                now_s += 15;
+                after.push(turn(&mut reg, &mut next, now_s));
+            }
+            format::push_end(&mut snap);
+            std::fs::write(snapshot_path(dir.path(), base), &snap).expect("snap");
+            write_segment(dir.path(), base + 1, &after);
+        }
+        let load_s = now_s + 1;
+        let back = restored(dir.path(), seed, load_s);
+        let mut live = state(&reg);
+        for list in live.values_mut() {
+            list.retain(|&(_, _, expires_at_s, _)| expires_at_s > load_s);
+        }
+        live.retain(|_, list| !list.is_empty());
+        assert_eq!(state(&back), live, "case {case}");
+        assert_eq!(back.last_seq(), reg.last_seq(), "case {case}");
+    }
 }
 
 #[test]
@@ -298,13 +434,12 @@ fn blocking_snapshots_replace_older_files_and_load_back() {
     let seed = HashSeed([4, 4, 4, 4]);
     let (batches, _) = history(seed);
     write_segment(dir.path(), 1, &batches);
-    let loaded = load(dir.path());
-    let reg = restored(&loaded, seed, T0 + 20);
+    let reg = restored(dir.path(), seed, T0 + 20);
     write_snapshot_blocking(dir.path(), 0, 1, &reg).expect("snapshot");
     let files = load::list(dir.path()).expect("list");
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(files[0].kind, FileKind::Snapshot);
-    let again = restored(&load(dir.path()), seed, T0 + 20);
+    let again = restored(dir.path(), seed, T0 + 20);
     assert_eq!(state(&again), state(&reg));
     assert_eq!(again.last_seq(), reg.last_seq());
 }
@@ -317,9 +452,7 @@ fn expired_while_down_is_dropped_and_the_next_registration_is_spread() {
     register(&mut reg, "short", 1, 60, T0);
     register(&mut reg, "long", 1, 3600, T0);
     write_segment(dir.path(), 1, &[reg.take_changes(Vec::new()).into_bytes()]);
-    let loaded = load(dir.path());
-    let mut back = Registrar::new(config(seed), Now::from_secs(T0 + 120));
-    let report = restore(&loaded, &mut back, Now::from_secs(T0 + 120));
+    let (mut back, report, _) = replayed(&[dir.path()], &|_| true, seed, (0, 1), T0 + 120);
     assert_eq!((report.restored, report.expired), (1, 1));
     assert_eq!(back.spread_pending(), 1);
     let s = state(&back);
@@ -371,16 +504,9 @@ fn repartitioned_shards_each_keep_their_own_aors_and_all_of_them_together() {
         for shard in 0..shards {
             let plan = plan(root.path(), layout, shard, shards).expect("plan");
             assert!(plan.repartition);
-            let mut loaded = Loaded::default();
             let keep = |aor: &[u8]| crate::registrar::query::owner_of(seed, aor, shards) == shard;
-            for dir in &plan.dirs {
-                load_dir(dir, &keep, &mut loaded).expect("load");
-            }
-            let mut reg = Registrar::new(config(seed), Now::from_secs(T0 + 1));
-            reg.set_partition(shard, shards);
-            restore(&loaded, &mut reg, Now::from_secs(T0 + 1));
-            reg.check_invariants(Now::from_secs(T0 + 1))
-                .expect("invariants");
+            let dirs: Vec<&Path> = plan.dirs.iter().map(|d| d.as_path()).collect();
+            let (reg, _, _) = replayed(&dirs, &keep, seed, (shard, shards), T0 + 1);
             for (aor, b) in state(&reg) {
                 let owner = crate::registrar::query::owner_of(seed, aor.as_bytes(), shards);
                 assert_eq!(owner, shard, "{aor}");
@@ -462,12 +588,16 @@ fn a_crafted_journal_cannot_overfill_an_aor_or_bind_for_ever() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(loaded.binding_count(), 256);
     assert_eq!(loaded.dropped, 2000 - 256);
-    let mut reg = Registrar::new(config(seed), Now::from_secs(T0 + 10));
-    let report = restore(&loaded, &mut reg, Now::from_secs(T0 + 10));
-    reg.check_invariants(Now::from_secs(T0 + 10))
-        .expect("invariants");
+    let mut reference = Registrar::new(config(seed), Now::from_secs(T0 + 10));
+    let expected = restore(&loaded, &mut reference, Now::from_secs(T0 + 10));
+    let started = std::time::Instant::now();
+    let (reg, report, _) = replayed(&[dir.path()], &|_| true, seed, (0, 1), T0 + 10);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(report, expected);
+    assert_eq!(report.dropped, 2000 - 256);
     // --max-contacts (10) holds after a restore too.
     assert_eq!(report.restored, 10);
+    assert_eq!(report.refused, 256 - 10);
     let longest = T0 + 10 + u64::from(RegistrarConfig::default().max_expires_s);
     assert!(reg.store().iter().all(|(_, b)| b.expires_at_s <= longest));
 }

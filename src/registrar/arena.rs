@@ -140,6 +140,23 @@ impl<T> Arena<T> {
         }
     }
 
+    /// Takes the value out of slot `i` without linking the slot into the free list, so that
+    /// [`Arena::restore_at`] can still be used (while restoring; [`Arena::rebuild_free_list`] links it once
+    /// done). None when the slot holds none.
+    pub fn vacate(&mut self, i: usize) -> Option<T> {
+        let slot = self.slots.get_mut(i)?;
+        match std::mem::replace(slot, Slot::Free { next: NONE }) {
+            Slot::Used(value) => {
+                self.len -= 1;
+                Some(value)
+            }
+            free => {
+                *slot = free;
+                None
+            }
+        }
+    }
+
     /// Starts loading slot `i`'s first cache line without reading it (a hint: never faults, no effect on
     /// results; an index out of range does nothing).
     #[inline]

@@ -460,22 +460,7 @@ impl BindingStore {
         if self.bindings.len() >= self.max_bindings {
             return Err(StoreError::Full);
         }
-        let d = BindingData {
-            contact: fields.contact,
-            call_id: fields.call_id,
-            path: fields.path,
-            instance: fields.instance,
-            user_agent: fields.user_agent,
-            cseq: fields.cseq,
-            // Not kept in the journal: a retransmission of the last REGISTER before the restart is taken as
-            // a new transaction (and refused if it reuses the CSeq).
-            txn: 0,
-            expires_at_s: fields.expires_at_s,
-            q: fields.q,
-            reg_id: fields.reg_id,
-            source: fields.source,
-            now_s: fields.updated_at_s,
-        };
+        let d = restored_data(fields);
         let (strings, ends) = pack_strings(&d)?;
         let aor_idx = match self.find_aor(hash, aor) {
             Some(i) => i,
@@ -564,8 +549,16 @@ impl BindingStore {
 
     /// Rewrite a binding in place. Allocates only when one of its strings changed.
     pub fn update(&mut self, idx: BindingIdx, d: &BindingData<'_>) -> Result<(), StoreError> {
+        if self.overwrite(idx, d)? {
+            self.record_change(ChangeKind::Refreshed, idx, d.now_s);
+        }
+        Ok(())
+    }
+
+    /// Rewrites binding `idx` with `d` (no change recorded); false when there is no such binding.
+    fn overwrite(&mut self, idx: BindingIdx, d: &BindingData<'_>) -> Result<bool, StoreError> {
         let Some(b) = self.bindings.get_mut(idx as usize) else {
-            return Ok(());
+            return Ok(false);
         };
         if !b.strings_equal(d) {
             let (strings, ends) = pack_strings(d)?;
@@ -579,8 +572,34 @@ impl BindingStore {
         b.q = d.q;
         b.reg_id = d.reg_id;
         b.source = d.source;
-        self.record_change(ChangeKind::Refreshed, idx, d.now_s);
-        Ok(())
+        Ok(true)
+    }
+
+    /// While restoring: rewrites binding `idx` with what the journal says of it (no change recorded).
+    pub fn restore_over(
+        &mut self,
+        idx: BindingIdx,
+        fields: &BindingFields<'_>,
+    ) -> Result<(), StoreError> {
+        self.overwrite(idx, &restored_data(fields)).map(|_| ())
+    }
+
+    /// While restoring: removes binding `idx` (no change recorded) and leaves its slot to
+    /// [`Self::restore`]; the AoR record goes with its last binding.
+    pub fn restore_remove(&mut self, idx: BindingIdx) -> Option<Binding> {
+        let b = self.bindings.vacate(idx as usize)?;
+        self.unlink(idx, &b);
+        Some(b)
+    }
+
+    /// The AoR a binding belongs to.
+    pub fn aor_of(&self, idx: BindingIdx) -> Option<AorIdx> {
+        self.bindings.get(idx as usize).map(|b| b.aor)
+    }
+
+    /// The hash of an AoR's name.
+    pub fn aor_hash(&self, aor: AorIdx) -> Option<u64> {
+        self.aors.get(aor as usize).map(|r| r.hash)
     }
 
     /// Remove a binding, recording why (`kind`, a removal) at `now_s`; the AoR record goes when its last
@@ -591,10 +610,17 @@ impl BindingStore {
             self.record_change(kind, idx, now_s);
         }
         let b = self.bindings.try_remove(idx as usize)?;
+        self.unlink(idx, &b);
+        Some(b)
+    }
+
+    /// Takes binding `idx` (already out of the arena) out of its AoR's list; the AoR record goes with its
+    /// last binding.
+    fn unlink(&mut self, idx: BindingIdx, b: &Binding) {
         let aor_idx = b.aor as usize;
         let Some(record) = self.aors.get_mut(aor_idx) else {
             debug_assert!(false, "binding without AoR record");
-            return Some(b);
+            return;
         };
         if record.head == idx {
             record.head = b.next;
@@ -619,7 +645,6 @@ impl BindingStore {
             debug_assert!(removed, "AoR record missing from the table");
             let _ = self.aors.try_remove(aor_idx);
         }
-        Some(b)
     }
 
     /// Every live binding, in arena order (inspection: tests, the fuzz harness, reports).
@@ -717,6 +742,26 @@ impl BindingStore {
         let b: usize = self.bindings.iter().map(|(_, b)| b.string_bytes()).sum();
         let a: usize = self.aors.iter().map(|(_, r)| r.name.as_bytes().len()).sum();
         a + b
+    }
+}
+
+/// A binding read back from the journal as the store takes it.
+fn restored_data<'a>(fields: &BindingFields<'a>) -> BindingData<'a> {
+    BindingData {
+        contact: fields.contact,
+        call_id: fields.call_id,
+        path: fields.path,
+        instance: fields.instance,
+        user_agent: fields.user_agent,
+        cseq: fields.cseq,
+        // Not kept in the journal: a retransmission of the last REGISTER before the restart is taken as
+        // a new transaction (and refused if it reuses the CSeq).
+        txn: 0,
+        expires_at_s: fields.expires_at_s,
+        q: fields.q,
+        reg_id: fields.reg_id,
+        source: fields.source,
+        now_s: fields.updated_at_s,
     }
 }
 

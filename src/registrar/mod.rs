@@ -25,6 +25,7 @@ mod invariants;
 mod prefetch;
 pub mod query;
 pub mod register;
+pub mod replay;
 mod reply;
 mod validate;
 pub mod wheel;

@@ -34,7 +34,7 @@ use super::udp::{send_batch, REPLY_CAPACITY};
 use super::ShardReport;
 use crate::config::{FsyncMode, JournalSettings};
 use crate::journal::format::{self, FileHeader, FileKind, MAX_FRAME_BYTES};
-use crate::journal::load::{load_dir, Loaded};
+use crate::journal::load::{estimate_records, load_dir, LoadReport};
 use crate::journal::{self, JournalError, Layout, RestoreReport};
 use crate::registrar::bindings::HashSeed;
 use crate::registrar::query::owner_of;
@@ -127,8 +127,6 @@ fn stopped_peer(_: PeerFailed) -> JournalError {
 pub struct Started {
     pub report: RestoreReport,
     pub loaded_records: u64,
-    /// Records dropped while loading (an AoR over the most bindings an AoR can hold: a crafted file).
-    pub dropped: u64,
     pub loaded_bytes: u64,
     /// The shard's directory, and the base of the segment to open.
     pub dir: PathBuf,
@@ -168,14 +166,15 @@ fn start_inner(
     } else {
         &keep_all
     };
-    let mut loaded = Loaded::default();
-    for dir in &plan.dirs {
-        load_dir(dir, keep, &mut loaded)?;
-    }
     if shards > 1 {
         registrar.set_partition(shard, shards);
     }
-    let report = journal::restore(&loaded, registrar, super::now());
+    let mut loaded = LoadReport::default();
+    let mut replay = registrar.replay(estimate_records(&plan.dirs), super::now());
+    for dir in &plan.dirs {
+        load_dir(dir, keep, &mut loaded, &mut replay)?;
+    }
+    let report = replay.finish(loaded.last_seq, super::now());
     let dir = journal::shard_dir(&spec.root, shard, shards);
     let mut snapshot_bytes = 0;
     if plan.repartition {
@@ -232,7 +231,6 @@ fn start_inner(
     Ok(Started {
         report,
         loaded_records: loaded.records,
-        dropped: loaded.dropped,
         loaded_bytes: loaded.bytes,
         dir,
         next_seq: registrar.last_seq() + 1,

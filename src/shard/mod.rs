@@ -418,10 +418,10 @@ async fn serve(
                     let started = journal::start(spec, id, &mut core)
                         .map_err(|source| ShardError::Journal { shard: id, source })?;
                     let r = &started.report;
-                    if started.dropped > 0 || r.refused > 0 {
+                    if r.dropped > 0 || r.refused > 0 {
                         tracing::warn!(
                             shard = id,
-                            dropped = started.dropped,
+                            dropped = r.dropped,
                             refused = r.refused,
                             "journal: some bindings were not restored (over an AoR's limit, the store \
                              full, or fields the store refuses)"
