@@ -127,6 +127,19 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
         assert!(resp.contacts().is_empty(), "{}", resp.raw);
         phone.req = req;
     }
+    // p1 refreshes; its 200 is "lost" in the crash, so it retransmits that REGISTER after the restart.
+    let p1 = phones.get_mut("p1").expect("p1");
+    let refresh = p1
+        .req
+        .next()
+        .contact(&format!("<{}>", p1.contact))
+        .expires("600");
+    let last_register = refresh.build();
+    let resp = client.request(&last_register);
+    assert_eq!(resp.status, 200);
+    p1.expires = resp.contacts().first().and_then(|c| c.1);
+    p1.granted_at = Instant::now();
+    p1.req = refresh;
     kill9(&mut server);
     assert!(
         !segments(&dir).is_empty(),
@@ -134,6 +147,7 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
         dir.display()
     );
 
+    let client_before = client;
     let server = start(&dir, &["--cores", "1"]);
     let log = server.log_text();
     assert!(log.contains("journal loaded"), "{log}");
@@ -162,7 +176,18 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
             "{user}: {left} s left of {granted} after {elapsed} s"
         );
     }
-    // CSeq checks hold across the restart: an older CSeq of the same Call-ID is refused.
+    // The retransmission of p1's last REGISTER from its own socket is that REGISTER: answered 200 with its
+    // binding, not refused as a reused CSeq.
+    let old_socket = Client {
+        socket: client_before.socket.try_clone().expect("socket"),
+        server: client.server,
+        local: client_before.local,
+    };
+    let resp = old_socket.request(&last_register);
+    assert_eq!(resp.status, 200, "{}", resp.raw);
+    assert_eq!(resp.contacts().len(), 1, "{}", resp.raw);
+    // CSeq checks hold across the restart: an older CSeq of the same Call-ID is refused, and so is the
+    // same CSeq from another source.
     let phone = phones.get("p1").expect("p1");
     let mut stale = phone.req.clone();
     stale.cseq = 1;
@@ -171,6 +196,7 @@ fn every_acknowledged_binding_survives_kill_9_with_its_remaining_expiry_and_cseq
         .contact(&format!("<{}>", phone.contact))
         .expires("600");
     assert_eq!(client.request(&stale.build()).status, 400);
+    assert_eq!(client.request(&last_register).status, 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

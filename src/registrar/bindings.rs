@@ -70,6 +70,17 @@ pub struct BindingData<'a> {
 /// key (and comes from the same source); a new transaction that reuses the CSeq has another.
 pub type TxnKey = u32;
 
+/// The [`TxnKey`] of a binding restored from the journal (which does not keep keys): the REGISTER that set
+/// it is not known, so a request with its Call-ID and CSeq from its source is taken for that REGISTER's
+/// retransmission (a phone whose 200 was lost in the restart). [`BindingStore::transaction_key`] never
+/// gives it.
+pub const UNKNOWN_TXN: TxnKey = 0;
+
+/// Is a request with key `txn` the transaction that set a binding whose key is `stored`?
+pub fn same_transaction(stored: TxnKey, txn: TxnKey) -> bool {
+    stored == txn || stored == UNKNOWN_TXN
+}
+
 /// One stored binding.
 pub struct Binding {
     strings: Box<[u8]>,
@@ -322,7 +333,7 @@ impl BindingStore {
             h.write_usize(a.len());
             h.write(a);
         }
-        (h.finish() >> 32) as TxnKey
+        ((h.finish() >> 32) as TxnKey).max(UNKNOWN_TXN + 1)
     }
 
     /// Live bindings.
@@ -754,9 +765,8 @@ fn restored_data<'a>(fields: &BindingFields<'a>) -> BindingData<'a> {
         instance: fields.instance,
         user_agent: fields.user_agent,
         cseq: fields.cseq,
-        // Not kept in the journal: a retransmission of the last REGISTER before the restart is taken as
-        // a new transaction (and refused if it reuses the CSeq).
-        txn: 0,
+        // Not kept in the journal (see UNKNOWN_TXN).
+        txn: UNKNOWN_TXN,
         expires_at_s: fields.expires_at_s,
         q: fields.q,
         reg_id: fields.reg_id,

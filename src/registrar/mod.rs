@@ -934,7 +934,7 @@ impl Registrar {
             return false;
         };
         self.store.bindings_of(rec).any(|(_, b)| {
-            b.txn == txn
+            bindings::same_transaction(b.txn, txn)
                 && b.cseq == basics.cseq
                 && b.source == source
                 && b.call_id() == basics.call_id

@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 
 use arrayvec::ArrayVec;
 
-use super::bindings::{AorIdx, BindingData, BindingIdx, BindingStore, TxnKey};
+use super::bindings::{same_transaction, AorIdx, BindingData, BindingIdx, BindingStore, TxnKey};
 use super::changes::ChangeKind;
 use super::wheel::TimerWheel;
 use super::{OverLimitPolicy, RegistrarConfig};
@@ -518,7 +518,7 @@ fn check_cseq(
     }
     if req.cseq > b.cseq {
         Ok(())
-    } else if req.cseq == b.cseq && b.txn == req.txn && b.source == req.source {
+    } else if req.cseq == b.cseq && same_transaction(b.txn, req.txn) && b.source == req.source {
         Err(Refusal::Retransmission)
     } else {
         Err(Refusal::OutOfOrder)
