@@ -118,7 +118,9 @@ fi
 cpu_ns() {
   local t
   for t in /proc/"$1"/task/*; do
-    [[ -z $THREADS || "$(cat "$t/comm" 2>/dev/null)" == *"$THREADS"* ]] && cat "$t/schedstat" 2>/dev/null
+    if [[ -z $THREADS || "$(cat "$t/comm" 2>/dev/null)" == *"$THREADS"* ]]; then
+      cat "$t/schedstat" 2>/dev/null || true
+    fi
   done | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 

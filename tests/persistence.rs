@@ -699,3 +699,45 @@ fn every_registration_the_loadgen_got_a_200_for_survives_kill_9_mid_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The journal's commit count from /metrics.
+fn commits(server: &Server) -> u64 {
+    let url = format!("http://{}/metrics", server.api.expect("API"));
+    let text = ureq::get(&url)
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with("corereg_journal_commits"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn fsync_delay_gathers_changes_that_arrive_meanwhile_into_one_commit() {
+    let dir = workdir("persist-delay");
+    let server = start(&dir, &["--cores", "1", "--fsync-delay", "20000"]);
+    let before = commits(&server);
+    // Ten phones register 1 ms apart, each without waiting for the others' answers: a commit that waits
+    // 20 ms for more takes them together.
+    let clients: Vec<Client> = (0..10).map(|_| server.client()).collect();
+    for (i, client) in clients.iter().enumerate() {
+        let req = Req::register(client, &format!("d{i}"), DOMAIN)
+            .contact(&format!("<sip:d{i}@192.0.2.7:5060>"))
+            .expires("600");
+        client.send(&req.build());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for client in &clients {
+        let raw = client.recv(Duration::from_secs(5)).expect("a 200");
+        assert!(
+            raw.starts_with(b"SIP/2.0 200"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    let took = commits(&server) - before;
+    assert!((1..=4).contains(&took), "{took} commits for 10 changes");
+    let _ = std::fs::remove_dir_all(&dir);
+}
