@@ -861,7 +861,13 @@ async fn write_snapshot(
     file.rename(&path).await.map_err(io)?;
     file.close().await.map_err(io)?;
     sync_dir(&j.dir).await?;
-    journal::remove_older(&j.dir, &path).map_err(|e| std::io::Error::other(e.to_string()))?;
+    // Unlinking a few 64 MiB segments and syncing the directory can take milliseconds: off the shard's
+    // thread, on its executor's blocking pool.
+    let (dir, keep) = (j.dir.clone(), path.clone());
+    glommio::executor()
+        .spawn_blocking(move || journal::remove_older(&dir, &keep))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(pos)
 }
 
