@@ -134,6 +134,38 @@ fn restored(dir: &Path, seed: HashSeed, now_s: u64) -> Registrar {
     reg
 }
 
+/// Writes a snapshot of `reg` into `dir` page by page as a running shard does, calling `between` after each
+/// page for one turn of changes; those go to the segment after the snapshot. Returns the snapshot's base and
+/// bytes.
+fn snapshot_amid_changes(
+    dir: &Path,
+    reg: &mut Registrar,
+    mut between: impl FnMut(&mut Registrar) -> Vec<u8>,
+) -> (u64, Vec<u8>) {
+    let _ = reg.take_changes(Vec::new());
+    let base = reg.last_seq();
+    let mut snap = FileHeader {
+        kind: FileKind::Snapshot,
+        shard: 0,
+        shards: 1,
+        base_seq: base,
+    }
+    .encode()
+    .to_vec();
+    let mut segment = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(from) = cursor {
+        let mut page = Vec::new();
+        cursor = snapshot_page(reg, from, &mut page);
+        push_records(&mut snap, &page, MAX_FRAME_BYTES);
+        segment.push(between(reg));
+    }
+    format::push_end(&mut snap);
+    std::fs::write(snapshot_path(dir, base), &snap).expect("snap");
+    write_segment(dir, base + 1, &segment);
+    (base, snap)
+}
+
 /// A registrar that made some history (registrations, refreshes, removals), each turn's changes as one
 /// batch, and the registrar's state after each batch.
 fn history(seed: HashSeed) -> (Vec<Vec<u8>>, Vec<State>) {
@@ -299,35 +331,18 @@ fn a_snapshot_written_while_changes_go_on_loads_with_the_segment_after_it() {
         register(&mut reg, &format!("s{u}"), 1, 3600, T0);
     }
     let _ = reg.take_changes(Vec::new());
-    let base = reg.last_seq();
     // The snapshot, page by page, with changes between the pages (which go to the next segment).
-    let mut snap = FileHeader {
-        kind: FileKind::Snapshot,
-        shard: 0,
-        shards: 1,
-        base_seq: base,
-    }
-    .encode()
-    .to_vec();
-    let mut segment = Vec::new();
-    let mut cursor = Some(0);
     let mut turn = 0u32;
-    while let Some(from) = cursor {
-        let mut page = Vec::new();
-        cursor = snapshot_page(&reg, from, &mut page);
-        push_records(&mut snap, &page, MAX_FRAME_BYTES);
+    let (base, snap) = snapshot_amid_changes(dir.path(), &mut reg, |reg| {
         // Remove some, refresh some, add some, across pages already written and not yet.
         for k in 0..20u32 {
             let u = (turn * 37 + k * 13) % 700;
             let expires = if k % 3 == 0 { 0 } else { 1800 };
-            register(&mut reg, &format!("s{u}"), 2 + turn, expires, T0 + 1);
+            register(reg, &format!("s{u}"), 2 + turn, expires, T0 + 1);
         }
-        segment.push(reg.take_changes(Vec::new()).into_bytes());
         turn += 1;
-    }
-    format::push_end(&mut snap);
-    std::fs::write(snapshot_path(dir.path(), base), &snap).expect("snap");
-    write_segment(dir.path(), base + 1, &segment);
+        reg.take_changes(Vec::new()).into_bytes()
+    });
     let loaded = load(dir.path());
     assert!(
         loaded.report.set_aside.is_empty(),
@@ -394,27 +409,10 @@ fn replaying_random_histories_gives_the_live_bindings() {
             .collect();
         write_segment(dir.path(), 1, &before);
         if next(4) != 0 {
-            let base = reg.last_seq();
-            let mut snap = FileHeader {
-                kind: FileKind::Snapshot,
-                shard: 0,
-                shards: 1,
-                base_seq: base,
-            }
-            .encode()
-            .to_vec();
-            let mut after = Vec::new();
-            let mut cursor = Some(0);
-            while let Some(from) = cursor {
-                let mut page = Vec::new();
-                cursor = snapshot_page(&reg, from, &mut page);
-                push_records(&mut snap, &page, MAX_FRAME_BYTES);
+            snapshot_amid_changes(dir.path(), &mut reg, |reg| {
                 now_s += 15;
-                after.push(turn(&mut reg, &mut next, now_s));
-            }
-            format::push_end(&mut snap);
-            std::fs::write(snapshot_path(dir.path(), base), &snap).expect("snap");
-            write_segment(dir.path(), base + 1, &after);
+                turn(reg, &mut next, now_s)
+            });
         }
         let load_s = now_s + 1;
         let back = restored(dir.path(), seed, load_s);
