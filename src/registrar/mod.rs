@@ -319,7 +319,7 @@ pub struct Registrar {
     accepting_changes: bool,
 }
 
-/// What [`Registrar::restore_binding`] did with a binding.
+/// What [`Registrar::restore_aor`] did with a binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestoreOutcome {
     /// Restored under its id.
@@ -374,22 +374,11 @@ impl Registrar {
         }
     }
 
-    /// Restores one binding read back from the journal, at start-up, before the registrar serves (after
-    /// [`Registrar::set_partition`]): keeps it when this shard owns its AoR and it has not expired by `now`,
-    /// arms its expiry. Records no change. Call [`Registrar::finish_restore`] once every binding is in.
-    pub fn restore_binding(
-        &mut self,
-        aor: &[u8],
-        fields: &changes::BindingFields<'_>,
-        now: Now,
-    ) -> RestoreOutcome {
-        let mut outcome = RestoreOutcome::Refused;
-        self.restore_aor(aor, std::slice::from_ref(fields), now, |o| outcome = o);
-        outcome
-    }
-
-    /// [`Registrar::restore_binding`] for every binding of one AoR at once (the AoR hashed and looked up
-    /// once); `outcome` is told what became of each, in order.
+    /// Restores the bindings of one AoR read back from the journal (the reference reading, see
+    /// `crate::journal::restore`; start-up uses [`Registrar::replay`]), before the registrar serves (after
+    /// [`Registrar::set_partition`]): keeps those this shard owns that have not expired by `now`, arms their
+    /// expiry, records no change. `outcome` is told what became of each, in order. Call
+    /// [`Registrar::finish_restore`] once every AoR is in.
     pub fn restore_aor(
         &mut self,
         aor: &[u8],
