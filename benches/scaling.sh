@@ -44,8 +44,12 @@ trap cleanup EXIT
 
 declare -A PID API
 start() { # name cores port
+  # Each target its own journal directory, unless REG_ARGS names one (e.g. --data-dir none).
+  local data=(--data-dir "$WORK/$1.data")
+  [[ "${REG_ARGS:-}" == *--data-dir* ]] && data=()
   # shellcheck disable=SC2086
-  "$BIN/corereg" --listen "127.0.0.1:$3" --cores "$2" --http 127.0.0.1:0 ${REG_ARGS:-} >"$WORK/$1.log" 2>&1 &
+  "$BIN/corereg" --listen "127.0.0.1:$3" --cores "$2" --http 127.0.0.1:0 "${data[@]}" ${REG_ARGS:-} \
+    >"$WORK/$1.log" 2>&1 &
   PID[$1]=$!; PIDS+=("$!")
   sleep 0.5
   API[$1]=$(grep -o 'HTTP API on http://[0-9.:]*' "$WORK/$1.log" | sed 's|.*http://||')

@@ -342,6 +342,10 @@ fn run(config: Config, cpus: Vec<usize>, auth: Option<PreparedAuth>) -> Result<(
             recv: shard::udp::RecvConfig {
                 max_datagram_bytes: config.max_datagram_bytes,
                 batch: config.recv_batch,
+                coalesce: shard::coalesce::CoalesceConfig {
+                    max_hold: std::time::Duration::from_micros(config.coalesce_us),
+                    datagrams: config.coalesce_datagrams,
+                },
             },
             links: links.get_mut(id).and_then(Option::take),
             auth: auth.as_ref().map(|a| ShardAuth {

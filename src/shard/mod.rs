@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod changes;
+pub mod coalesce;
 pub mod handoff;
 pub mod journal;
 pub mod mesh;
@@ -177,6 +178,8 @@ pub struct ShardReport {
     pub batched_in: u64,
     /// `recvmmsg` calls that returned datagrams.
     pub recv_batches: u64,
+    /// Times the shard found its socket empty and waited a little before looking again (`--coalesce-us`).
+    pub coalesce_holds: u64,
     /// Requests received here and handed to their owning shard (which counts them in its `from_peers`).
     pub handed_off: u64,
     /// Requests other shards handed to this one because it owns their AoR (counted as `handed_off` there).
@@ -205,7 +208,7 @@ pub struct ShardReport {
 
 impl ShardReport {
     /// The shard's own counters with their names, in the order they are logged.
-    pub fn counters(&self) -> [(&'static str, u64); 15] {
+    pub fn counters(&self) -> [(&'static str, u64); 16] {
         [
             ("datagrams_in", self.datagrams_in),
             ("handed_off", self.handed_off),
@@ -219,6 +222,7 @@ impl ShardReport {
             ("oversized", self.oversized),
             ("batched_in", self.batched_in),
             ("recv_batches", self.recv_batches),
+            ("coalesce_holds", self.coalesce_holds),
             ("changes_published", self.changes_published),
             ("changes_dropped", self.changes_dropped),
             ("bindings", self.bindings as u64),
@@ -717,7 +721,7 @@ mod report_tests {
             "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 handoff_batches=0 doorbell_rings=0 \
              overloaded_503=0 \
              peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
-             changes_published=0 changes_dropped=0 bindings=7"
+             coalesce_holds=0 changes_published=0 changes_dropped=0 bindings=7"
         );
         assert!(
             lines[1].starts_with("shard 1 registrar: requests=12 registers_ok=6 replies_4xx=0 "),

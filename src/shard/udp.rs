@@ -17,6 +17,7 @@ use std::rc::Rc;
 use corereg_udp::{RecvBatch, SendBatch};
 use glommio::net::UdpSocket;
 
+use super::coalesce::{Coalesce, CoalesceConfig};
 use super::{now, ShardError, ShardReport};
 use crate::registrar::{Now, Outcome, Registrar};
 
@@ -83,6 +84,8 @@ pub struct RecvConfig {
     pub max_datagram_bytes: usize,
     /// Datagrams per `recvmmsg` when they queue up; 1: never batch.
     pub batch: usize,
+    /// How long a shard that emptied its socket may wait before it looks again ([`super::coalesce`]).
+    pub coalesce: CoalesceConfig,
 }
 
 /// Receives forever; returns only on a persistent socket error. Runs until its task is cancelled.
@@ -106,6 +109,7 @@ pub async fn recv_loop<H: DatagramHandler>(
         )
     });
     let mut backoff = DrainBackoff::default();
+    let mut coalesce = Coalesce::new(cfg.coalesce);
     let mut consecutive_errors = 0u32;
     loop {
         // Whether the receive had to wait: if it did not, the socket had a datagram queued already.
@@ -161,11 +165,23 @@ pub async fn recv_loop<H: DatagramHandler>(
         if reply {
             send_reply(shard, &socket, &out, source, &counters).await;
         }
+        // Whether the socket is now likely empty: the receive had to wait for this datagram, or a drain
+        // came back short.
+        let mut emptied = waited;
+        let mut taken = 1;
         if let Some(batch) = batches.as_mut().filter(|_| !waited) {
             if backoff.should_try() {
                 let drained = drain(shard, &socket, &core, cfg, batch, &mut out, &counters).await;
                 backoff.drained(drained);
+                taken += drained;
+                emptied = true;
             }
+        }
+        let at = std::time::Instant::now();
+        coalesce.received(taken, at);
+        if let Some(hold) = coalesce.hold(at).filter(|_| emptied) {
+            counters.borrow_mut().coalesce_holds += 1;
+            glommio::timer::sleep(hold).await;
         }
     }
 }
