@@ -589,6 +589,135 @@ fn request_until_answered(client: &Client, req: &Req, tries: usize) -> Option<Re
     None
 }
 
+/// Registers `n` users from `setup`, one by one, and tells which shard owns each (by watching the shards'
+/// binding counts): (shard 0's, shard 1's), each at least a sixth of them.
+fn register_and_find_owners(
+    server: &Server,
+    setup: &Client,
+    n: usize,
+) -> (Vec<String>, Vec<String>) {
+    let (mut own0, mut own1) = (Vec::new(), Vec::new());
+    let mut before = bindings_per_shard(server);
+    for i in 0..n {
+        let user = format!("owned{i}-{}", unique());
+        let req = Req::register(setup, &user, "example.com")
+            .contact(&format!("<sip:{user}@{}>", setup.local))
+            .expires("600");
+        let resp = setup.request(&req.build());
+        assert_eq!(resp.status, 200, "{}\n{}", resp.raw, server.log_text());
+        let after = bindings_per_shard(server);
+        if after[0] > before[0] {
+            own0.push(user);
+        } else {
+            assert!(after[1] > before[1], "{before:?} -> {after:?}");
+            own1.push(user);
+        }
+        before = after;
+    }
+    assert!(
+        own0.len() >= n / 6 && own1.len() >= n / 6,
+        "{} / {}",
+        own0.len(),
+        own1.len()
+    );
+    (own0, own1)
+}
+
+/// The stall hook's file for this test, not yet created, and the `COREREG_TEST_STALL` value for `shard`.
+fn stall_hook(shard: usize) -> (std::path::PathBuf, String) {
+    let flag =
+        std::env::temp_dir().join(format!("corereg-stall-{}-{}", std::process::id(), unique()));
+    let _ = std::fs::remove_file(&flag);
+    let hook = format!("{shard}:{}", flag.display());
+    (flag, hook)
+}
+
+/// Requests handed to an owner that is stopping are answered, never dropped: the owner's inbox holds
+/// requests from its peer when the process is told to stop (the owner is stalled, so it cannot apply them),
+/// and once it runs again it answers each of them 503 + Retry-After before it lets go of its inbox.
+#[test]
+fn requests_handed_to_a_stopping_owner_are_answered_503() {
+    if shards_or_skip("handed_to_a_stopping_owner").is_none() {
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        eprintln!(
+            "handed_to_a_stopping_owner: skipped: the stall hook exists in debug builds only"
+        );
+        return;
+    }
+    let (flag, hook) = stall_hook(1);
+    let mut server = start_with_env(2, &["--retry-after", "7"], &[("COREREG_TEST_STALL", &hook)]);
+    let setup = server.client();
+    let (_, own1) = register_and_find_owners(&server, &setup, 40);
+    std::fs::write(&flag, b"stall").expect("create the stall file");
+    std::thread::sleep(Duration::from_millis(200));
+    // One refresh per AoR of the stalled shard, sent once: about half land on shard 0 and wait in shard
+    // 1's inbox, the others in shard 1's socket.
+    let during = server.client();
+    let reqs: Vec<Req> = own1
+        .iter()
+        .map(|user| {
+            Req::register(&during, user, "example.com")
+                .contact(&format!("<sip:{user}@{}>", setup.local))
+                .expires("600")
+        })
+        .collect();
+    for req in &reqs {
+        during.send(&req.build());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal_term();
+    // Shard 0 stops; shard 1 is still stuck with its inbox full of shard 0's batches.
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::remove_file(&flag).expect("remove the stall file");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("the process stops once the stall ends");
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = common::shard_stop_lines(&server.log_text());
+    while lines.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        lines = common::shard_stop_lines(&server.log_text());
+    }
+    assert_eq!(lines.len(), 2, "{}", server.log_text());
+    let stopping = &lines[1];
+    let handed = lines[0].get("handed_off");
+    assert!(handed > 0, "nothing was handed over: {lines:?}");
+    assert_eq!(lines[0].get("overloaded_503"), 0, "{lines:?}");
+
+    // Every request a shard took from its socket is answered exactly once: 200 when shard 1 applied it
+    // before it saw the stop, 503 + Retry-After otherwise.
+    let mut answers = std::collections::HashMap::new();
+    while let Some(raw) = during.recv(Duration::from_millis(300)) {
+        let resp = Response::parse(&raw).expect("a SIP response");
+        assert!(
+            resp.status == 200 || (resp.status == 503 && resp.header("Retry-After") == Some("7")),
+            "{}",
+            resp.raw
+        );
+        assert!(
+            answers.insert(branch_of(&resp), resp.status).is_none(),
+            "one answer per request"
+        );
+    }
+    let received: u64 = sum(&lines, "datagrams_in");
+    let answered = answers.len() as u64;
+    let refused = answers.values().filter(|&&s| s == 503).count() as u64;
+    assert_eq!(
+        refused,
+        stopping.get("stopping_503") + lines[0].get("peer_closed_503"),
+        "{lines:?}"
+    );
+    assert!(
+        stopping.get("stopping_503") > 0,
+        "the stopping owner answered its inbox: {lines:?}"
+    );
+    // The set-up's 40 REGISTERs and the refreshes the shards took from their sockets.
+    assert_eq!(answered + 40, received, "{lines:?}");
+}
+
 /// A shard that stalls (debug builds: `COREREG_TEST_STALL=SHARD:FILE` blocks the shard's thread while the
 /// file exists) must not take its peer down: the peer keeps answering its own AoRs at once and answers the
 /// stalled shard's AoRs 503 + Retry-After once the stalled shard's inbox is full; afterwards both serve.
@@ -601,41 +730,14 @@ fn a_stalled_shard_is_shed_with_503_while_its_peer_serves_its_own_aors() {
         eprintln!("a_stalled_shard: skipped: the stall hook exists in debug builds only");
         return;
     }
-    let flag =
-        std::env::temp_dir().join(format!("corereg-stall-{}-{}", std::process::id(), unique()));
-    let _ = std::fs::remove_file(&flag);
-    let hook = format!("1:{}", flag.display());
+    let (flag, hook) = stall_hook(1);
     let server = start_with_env(
         2,
         &["--handoff-queue", "4", "--retry-after", "9"],
         &[("COREREG_TEST_STALL", &hook)],
     );
-    // Which shard owns which AoR: register them one by one and watch the shards' binding counts.
     let setup = server.client();
-    let (mut own0, mut own1) = (Vec::new(), Vec::new());
-    let mut before = bindings_per_shard(&server);
-    for i in 0..60 {
-        let user = format!("stall{i}-{}", unique());
-        let req = Req::register(&setup, &user, "example.com")
-            .contact(&format!("<sip:{user}@{}>", setup.local))
-            .expires("600");
-        let resp = setup.request(&req.build());
-        assert_eq!(resp.status, 200, "{}\n{}", resp.raw, server.log_text());
-        let after = bindings_per_shard(&server);
-        if after[0] > before[0] {
-            own0.push(user);
-        } else {
-            assert!(after[1] > before[1], "{before:?} -> {after:?}");
-            own1.push(user);
-        }
-        before = after;
-    }
-    assert!(
-        own0.len() >= 10 && own1.len() >= 10,
-        "{} / {}",
-        own0.len(),
-        own1.len()
-    );
+    let (own0, own1) = register_and_find_owners(&server, &setup, 60);
 
     std::fs::write(&flag, b"stall").expect("create the stall file");
     // The shard looks every 10 ms; then it is stuck until the file goes.

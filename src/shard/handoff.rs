@@ -20,6 +20,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use corereg_udp::SendBatch;
 use glommio::net::UdpSocket;
@@ -118,6 +119,14 @@ impl DatagramHandler for Router {
     }
 }
 
+/// What the inbound loop takes batches from: the shard's inbox, the owner's end of its doorbell, and the
+/// process' stop flag (from which on it applies nothing more).
+pub struct Taking {
+    pub inbox: Rc<Inbox>,
+    pub bell: Option<socket2::Socket>,
+    pub stop: super::Stop,
+}
+
 /// Replies sent per `sendmmsg` by the inbound loop (a larger batch is answered in several).
 const INBOUND_SEND_BATCH: usize = 64;
 
@@ -128,7 +137,7 @@ const INBOUND_SEND_BATCH: usize = 64;
 /// [`Inbox::arm`]). Runs until its task is cancelled.
 pub async fn inbound_loop(
     shard: usize,
-    mut inbox: Inbox,
+    Taking { inbox, bell, stop }: Taking,
     wake: Rc<Wake>,
     registrar: Rc<RefCell<Registrar>>,
     socket: Rc<UdpSocket>,
@@ -136,7 +145,7 @@ pub async fn inbound_loop(
     feed: Rc<RefCell<ChangeFeed>>,
 ) {
     // Cancelled with this loop (dropped at its end).
-    let _doorbell = inbox.take_bell().map(|bell| {
+    let _doorbell = bell.map(|bell| {
         let bell = UdpSocket::from(bell);
         let wake = wake.clone();
         glommio::spawn_local(async move {
@@ -158,7 +167,9 @@ pub async fn inbound_loop(
     loop {
         // Replies of consecutive batches share a sendmmsg: with many shards a batch may hold one request.
         outbox.clear();
-        while let Some(batch) = inbox.try_take() {
+        // Once the process is told to stop, nothing more is applied: the shard answers what is left 503
+        // when its tasks are cancelled ([`refuse_queued`]), and the phones retry after the restart.
+        while let Some(batch) = inbox.try_take_unless(|| stop.is_requested()) {
             counters.borrow_mut().from_peers += batch.len() as u64;
             let now = now();
             for (datagram, source) in batch.iter() {
@@ -189,10 +200,69 @@ pub async fn inbound_loop(
             }
         }
         send_batch(shard, &socket, &mut outbox, &counters).await;
+        if stop.is_requested() {
+            // Cancelled within the stop poll; the batches left are answered then.
+            std::future::pending::<()>().await;
+        }
         // While the receive loop waits for its socket, only the doorbell brings new batches in time.
         if wake.is_idle() && !inbox.arm() {
             continue;
         }
         wake.kicked().await;
     }
+}
+
+/// How long a stopping shard keeps answering batches its peers were still gathering when it closed its inbox
+/// (a turn takes well under a millisecond; a peer that stalls longer than this loses its batch's answers).
+pub const CLOSING_GRACE: Duration = Duration::from_millis(50);
+
+/// At the stop, once the shard's serving tasks are cancelled: closes the inbox, so that peers answer 503
+/// themselves from now on, and answers 503 + Retry-After (stateless, nothing applied) to every request
+/// handed over but not applied yet, including those of turns its peers finish within `grace`. Without this
+/// they would be dropped with the inbox and their clients would wait for a retransmission to time out.
+/// Returns how many it answered.
+pub async fn refuse_queued(
+    shard: usize,
+    inbox: &Inbox,
+    registrar: &RefCell<Registrar>,
+    socket: &UdpSocket,
+    counters: &RefCell<ShardReport>,
+    grace: Duration,
+) -> u64 {
+    inbox.close();
+    let deadline = std::time::Instant::now() + grace;
+    let mut out = Vec::with_capacity(REPLY_CAPACITY);
+    let mut outbox = SendBatch::new(INBOUND_SEND_BATCH, REPLY_CAPACITY);
+    let mut refused = 0;
+    loop {
+        while let Some(batch) = inbox.try_take() {
+            let now = now();
+            for (datagram, source) in batch.iter() {
+                let outcome = registrar
+                    .borrow_mut()
+                    .reject_overloaded(datagram, source, now, &mut out);
+                if !matches!(outcome, Outcome::Reply { .. }) {
+                    continue;
+                }
+                refused += 1;
+                if outbox.is_full() {
+                    send_batch(shard, socket, &mut outbox, counters).await;
+                    outbox.clear();
+                }
+                let queued = outbox.push(&out, Some(source));
+                debug_assert!(queued, "the outbox was just emptied");
+            }
+            inbox.recycle(batch);
+        }
+        send_batch(shard, socket, &mut outbox, counters).await;
+        outbox.clear();
+        // Room still reserved: a peer is finishing a turn that offered to this shard before it closed (or a
+        // batch taken by the cancelled inbound loop never gave its room back: then the grace runs out).
+        if inbox.reserved() == 0 || std::time::Instant::now() >= deadline {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    counters.borrow_mut().stopping_503 += refused;
+    refused
 }

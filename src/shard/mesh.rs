@@ -473,6 +473,14 @@ impl Inbox {
         self.queue.try_recv().ok()
     }
 
+    /// The next batch, if any and unless `stopping()` says the shard stops.
+    pub fn try_take_unless(&self, stopping: impl Fn() -> bool) -> Option<Batch> {
+        if stopping() {
+            return None;
+        }
+        self.try_take()
+    }
+
     /// Once a batch is applied: frees its room and returns its buffer to the shard that filled it.
     pub fn recycle(&self, mut batch: Batch) {
         self.door.release(batch.len());
@@ -484,6 +492,18 @@ impl Inbox {
             // A full pool frees it.
             let _ = door.spares.try_send(batch);
         }
+    }
+
+    /// The owner stops taking batches: from now on senders answer 503 themselves ([`Refused::Closed`]).
+    /// Batches already queued, or being gathered by a sender that saw the inbox open, still arrive.
+    pub fn close(&self) {
+        self.door.open.store(false, Ordering::Release);
+    }
+
+    /// Datagrams queued, being applied, or reserved by senders still gathering: 0 once a closed inbox
+    /// will receive nothing more.
+    pub fn reserved(&self) -> usize {
+        self.door.pending.0.load(Ordering::Acquire)
     }
 
     /// Says the owner is about to sleep; false when a batch arrived meanwhile (then it must not sleep).
@@ -505,8 +525,9 @@ impl Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        // Senders answer 503 from now on; batches still queued are dropped with the channel.
-        self.door.open.store(false, Ordering::Release);
+        // Senders answer 503 from now on; a batch pushed after this is dropped with the channel (the shard
+        // answers what was queued before it lets go: [`super::handoff::refuse_queued`]).
+        self.close();
     }
 }
 
@@ -610,6 +631,26 @@ mod tests {
         let (_out1, in1) = links.next().unwrap().split();
         drop(in1);
         assert_eq!(out0.offer(1, b"x", src(1)), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn a_closed_inbox_still_delivers_what_was_gathered_and_counts_it_until_taken() {
+        let mut links = mesh(2, 64).unwrap().into_iter();
+        let (mut out0, _in0) = links.next().unwrap().split();
+        let (_out1, in1) = links.next().unwrap().split();
+        // A turn under way when the owner closes: offered before, flushed after.
+        out0.offer(1, b"a", src(1)).unwrap();
+        out0.offer(1, b"b", src(2)).unwrap();
+        in1.close();
+        assert_eq!(out0.offer(1, b"c", src(3)), Err(Refused::Closed));
+        assert!(in1.reserved() >= 2, "the sender's room is still reserved");
+        let flushed = out0.flush();
+        assert_eq!((flushed.batches, flushed.lost), (1, 0));
+        assert_eq!(in1.reserved(), 2, "unused room went back at the flush");
+        let batch = in1.try_take().expect("the gathered batch arrives");
+        assert_eq!(batch.len(), 2);
+        in1.recycle(batch);
+        assert_eq!(in1.reserved(), 0, "nothing more can come");
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //! Sockets are created and bound by [`bind_udp`] on the starting thread, before any shard runs, so that the
 //! bound address (port 0 = ephemeral) is known and errors surface before start-up completes.
 //!
-//! Shutdown: the owner flips a [`Stop`] flag; each shard notices within [`STOP_POLL`], cancels its tasks and
-//! returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
+//! Shutdown: the owner flips a [`Stop`] flag; each shard notices within [`STOP_POLL`], cancels its tasks,
+//! answers 503 + Retry-After to the requests its peers handed it and it did not apply
+//! ([`handoff::refuse_queued`]; from the flag on it applies no more of them) and returns its counters. Every shard reports its exit (normal, error or panic) on a channel so the owner never
 //! waits on a dead shard.
 
 pub mod api;
@@ -192,6 +193,8 @@ pub struct ShardReport {
     pub overloaded_503: u64,
     /// 503s sent because the owner had already stopped (only while the process stops).
     pub peer_closed_503: u64,
+    /// 503s this shard sent, as it stopped, to requests handed to it and not yet applied.
+    pub stopping_503: u64,
     /// The registrar's own counters (None for the stub).
     pub registrar: Option<Stats>,
     /// The authenticator's counters (None without `--auth required`).
@@ -208,7 +211,7 @@ pub struct ShardReport {
 
 impl ShardReport {
     /// The shard's own counters with their names, in the order they are logged.
-    pub fn counters(&self) -> [(&'static str, u64); 16] {
+    pub fn counters(&self) -> [(&'static str, u64); 17] {
         [
             ("datagrams_in", self.datagrams_in),
             ("handed_off", self.handed_off),
@@ -217,6 +220,7 @@ impl ShardReport {
             ("doorbell_rings", self.doorbell_rings),
             ("overloaded_503", self.overloaded_503),
             ("peer_closed_503", self.peer_closed_503),
+            ("stopping_503", self.stopping_503),
             ("replies_out", self.replies_out),
             ("send_errors", self.send_errors),
             ("oversized", self.oversized),
@@ -477,7 +481,28 @@ async fn serve(
                     counters.clone(),
                 ))
             });
-            let body = serve_registrar(id, socket, core, links, recv, counters.clone(), events);
+            // The inbox outlives the serving tasks: what is queued in it is answered once they are cancelled.
+            let mesh = links.filter(|l| l.shards() > 1).map(|links| {
+                let shards = links.shards();
+                let (outbound, mut inbox) = links.split();
+                let bell = inbox.take_bell();
+                Mesh {
+                    shards,
+                    outbound,
+                    inbox: Rc::new(inbox),
+                    bell,
+                }
+            });
+            let inbox = mesh.as_ref().map(|m| m.inbox.clone());
+            let body = serve_registrar(
+                id,
+                socket.clone(),
+                core,
+                mesh.map(|m| (m, stop.clone())),
+                recv,
+                counters.clone(),
+                events,
+            );
             // Cancelled when dropped, with the rest of the shard's tasks.
             let reload = feed.map(|feed| {
                 glommio::spawn_local(reload::credentials_loop(id, registrar.clone(), feed))
@@ -495,6 +520,24 @@ async fn serve(
                 glommio::spawn_local(registrants::registrant_loop(id, part, stop.clone()))
             });
             let served = run_until_stopped(id, &stop, body).await;
+            if let Some(inbox) = inbox {
+                let refused = handoff::refuse_queued(
+                    id,
+                    &inbox,
+                    &registrar,
+                    &socket,
+                    &counters,
+                    handoff::CLOSING_GRACE,
+                )
+                .await;
+                if refused > 0 {
+                    tracing::info!(
+                        shard = id,
+                        refused,
+                        "requests handed over but not applied answered 503 at the stop"
+                    );
+                }
+            }
             if let Some(task) = registrants {
                 task.await;
             }
@@ -539,13 +582,22 @@ async fn serve(
     Ok(report)
 }
 
+/// A shard's ends of the handoff mesh, when there are several shards.
+struct Mesh {
+    shards: usize,
+    outbound: mesh::Outbound,
+    inbox: Rc<mesh::Inbox>,
+    /// The owner's end of the doorbell.
+    bell: Option<socket2::Socket>,
+}
+
 /// A registrar shard: report Ready, then serve until cancelled (or a fatal socket error). Cancelling this
 /// future drops the inbound and expiry tasks, which cancels them.
 async fn serve_registrar(
     id: usize,
     socket: Rc<glommio::net::UdpSocket>,
     core: changes::Publishing,
-    links: Option<mesh::Links>,
+    mesh: Option<(Mesh, Stop)>,
     recv: udp::RecvConfig,
     counters: Rc<RefCell<ShardReport>>,
     events: mpsc::Sender<Event>,
@@ -556,14 +608,21 @@ async fn serve_registrar(
     let expiry = glommio::spawn_local(timer::expiry_loop(registrar.clone(), feed.clone()));
     #[cfg(debug_assertions)]
     let stall = test_stall::spawn(id);
-    let result = match links.filter(|l| l.shards() > 1) {
-        Some(links) => {
-            registrar.borrow_mut().set_partition(id, links.shards());
-            let (outbound, inbox) = links.split();
+    let result = match mesh {
+        Some((
+            Mesh {
+                shards,
+                outbound,
+                inbox,
+                bell,
+            },
+            stop,
+        )) => {
+            registrar.borrow_mut().set_partition(id, shards);
             let wake = Rc::new(mesh::Wake::default());
             let inbound = glommio::spawn_local(handoff::inbound_loop(
                 id,
-                inbox,
+                handoff::Taking { inbox, bell, stop },
                 wake.clone(),
                 registrar.clone(),
                 socket.clone(),
@@ -720,7 +779,7 @@ mod report_tests {
             lines[0],
             "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 handoff_batches=0 doorbell_rings=0 \
              overloaded_503=0 \
-             peer_closed_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
+             peer_closed_503=0 stopping_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
              coalesce_holds=0 changes_published=0 changes_dropped=0 bindings=7"
         );
         assert!(

@@ -137,8 +137,18 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal_term();
+        self.wait_exit(within)
+    }
+
+    /// Sends SIGTERM only (a second one forces the exit: use [`Server::wait_exit`] after it).
+    pub fn signal_term(&self) {
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits (bounded) for the exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
