@@ -54,7 +54,13 @@ pub struct Coalesce {
     window_datagrams: u64,
     /// Datagrams per second over the last full window (0 before the first).
     rate_per_s: u64,
+    /// Chances to hold passed up after holds that found the socket still empty (see [`Coalesce::held`]).
+    skip: u32,
+    left: u32,
 }
+
+/// Longest run of chances to hold passed up after holds that found nothing.
+const MAX_HOLD_SKIP: u32 = 16;
 
 impl Coalesce {
     pub fn new(cfg: CoalesceConfig) -> Coalesce {
@@ -63,6 +69,8 @@ impl Coalesce {
             window_start: None,
             window_datagrams: 0,
             rate_per_s: 0,
+            skip: 0,
+            left: 0,
         }
     }
 
@@ -90,8 +98,17 @@ impl Coalesce {
     ///
     /// A rate last measured before a silence is still used until the next datagram closes its window: the
     /// first hold after the silence may then end on an empty socket, once.
-    pub fn hold(&self, now: Instant) -> Option<Duration> {
+    ///
+    /// Traffic that comes in clumps further apart than the hold (clients sending on timer ticks) leaves the
+    /// socket empty when the hold ends: such a hold adds a wake-up instead of saving one. After a hold that
+    /// found nothing the next 1, 2, 4 ... up to 16 chances go without one; a hold that found datagrams
+    /// resets that.
+    pub fn hold(&mut self, now: Instant) -> Option<Duration> {
         if self.cfg.max_hold.is_zero() || self.rate_per_s == 0 {
+            return None;
+        }
+        if self.left > 0 {
+            self.left -= 1;
             return None;
         }
         // A window left open for much longer than it should be means the traffic stopped: no hold.
@@ -107,6 +124,16 @@ impl Coalesce {
             return None;
         }
         Some(hold)
+    }
+
+    /// After a hold: whether the socket had datagrams when it ended.
+    pub fn held(&mut self, found: bool) {
+        if found {
+            self.skip = 0;
+        } else {
+            self.skip = (self.skip * 2).clamp(1, MAX_HOLD_SKIP);
+        }
+        self.left = self.skip;
     }
 }
 
@@ -177,11 +204,32 @@ mod tests {
     }
 
     #[test]
+    fn holds_that_find_nothing_back_off_and_one_that_finds_resets() {
+        let t0 = Instant::now();
+        let mut c = Coalesce::new(ON);
+        let t = feed(&mut c, t0, 10_000, 200);
+        let mut passed_up_after_a_miss = || {
+            assert!(c.hold(t).is_some());
+            c.held(false);
+            let mut n = 0;
+            while c.hold(t).is_none() {
+                n += 1;
+            }
+            n
+        };
+        let passed: Vec<u32> = (0..7).map(|_| passed_up_after_a_miss()).collect();
+        assert_eq!(passed, [1, 2, 4, 8, 16, 16, 16]);
+        c.held(true);
+        assert!(c.hold(t).is_some(), "a hold that found datagrams resets");
+    }
+
+    #[test]
     fn a_silence_ends_the_holds() {
         let t0 = Instant::now();
         let mut c = Coalesce::new(ON);
         let t = feed(&mut c, t0, 10_000, 200);
         assert!(c.hold(t).is_some());
+        c.held(true);
         assert_eq!(c.hold(t + Duration::from_millis(500)), None);
         // The next datagram after the silence closes the window with the low rate it saw.
         c.received(1, t + Duration::from_millis(500));

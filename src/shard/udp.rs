@@ -110,6 +110,7 @@ pub async fn recv_loop<H: DatagramHandler>(
     });
     let mut backoff = DrainBackoff::default();
     let mut coalesce = Coalesce::new(cfg.coalesce);
+    let mut held = false;
     let mut consecutive_errors = 0u32;
     loop {
         // Whether the receive had to wait: if it did not, the socket had a datagram queued already.
@@ -126,6 +127,9 @@ pub async fn recv_loop<H: DatagramHandler>(
             })
             .await
         };
+        if std::mem::take(&mut held) {
+            coalesce.held(!waited);
+        }
         let (len, source) = match received {
             Ok(received) => {
                 consecutive_errors = 0;
@@ -182,6 +186,7 @@ pub async fn recv_loop<H: DatagramHandler>(
         if let Some(hold) = coalesce.hold(at).filter(|_| emptied) {
             counters.borrow_mut().coalesce_holds += 1;
             glommio::timer::sleep(hold).await;
+            held = true;
         }
     }
 }
