@@ -68,6 +68,13 @@ impl Now {
 /// [`AorBuf`]), or the status to refuse the request with (400 or 404).
 type AorLookup<'a> = Result<(SipUri<'a>, u64), u16>;
 
+/// What [`Registrar::validate_looking_ahead`] found: the checks' result and the AoR lookup, or the shard that
+/// owns the AoR of a REGISTER this shard does not own.
+enum Looked<'a> {
+    Owned(Result<Basics<'a>, Malformed>, Option<AorLookup<'a>>),
+    Elsewhere(usize),
+}
+
 /// What to do when a REGISTER would take an AoR over `max_contacts_per_aor`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
@@ -498,7 +505,8 @@ impl Registrar {
     }
 
     /// Make this registrar shard `shard` of `shards`: REGISTERs for AoRs owned by another shard are answered
-    /// with `Outcome::HandOff` after the stateless checks (one parse on the receiving shard, none twice).
+    /// with `Outcome::HandOff` as soon as the AoR is known (the checks before To's), and the owner runs every
+    /// check on them.
     pub fn set_partition(&mut self, shard: usize, shards: usize) {
         debug_assert!(shard < shards.max(1));
         self.partition = Partition {
@@ -586,7 +594,10 @@ impl Registrar {
         let is_register = method == Method::Register;
         let mut aor = AorBuf::default();
         let (validated, to_aor) =
-            self.validate_looking_ahead(msg, method_raw, is_register, &mut aor);
+            match self.validate_looking_ahead(msg, method_raw, is_register, &mut aor) {
+                Looked::Owned(validated, to_aor) => (validated, to_aor),
+                Looked::Elsewhere(owner) => return Outcome::HandOff { owner },
+            };
         let basics = match validated {
             Ok(b) => b,
             Err(why) => {
@@ -675,29 +686,39 @@ impl Registrar {
     /// worked out and its lookup started (step 1 of [`BindingStore::prefetch_aor`]), once the Vias are checked
     /// step 2 runs, so that the lookup's memory loads overlap with the checks. The AoR (or the status to refuse
     /// it with) waits until `register` checks it; None when the request is not a REGISTER or To did not parse.
+    ///
+    /// A REGISTER whose AoR another shard owns goes there as soon as its AoR is known: the owner runs every
+    /// check again anyway (it parses the datagram afresh), so the rest of them here would be done twice. The
+    /// owner works the AoR out from the same bytes with the same code, so it finds itself the owner and
+    /// answers whatever the request deserves, a refusal included.
     fn validate_looking_ahead<'a>(
         &self,
         msg: &Message<'a>,
         method_raw: &[u8],
         is_register: bool,
         aor: &mut AorBuf,
-    ) -> (Result<Basics<'a>, Malformed>, Option<AorLookup<'a>>) {
+    ) -> Looked<'a> {
         let checks = match Checks::begin(msg) {
             Ok(checks) => checks,
-            Err(why) => return (Err(why), None),
+            Err(why) => return Looked::Owned(Err(why), None),
         };
         let to_aor = match checks.to() {
             Some(to) if is_register => Some(self.start_aor_lookup(to, aor)),
             _ => None,
         };
+        if let Some(Ok((_, hash))) = &to_aor {
+            if let Some(owner) = self.partition.owner_elsewhere(*hash) {
+                return Looked::Elsewhere(owner);
+            }
+        }
         let top = match checks.vias() {
             Ok(top) => top,
-            Err(why) => return (Err(why), to_aor),
+            Err(why) => return Looked::Owned(Err(why), to_aor),
         };
         if let Some(Ok((_, hash))) = &to_aor {
             self.store.prefetch_records(*hash);
         }
-        (checks.finish(top, method_raw), to_aor)
+        Looked::Owned(checks.finish(top, method_raw), to_aor)
     }
 
     /// §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve. Written into
@@ -710,7 +731,9 @@ impl Registrar {
         }
         canonical_aor(&to_uri, aor).map_err(|_| 400u16)?;
         let hash = self.store.hash_aor(aor.as_bytes());
-        self.store.prefetch_aor(hash);
+        if self.partition.owner_elsewhere(hash).is_none() {
+            self.store.prefetch_aor(hash);
+        }
         Ok((to_uri, hash))
     }
 

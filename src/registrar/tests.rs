@@ -1188,6 +1188,50 @@ fn each_aor_has_one_owning_shard_stable_per_aor_and_spread() {
     assert_eq!(owner_among(&cfg, b"garbage", 4), None);
 }
 
+/// A REGISTER another shard owns goes to it as soon as its AoR is known, before the rest of the checks:
+/// whatever is wrong with it past To (an unsupported Require, a Request-URI of another domain, a bad Via
+/// parameter) is answered by the owner, as one shard would answer it.
+#[test]
+fn a_register_owned_elsewhere_is_handed_over_before_the_later_checks_and_refused_by_its_owner() {
+    let cfg = RegistrarConfig {
+        domains: vec!["example.com".into()],
+        ..RegistrarConfig::default()
+    };
+    let cases = [
+        (Req::register("alice").h("Require: frobnicate"), 420),
+        (Req::register("alice").ruri("sip:other.example"), 404),
+        (
+            Req::register("alice")
+                .method("REGISTER")
+                .branch("z9hG4bK;;"),
+            400,
+        ),
+    ];
+    for (req, status) in cases {
+        let bytes = req.bytes();
+        let owner = owner_among(&cfg, &bytes, 4).expect("handed to one owner by every other shard");
+        let mut reg = Registrar::new(cfg.clone(), Now::from_secs(T0));
+        reg.set_partition(owner, 4);
+        let mut out = Vec::new();
+        let outcome = reg.handle(&bytes, src(), Now::from_secs(T0), &mut out);
+        assert_eq!(
+            outcome,
+            Outcome::Reply {
+                status,
+                bindings_changed: false
+            },
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(reg.binding_count(), 0);
+    }
+    // Refused before To is known: every shard answers it alike.
+    let no_to =
+        b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\n\
+                  From: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n";
+    assert_eq!(owner_among(&cfg, no_to, 4), None);
+}
+
 #[test]
 fn reject_overloaded_is_503_with_retry_after_and_changes_nothing() {
     let mut h = Harness::new();
