@@ -714,6 +714,7 @@ fn requests_handed_to_a_stopping_owner_are_answered_503() {
         stopping.get("stopping_503") > 0,
         "the stopping owner answered its inbox: {lines:?}"
     );
+    assert_eq!(sum(&lines, "handoff_lost"), 0, "{lines:?}");
     // The set-up's 40 REGISTERs and the refreshes the shards took from their sockets.
     assert_eq!(answered + 40, received, "{lines:?}");
 }

@@ -57,6 +57,7 @@ impl DatagramHandler for Router {
             c.doorbell_rings += flushed.rings as u64;
         }
         if flushed.lost > 0 {
+            self.counters.borrow_mut().handoff_lost += flushed.lost as u64;
             tracing::debug!(
                 shard = self.id,
                 lost = flushed.lost,

@@ -195,6 +195,9 @@ pub struct ShardReport {
     pub peer_closed_503: u64,
     /// 503s this shard sent, as it stopped, to requests handed to it and not yet applied.
     pub stopping_503: u64,
+    /// Requests this shard gathered for an owner that let go of its inbox before they arrived (only while
+    /// the process stops, from a peer slower than the owner's grace): unanswered.
+    pub handoff_lost: u64,
     /// The registrar's own counters (None for the stub).
     pub registrar: Option<Stats>,
     /// The authenticator's counters (None without `--auth required`).
@@ -211,7 +214,7 @@ pub struct ShardReport {
 
 impl ShardReport {
     /// The shard's own counters with their names, in the order they are logged.
-    pub fn counters(&self) -> [(&'static str, u64); 17] {
+    pub fn counters(&self) -> [(&'static str, u64); 18] {
         [
             ("datagrams_in", self.datagrams_in),
             ("handed_off", self.handed_off),
@@ -221,6 +224,7 @@ impl ShardReport {
             ("overloaded_503", self.overloaded_503),
             ("peer_closed_503", self.peer_closed_503),
             ("stopping_503", self.stopping_503),
+            ("handoff_lost", self.handoff_lost),
             ("replies_out", self.replies_out),
             ("send_errors", self.send_errors),
             ("oversized", self.oversized),
@@ -779,7 +783,7 @@ mod report_tests {
             lines[0],
             "shard 1 stopped: cpu=3 datagrams_in=10 handed_off=4 from_peers=2 handoff_batches=0 doorbell_rings=0 \
              overloaded_503=0 \
-             peer_closed_503=0 stopping_503=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
+             peer_closed_503=0 stopping_503=0 handoff_lost=0 replies_out=0 send_errors=0 oversized=0 batched_in=0 recv_batches=0 \
              coalesce_holds=0 changes_published=0 changes_dropped=0 bindings=7"
         );
         assert!(
