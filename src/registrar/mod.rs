@@ -710,6 +710,7 @@ impl Registrar {
             if let Some(owner) = self.partition.owner_elsewhere(*hash) {
                 return Looked::Elsewhere(owner);
             }
+            self.store.prefetch_aor(*hash);
         }
         let top = match checks.vias() {
             Ok(top) => top,
@@ -722,8 +723,9 @@ impl Registrar {
     }
 
     /// §10.3 step 5: the AoR is the canonical To URI; it must be a SIP URI of a domain we serve. Written into
-    /// `aor`; returns the To URI and the AoR's hash, or the status to refuse with (400 or 404). Starts the
-    /// AoR's lookup (step 1 of [`BindingStore::prefetch_aor`]): its table line is likely not cached.
+    /// `aor`; returns the To URI and the AoR's hash, or the status to refuse with (400 or 404). The caller
+    /// starts the AoR's lookup when this shard owns it (step 1 of [`BindingStore::prefetch_aor`]): its table
+    /// line is likely not cached.
     fn start_aor_lookup<'a>(&self, to: &NameAddr<'a>, aor: &mut AorBuf) -> AorLookup<'a> {
         let to_uri = parse_uri(to.uri).map_err(|_| 400u16)?;
         if !self.serves(to_uri.host) {
@@ -731,9 +733,6 @@ impl Registrar {
         }
         canonical_aor(&to_uri, aor).map_err(|_| 400u16)?;
         let hash = self.store.hash_aor(aor.as_bytes());
-        if self.partition.owner_elsewhere(hash).is_none() {
-            self.store.prefetch_aor(hash);
-        }
         Ok((to_uri, hash))
     }
 
@@ -752,11 +751,9 @@ impl Registrar {
             Ok(found) => found,
             Err(status) => return self.reply(status, ex, out),
         };
-        // Thread-per-core: everything above is stateless; the AoR's state (and its replay window) lives on
-        // its owning shard, so the rest happens there.
-        if let Some(owner) = self.partition.owner_elsewhere(aor_hash) {
-            return Outcome::HandOff { owner };
-        }
+        // Thread-per-core: the AoR's state (and its replay window) lives on its owning shard, and a REGISTER
+        // another shard owns left in `validate_looking_ahead`.
+        debug_assert!(self.partition.owner_elsewhere(aor_hash).is_none());
         // Step 3 of the lookup: the records (step 2, during validation) have had the rest of validation
         // to arrive; the first binding gets the Contacts' parsing.
         self.store.prefetch_heads(aor_hash);

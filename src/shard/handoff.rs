@@ -170,7 +170,10 @@ pub async fn inbound_loop(
         outbox.clear();
         // Once the process is told to stop, nothing more is applied: the shard answers what is left 503
         // when its tasks are cancelled ([`refuse_queued`]), and the phones retry after the restart.
-        while let Some(batch) = inbox.try_take_unless(|| stop.is_requested()) {
+        while !stop.is_requested() {
+            let Some(batch) = inbox.try_take() else {
+                break;
+            };
             counters.borrow_mut().from_peers += batch.len() as u64;
             let now = now();
             for (datagram, source) in batch.iter() {
@@ -183,12 +186,7 @@ pub async fn inbound_loop(
                     reply && !feed.borrow().hold(&out, source, registrar.last_seq())
                 };
                 if reply {
-                    if outbox.is_full() {
-                        send_batch(shard, &socket, &mut outbox, &counters).await;
-                        outbox.clear();
-                    }
-                    let queued = outbox.push(&out, Some(source));
-                    debug_assert!(queued, "the outbox was just emptied");
+                    queue_reply(shard, &socket, &mut outbox, &out, source, &counters).await;
                 }
             }
             inbox.recycle(batch);
@@ -211,6 +209,23 @@ pub async fn inbound_loop(
         }
         wake.kicked().await;
     }
+}
+
+/// Adds `reply` to `outbox`, sending what it holds first when it is full.
+async fn queue_reply(
+    shard: usize,
+    socket: &UdpSocket,
+    outbox: &mut SendBatch,
+    reply: &[u8],
+    to: SocketAddr,
+    counters: &RefCell<ShardReport>,
+) {
+    if outbox.is_full() {
+        send_batch(shard, socket, outbox, counters).await;
+        outbox.clear();
+    }
+    let queued = outbox.push(reply, Some(to));
+    debug_assert!(queued, "the outbox was just emptied");
 }
 
 /// How long a stopping shard keeps answering batches its peers were still gathering when it closed its inbox
@@ -246,12 +261,7 @@ pub async fn refuse_queued(
                     continue;
                 }
                 refused += 1;
-                if outbox.is_full() {
-                    send_batch(shard, socket, &mut outbox, counters).await;
-                    outbox.clear();
-                }
-                let queued = outbox.push(&out, Some(source));
-                debug_assert!(queued, "the outbox was just emptied");
+                queue_reply(shard, socket, &mut outbox, &out, source, counters).await;
             }
             inbox.recycle(batch);
         }

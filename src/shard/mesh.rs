@@ -473,14 +473,6 @@ impl Inbox {
         self.queue.try_recv().ok()
     }
 
-    /// The next batch, if any and unless `stopping()` says the shard stops.
-    pub fn try_take_unless(&self, stopping: impl Fn() -> bool) -> Option<Batch> {
-        if stopping() {
-            return None;
-        }
-        self.try_take()
-    }
-
     /// Once a batch is applied: frees its room and returns its buffer to the shard that filled it.
     pub fn recycle(&self, mut batch: Batch) {
         self.door.release(batch.len());

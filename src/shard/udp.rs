@@ -183,7 +183,8 @@ pub async fn recv_loop<H: DatagramHandler>(
         }
         let at = std::time::Instant::now();
         coalesce.received(taken, at);
-        if let Some(hold) = coalesce.hold(at).filter(|_| emptied) {
+        // Only a socket found empty is a chance to hold (and counts against the back-off).
+        if let Some(hold) = emptied.then(|| coalesce.hold(at)).flatten() {
             counters.borrow_mut().coalesce_holds += 1;
             glommio::timer::sleep(hold).await;
             held = true;
