@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,11 +58,15 @@ request_route {{
     )
 }
 
+/// Kamailio in a process group of its own: it forks its workers, which outlive a killed main process, so
+/// dropping it kills the whole group.
 struct Kamailio(Child);
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = libc::pid_t::try_from(self.0.id()).expect("pid fits pid_t");
+        // SAFETY: kill takes plain integers; the group is the one this test started (process_group(0)).
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }
@@ -91,6 +96,7 @@ fn start_kamailio(dir: &std::path::Path) -> (Kamailio, SocketAddr) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("spawn kamailio");
     let kamailio = Kamailio(child);
