@@ -25,8 +25,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for ((k = 0; k < PAR; k++)); do
     log=$(mktemp /tmp/corereg-start.XXXXXX)
     logs+=("$log")
-    # Memory only: the instances run at once, and a data directory belongs to one process.
-    "$BIN" --listen 127.0.0.1:0 --cores 2 --log "$LOG" --data-dir none >"$log" 2>&1 &
+    # Memory only and the API on an ephemeral port: the instances run at once, and a data directory or a
+    # port belongs to one process.
+    "$BIN" --listen 127.0.0.1:0 --cores 2 --log "$LOG" --data-dir none --http 127.0.0.1:0 >"$log" 2>&1 &
     pids+=($!)
   done
   for ((i = 0; i < 80; i++)); do
