@@ -73,7 +73,8 @@ shard_ns() {
   local t
   for t in /proc/"$1"/task/*; do
     local name; name=$(cat "$t/comm" 2>/dev/null || true)
-    [[ $name == *shard* ]] && echo "$name/${t##*/} $(awk '{print $1}' "$t/schedstat")"
+    # An `if`, not `&&`: a last task that is no shard (an io_uring worker) must not fail the pipeline.
+    if [[ $name == *shard* ]]; then echo "$name/${t##*/} $(awk '{print $1}' "$t/schedstat")"; fi
   done | sort
 }
 ctxt() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
