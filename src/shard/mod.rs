@@ -64,14 +64,10 @@ use changes::ChangeFeed;
 ///
 /// It is the latency of the shard's *serving* task queue (`Latency::Matters`), which every serving task
 /// runs in, not the executor's own preempt timer: glommio preempts at this period whenever that queue has
-/// work. The executor keeps glommio's default timer because glommio 0.9.0 can park an executor for good
-/// with its first task still runnable: if the preempt timer expires between being armed and the first
-/// task queue run (the thread descheduled for that long), the executor parks, and at start-up no timer
-/// exists yet to wake it. With a 1 ms timer, concurrent start-ups on a busy machine hit that in about 1 start
-/// in 200-600 (the shard never reported ready; `scripts/start-stress.sh`). Fixed upstream in
-/// glommio/glommio#53, which glommio-ng 0.12.0 (the fork corereg builds with) does not have yet: its
-/// `run_task_queues` still answers "preempted before running anything" as "nothing to run". Once serving,
-/// the shard's own timers (the stop poll, expiry) bound such a stall to [`STOP_POLL`].
+/// work. The patched glommio (`vendor/README.md`) checks it against the clock at its yield points instead of
+/// arming a kernel timer every turn, and no longer parks an executor whose thread was descheduled past it
+/// with tasks still runnable (glommio/glommio#53). The executor keeps glommio's default timer, the period
+/// of its other task queues.
 pub const PREEMPT_AFTER: Duration = Duration::from_millis(1);
 
 /// How long a stopping shard waits for its journal to write what its last turns recorded.

@@ -188,7 +188,10 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        !self.preempt_status.is_empty()
+        // corereg's patch: the latency preemption is a deadline on the clock (see `sys::Reactor::wait`);
+        // the latency ring still preempts on its completions (latency-sensitive I/O, the throughput
+        // timer, a wake-up from another executor).
+        !self.preempt_status.is_empty() || self.sys.preempt_deadline_passed()
     }
 
     pub(crate) fn id(&self) -> usize {

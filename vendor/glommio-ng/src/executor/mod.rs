@@ -1448,20 +1448,26 @@ impl LocalExecutor {
         self.reactor.need_preempt()
     }
 
+    /// Runs task queues until they are empty (`false`: the executor may sleep) or it must preempt
+    /// (`true`: back through the reactor).
+    ///
+    /// corereg's patch (glommio/glommio#53): a preemption due before anything ran no longer ends the run.
+    /// Upstream answered it as `false`, "nothing to run", so the executor parked with runnable tasks when its
+    /// thread was descheduled past the preemption deadline between the reactor's turn and this loop (or
+    /// with a deadline shorter than that gap). Now the first task queue runs at least one task whatever the
+    /// deadline, so every turn makes progress.
     fn run_task_queues(&self) -> bool {
         let mut ran = false;
         loop {
             self.reactor.sys.install_eventfd();
-            if self.need_preempt() {
-                break;
+            if ran && self.need_preempt() {
+                return true;
             }
             if !self.run_one_task_queue() {
                 return false;
-            } else {
-                ran = true;
             }
+            ran = true;
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
@@ -1501,7 +1507,8 @@ impl LocalExecutor {
             let mut tasks_executed_this_loop = 0;
             loop {
                 let mut queue_ref = queue.borrow_mut();
-                if self.need_preempt() || queue_ref.yielded() {
+                // corereg's patch: at least one task per run (see `run_task_queues`).
+                if (tasks_executed_this_loop > 0 && self.need_preempt()) || queue_ref.yielded() {
                     break;
                 }
 

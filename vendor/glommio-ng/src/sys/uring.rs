@@ -1407,6 +1407,9 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    /// corereg's patch: when the running task queues must give way (their latency preemption), read
+    /// from the clock by `need_preempt` instead of a timeout armed in the latency ring every turn.
+    preempt_deadline: Cell<Option<Instant>>,
 
     link_fd: RawFd,
 
@@ -1546,6 +1549,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
+            preempt_deadline: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -2106,11 +2110,14 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
-        }
+        // corereg's patch: the latency preemption is a deadline `need_preempt` compares with the clock
+        // (a vDSO read), not a timeout submitted to the latency ring. Upstream cancelled and armed that
+        // timeout every turn: an `io_uring_enter` and, when it was the CPU's earliest timer, two
+        // reprogrammings of the CPU's timer, each a VM exit under a hypervisor. The timeout armed above
+        // for a sleep (the next user timer) is unchanged: it must wake the thread.
+        self.preempt_deadline
+            .set(preempt_timer().map(|preempt| Instant::now() + preempt));
+        flush_rings!(lat_ring, main_ring)?;
 
         // A Note about `need_preempt`:
         //
@@ -2120,6 +2127,14 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// Whether the latency preemption deadline set by the last [`Reactor::wait`] has passed.
+    #[inline(always)]
+    pub(crate) fn preempt_deadline_passed(&self) -> bool {
+        self.preempt_deadline
+            .get()
+            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
