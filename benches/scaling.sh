@@ -13,10 +13,13 @@
 #                      [--no-build] [--bin-dir DIR] (binaries from DIR, not built; default: builds
 #                      the release binaries into $CARGO_TARGET_DIR or target/) [--strace]
 #                      [--loadgen CONCURRENCY] (closed loop from the loadgen's sockets instead of SIPp)
+#                      [--pair] (adds a share-nothing reference, SIPp only: two corereg processes of one shard
+#                      each, pinned to CPUs 0 and 1, each sent half of the burst at half the rate by its own
+#                      SIPp at the same time: no handoff, a perfect split, the same clumps per millisecond)
 #   REG_ARGS="..." adds flags to both targets (e.g. REG_ARGS="--receive-spread flow").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ROUNDS=4 RATE=10000 BURST=30000 CORES=2 PORT=5390 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release" STRACE=0 LOADGEN="" BUILD=1
+ROUNDS=4 RATE=10000 BURST=30000 CORES=2 PORT=5390 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release" STRACE=0 LOADGEN="" BUILD=1 PAIR=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -28,7 +31,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --strace) STRACE=1; shift ;;
     --loadgen) LOADGEN="$2"; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --pair) PAIR=1; shift ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -43,12 +47,12 @@ cleanup() {
 trap cleanup EXIT
 
 declare -A PID API
-start() { # name cores port
+start() { # name cores port [corereg args]
   # Each target its own journal directory, unless REG_ARGS names one (e.g. --data-dir none).
   local data=(--data-dir "$WORK/$1.data")
   [[ "${REG_ARGS:-}" == *--data-dir* ]] && data=()
   # shellcheck disable=SC2086
-  "$BIN/corereg" --listen "127.0.0.1:$3" --cores "$2" --http 127.0.0.1:0 "${data[@]}" ${REG_ARGS:-} \
+  "$BIN/corereg" --listen "127.0.0.1:$3" --cores "$2" --http 127.0.0.1:0 "${data[@]}" ${REG_ARGS:-} "${@:4}" \
     >"$WORK/$1.log" 2>&1 &
   PID[$1]=$!; PIDS+=("$!")
   sleep 0.5
@@ -58,9 +62,19 @@ start() { # name cores port
 ONE_PORT=$PORT N_PORT=$((PORT + 1))
 start one 1 "$ONE_PORT"
 start many "$CORES" "$N_PORT"
+TARGETS=("$ONE_PORT" "$N_PORT")
+if ((PAIR)); then
+  [[ -z $LOADGEN ]] || { echo "--pair needs SIPp (not --loadgen)" >&2; exit 1; }
+  A_PORT=$((PORT + 2)) B_PORT=$((PORT + 3))
+  start pairA 1 "$A_PORT" --cpu-list 0
+  start pairB 1 "$B_PORT" --cpu-list 1
+  TARGETS+=("$A_PORT" "$B_PORT")
+fi
 
-USERS=$((ROUNDS * BURST * 2))
-for port in "$ONE_PORT" "$N_PORT"; do
+# Each burst goes to fresh users: a stride of two bursts per round (three with --pair).
+STRIDE=$((2 + PAIR))
+USERS=$((STRIDE * ROUNDS * BURST))
+for port in "${TARGETS[@]}"; do
   echo "preloading port $port with $USERS users..."
   "$BIN/corereg-loadgen" run --target "127.0.0.1:$port" --users "$USERS" --count "$USERS" \
     --concurrency 500 --quiet --json "$WORK/preload.json" >/dev/null
@@ -80,20 +94,21 @@ shard_ns() {
 ctxt() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 stats() { curl -s "http://${API[$1]}/v1/stats" | jq -c '[.shards[] | {id, datagrams_in, handed_off, overloaded_503, handoff_batches: (.handoff_batches // 0), doorbell_rings: (.doorbell_rings // 0)}]'; }
 
-load() { # port round
+load() { # port round [first burst rate sipp_port tag]
   local port=$1 round=$2 first
-  first=$((round * BURST))
+  first=${3:-$((round * BURST))}
+  local BURST=${4:-$BURST} RATE=${5:-$RATE} sport=${6:-$((PORT + 10))} tag=${7:-}
   if [[ -n $LOADGEN ]]; then
     "$BIN/corereg-loadgen" run --target "127.0.0.1:$port" --users "$BURST" --first-user "$first" --count "$BURST" \
       --concurrency "$LOADGEN" --threads 2 --tick-us 200 --quiet --json "$WORK/lg.json" >/dev/null || true
     jq -r '"\(.succeeded) \(.failed + .timeouts) throughput=\(.succeeded / .elapsed_s | floor)/s 503s=\(.failed_by_status["503"] // 0) loadgen_cpu_us/REGISTER=\(.cpu_us_per_transaction // "?")"' "$WORK/lg.json"
   else
-    { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done; } >"$WORK/users.csv"
-    sipp -sf "$ROOT/benches/peers/sipp-register.xml" -inf "$WORK/users.csv" "127.0.0.1:$port" -i 127.0.0.1 \
-      -p $((PORT + 10)) -m "$BURST" -nostdin -buff_size 4194304 -r "$RATE" -rp 1000 >"$WORK/sipp.out" 2>&1 || true
+    { echo SEQUENTIAL; for ((n = first; n < first + BURST; n++)); do echo "u$n;"; done; } >"$WORK/users$tag.csv"
+    sipp -sf "$ROOT/benches/peers/sipp-register.xml" -inf "$WORK/users$tag.csv" "127.0.0.1:$port" -i 127.0.0.1 \
+      -p "$sport" -m "$BURST" -nostdin -buff_size 4194304 -r "$RATE" -rp 1000 >"$WORK/sipp$tag.out" 2>&1 || true
     local ok fail
-    ok=$(grep -E '^ *Successful call' "$WORK/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
-    fail=$(grep -E '^ *Failed call' "$WORK/sipp.out" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
+    ok=$(grep -E '^ *Successful call' "$WORK/sipp$tag.out" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
+    fail=$(grep -E '^ *Failed call' "$WORK/sipp$tag.out" | tail -1 | awk -F'|' '{gsub(/ /, "", $3); print $3}')
     echo "${ok:-0} ${fail:-?}"
   fi
 }
@@ -114,12 +129,27 @@ burst() { # name port round
     'BEGIN { printf "%-5s %8.3f us/REGISTER  %6.3f ctxsw/datagram  ok=%s failed=%s cpu_split=%s %s %s\n", name, (n > 0 ? c / n / 1000 : 0), (d > 0 ? x / d : 0), n, f, s, p, e }'
 }
 
+# The share-nothing reference: both processes loaded at once, each with half of the burst at half the rate.
+pair_burst() { # round
+  local first=$(($1 * BURST)) half=$((BURST / 2)) a=${PID[pairA]} b=${PID[pairB]}
+  local c0 x0 c1 x1 okA okB
+  c0=$(($(cpu_ns "$a") + $(cpu_ns "$b"))); x0=$(($(ctxt "$a") + $(ctxt "$b")))
+  load "$B_PORT" "$1" $((first + half)) "$half" $((RATE / 2)) $((PORT + 11)) B >"$WORK/pairB.result" &
+  local other=$!
+  read -r okA _ < <(load "$A_PORT" "$1" "$first" "$half" $((RATE / 2)) $((PORT + 10)) A)
+  wait "$other"; read -r okB _ <"$WORK/pairB.result"
+  c1=$(($(cpu_ns "$a") + $(cpu_ns "$b"))); x1=$(($(ctxt "$a") + $(ctxt "$b")))
+  awk -v c="$((c1 - c0))" -v n="$((okA + okB))" -v x="$((x1 - x0))" -v a="$okA" -v b="$okB" \
+    'BEGIN { printf "pair  %8.3f us/REGISTER  %6.3f ctxsw/datagram  ok=%s (%s + %s), two processes of one shard\n", (n > 0 ? c / n / 1000 : 0), (n > 0 ? x / n : 0), n, a, b }'
+}
+
 for ((r = 0; r < ROUNDS; r++)); do
   if ((r % 2)); then
-    burst many "$N_PORT" $((2 * r)); burst one "$ONE_PORT" $((2 * r + 1))
+    burst many "$N_PORT" $((STRIDE * r)); burst one "$ONE_PORT" $((STRIDE * r + 1))
   else
-    burst one "$ONE_PORT" $((2 * r)); burst many "$N_PORT" $((2 * r + 1))
+    burst one "$ONE_PORT" $((STRIDE * r)); burst many "$N_PORT" $((STRIDE * r + 1))
   fi
+  if ((PAIR)); then pair_burst $((STRIDE * r + 2)); fi
 done
 
 if ((STRACE)); then
@@ -129,7 +159,7 @@ if ((STRACE)); then
     strace -c -f -p "${PID[$name]}" -o "$WORK/strace.$name" &
     st=$!
     sleep 0.5
-    load "$port" $((2 * ROUNDS + extra)) >/dev/null
+    load "$port" $((STRIDE * ROUNDS + extra)) >/dev/null
     kill -INT "$st"; wait "$st" 2>/dev/null || true
     d1=$(stats "$name")
     dg=$(jq -n --argjson a "$d0" --argjson b "$d1" '[range($b|length)] | map($b[.].datagrams_in - $a[.].datagrams_in) | add')
