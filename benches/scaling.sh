@@ -2,7 +2,8 @@
 # What a second shard costs: corereg with --cores 1 and --cores N side by side under the same load, in
 # short alternating bursts, from one SIPp socket (one 4-tuple, as one SBC) or from the bundled loadgen.
 #
-# For each burst and target: CPU µs per REGISTER (all the process' threads, from schedstat), each shard's
+# For each burst and target: CPU µs per REGISTER (all the process' threads, from schedstat), the CPU the
+# whole machine spent polling in its idle loop (cpuidle's POLL state, e.g. guest halt polling), each shard's
 # share of the CPU and of the datagrams (`datagrams_in`, from GET /v1/stats), context switches per
 # datagram (voluntary + involuntary, all threads, from /proc/<pid>/task/*/status), handed-off requests, the
 # batches they went in and the doorbells rung, and 503s. Optional: system calls per datagram from
@@ -91,6 +92,9 @@ shard_ns() {
     if [[ $name == *shard* ]]; then echo "$name/${t##*/} $(awk '{print $1}' "$t/schedstat")"; fi
   done | sort
 }
+# Microseconds every CPU spent polling in its idle loop (cpuidle's POLL state, e.g. under guest halt polling):
+# CPU time no process is charged for. The whole machine's, so SIPp's CPU counts too.
+poll_us() { cat /sys/devices/system/cpu/cpu*/cpuidle/state0/time 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 ctxt() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 stats() { curl -s "http://${API[$1]}/v1/stats" | jq -c '[.shards[] | {id, datagrams_in, handed_off, overloaded_503, handoff_batches: (.handoff_batches // 0), doorbell_rings: (.doorbell_rings // 0)}]'; }
 
@@ -116,31 +120,33 @@ load() { # port round [first burst rate sipp_port tag]
 burst() { # name port round
   local name=$1 port=$2 round=$3 pid=${PID[$1]}
   local c0 x0 d0 s0 c1 x1 d1 s1
-  c0=$(cpu_ns "$pid"); x0=$(ctxt "$pid"); s0=$(shard_ns "$pid"); d0=$(stats "$name")
+  local i0 i1
+  c0=$(cpu_ns "$pid"); x0=$(ctxt "$pid"); s0=$(shard_ns "$pid"); d0=$(stats "$name"); i0=$(poll_us)
   read -r ok fail extra < <(load "$port" "$round")
-  c1=$(cpu_ns "$pid"); x1=$(ctxt "$pid"); s1=$(shard_ns "$pid"); d1=$(stats "$name")
+  c1=$(cpu_ns "$pid"); x1=$(ctxt "$pid"); s1=$(shard_ns "$pid"); d1=$(stats "$name"); i1=$(poll_us)
   local dgrams
   dgrams=$(jq -n --argjson a "$d0" --argjson b "$d1" '[range($b|length)] | map($b[.].datagrams_in - $a[.].datagrams_in) | add')
   local split
   split=$(paste <(echo "$s0") <(echo "$s1") | awk '{ d[NR] = $4 - $2; n[NR] = $1; t += $4 - $2 } END { for (i = 1; i <= NR; i++) printf "%s%s=%.0f%%", (i > 1 ? "," : ""), n[i], (t > 0 ? 100 * d[i] / t : 0) }')
   local per_shard
   per_shard=$(jq -n -c --argjson a "$d0" --argjson b "$d1" '[range($b|length)] | map({in: ($b[.].datagrams_in - $a[.].datagrams_in), off: ($b[.].handed_off - $a[.].handed_off), batches: ($b[.].handoff_batches - $a[.].handoff_batches), rings: ($b[.].doorbell_rings - $a[.].doorbell_rings), shed: ($b[.].overloaded_503 - $a[.].overloaded_503)})')
-  awk -v c="$((c1 - c0))" -v n="$ok" -v x="$((x1 - x0))" -v d="$dgrams" -v name="$name" -v f="$fail" -v s="$split" -v p="$per_shard" -v e="${extra:-}" \
-    'BEGIN { printf "%-5s %8.3f us/REGISTER  %6.3f ctxsw/datagram  ok=%s failed=%s cpu_split=%s %s %s\n", name, (n > 0 ? c / n / 1000 : 0), (d > 0 ? x / d : 0), n, f, s, p, e }'
+  awk -v c="$((c1 - c0))" -v n="$ok" -v x="$((x1 - x0))" -v d="$dgrams" -v name="$name" -v f="$fail" -v s="$split" -v p="$per_shard" -v e="${extra:-}" -v i="$((i1 - i0))" \
+    'BEGIN { printf "%-5s %8.3f us/REGISTER  %6.3f ctxsw/datagram  idle_poll=%.3f us/REGISTER  ok=%s failed=%s cpu_split=%s %s %s\n", name, (n > 0 ? c / n / 1000 : 0), (d > 0 ? x / d : 0), (n > 0 ? i / n : 0), n, f, s, p, e }'
 }
 
 # The share-nothing reference: both processes loaded at once, each with half of the burst at half the rate.
 pair_burst() { # round
   local first=$(($1 * BURST)) half=$((BURST / 2)) a=${PID[pairA]} b=${PID[pairB]}
   local c0 x0 c1 x1 okA okB
-  c0=$(($(cpu_ns "$a") + $(cpu_ns "$b"))); x0=$(($(ctxt "$a") + $(ctxt "$b")))
+  local i0 i1
+  c0=$(($(cpu_ns "$a") + $(cpu_ns "$b"))); x0=$(($(ctxt "$a") + $(ctxt "$b"))); i0=$(poll_us)
   load "$B_PORT" "$1" $((first + half)) "$half" $((RATE / 2)) $((PORT + 11)) B >"$WORK/pairB.result" &
   local other=$!
   read -r okA _ < <(load "$A_PORT" "$1" "$first" "$half" $((RATE / 2)) $((PORT + 10)) A)
   wait "$other"; read -r okB _ <"$WORK/pairB.result"
-  c1=$(($(cpu_ns "$a") + $(cpu_ns "$b"))); x1=$(($(ctxt "$a") + $(ctxt "$b")))
-  awk -v c="$((c1 - c0))" -v n="$((okA + okB))" -v x="$((x1 - x0))" -v a="$okA" -v b="$okB" \
-    'BEGIN { printf "pair  %8.3f us/REGISTER  %6.3f ctxsw/datagram  ok=%s (%s + %s), two processes of one shard\n", (n > 0 ? c / n / 1000 : 0), (n > 0 ? x / n : 0), n, a, b }'
+  c1=$(($(cpu_ns "$a") + $(cpu_ns "$b"))); x1=$(($(ctxt "$a") + $(ctxt "$b"))); i1=$(poll_us)
+  awk -v c="$((c1 - c0))" -v n="$((okA + okB))" -v x="$((x1 - x0))" -v a="$okA" -v b="$okB" -v i="$((i1 - i0))" \
+    'BEGIN { printf "pair  %8.3f us/REGISTER  %6.3f ctxsw/datagram  idle_poll=%.3f us/REGISTER  ok=%s (%s + %s), two processes of one shard\n", (n > 0 ? c / n / 1000 : 0), (n > 0 ? x / n : 0), (n > 0 ? i / n : 0), n, a, b }'
 }
 
 for ((r = 0; r < ROUNDS; r++)); do
