@@ -41,6 +41,8 @@ pub struct Router {
     pub wake: Rc<Wake>,
     pub counters: Rc<RefCell<ShardReport>>,
     pub feed: Rc<RefCell<ChangeFeed>>,
+    /// Replies made at the end of a turn, for the receive loop to send ([`DatagramHandler::take_late`]).
+    pub late: Vec<(Vec<u8>, SocketAddr)>,
 }
 
 impl DatagramHandler for Router {
@@ -50,23 +52,44 @@ impl DatagramHandler for Router {
 
     fn end_of_turn(&mut self) {
         self.outbound.awake(&self.wake);
-        let flushed = self.outbound.flush();
+        // An owner that let go of its inbox during this turn (the process is stopping) hands its requests
+        // back: answered 503 + Retry-After here, as those refused at the offer are.
+        let (registrar, late) = (&self.registrar, &mut self.late);
+        let mut unanswerable = 0u64;
+        let flushed = self.outbound.flush(|datagram, source| {
+            let mut out = Vec::new();
+            let outcome =
+                registrar
+                    .borrow_mut()
+                    .reject_overloaded(datagram, source, now(), &mut out);
+            if matches!(outcome, Outcome::Reply { .. }) {
+                late.push((out, source));
+            } else {
+                unanswerable += 1;
+            }
+        });
+        let mut c = self.counters.borrow_mut();
         if flushed.batches > 0 {
-            let mut c = self.counters.borrow_mut();
             c.handoff_batches += flushed.batches as u64;
             c.doorbell_rings += flushed.rings as u64;
         }
-        if flushed.lost > 0 {
-            self.counters.borrow_mut().handoff_lost += flushed.lost as u64;
+        if flushed.refused > 0 {
+            c.peer_closed_503 += flushed.refused as u64 - unanswerable;
+            c.handoff_lost += unanswerable;
             tracing::debug!(
                 shard = self.id,
-                lost = flushed.lost,
-                "an owner stopped during the turn: its requests go unanswered"
+                refused = flushed.refused,
+                "an owner stopped during the turn: its requests are answered 503 here"
             );
         }
+        drop(c);
         self.feed
             .borrow_mut()
             .publish(&mut self.registrar.borrow_mut());
+    }
+
+    fn take_late(&mut self) -> Vec<(Vec<u8>, SocketAddr)> {
+        std::mem::take(&mut self.late)
     }
 
     fn hold_reply(&mut self, reply: &[u8], to: SocketAddr) -> bool {
@@ -229,7 +252,8 @@ async fn queue_reply(
 }
 
 /// How long a stopping shard keeps answering batches its peers were still gathering when it closed its inbox
-/// (a turn takes well under a millisecond; a peer that stalls longer than this loses its batch's answers).
+/// (a turn takes well under a millisecond; a peer that stalls longer than this gets its batch back when it
+/// hands it over, and answers it 503 itself).
 pub const CLOSING_GRACE: Duration = Duration::from_millis(50);
 
 /// At the stop, once the shard's serving tasks are cancelled: closes the inbox, so that peers answer 503
@@ -276,4 +300,80 @@ pub async fn refuse_queued(
     }
     counters.borrow_mut().stopping_503 += refused;
     refused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registrar::RegistrarConfig;
+    use crate::shard::mesh::mesh;
+
+    fn register(user: &str) -> Vec<u8> {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK-{user}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=f\r\nTo: <sip:{user}@example.com>\r\n\
+             Call-ID: cid-{user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@192.0.2.10:5062>\r\n\
+             Expires: 600\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// A request handed to an owner that lets go of its inbox before the turn ends (the process stops, and
+    /// this shard's turn outlasted the owner's grace) is answered 503 + Retry-After by this shard, once.
+    #[test]
+    fn a_request_for_an_owner_that_stopped_mid_turn_is_answered_503_by_the_receiver() {
+        let mut links = mesh(2, 64).unwrap().into_iter();
+        let (outbound, _inbox0) = links.next().unwrap().split();
+        let (_out1, inbox1) = links.next().unwrap().split();
+        let cfg = RegistrarConfig {
+            retry_after_s: 9,
+            ..RegistrarConfig::default()
+        };
+        let now = Now::from_secs(1_700_000_000);
+        let mut registrar = Registrar::new(cfg, now);
+        registrar.set_partition(0, 2);
+        let counters = Rc::new(RefCell::new(ShardReport::default()));
+        let mut router = Router {
+            id: 0,
+            registrar: Rc::new(RefCell::new(registrar)),
+            outbound,
+            wake: Rc::new(Wake::default()),
+            counters: counters.clone(),
+            feed: Rc::new(RefCell::new(ChangeFeed::new(0, None))),
+            late: Vec::new(),
+        };
+        let source: SocketAddr = "192.0.2.10:5062".parse().unwrap();
+        let mut out = Vec::new();
+        // The first user shard 1 owns: handed over, nothing answered yet.
+        let user = (0..1000)
+            .map(|i| format!("u{i}"))
+            .find(|user| {
+                let mut probe = router.registrar.borrow_mut();
+                matches!(
+                    probe.handle(&register(user), source, now, &mut out),
+                    Outcome::HandOff { owner: 1 }
+                )
+            })
+            .expect("a user owned by shard 1");
+        assert!(!router.on_datagram(&register(&user), source, now, &mut out));
+        assert_eq!(counters.borrow().handed_off, 1);
+
+        drop(inbox1);
+        router.end_of_turn();
+        let late = router.take_late();
+        assert_eq!(late.len(), 1, "one answer for the one request");
+        let (reply, to) = &late[0];
+        assert_eq!(*to, source);
+        let text = String::from_utf8_lossy(reply);
+        assert!(text.starts_with("SIP/2.0 503 "), "{text}");
+        assert!(text.contains("\r\nRetry-After: 9\r\n"), "{text}");
+        assert!(
+            text.contains("branch=z9hG4bK-"),
+            "the reply matches its request: {text}"
+        );
+        let c = counters.borrow();
+        assert_eq!((c.peer_closed_503, c.handoff_lost), (1, 0));
+        drop(c);
+        assert!(router.take_late().is_empty(), "answered once");
+    }
 }

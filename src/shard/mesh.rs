@@ -282,8 +282,9 @@ pub struct Flushed {
     pub datagrams: usize,
     /// Doorbells rung (owners that had said they would sleep).
     pub rings: usize,
-    /// Datagrams lost because their owner stopped during the turn (only while the process stops).
-    pub lost: usize,
+    /// Datagrams whose owner let go of its inbox during the turn (only while the process stops): given back
+    /// to the caller of [`Outbound::flush`] to answer.
+    pub refused: usize,
 }
 
 /// The sending side, owned by the shard's receive loop.
@@ -347,8 +348,10 @@ impl Outbound {
     }
 
     /// Ends the turn: pushes each gathered batch onto its owner's inbox, rings the owners that sleep, and
-    /// gives back the room reserved but not used.
-    pub fn flush(&mut self) -> Flushed {
+    /// gives back the room reserved but not used. The datagrams of a batch its owner can no longer take (it
+    /// let go of its inbox during the turn: the process is stopping) go to `refused`, one by one, for the
+    /// caller to answer itself; the batch is then kept as a spare.
+    pub fn flush(&mut self, mut refused: impl FnMut(&[u8], SocketAddr)) -> Flushed {
         let mut flushed = Flushed::default();
         for owner in self.touched.drain(..) {
             let door = &self.doors[owner];
@@ -363,11 +366,17 @@ impl Outbound {
                     flushed.datagrams += n;
                     flushed.rings += usize::from(door.ring_if_armed());
                 }
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                Err(TrySendError::Full(mut batch) | TrySendError::Disconnected(mut batch)) => {
                     // Full cannot happen (every queued batch holds reserved room); disconnected: the owner
-                    // stopped during this turn. Those requests go unanswered, and their clients retransmit.
+                    // stopped during this turn, after this shard had reserved room on its inbox.
                     door.release(n);
-                    flushed.lost += n;
+                    flushed.refused += n;
+                    for (datagram, source) in batch.iter() {
+                        refused(datagram, source);
+                    }
+                    batch.clear();
+                    // A full pool frees it.
+                    let _ = self.doors[self.id].spares.try_send(batch);
                 }
             }
         }
@@ -531,6 +540,10 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn no_refusal(datagram: &[u8], source: SocketAddr) {
+        panic!("refused {datagram:?} from {source}");
+    }
+
     #[test]
     fn a_turn_becomes_one_batch_per_owner_in_order() {
         let mut links = mesh(3, 16).unwrap().into_iter();
@@ -544,7 +557,7 @@ mod tests {
             in1.try_take().is_none(),
             "nothing moves before the turn ends"
         );
-        let flushed = out0.flush();
+        let flushed = out0.flush(no_refusal);
         assert_eq!((flushed.batches, flushed.datagrams), (2, 3));
         let batch = in1.try_take().unwrap();
         let got: Vec<_> = batch.iter().map(|(d, s)| (d.to_vec(), s)).collect();
@@ -565,13 +578,13 @@ mod tests {
             out0.offer(1, b"x", src(i)).unwrap();
         }
         assert_eq!(out0.offer(1, b"x", src(9)), Err(Refused::Full));
-        out0.flush();
+        out0.flush(no_refusal);
         assert_eq!(out0.offer(1, b"x", src(9)), Err(Refused::Full));
         let batch = in1.try_take().unwrap();
         assert_eq!(batch.len(), 5);
         in1.recycle(batch);
         out0.offer(1, b"y", src(9)).unwrap();
-        out0.flush();
+        out0.flush(no_refusal);
         // The buffer came back to its sender's pool and was reused.
         let batch = in1.try_take().unwrap();
         assert!(batch.bytes.capacity() >= 5);
@@ -586,8 +599,8 @@ mod tests {
         let (mut out2, _in2) = links.next().unwrap().split();
         out0.offer(1, b"x", src(1)).unwrap();
         out2.offer(1, b"x", src(2)).unwrap();
-        out0.flush();
-        out2.flush();
+        out0.flush(no_refusal);
+        out2.flush(no_refusal);
         assert_eq!(in1.door.pending.0.load(Ordering::Relaxed), 2);
         for _ in 0..8 {
             out0.offer(1, b"x", src(1)).unwrap();
@@ -603,13 +616,13 @@ mod tests {
         let bell: UdpSocket = in1.take_bell().unwrap().into();
         bell.set_nonblocking(true).unwrap();
         out0.offer(1, b"x", src(1)).unwrap();
-        assert_eq!(out0.flush().rings, 0, "not armed: busy");
+        assert_eq!(out0.flush(no_refusal).rings, 0, "not armed: busy");
         assert!(!in1.arm(), "a batch is queued: no sleep");
         in1.recycle(in1.try_take().unwrap());
         assert!(in1.arm());
         for _ in 0..3 {
             out0.offer(1, b"x", src(1)).unwrap();
-            out0.flush();
+            out0.flush(no_refusal);
         }
         let mut buf = [0u8; 8];
         assert_eq!(bell.recv(&mut buf).unwrap(), 1);
@@ -636,13 +649,39 @@ mod tests {
         in1.close();
         assert_eq!(out0.offer(1, b"c", src(3)), Err(Refused::Closed));
         assert!(in1.reserved() >= 2, "the sender's room is still reserved");
-        let flushed = out0.flush();
-        assert_eq!((flushed.batches, flushed.lost), (1, 0));
+        let flushed = out0.flush(|_, _| panic!("nothing is refused"));
+        assert_eq!((flushed.batches, flushed.refused), (1, 0));
         assert_eq!(in1.reserved(), 2, "unused room went back at the flush");
         let batch = in1.try_take().expect("the gathered batch arrives");
         assert_eq!(batch.len(), 2);
         in1.recycle(batch);
         assert_eq!(in1.reserved(), 0, "nothing more can come");
+    }
+
+    #[test]
+    fn a_batch_its_owner_let_go_of_mid_turn_comes_back_to_be_answered() {
+        let mut links = mesh(2, 64).unwrap().into_iter();
+        let (mut out0, in0) = links.next().unwrap().split();
+        let (_out1, in1) = links.next().unwrap().split();
+        // Offered while the owner still took batches; the owner lets go before the turn ends.
+        out0.offer(1, b"a", src(1)).unwrap();
+        out0.offer(1, b"bb", src(2)).unwrap();
+        drop(in1);
+        let mut refused = Vec::new();
+        let flushed = out0.flush(|datagram, source| refused.push((datagram.to_vec(), source)));
+        assert_eq!((flushed.batches, flushed.refused), (0, 2));
+        assert_eq!(
+            refused,
+            vec![(b"a".to_vec(), src(1)), (b"bb".to_vec(), src(2))],
+            "every datagram comes back, in order, with its source"
+        );
+        assert_eq!(
+            out0.spares.len(),
+            1,
+            "the emptied batch went back to the pool"
+        );
+        assert_eq!(out0.offer(1, b"c", src(3)), Err(Refused::Closed));
+        assert!(in0.try_take().is_none());
     }
 
     #[test]

@@ -187,12 +187,14 @@ pub struct ShardReport {
     pub doorbell_rings: u64,
     /// 503s sent because the owner's handoff queue was full (back-pressure).
     pub overloaded_503: u64,
-    /// 503s sent because the owner had already stopped (only while the process stops).
+    /// 503s sent because the owner had already stopped, or let go of its inbox during this shard's turn
+    /// (only while the process stops).
     pub peer_closed_503: u64,
     /// 503s this shard sent, as it stopped, to requests handed to it and not yet applied.
     pub stopping_503: u64,
-    /// Requests this shard gathered for an owner that let go of its inbox before they arrived (only while
-    /// the process stops, from a peer slower than the owner's grace): unanswered.
+    /// Requests this shard gathered for an owner that let go of its inbox before they arrived and could not
+    /// answer itself (no 503 can be built for them): unanswered. 0 in practice: only requests with an owner
+    /// are handed over, and those can be answered.
     pub handoff_lost: u64,
     /// The registrar's own counters (None for the stub).
     pub registrar: Option<Stats>,
@@ -636,6 +638,7 @@ async fn serve_registrar(
                 wake,
                 counters: counters.clone(),
                 feed,
+                late: Vec::new(),
             };
             let result =
                 udp::recv_loop(id, socket, Rc::new(RefCell::new(router)), recv, counters).await;

@@ -35,6 +35,12 @@ pub trait DatagramHandler {
     /// them on here.
     fn end_of_turn(&mut self) {}
 
+    /// Replies the core made at the end of a turn, to send now (empty but for requests handed to an owner
+    /// that stopped during the turn).
+    fn take_late(&mut self) -> Vec<(Vec<u8>, SocketAddr)> {
+        Vec::new()
+    }
+
     /// Called with each reply before it is sent: true when the core keeps it to send later itself (its
     /// changes are not yet written to the journal).
     fn hold_reply(&mut self, _reply: &[u8], _to: SocketAddr) -> bool {
@@ -160,15 +166,16 @@ pub async fn recv_loop<H: DatagramHandler>(
             }
         }
         // The borrow ends before the await below: the expiry task may run while the reply is in flight.
-        let reply = {
+        let (reply, late) = {
             let mut core = core.borrow_mut();
             let reply = core.on_datagram(datagram, source, now(), &mut out);
             core.end_of_turn();
-            reply && !core.hold_reply(&out, source)
+            (reply && !core.hold_reply(&out, source), core.take_late())
         };
         if reply {
             send_reply(shard, &socket, &out, source, &counters).await;
         }
+        send_late(shard, &socket, late, &counters).await;
         // Whether the socket is now likely empty: the receive had to wait for this datagram, or a drain
         // came back short.
         let mut emptied = waited;
@@ -273,7 +280,9 @@ async fn drain<H: DatagramHandler>(
             }
         }
         core.borrow_mut().end_of_turn();
+        let late = core.borrow_mut().take_late();
         send_batch(shard, socket, outbox, counters).await;
+        send_late(shard, socket, late, counters).await;
         glommio::executor().yield_if_needed().await;
         if n < inbox.capacity() {
             return taken;
@@ -309,6 +318,19 @@ pub(super) async fn send_batch(
                 sent += 1;
             }
         }
+    }
+}
+
+/// Sends the replies a core made at the end of a turn ([`DatagramHandler::take_late`]), one by one: only a
+/// stopping process makes any.
+async fn send_late(
+    shard: usize,
+    socket: &UdpSocket,
+    late: Vec<(Vec<u8>, SocketAddr)>,
+    counters: &RefCell<ShardReport>,
+) {
+    for (reply, to) in late {
+        send_reply(shard, socket, &reply, to, counters).await;
     }
 }
 
