@@ -68,12 +68,13 @@ impl DatagramHandler for Router {
                 unanswerable += 1;
             }
         });
-        let mut c = self.counters.borrow_mut();
         if flushed.batches > 0 {
+            let mut c = self.counters.borrow_mut();
             c.handoff_batches += flushed.batches as u64;
             c.doorbell_rings += flushed.rings as u64;
         }
         if flushed.refused > 0 {
+            let mut c = self.counters.borrow_mut();
             c.peer_closed_503 += flushed.refused as u64 - unanswerable;
             c.handoff_lost += unanswerable;
             tracing::debug!(
@@ -82,7 +83,6 @@ impl DatagramHandler for Router {
                 "an owner stopped during the turn: its requests are answered 503 here"
             );
         }
-        drop(c);
         self.feed
             .borrow_mut()
             .publish(&mut self.registrar.borrow_mut());

@@ -175,7 +175,9 @@ pub async fn recv_loop<H: DatagramHandler>(
         if reply {
             send_reply(shard, &socket, &out, source, &counters).await;
         }
-        send_late(shard, &socket, late, &counters).await;
+        if !late.is_empty() {
+            send_late(shard, &socket, late, &counters).await;
+        }
         // Whether the socket is now likely empty: the receive had to wait for this datagram, or a drain
         // came back short.
         let mut emptied = waited;
@@ -282,7 +284,9 @@ async fn drain<H: DatagramHandler>(
         core.borrow_mut().end_of_turn();
         let late = core.borrow_mut().take_late();
         send_batch(shard, socket, outbox, counters).await;
-        send_late(shard, socket, late, counters).await;
+        if !late.is_empty() {
+            send_late(shard, socket, late, counters).await;
+        }
         glommio::executor().yield_if_needed().await;
         if n < inbox.capacity() {
             return taken;
