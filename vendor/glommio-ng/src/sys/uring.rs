@@ -2114,9 +2114,10 @@ impl Reactor {
         // (a vDSO read), not a timeout submitted to the latency ring. Upstream cancelled and armed that
         // timeout every turn: an `io_uring_enter` and, when it was the CPU's earliest timer, two
         // reprogrammings of the CPU's timer, each a VM exit under a hypervisor. The timeout armed above
-        // for a sleep (the next user timer) is unchanged: it must wake the thread.
+        // for a sleep (the next user timer) is unchanged: it must wake the thread. A period too long to
+        // add to the clock means no deadline.
         self.preempt_deadline
-            .set(preempt_timer().map(|preempt| Instant::now() + preempt));
+            .set(preempt_timer().and_then(|preempt| Instant::now().checked_add(preempt)));
         flush_rings!(lat_ring, main_ring)?;
 
         // A Note about `need_preempt`:
