@@ -119,3 +119,17 @@ fn runnable_work_survives_a_deadline_that_has_always_passed() {
     });
     assert_eq!(done, 1_000);
 }
+
+/// A preemption period too long to add to the clock means "never preempt on time", not a panic.
+#[test]
+fn an_endless_preemption_period_runs_tasks() {
+    let sum = run_within(Duration::from_secs(60), Duration::MAX, || async {
+        let mut sum = 0u32;
+        for i in 0..100u32 {
+            sum += glommio::spawn_local(async move { i }).await;
+            glommio::executor().yield_if_needed().await;
+        }
+        sum
+    });
+    assert_eq!(sum, (0..100).sum::<u32>());
+}
